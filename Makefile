@@ -1,0 +1,38 @@
+# Two commands do all the set-up on a fresh machine:
+#   make run    install into .venv, fetch the corpus if needed, train the default experiment
+#   make test   install into .venv, fetch the corpus if needed, lint and run every test
+# Pass overrides to a run with ARGS, e.g. make run ARGS="model=custom_head dropout=0.3".
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch==2.13.0 is a light CPU wheel where one is on disk, the CUDA build from PyPI elsewhere.
+TORCH ?= torch==2.13.0
+# The corpus: NLTK_DATA if set, else ../shared/nltk_data beside the checkout, else ~/nltk_data.
+NLTK_DATA ?= $(abspath $(firstword $(wildcard ../shared/nltk_data) $(HOME)/nltk_data))
+export NLTK_DATA
+ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: setup data run test lint
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+setup: $(VENV)/.installed data
+
+data: $(VENV)/.installed
+	@$(PY) -c "import nltk; nltk.data.find('corpora/movie_reviews.zip')" 2>/dev/null \
+	  || $(PY) -m nltk.downloader -d "$(NLTK_DATA)" movie_reviews
+
+run: setup
+	$(PY) -m src.run $(ARGS)
+
+lint: $(VENV)/.installed
+	$(PY) -m ruff check src tests
+
+test: setup lint
+	$(PY) -m pytest $(PYTEST_ARGS)

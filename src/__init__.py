@@ -1,0 +1,1 @@
+"""Config-driven fine-tuning of BERT-family text classifiers (see README.md)."""

@@ -1,0 +1,83 @@
+"""Backbones: where a pretrained (or randomly initialised) encoder and its tokenizer come from.
+
+`path` is a local folder, a Hugging Face hub id, or `pkg://<package>/<folder>` for a model
+shipped inside an installed Python package (the embedded default, usable offline).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from src.errors import UserError
+
+PKG_SCHEME = "pkg://"
+INITS = ("pretrained", "random")
+
+
+def resolve_path(path: str) -> str:
+    """Turn `pkg://package/sub/folder` into the installed folder; leave other paths as they are."""
+    if not path.startswith(PKG_SCHEME):
+        return path
+    package, _, sub = path[len(PKG_SCHEME) :].partition("/")
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(
+            f"backbone.path={path}: package '{package}' is not installed "
+            f"(pip install {package.replace('_', '-')})"
+        )
+    folder = Path(next(iter(spec.submodule_search_locations))) / sub
+    if not folder.is_dir():
+        raise UserError(f"backbone.path={path}: no folder {folder}; reinstall {package}")
+    return str(folder)
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """An encoder checkpoint plus how to initialise it."""
+
+    name: str
+    path: str
+    init: str = "pretrained"
+    config_overrides: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def location(self) -> str:
+        return resolve_path(self.path)
+
+    def tokenizer(self):
+        from transformers import AutoTokenizer
+
+        try:
+            return AutoTokenizer.from_pretrained(self.location)
+        except OSError as e:
+            raise UserError(self._load_hint(e)) from None
+
+    def config(self, **extra: Any):
+        """The model config with this backbone's overrides and the caller's extras applied."""
+        from transformers import AutoConfig
+
+        try:
+            return AutoConfig.from_pretrained(self.location, **dict(self.config_overrides), **extra)
+        except OSError as e:
+            raise UserError(self._load_hint(e)) from None
+
+    def load(self, auto_class, **config_extra: Any):
+        """Build `auto_class` (e.g. AutoModel) from this backbone: pretrained weights or random."""
+        config = self.config(**config_extra)
+        if self.init == "random":
+            return auto_class.from_config(config)
+        try:
+            return auto_class.from_pretrained(self.location, config=config)
+        except OSError as e:
+            raise UserError(self._load_hint(e)) from None
+
+    def _load_hint(self, error: Exception) -> str:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return (
+            f"backbone.path={self.path}: cannot load it ({first}). Offline, point "
+            "backbone.path at a local model folder or use backbone=minilm (embedded)."
+        )

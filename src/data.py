@@ -1,0 +1,265 @@
+"""Data: corpora -> notebook split -> label map -> tokenization with a truncation strategy.
+
+Every dataset option returns a `Corpus` of raw texts and integer labels; tokenization is the
+same for all of them and runs once per run over every split.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from src.errors import UserError
+
+log = logging.getLogger(__name__)
+
+TRUNCATIONS = ("head", "tail", "head_tail")
+
+
+@dataclass
+class Split:
+    texts: list[str]
+    labels: list[int]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def head(self, n: int | None) -> Split:
+        return self if n is None else Split(self.texts[:n], self.labels[:n])
+
+
+@dataclass
+class Corpus:
+    """Train / eval / test splits and the label names (index = label id)."""
+
+    train: Split
+    eval: Split
+    test: Split
+    label_names: list[str]
+    eval_split: str  # "test" (the notebook: select the best epoch on the test set) or "validation"
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        return dict(enumerate(self.label_names))
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self.label_names)}
+
+
+def label_list(labels: Sequence[str]) -> list[str]:
+    """Sorted unique labels (run_classification.py's rule); numeric labels sort as numbers."""
+    unique = set(labels)
+    try:
+        return sorted(unique, key=float)
+    except ValueError:
+        return sorted(unique)
+
+
+def _split(
+    texts: list[str],
+    labels: list[int],
+    test_size: float,
+    seed: int,
+) -> tuple[Split, Split]:
+    from sklearn.model_selection import train_test_split
+
+    x_tr, x_te, y_tr, y_te = train_test_split(
+        texts, labels, stratify=labels, random_state=seed, test_size=test_size, shuffle=True
+    )
+    return Split(list(x_tr), list(y_tr)), Split(list(x_te), list(y_te))
+
+
+def _finish(
+    train: Split,
+    test: Split,
+    label_names: list[str],
+    val_size: float,
+    split_seed: int,
+    max_train_samples: int | None,
+    max_eval_samples: int | None,
+) -> Corpus:
+    """Carve the optional validation split, then apply the sample caps (for tests and debugging)."""
+    if val_size > 0:
+        train, evaluation = _split(train.texts, train.labels, val_size, split_seed)
+        eval_split = "validation"
+    else:
+        evaluation, eval_split = test, "test"
+    test = test.head(max_eval_samples)
+    evaluation = test if eval_split == "test" else evaluation.head(max_eval_samples)
+    return Corpus(train.head(max_train_samples), evaluation, test, label_names, eval_split)
+
+
+def movie_reviews(
+    test_size: float = 0.2,
+    split_seed: int = 42,
+    val_size: float = 0.0,
+    max_train_samples: int | None = None,
+    max_eval_samples: int | None = None,
+) -> Corpus:
+    """NLTK movie_reviews split as the notebook did (pos=1, neg=0; 1600/400 at test_size 0.2)."""
+    import nltk
+    from nltk.corpus import movie_reviews as mr
+
+    if os.environ.get("NLTK_DATA") and os.environ["NLTK_DATA"] not in nltk.data.path:
+        nltk.data.path.insert(0, os.environ["NLTK_DATA"])
+    try:
+        fileids = mr.fileids()
+    except LookupError:
+        raise UserError(
+            "dataset=movie_reviews: NLTK corpus 'movie_reviews' not found; run "
+            "`python -m nltk.downloader movie_reviews` or set NLTK_DATA to a folder holding "
+            "corpora/movie_reviews.zip"
+        ) from None
+    reviews = [mr.raw(fid) for fid in fileids]
+    categories = [mr.categories(fid)[0] for fid in fileids]
+    names = label_list(categories)
+    y = [names.index(c) for c in categories]
+    train, test = _split(reviews, y, test_size, split_seed)
+    return _finish(train, test, names, val_size, split_seed, max_train_samples, max_eval_samples)
+
+
+def _read_rows(path: Path) -> list[dict]:
+    if not path.is_file():
+        raise UserError(f"data file {path} does not exist; check dataset.train_file/test_file")
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(
+            f"data file {path} is not UTF-8 (byte {e.start}); re-save it as UTF-8"
+        ) from None
+    if not raw.strip():
+        raise UserError(f"data file {path} is empty")
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json"):
+        rows = []
+        for n, line in enumerate(raw.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UserError(
+                    f"{path} line {n}: not valid JSON ({e.msg}); one object per line"
+                ) from None
+            if not isinstance(row, dict):
+                raise UserError(f"{path} line {n}: expected a JSON object per line")
+            rows.append(row)
+        return rows
+    if suffix in (".csv", ".tsv"):
+        delimiter = "\t" if suffix == ".tsv" else ","
+        try:
+            return list(csv.DictReader(raw.splitlines(), delimiter=delimiter))
+        except csv.Error as e:
+            raise UserError(f"{path}: not valid {suffix[1:].upper()} ({e})") from None
+    raise UserError(f"data file {path}: unsupported extension '{suffix}'; use .csv, .tsv or .jsonl")
+
+
+def _columns(path: Path, rows: list[dict], text_column: str, label_column: str) -> Split:
+    for key, column in (("text_column", text_column), ("label_column", label_column)):
+        if column not in rows[0]:
+            found = ", ".join(map(str, rows[0].keys()))
+            raise UserError(
+                f"{path}: no column '{column}' (found: {found}); set dataset.{key}=<column>"
+            )
+    texts, labels = [], []
+    for n, row in enumerate(rows, start=1):
+        text, label = row.get(text_column), row.get(label_column)
+        if label is None or str(label).strip() == "":
+            raise UserError(f"{path} row {n}: missing label in column '{label_column}'")
+        if text is None or not str(text).strip():
+            raise UserError(f"{path} row {n}: empty text in column '{text_column}'")
+        texts.append(str(text))
+        labels.append(str(label))
+    return Split(texts, labels)
+
+
+def files(
+    train_file: str | None = None,
+    test_file: str | None = None,
+    text_column: str = "text",
+    label_column: str = "label",
+    test_size: float = 0.2,
+    split_seed: int = 42,
+    val_size: float = 0.0,
+    max_train_samples: int | None = None,
+    max_eval_samples: int | None = None,
+) -> Corpus:
+    """The user's own CSV / TSV / JSONL; a stratified split when no test file is given."""
+    if not train_file:
+        raise UserError("dataset=files needs dataset.train_file=<path to .csv, .tsv or .jsonl>")
+    train_path = Path(train_file)
+    train = _columns(train_path, _read_rows(train_path), text_column, label_column)
+    names = label_list(train.labels)
+    if len(names) < 2:
+        raise UserError(
+            f"{train_path}: only one label ({names[0]}); a classifier needs two or more"
+        )
+    ids = {name: i for i, name in enumerate(names)}
+    if test_file:
+        test_path = Path(test_file)
+        test = _columns(test_path, _read_rows(test_path), text_column, label_column)
+        unseen = sorted(set(test.labels) - set(names))
+        if unseen:
+            raise UserError(f"{test_path}: labels {unseen} never appear in {train_path}")
+        train = Split(train.texts, [ids[label] for label in train.labels])
+        test = Split(test.texts, [ids[label] for label in test.labels])
+    else:
+        train, test = _split(
+            train.texts, [ids[label] for label in train.labels], test_size, split_seed
+        )
+    return _finish(train, test, names, val_size, split_seed, max_train_samples, max_eval_samples)
+
+
+# --- tokenization -------------------------------------------------------------------------
+
+
+def truncate(ids: list[int], budget: int, strategy: str) -> list[int]:
+    """Keep `budget` word pieces: the first (head), the last (tail), or a quarter from the start
+    and the rest from the end (head_tail; Sun et al. 2019: reviews state their verdict last)."""
+    if len(ids) <= budget:
+        return ids
+    if strategy == "head":
+        return ids[:budget]
+    if strategy == "tail":
+        return ids[len(ids) - budget :]
+    if strategy == "head_tail":
+        n_head = (budget + 2) // 4  # 128 + 382 at max_length 512
+        return ids[:n_head] + ids[len(ids) - (budget - n_head) :]
+    raise UserError(f"truncation={strategy}: unknown strategy; use one of {', '.join(TRUNCATIONS)}")
+
+
+def _special_tokens(tokenizer) -> tuple[list[int], list[int]]:
+    """The ids a tokenizer puts before and after a single sequence ([CLS] ... [SEP] for BERT)."""
+    probe = tokenizer("a", add_special_tokens=False)["input_ids"]
+    full = tokenizer("a")["input_ids"]
+    start = next(i for i in range(len(full)) if full[i : i + len(probe)] == probe)
+    return full[:start], full[start + len(probe) :]
+
+
+def encode(tokenizer, split: Split, max_length: int, truncation: str) -> list[dict]:
+    """Tokenize without truncation, then cut each review with the chosen strategy."""
+    prefix, suffix = _special_tokens(tokenizer)
+    budget = max_length - len(prefix) - len(suffix)
+    pieces = tokenizer(split.texts, add_special_tokens=False, verbose=False)["input_ids"]
+    with_types = "token_type_ids" in tokenizer.model_input_names
+    examples = []
+    for ids, label in zip(pieces, split.labels, strict=True):
+        input_ids = prefix + truncate(ids, budget, truncation) + suffix
+        example = {"input_ids": input_ids, "attention_mask": [1] * len(input_ids), "labels": label}
+        if with_types:
+            example["token_type_ids"] = [0] * len(input_ids)
+        examples.append(example)
+    return examples
+
+
+def collator(tokenizer):
+    """Pads each batch to its own longest example, not every review to max_length."""
+    from transformers import DataCollatorWithPadding
+
+    return DataCollatorWithPadding(tokenizer)

@@ -1,0 +1,125 @@
+"""Models: a backbone plus a classification head, under one contract.
+
+Every model takes `input_ids, attention_mask, token_type_ids=None, labels=None` and returns a
+`SequenceClassifierOutput` (loss when labels are given, logits), as transformers' classifiers
+do, so either model runs under either trainer. `num_labels` and `id2label` come from the data.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+from src.backbones import Backbone
+from src.errors import UserError
+
+POOLINGS = ("cls", "mean")
+CUSTOM_HEAD_ARCH = "CustomHeadClassifier"
+
+
+def _label_maps(id2label: dict[int, str]) -> dict:
+    return {
+        "num_labels": len(id2label),
+        "id2label": {int(i): str(n) for i, n in id2label.items()},
+        "label2id": {str(n): int(i) for i, n in id2label.items()},
+    }
+
+
+def hf_head(backbone: Backbone, id2label: dict[int, str], dropout: float = 0.1) -> nn.Module:
+    """`AutoModelForSequenceClassification`; `dropout` is its classifier dropout."""
+    return backbone.load(
+        AutoModelForSequenceClassification, classifier_dropout=dropout, **_label_maps(id2label)
+    )
+
+
+class CustomHeadClassifier(nn.Module):
+    """The notebook's second model: encoder -> pooled vector -> dropout -> Linear.
+
+    The Linear is Xavier-uniform with a zero bias. `cls` pooling is the notebook's
+    `last_hidden_state[:, 0]`; `mean` averages the unpadded tokens.
+    """
+
+    def __init__(self, encoder: nn.Module, num_labels: int, dropout: float, pooling: str = "cls"):
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise UserError(f"model.pooling={pooling}: use one of {', '.join(POOLINGS)}")
+        self.encoder = encoder
+        self.pooling = pooling
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(encoder.config.hidden_size, num_labels)
+        nn.init.xavier_uniform_(self.classifier.weight)
+        nn.init.zeros_(self.classifier.bias)
+
+    @property
+    def config(self):
+        return self.encoder.config
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+    ) -> SequenceClassifierOutput:
+        hidden = self.encoder(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+        ).last_hidden_state
+        if self.pooling == "cls":
+            pooled = hidden[:, 0]
+        else:
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        logits = self.classifier(self.dropout(pooled))
+        loss = None if labels is None else nn.functional.cross_entropy(logits, labels)
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        """config.json (the encoder's, plus the head) and model.safetensors, like transformers."""
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        config = self.encoder.config
+        config.architectures = [CUSTOM_HEAD_ARCH]
+        config.custom_head = {"pooling": self.pooling, "dropout": self.dropout.p}
+        config.save_pretrained(folder)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path) -> CustomHeadClassifier:
+        from safetensors.torch import load_file
+
+        config = AutoConfig.from_pretrained(folder)
+        head = getattr(config, "custom_head", None)
+        if not head:
+            raise UserError(
+                f"{folder}: config.json has no custom_head entry; not a custom_head model"
+            )
+        model = cls(
+            AutoModel.from_config(config), config.num_labels, head["dropout"], head["pooling"]
+        )
+        model.load_state_dict(load_file(str(Path(folder) / "model.safetensors")))
+        return model
+
+
+def custom_head(
+    backbone: Backbone, id2label: dict[int, str], dropout: float = 0.1, pooling: str = "cls"
+) -> CustomHeadClassifier:
+    encoder = backbone.load(AutoModel, **_label_maps(id2label))
+    return CustomHeadClassifier(encoder, len(id2label), dropout, pooling)
+
+
+def load_trained(folder: str | Path) -> nn.Module:
+    """Reload a saved best model of either head from its folder alone."""
+    config_file = Path(folder) / "config.json"
+    if not config_file.is_file():
+        raise UserError(f"{folder}: no config.json; not a saved model folder")
+    if CUSTOM_HEAD_ARCH in json.loads(config_file.read_text()).get("architectures", []):
+        return CustomHeadClassifier.from_pretrained(folder)
+    return AutoModelForSequenceClassification.from_pretrained(folder)

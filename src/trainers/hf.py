@@ -1,0 +1,164 @@
+"""`trainer=hf`: transformers' Trainer with the notebook's TrainingArguments.
+
+The optimizer and scheduler come from their config groups (as for the manual loop), so the two
+trainers differ only in the loop. Checkpoints go to `<run dir>/checkpoints`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
+
+from src.trainers.common import (
+    MetricsFn,
+    TrainResult,
+    resolve_device,
+    resolve_precision,
+    steps_per_epoch,
+)
+
+log = logging.getLogger(__name__)
+
+
+class HFTrainer:
+    def __init__(
+        self,
+        epochs: int = 3,
+        batch_size: int = 8,
+        eval_batch_size: int = 16,
+        grad_accum_steps: int = 1,
+        max_grad_norm: float | None = 1.0,
+        metric_for_best_model: str = "f1",
+        early_stopping_patience: int | None = None,
+        device: str = "auto",
+        precision: str = "auto",
+        num_workers: int = 0,
+        seed: int = 42,
+        logging_steps: int = 50,
+        save_total_limit: int | None = 2,
+    ):
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.grad_accum_steps = grad_accum_steps
+        self.max_grad_norm = max_grad_norm
+        self.metric = metric_for_best_model
+        self.patience = early_stopping_patience
+        self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
+        self.num_workers = num_workers
+        self.seed = seed
+        self.logging_steps = logging_steps
+        self.save_total_limit = save_total_limit
+        self._trainer = None
+
+    def num_training_steps(self, n_train: int) -> int:
+        return self.epochs * steps_per_epoch(n_train, self.batch_size, self.grad_accum_steps)
+
+    def _args(self, output_dir: Path):
+        return TrainingArguments(
+            output_dir=str(output_dir / "checkpoints"),
+            num_train_epochs=self.epochs,
+            per_device_train_batch_size=self.batch_size,
+            per_device_eval_batch_size=self.eval_batch_size,
+            gradient_accumulation_steps=self.grad_accum_steps,
+            max_grad_norm=self.max_grad_norm or 0.0,
+            eval_strategy="epoch",
+            save_strategy="epoch",
+            save_total_limit=self.save_total_limit,
+            load_best_model_at_end=True,
+            metric_for_best_model=self.metric,
+            greater_is_better=True,
+            logging_steps=self.logging_steps,
+            report_to="none",
+            seed=self.seed,
+            use_cpu=self.device.type == "cpu",
+            bf16=self.precision == "bf16",
+            fp16=self.precision == "fp16",
+            dataloader_num_workers=self.num_workers,
+            dataloader_pin_memory=self.device.type == "cuda",
+            disable_tqdm=None,
+        )
+
+    def fit(
+        self,
+        model: torch.nn.Module,
+        train_set,
+        eval_set,
+        collator,
+        optimizer,
+        scheduler,
+        metrics_fn: MetricsFn,
+        output_dir: Path,
+    ) -> TrainResult:
+        timer = _EpochTimer()
+        callbacks = [timer] + ([EarlyStoppingCallback(self.patience)] if self.patience else [])
+        self._trainer = Trainer(
+            model=model,
+            args=self._args(output_dir),
+            train_dataset=train_set,
+            eval_dataset=eval_set,
+            data_collator=collator,
+            compute_metrics=lambda p: metrics_fn(p.predictions, p.label_ids),
+            optimizers=(optimizer, scheduler),
+            callbacks=callbacks,
+        )
+        self._trainer.train()
+        result = TrainResult(
+            train_seconds=timer.seconds, train_samples=timer.epochs * len(train_set)
+        )
+        return self._history(result)
+
+    def _history(self, result: TrainResult) -> TrainResult:
+        state = self._trainer.state
+        losses: list[float] = []
+        for entry in state.log_history:
+            if "loss" in entry:
+                losses.append(entry["loss"])
+            if f"eval_{self.metric}" not in entry:
+                continue
+            metrics = {k[len("eval_") :]: v for k, v in entry.items() if k.startswith("eval_")}
+            row = {
+                "epoch": round(entry["epoch"]),
+                "step": entry["step"],
+                "train_loss": float(np.mean(losses)) if losses else None,
+            }
+            row.update(
+                {
+                    k: float(v)
+                    for k, v in metrics.items()
+                    if k not in ("runtime", "loss") and not k.endswith("per_second")
+                }
+            )
+            result.history.append(row)
+            losses = []
+        best = max(result.history, key=lambda r: r[self.metric])
+        result.best_epoch, result.best_metric = best["epoch"], best[self.metric]
+        result.stopped_early = state.epoch < self.epochs - 1e-6
+        return result
+
+    def predict(self, model: torch.nn.Module, dataset, collator) -> np.ndarray:
+        """Logits in dataset order, through the Trainer that trained `model` (same device and
+        precision)."""
+        if self._trainer is None or self._trainer.model is not model:
+            raise RuntimeError("HFTrainer.predict runs after fit, on the model it trained")
+        return np.asarray(self._trainer.predict(dataset).predictions)
+
+
+class _EpochTimer(TrainerCallback):
+    """Training time without evaluation and checkpointing (on_epoch_end fires before both)."""
+
+    def __init__(self) -> None:
+        self.seconds, self.epochs, self._start = 0.0, 0, 0.0
+
+    def on_epoch_begin(self, args, state, control, **kwargs) -> None:
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, args, state, control, **kwargs) -> None:
+        self.seconds += time.perf_counter() - self._start
+        self.epochs += 1
