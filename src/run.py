@@ -96,6 +96,7 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
         {
             "test": test_metrics,
             "history": result.history,
+            "train_log": result.train_log,
             "best_epoch": result.best_epoch,
             f"best_eval_{trainer.metric}": result.best_metric,
             "eval_split": corpus.eval_split,

@@ -65,9 +65,11 @@ def steps_per_epoch(n_examples: int, batch_size: int, grad_accum_steps: int) -> 
 
 @dataclass
 class TrainResult:
-    """Per-epoch history ({epoch, train_loss, eval metrics}), the best epoch and throughput."""
+    """Per-epoch history ({epoch, train_loss, eval metrics}), the training loss every
+    `logging_steps` optimizer steps ({step, epoch, loss, lr}), the best epoch and throughput."""
 
     history: list[dict] = field(default_factory=list)
+    train_log: list[dict] = field(default_factory=list)
     best_epoch: int | None = None
     best_metric: float | None = None
     train_seconds: float = 0.0

@@ -120,6 +120,14 @@ class HFTrainer:
         for entry in state.log_history:
             if "loss" in entry:
                 losses.append(entry["loss"])
+                result.train_log.append(
+                    {
+                        "step": entry["step"],
+                        "epoch": entry["epoch"],
+                        "loss": float(entry["loss"]),
+                        "lr": float(entry.get("learning_rate", 0.0)),
+                    }
+                )
             if f"eval_{self.metric}" not in entry:
                 continue
             metrics = {k[len("eval_") :]: v for k, v in entry.items() if k.startswith("eval_")}

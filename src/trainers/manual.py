@@ -92,7 +92,7 @@ class ManualTrainer:
         scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
         loader = self._loader(train_set, collator, self.batch_size, shuffle=True)
         result, best_state, bad_epochs = TrainResult(), None, 0
-        step = 0
+        step, steps = 0, steps_per_epoch(len(train_set), self.batch_size, self.grad_accum_steps)
         for epoch in range(1, self.epochs + 1):
             model.train()
             start, losses = time.perf_counter(), []
@@ -113,12 +113,15 @@ class ManualTrainer:
                     optimizer.zero_grad(set_to_none=True)
                     step += 1
                     if self.logging_steps and step % self.logging_steps == 0:
-                        log.info(
-                            "step %d loss %.4f lr %.2e",
-                            step,
-                            np.mean(losses[-self.logging_steps :]),
-                            scheduler.get_last_lr()[0],
-                        )
+                        window = losses[-self.logging_steps * self.grad_accum_steps :]
+                        entry = {
+                            "step": step,
+                            "epoch": round(step / steps, 4),
+                            "loss": float(np.mean(window)),
+                            "lr": scheduler.get_last_lr()[0],
+                        }
+                        result.train_log.append(entry)
+                        log.info("step %d loss %.4f lr %.2e", step, entry["loss"], entry["lr"])
                 bar.set_postfix(loss=f"{loss.item():.4f}")
             result.train_seconds += time.perf_counter() - start
             result.train_samples += len(train_set)
