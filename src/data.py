@@ -7,6 +7,7 @@ same for all of them and runs once per run over every split.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import os
@@ -69,9 +70,12 @@ def _split(
 ) -> tuple[Split, Split]:
     from sklearn.model_selection import train_test_split
 
-    x_tr, x_te, y_tr, y_te = train_test_split(
-        texts, labels, stratify=labels, random_state=seed, test_size=test_size, shuffle=True
-    )
+    try:
+        x_tr, x_te, y_tr, y_te = train_test_split(
+            texts, labels, stratify=labels, random_state=seed, test_size=test_size, shuffle=True
+        )
+    except ValueError as e:  # too few examples of a class to stratify, or test_size out of range
+        raise UserError(f"dataset.test_size={test_size}: cannot split the data ({e})") from None
     return Split(list(x_tr), list(y_tr)), Split(list(x_te), list(y_te))
 
 
@@ -153,29 +157,56 @@ def _read_rows(path: Path) -> list[dict]:
         return rows
     if suffix in (".csv", ".tsv"):
         delimiter = "\t" if suffix == ".tsv" else ","
+        kind = suffix[1:].upper()
         try:
-            return list(csv.DictReader(raw.splitlines(), delimiter=delimiter))
+            rows = list(csv.DictReader(io.StringIO(raw, newline=""), delimiter=delimiter))
         except csv.Error as e:
-            raise UserError(f"{path}: not valid {suffix[1:].upper()} ({e})") from None
+            raise UserError(f"{path}: not valid {kind} ({e})") from None
+        for n, row in enumerate(rows, start=1):
+            if None in row or None in row.values():  # more / fewer fields than the header
+                raise UserError(
+                    f"{path} row {n}: not valid {kind}: its field count differs from the header's; "
+                    "quote fields that contain the delimiter"
+                )
+        if not rows:
+            raise UserError(f"data file {path} has a header but no rows")
+        return rows
     raise UserError(f"data file {path}: unsupported extension '{suffix}'; use .csv, .tsv or .jsonl")
 
 
-def _columns(path: Path, rows: list[dict], text_column: str, label_column: str) -> Split:
+EMPTY_TEXT = ("drop", "error")
+
+
+def _columns(
+    path: Path, rows: list[dict], text_column: str, label_column: str, empty_text: str
+) -> Split:
     for key, column in (("text_column", text_column), ("label_column", label_column)):
         if column not in rows[0]:
             found = ", ".join(map(str, rows[0].keys()))
             raise UserError(
                 f"{path}: no column '{column}' (found: {found}); set dataset.{key}=<column>"
             )
-    texts, labels = [], []
+    if empty_text not in EMPTY_TEXT:
+        raise UserError(f"dataset.empty_text={empty_text}: use one of {', '.join(EMPTY_TEXT)}")
+    texts, labels, dropped = [], [], 0
     for n, row in enumerate(rows, start=1):
         text, label = row.get(text_column), row.get(label_column)
         if label is None or str(label).strip() == "":
             raise UserError(f"{path} row {n}: missing label in column '{label_column}'")
         if text is None or not str(text).strip():
-            raise UserError(f"{path} row {n}: empty text in column '{text_column}'")
+            if empty_text == "error":
+                raise UserError(
+                    f"{path} row {n}: empty text in column '{text_column}'; fix the row or set "
+                    "dataset.empty_text=drop"
+                )
+            dropped += 1
+            continue
         texts.append(str(text))
         labels.append(str(label))
+    if dropped:
+        log.warning("%s: dropped %d rows with empty text (dataset.empty_text=drop)", path, dropped)
+    if not texts:
+        raise UserError(f"{path}: every row has empty text in column '{text_column}'")
     return Split(texts, labels)
 
 
@@ -189,12 +220,13 @@ def files(
     val_size: float = 0.0,
     max_train_samples: int | None = None,
     max_eval_samples: int | None = None,
+    empty_text: str = "drop",
 ) -> Corpus:
     """The user's own CSV / TSV / JSONL; a stratified split when no test file is given."""
     if not train_file:
         raise UserError("dataset=files needs dataset.train_file=<path to .csv, .tsv or .jsonl>")
     train_path = Path(train_file)
-    train = _columns(train_path, _read_rows(train_path), text_column, label_column)
+    train = _columns(train_path, _read_rows(train_path), text_column, label_column, empty_text)
     names = label_list(train.labels)
     if len(names) < 2:
         raise UserError(
@@ -203,7 +235,7 @@ def files(
     ids = {name: i for i, name in enumerate(names)}
     if test_file:
         test_path = Path(test_file)
-        test = _columns(test_path, _read_rows(test_path), text_column, label_column)
+        test = _columns(test_path, _read_rows(test_path), text_column, label_column, empty_text)
         unseen = sorted(set(test.labels) - set(names))
         if unseen:
             raise UserError(f"{test_path}: labels {unseen} never appear in {train_path}")

@@ -14,6 +14,8 @@ METRICS_FILE = "metrics.json"
 REPORT_FILE = "classification_report.txt"
 BEST_MODEL_DIR = "best_model"
 PREDICTIONS_FILE = "test_predictions.csv"
+STATUS_FILE = "status.json"
+STATUSES = ("running", "finished", "failed", "preempted")
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -31,6 +33,12 @@ def write_atomic(path: Path, text: str) -> None:
 
 def write_json(path: Path, data: Any) -> None:
     write_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def write_status(run_dir: Path, status: str, detail: str | None = None) -> None:
+    """`running` until the end; a folder whose status is not `finished` is not a finished run."""
+    assert status in STATUSES, status
+    write_json(run_dir / STATUS_FILE, {"status": status, **({"detail": detail} if detail else {})})
 
 
 def write_predictions(path: Path, labels, logits, label_names: list[str]) -> None:

@@ -75,8 +75,17 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     def score(logits: np.ndarray, labels: np.ndarray) -> dict:
         return metrics.compute(labels, logits.argmax(-1), num_labels)
 
+    resume_from = resolve_resume(cfg.resume, run_dir, trainer)
     result = trainer.fit(
-        model, encoded["train"], encoded["eval"], collator, optimizer, scheduler, score, run_dir
+        model,
+        encoded["train"],
+        encoded["eval"],
+        collator,
+        optimizer,
+        scheduler,
+        score,
+        run_dir,
+        resume_from=resume_from,
     )
 
     test_labels = np.asarray(corpus.test.labels)
@@ -118,19 +127,51 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     return float(result.best_metric)
 
 
+def resolve_resume(resume: str | None, run_dir: Path, trainer) -> Path | None:
+    """`auto`: the newest complete checkpoint in this run folder, if any; a path: that
+    checkpoint, or the newest one in that run folder."""
+    if resume in (None, "", "none", "null"):
+        return None
+    if resume == "auto":
+        found = trainer.latest_checkpoint(run_dir)
+        log.info("resume=auto: %s", found or "no checkpoint in this run folder; starting fresh")
+        return found
+    path = Path(resume)
+    if not path.exists():
+        raise UserError(f"resume={resume}: no such checkpoint or run folder")
+    found = trainer.latest_checkpoint(path)
+    if found is None and path.name.startswith(("step-", "checkpoint-")):
+        found = path
+    if found is None:
+        raise UserError(f"resume={resume}: no complete checkpoint there")
+    return found
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
 
+    from src.outputs import write_status
+    from src.trainers.common import REQUEUE_EXIT_CODE, Preempted
+
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        return train(cfg, run_dir)
+        write_status(run_dir, "running")
+        best = train(cfg, run_dir)
+    except Preempted as e:
+        write_status(run_dir, "preempted", str(e))
+        print(str(e), file=sys.stderr)
+        sys.exit(REQUEUE_EXIT_CODE)
     except Exception as e:
         mistake = user_error(e)
+        if run_dir.is_dir():
+            write_status(run_dir, "failed", str(mistake or repr(e)))
         if mistake is None:
             raise
         print(f"error: {mistake}", file=sys.stderr)
         sys.exit(2)
+    write_status(run_dir, "finished")
+    return best
 
 
 def user_error(error: BaseException) -> UserError | None:

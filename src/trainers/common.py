@@ -79,3 +79,58 @@ class TrainResult:
     @property
     def samples_per_second(self) -> float:
         return self.train_samples / self.train_seconds if self.train_seconds else 0.0
+
+
+REQUEUE_EXIT_CODE = 75  # EX_TEMPFAIL: "try again later"; the SLURM wrapper requeues on it
+
+
+class Preempted(Exception):
+    """Training stopped on SIGTERM/SIGUSR1 after saving a checkpoint; rerun with resume=auto."""
+
+    def __init__(self, checkpoint: str):
+        super().__init__(f"preempted: saved {checkpoint}; rerun with resume=auto to continue")
+        self.checkpoint = checkpoint
+
+
+class PreemptionGuard:
+    """Turns SIGTERM / SIGUSR1 (what SLURM and submitit send before the time limit) into a flag
+    the loop reads at the next step boundary, instead of dying mid-step."""
+
+    SIGNALS = ("SIGTERM", "SIGUSR1")
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> PreemptionGuard:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for name in self.SIGNALS:
+                if hasattr(signal, name):
+                    num = getattr(signal, name)
+                    self._previous[num] = signal.signal(num, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        log.warning("received signal %d: checkpointing at the next step", signum)
+        self.signal = signum
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        for num, handler in self._previous.items():
+            signal.signal(num, handler)
+
+    @property
+    def requested(self) -> bool:
+        return self.signal is not None
+
+
+def check_batches(n_train: int, batch_size: int) -> None:
+    if n_train < batch_size:
+        raise UserError(
+            f"batch_size={batch_size}: the training split has only {n_train} examples, fewer "
+            "than one batch; lower batch_size or add data"
+        )

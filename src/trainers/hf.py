@@ -14,9 +14,14 @@ import numpy as np
 import torch
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
 
+from src.errors import UserError
+from src.trainers import checkpoint
 from src.trainers.common import (
     MetricsFn,
+    Preempted,
+    PreemptionGuard,
     TrainResult,
+    check_batches,
     resolve_device,
     resolve_precision,
     steps_per_epoch,
@@ -85,6 +90,16 @@ class HFTrainer:
             disable_tqdm=None,
         )
 
+    @staticmethod
+    def latest_checkpoint(folder: Path) -> Path | None:
+        """The Trainer's newest `checkpoint-<step>` in a run folder (or its checkpoints/)."""
+        from transformers.trainer_utils import get_last_checkpoint
+
+        for candidate in (folder / "checkpoints", folder):
+            if candidate.is_dir() and (found := get_last_checkpoint(str(candidate))):
+                return Path(found)
+        return None
+
     def fit(
         self,
         model: torch.nn.Module,
@@ -95,20 +110,29 @@ class HFTrainer:
         scheduler,
         metrics_fn: MetricsFn,
         output_dir: Path,
+        resume_from: Path | None = None,
     ) -> TrainResult:
+        check_batches(len(train_set), self.batch_size)
+        if resume_from is not None:
+            _check_resumable(resume_from, model)
         timer = _EpochTimer()
-        callbacks = [timer] + ([EarlyStoppingCallback(self.patience)] if self.patience else [])
-        self._trainer = Trainer(
-            model=model,
-            args=self._args(output_dir),
-            train_dataset=train_set,
-            eval_dataset=eval_set,
-            data_collator=collator,
-            compute_metrics=lambda p: metrics_fn(p.predictions, p.label_ids),
-            optimizers=(optimizer, scheduler),
-            callbacks=callbacks,
-        )
-        self._trainer.train()
+        with PreemptionGuard() as guard:
+            callbacks = [timer, _StopOnSignal(guard)]
+            if self.patience:
+                callbacks.append(EarlyStoppingCallback(self.patience))
+            self._trainer = Trainer(
+                model=model,
+                args=self._args(output_dir),
+                train_dataset=train_set,
+                eval_dataset=eval_set,
+                data_collator=collator,
+                compute_metrics=lambda p: metrics_fn(p.predictions, p.label_ids),
+                optimizers=(optimizer, scheduler),
+                callbacks=callbacks,
+            )
+            self._trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        if guard.requested:
+            raise Preempted(str(self.latest_checkpoint(output_dir)))
         result = TrainResult(
             train_seconds=timer.seconds, train_samples=timer.epochs * len(train_set)
         )
@@ -170,3 +194,33 @@ class _EpochTimer(TrainerCallback):
     def on_epoch_end(self, args, state, control, **kwargs) -> None:
         self.seconds += time.perf_counter() - self._start
         self.epochs += 1
+
+
+class _StopOnSignal(TrainerCallback):
+    """On SIGTERM/SIGUSR1: save a checkpoint at this step and stop (the Trainer's own save)."""
+
+    def __init__(self, guard: PreemptionGuard) -> None:
+        self.guard = guard
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.guard.requested:
+            control.should_save = True
+            control.should_training_stop = True
+        return control
+
+
+def _check_resumable(path: Path, model: torch.nn.Module) -> None:
+    weights = path / "model.safetensors"
+    if not (path / "trainer_state.json").is_file() or not weights.is_file():
+        raise UserError(
+            f"resume={path}: not a Trainer checkpoint (no trainer_state.json or weights)"
+        )
+    try:
+        same = checkpoint.matches(weights, model)
+    except Exception as e:  # safetensors raises its own error types for a damaged header
+        raise UserError(f"checkpoint {path} is truncated or corrupt ({type(e).__name__})") from None
+    if not same:
+        raise UserError(
+            f"checkpoint {path} was saved from a different model (other backbone or head); "
+            "resume with the config it was trained with"
+        )

@@ -1,7 +1,8 @@
 """`trainer=manual`: the notebook's hand-written loop, with what it lacked.
 
 Evaluates every epoch, logs each epoch's mean loss, keeps and restores the best weights,
-clips gradients, accumulates them, and uses mixed precision on CUDA only.
+clips gradients, accumulates them, uses mixed precision on CUDA only, and checkpoints every
+epoch (and every `save_steps`) so a killed or preempted run resumes exactly where it stopped.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,15 +18,30 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from src.trainers import checkpoint
 from src.trainers.common import (
     MetricsFn,
+    Preempted,
+    PreemptionGuard,
     TrainResult,
+    check_batches,
     resolve_device,
     resolve_precision,
     steps_per_epoch,
 )
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Progress:
+    """The loop counters a checkpoint stores besides model, optimizer and RNG states."""
+
+    epoch: int = 1  # the epoch in progress
+    batches_done: int = 0  # batches of that epoch already trained on
+    step: int = 0  # optimizer steps so far
+    epoch_losses: list[float] = field(default_factory=list)
+    bad_epochs: int = 0
 
 
 class ManualTrainer:
@@ -42,6 +59,8 @@ class ManualTrainer:
         num_workers: int = 0,
         seed: int = 42,
         logging_steps: int = 50,
+        save_steps: int | None = None,
+        save_total_limit: int | None = 2,
     ):
         self.epochs = epochs
         self.batch_size = batch_size
@@ -55,9 +74,16 @@ class ManualTrainer:
         self.num_workers = num_workers
         self.seed = seed
         self.logging_steps = logging_steps
+        self.save_steps = save_steps
+        self.save_total_limit = save_total_limit
 
     def num_training_steps(self, n_train: int) -> int:
         return self.epochs * steps_per_epoch(n_train, self.batch_size, self.grad_accum_steps)
+
+    @staticmethod
+    def latest_checkpoint(folder: Path) -> Path | None:
+        """The newest complete checkpoint of a run folder (or of its checkpoints/ folder)."""
+        return checkpoint.latest(folder / "checkpoints") or checkpoint.latest(folder)
 
     def _autocast(self):
         if self.precision == "fp32":
@@ -65,14 +91,20 @@ class ManualTrainer:
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
         return torch.autocast(self.device.type, dtype=dtype)
 
-    def _loader(self, dataset, collator, batch_size: int, shuffle: bool) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed)
+    def _batches(self, n: int, epoch: int) -> list[list[int]]:
+        """This epoch's shuffled batches: a function of (seed, epoch) alone, so a resumed run
+        sees the same order and can skip the batches it already trained on."""
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed + epoch))
+        return [order[i : i + self.batch_size].tolist() for i in range(0, n, self.batch_size)]
+
+    def _loader(self, dataset, collator, batch_sampler) -> DataLoader:
         return DataLoader(
             dataset,
-            batch_size=batch_size,
-            shuffle=shuffle,
+            batch_sampler=batch_sampler,
             collate_fn=collator,
-            generator=generator,
+            # its own generator: creating an iterator would otherwise draw from the global RNG,
+            # and a resumed run would then see different dropout masks
+            generator=torch.Generator().manual_seed(self.seed),
             num_workers=self.num_workers,
             pin_memory=self.device.type == "cuda",
         )
@@ -87,70 +119,74 @@ class ManualTrainer:
         scheduler,
         metrics_fn: MetricsFn,
         output_dir: Path,
+        resume_from: Path | None = None,
     ) -> TrainResult:
+        check_batches(len(train_set), self.batch_size)
         model.to(self.device)
         scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
-        loader = self._loader(train_set, collator, self.batch_size, shuffle=True)
-        result, best_state, bad_epochs = TrainResult(), None, 0
-        step, steps = 0, steps_per_epoch(len(train_set), self.batch_size, self.grad_accum_steps)
-        for epoch in range(1, self.epochs + 1):
-            model.train()
-            start, losses = time.perf_counter(), []
-            bar = tqdm(loader, desc=f"epoch {epoch}/{self.epochs}", leave=False, disable=None)
-            for i, batch in enumerate(bar):
-                batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-                with self._autocast():
-                    loss = model(**batch).loss
-                scaler.scale(loss / self.grad_accum_steps).backward()
-                losses.append(loss.item())
-                if (i + 1) % self.grad_accum_steps == 0 or i + 1 == len(loader):
-                    if self.max_grad_norm:
-                        scaler.unscale_(optimizer)
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), self.max_grad_norm)
-                    scaler.step(optimizer)
-                    scaler.update()
-                    scheduler.step()
-                    optimizer.zero_grad(set_to_none=True)
-                    step += 1
-                    if self.logging_steps and step % self.logging_steps == 0:
-                        window = losses[-self.logging_steps * self.grad_accum_steps :]
-                        entry = {
-                            "step": step,
-                            "epoch": round(step / steps, 4),
-                            "loss": float(np.mean(window)),
-                            "lr": scheduler.get_last_lr()[0],
-                        }
-                        result.train_log.append(entry)
-                        log.info("step %d loss %.4f lr %.2e", step, entry["loss"], entry["lr"])
-                bar.set_postfix(loss=f"{loss.item():.4f}")
-            result.train_seconds += time.perf_counter() - start
-            result.train_samples += len(train_set)
-
-            logits = self.predict(model, eval_set, collator)
-            metrics = metrics_fn(logits, np.asarray([ex["labels"] for ex in eval_set]))
-            row = {"epoch": epoch, "step": step, "train_loss": float(np.mean(losses)), **metrics}
-            result.history.append(row)
-            log.info(
-                "epoch %d/%d %s",
-                epoch,
-                self.epochs,
-                " ".join(f"{k}={v:.4f}" for k, v in row.items() if isinstance(v, float)),
+        ckpt_dir = output_dir / "checkpoints"
+        result, progress, best_file = TrainResult(), _Progress(), None
+        if resume_from is not None:
+            result, progress, best_file = self._restore(
+                resume_from, model, optimizer, scheduler, scaler, ckpt_dir
             )
 
-            if result.best_metric is None or metrics[self.metric] > result.best_metric:
-                result.best_metric, result.best_epoch, bad_epochs = metrics[self.metric], epoch, 0
-                best_state = {
-                    k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
-                }
-            else:
-                bad_epochs += 1
-                if self.patience and bad_epochs >= self.patience:
-                    log.info(
-                        "early stopping: %s did not improve for %d epochs", self.metric, bad_epochs
-                    )
-                    result.stopped_early = True
-                    break
-        model.load_state_dict(best_state)
+        def save() -> Path:
+            state = {
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "rng": checkpoint.rng_state(),
+                "progress": asdict(progress),
+                "result": asdict(result),
+            }
+            return checkpoint.save(
+                ckpt_dir,
+                progress.step,
+                checkpoint.cpu_state(model),
+                best_file,
+                state,
+                self.save_total_limit,
+            )
+
+        steps = steps_per_epoch(len(train_set), self.batch_size, self.grad_accum_steps)
+        with PreemptionGuard() as guard:
+            while progress.epoch <= self.epochs and not result.stopped_early:
+                batches = self._batches(len(train_set), progress.epoch)
+                loader = self._loader(train_set, collator, batches[progress.batches_done :])
+                model.train()
+                start = time.perf_counter()
+                bar = tqdm(
+                    loader, desc=f"epoch {progress.epoch}/{self.epochs}", leave=False, disable=None
+                )
+                for i, batch in enumerate(bar, start=progress.batches_done):
+                    batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+                    with self._autocast():
+                        loss = model(**batch).loss
+                    scaler.scale(loss / self.grad_accum_steps).backward()
+                    progress.epoch_losses.append(loss.item())
+                    bar.set_postfix(loss=f"{loss.item():.4f}")
+                    if (i + 1) % self.grad_accum_steps and i + 1 < len(batches):
+                        continue
+                    self._optimizer_step(model, optimizer, scheduler, scaler)
+                    progress.step, progress.batches_done = progress.step + 1, i + 1
+                    if self.logging_steps and progress.step % self.logging_steps == 0:
+                        self._log_step(result, progress, steps, scheduler)
+                    if guard.requested or (
+                        self.save_steps and progress.step % self.save_steps == 0
+                    ):
+                        result.train_seconds += time.perf_counter() - start
+                        start = time.perf_counter()
+                        path = save()
+                        if guard.requested:
+                            raise Preempted(str(path))
+                result.train_seconds += time.perf_counter() - start
+                result.train_samples += len(train_set)
+                best_file = self._end_epoch(
+                    model, eval_set, collator, metrics_fn, result, progress, ckpt_dir, best_file
+                )
+                save()
+        model.load_state_dict(checkpoint.load_weights(best_file))
         log.info(
             "restored the best weights: epoch %d, %s=%.4f",
             result.best_epoch,
@@ -159,13 +195,101 @@ class ManualTrainer:
         )
         return result
 
+    def _optimizer_step(self, model, optimizer, scheduler, scaler) -> None:
+        if self.max_grad_norm:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), self.max_grad_norm)
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    def _log_step(self, result: TrainResult, progress: _Progress, steps: int, scheduler) -> None:
+        window = progress.epoch_losses[-self.logging_steps * self.grad_accum_steps :]
+        entry = {
+            "step": progress.step,
+            "epoch": round(progress.step / steps, 4),
+            "loss": float(np.mean(window)),
+            "lr": scheduler.get_last_lr()[0],
+        }
+        result.train_log.append(entry)
+        log.info("step %d loss %.4f lr %.2e", entry["step"], entry["loss"], entry["lr"])
+
+    def _end_epoch(
+        self,
+        model,
+        eval_set,
+        collator,
+        metrics_fn,
+        result: TrainResult,
+        progress: _Progress,
+        ckpt_dir: Path,
+        best_file: Path | None,
+    ) -> Path | None:
+        """Evaluate, track the best weights and early stopping, and move to the next epoch."""
+        logits = self.predict(model, eval_set, collator)
+        metrics = metrics_fn(logits, np.asarray([ex["labels"] for ex in eval_set]))
+        row = {
+            "epoch": progress.epoch,
+            "step": progress.step,
+            "train_loss": float(np.mean(progress.epoch_losses)),
+            **metrics,
+        }
+        result.history.append(row)
+        log.info(
+            "epoch %d/%d %s",
+            progress.epoch,
+            self.epochs,
+            " ".join(f"{k}={v:.4f}" for k, v in row.items() if isinstance(v, float)),
+        )
+        if result.best_metric is None or metrics[self.metric] > result.best_metric:
+            result.best_metric, result.best_epoch = metrics[self.metric], progress.epoch
+            progress.bad_epochs = 0
+            best_file = checkpoint.save_best(ckpt_dir, progress.epoch, checkpoint.cpu_state(model))
+        else:
+            progress.bad_epochs += 1
+            if self.patience and progress.bad_epochs >= self.patience:
+                log.info(
+                    "early stopping: %s did not improve for %d epochs",
+                    self.metric,
+                    progress.bad_epochs,
+                )
+                result.stopped_early = True
+        progress.epoch, progress.batches_done, progress.epoch_losses = progress.epoch + 1, 0, []
+        return best_file
+
+    def _restore(self, path: Path, model, optimizer, scheduler, scaler, ckpt_dir: Path):
+        state, best = checkpoint.load(path, model)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        checkpoint.set_rng_state(state["rng"])
+        progress = _Progress(**state["progress"])
+        result = TrainResult(**state["result"])
+        best_file = None
+        if best is not None:
+            best_file = checkpoint.save_best(ckpt_dir, result.best_epoch, best)
+        log.info(
+            "resumed from %s: epoch %d, batch %d, step %d",
+            path,
+            progress.epoch,
+            progress.batches_done,
+            progress.step,
+        )
+        return result, progress, best_file
+
     @torch.no_grad()
     def predict(self, model: torch.nn.Module, dataset, collator) -> np.ndarray:
         """Logits for every example, in dataset order."""
         model.to(self.device).eval()
         out = []
-        loader = self._loader(dataset, collator, self.eval_batch_size, shuffle=False)
-        for batch in tqdm(loader, desc="eval", leave=False, disable=None):
+        order = list(range(len(dataset)))
+        batches = [
+            order[i : i + self.eval_batch_size] for i in range(0, len(order), self.eval_batch_size)
+        ]
+        for batch in tqdm(
+            self._loader(dataset, collator, batches), desc="eval", leave=False, disable=None
+        ):
             batch = {
                 k: v.to(self.device, non_blocking=True) for k, v in batch.items() if k != "labels"
             }

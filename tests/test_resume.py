@@ -1,0 +1,169 @@
+"""Checkpoints, exact resume after SIGKILL, preemption by SIGTERM, damaged checkpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from tests.conftest import ROOT, run_cli
+
+# custom_head keeps dropout active, so an exact resume needs the RNG state back too
+RUN = [
+    "debug=smoke",
+    "model=custom_head",
+    "trainer=manual",
+    "epochs=3",
+    "dataset.max_train_samples=240",
+    "trainer.save_steps=5",
+]
+
+
+def _start(run_dir: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "src.run", *RUN, *extra, f"hydra.run.dir={run_dir}"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    end = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, f"run ended before {path.name}: {proc.stderr.read()[-2000:]}"
+        assert time.monotonic() < end, f"no {path} after {timeout}s"
+        time.sleep(0.01)
+
+
+def _results(run_dir: Path) -> tuple[dict, dict]:
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    keep = {k: metrics[k] for k in ("test", "history", "train_log", "best_epoch", "best_eval_f1")}
+    return keep, load_file(str(run_dir / "best_model" / "model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> tuple[dict, dict]:
+    run_dir = tmp_path_factory.mktemp("full")
+    proc = run_cli(*RUN, f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((run_dir / "status.json").read_text())["status"] == "finished"
+    return _results(run_dir)
+
+
+def _assert_same(run_dir: Path, uninterrupted: tuple[dict, dict]) -> None:
+    metrics, weights = _results(run_dir)
+    assert metrics == uninterrupted[0]  # exact: same floats, same history, same best epoch
+    assert weights.keys() == uninterrupted[1].keys()
+    for name, tensor in weights.items():
+        assert tensor.equal(uninterrupted[1][name]), name
+
+
+def test_sigkill_mid_epoch_then_resume_is_exact(tmp_path, uninterrupted):
+    run_dir = tmp_path / "run"
+    proc = _start(run_dir)
+    _wait_for(run_dir / "checkpoints" / "step-0000005", proc)  # 5 of 30 steps of epoch 1
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (run_dir / "metrics.json").exists()
+    assert json.loads((run_dir / "status.json").read_text())["status"] == "running"
+
+    resumed = run_cli(*RUN, "resume=auto", f"hydra.run.dir={run_dir}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    log = (run_dir / "run.log").read_text()
+    assert "resumed from" in log and "epoch 1, batch" in log  # it did resume mid-epoch
+    _assert_same(run_dir, uninterrupted)
+
+
+def test_sigterm_checkpoints_exits_for_requeue_and_resumes(tmp_path, uninterrupted):
+    run_dir = tmp_path / "run"
+    proc = _start(run_dir)
+    _wait_for(run_dir / "checkpoints" / "step-0000005", proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 75, err[-2000:]
+    assert "resume=auto" in err and "Traceback" not in err
+    assert json.loads((run_dir / "status.json").read_text())["status"] == "preempted"
+    assert not (run_dir / "metrics.json").exists()
+
+    resumed = run_cli(*RUN, "resume=auto", f"hydra.run.dir={run_dir}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    _assert_same(run_dir, uninterrupted)
+
+
+def test_hf_trainer_resumes_from_its_checkpoint(tmp_path):
+    run_dir = tmp_path / "run"
+    args = ["debug=smoke", "epochs=2", f"hydra.run.dir={run_dir}"]
+    assert run_cli(*args).returncode == 0
+    first = json.loads((run_dir / "metrics.json").read_text())
+    (run_dir / "metrics.json").unlink()
+    proc = run_cli(*args, "epochs=3", "resume=auto")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert [r["epoch"] for r in metrics["history"]] == [1, 2, 3]
+    assert metrics["history"][:2] == first["history"]
+
+
+def test_half_written_checkpoint_is_never_picked_up(tmp_path):
+    from src.trainers.checkpoint import latest
+
+    (tmp_path / "step-0000005").mkdir()
+    (tmp_path / ".tmp-step-0000010-123").mkdir()
+    assert latest(tmp_path).name == "step-0000005"
+
+
+def _finished_manual_run(tmp_path: Path) -> Path:
+    run_dir = tmp_path / "run"
+    proc = run_cli("debug=smoke", "model=custom_head", "trainer=manual", f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir
+
+
+def test_truncated_or_foreign_checkpoint_is_one_line(tmp_path):
+    run_dir = _finished_manual_run(tmp_path)
+    ckpt = next((run_dir / "checkpoints").glob("step-*"))
+
+    foreign = run_cli(
+        "debug=smoke",
+        "model=hf_head",
+        "trainer=manual",
+        f"resume={ckpt}",
+        f"hydra.run.dir={tmp_path}/other",
+    )
+    assert foreign.returncode == 2 and "different model" in foreign.stderr
+    assert "Traceback" not in foreign.stderr
+
+    state = ckpt / "state.pt"
+    state.write_bytes(state.read_bytes()[: os.path.getsize(state) // 2])
+    truncated = run_cli(
+        "debug=smoke",
+        "model=custom_head",
+        "trainer=manual",
+        f"resume={ckpt}",
+        f"hydra.run.dir={tmp_path}/again",
+    )
+    assert truncated.returncode == 2 and "truncated or corrupt" in truncated.stderr
+    assert "Traceback" not in truncated.stderr
+    assert json.loads((tmp_path / "again" / "status.json").read_text())["status"] == "failed"
+
+
+def test_checkpoints_rotate(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = run_cli(
+        "debug=smoke",
+        "trainer=manual",
+        "epochs=4",
+        "trainer.save_total_limit=2",
+        f"hydra.run.dir={run_dir}",
+    )
+    assert proc.returncode == 0
+    names = sorted(p.name for p in (run_dir / "checkpoints").glob("step-*"))
+    assert names == ["step-0000018", "step-0000024"]
