@@ -48,6 +48,8 @@ class CustomHeadClassifier(nn.Module):
         super().__init__()
         if pooling not in POOLINGS:
             raise UserError(f"model.pooling={pooling}: use one of {', '.join(POOLINGS)}")
+        if getattr(encoder, "pooler", None) is not None:
+            encoder.pooler = None  # unused: the head pools itself (and DDP rejects unused weights)
         self.encoder = encoder
         self.pooling = pooling
         self.dropout = nn.Dropout(dropout)

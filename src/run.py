@@ -16,7 +16,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from src.errors import UserError
+from src.errors import REQUEUE_EXIT_CODE, Preempted, UserError
 
 log = logging.getLogger("src.run")
 
@@ -25,13 +25,10 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     """Run one experiment into `run_dir`; return the best eval value of the chosen metric."""
     import numpy as np
     from hydra.utils import instantiate
-    from transformers import set_seed
 
-    from src import data, metrics, outputs
-    from src.optim import build_optimizer
+    from src import data, distributed, metrics, outputs
 
-    set_seed(cfg.seed)
-    corpus = instantiate(cfg.dataset)
+    corpus = instantiate(cfg.dataset)  # first: a bad data file fails before torch even loads
     log.info(
         "dataset: %s train / %s %s / %s test, labels %s",
         len(corpus.train),
@@ -41,6 +38,11 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
         corpus.id2label,
     )
 
+    from transformers import set_seed
+
+    from src.optim import build_optimizer
+
+    set_seed(cfg.seed)
     backbone = instantiate(cfg.backbone)
     tokenizer = backbone.tokenizer()
     encoded = {
@@ -93,6 +95,8 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     test_preds = test_logits.argmax(-1)
     test_metrics = metrics.compute(test_labels, test_preds, num_labels)
     log.info("test: %s", " ".join(f"{k}={v:.4f}" for k, v in test_metrics.items()))
+    if not distributed.is_main():  # under torchrun, rank 0 alone writes the run's results
+        return float(result.best_metric)
 
     outputs.save_model(run_dir / outputs.BEST_MODEL_DIR, model, tokenizer)
     report = metrics.report(test_labels, test_preds, corpus.label_names)
@@ -151,10 +155,12 @@ def resolve_resume(resume: str | None, run_dir: Path, trainer) -> Path | None:
 def main(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
 
+    from src.distributed import is_main
     from src.outputs import write_status
-    from src.trainers.common import REQUEUE_EXIT_CODE, Preempted
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if not is_main():  # one run folder, written by rank 0 alone
+        return train(cfg, run_dir)
     try:
         write_status(run_dir, "running")
         best = train(cfg, run_dir)
@@ -184,4 +190,7 @@ def user_error(error: BaseException) -> UserError | None:
 
 
 if __name__ == "__main__":
+    from src.distributed import hydra_overrides
+
+    sys.argv += hydra_overrides(sys.argv[1:])
     main()

@@ -73,7 +73,7 @@ def save(
 ) -> Path:
     """Write `folder/step-<step>` atomically and keep only the newest `keep` checkpoints."""
     folder.mkdir(parents=True, exist_ok=True)
-    final = folder / f"step-{step:07d}"
+    final = folder / step_name(step)
     tmp = folder / f".tmp-step-{step:07d}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
@@ -94,10 +94,19 @@ def save(
     return final
 
 
-def save_best(folder: Path, epoch: int, weights: dict[str, torch.Tensor]) -> Path:
-    """The best weights so far, written once per improvement (checkpoints link to it)."""
-    folder.mkdir(parents=True, exist_ok=True)
+def step_name(step: int) -> str:
+    return f"step-{step:07d}"
+
+
+def save_best(
+    folder: Path, epoch: int, weights: dict[str, torch.Tensor], write: bool = True
+) -> Path:
+    """The best weights so far, written once per improvement (checkpoints link to it).
+    Under DDP only rank 0 writes (`write`); every rank gets the path."""
     path = folder / f"best-epoch-{epoch:04d}.safetensors"
+    if not write:
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".tmp-{path.name}"
     save_file(weights, str(tmp), metadata={"format": "pt"})
     os.replace(tmp, path)

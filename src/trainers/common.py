@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -24,8 +25,8 @@ MetricsFn = Callable[[np.ndarray, np.ndarray], dict]
 def resolve_device(device: str) -> torch.device:
     """`auto` is cuda, else mps, else cpu."""
     if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
+        if torch.cuda.is_available():  # under torchrun, each process its own GPU
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
@@ -79,17 +80,6 @@ class TrainResult:
     @property
     def samples_per_second(self) -> float:
         return self.train_samples / self.train_seconds if self.train_seconds else 0.0
-
-
-REQUEUE_EXIT_CODE = 75  # EX_TEMPFAIL: "try again later"; the SLURM wrapper requeues on it
-
-
-class Preempted(Exception):
-    """Training stopped on SIGTERM/SIGUSR1 after saving a checkpoint; rerun with resume=auto."""
-
-    def __init__(self, checkpoint: str):
-        super().__init__(f"preempted: saved {checkpoint}; rerun with resume=auto to continue")
-        self.checkpoint = checkpoint
 
 
 class PreemptionGuard:

@@ -14,11 +14,11 @@ import numpy as np
 import torch
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
 
-from src.errors import UserError
+from src.distributed import world_size
+from src.errors import Preempted, UserError
 from src.trainers import checkpoint
 from src.trainers.common import (
     MetricsFn,
-    Preempted,
     PreemptionGuard,
     TrainResult,
     check_batches,
@@ -87,6 +87,7 @@ class HFTrainer:
             fp16=self.precision == "fp16",
             dataloader_num_workers=self.num_workers,
             dataloader_pin_memory=self.device.type == "cuda",
+            ddp_backend="gloo" if self.device.type == "cpu" and world_size() > 1 else None,
             disable_tqdm=None,
         )
 

@@ -18,10 +18,11 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from src import distributed
+from src.errors import Preempted
 from src.trainers import checkpoint
 from src.trainers.common import (
     MetricsFn,
-    Preempted,
     PreemptionGuard,
     TrainResult,
     check_batches,
@@ -78,7 +79,11 @@ class ManualTrainer:
         self.save_total_limit = save_total_limit
 
     def num_training_steps(self, n_train: int) -> int:
-        return self.epochs * steps_per_epoch(n_train, self.batch_size, self.grad_accum_steps)
+        return self.epochs * self._steps_per_epoch(n_train)
+
+    def _steps_per_epoch(self, n_train: int) -> int:
+        per_rank = -(-n_train // distributed.world_size())
+        return steps_per_epoch(per_rank, self.batch_size, self.grad_accum_steps)
 
     @staticmethod
     def latest_checkpoint(folder: Path) -> Path | None:
@@ -92,10 +97,12 @@ class ManualTrainer:
         return torch.autocast(self.device.type, dtype=dtype)
 
     def _batches(self, n: int, epoch: int) -> list[list[int]]:
-        """This epoch's shuffled batches: a function of (seed, epoch) alone, so a resumed run
-        sees the same order and can skip the batches it already trained on."""
+        """This rank's shuffled batches for `epoch`: a function of (seed, epoch) alone, so a
+        resumed run sees the same order and can skip the batches it already trained on.
+        `batch_size` is per process, as in transformers (global = batch_size x processes)."""
         order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed + epoch))
-        return [order[i : i + self.batch_size].tolist() for i in range(0, n, self.batch_size)]
+        mine = distributed.shard(order.tolist())
+        return [mine[i : i + self.batch_size] for i in range(0, len(mine), self.batch_size)]
 
     def _loader(self, dataset, collator, batch_sampler) -> DataLoader:
         return DataLoader(
@@ -123,6 +130,10 @@ class ManualTrainer:
     ) -> TrainResult:
         check_batches(len(train_set), self.batch_size)
         model.to(self.device)
+        net = model  # what the loop calls: DDP syncs gradients across processes under torchrun
+        if distributed.world_size() > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
         scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
         ckpt_dir = output_dir / "checkpoints"
         result, progress, best_file = TrainResult(), _Progress(), None
@@ -132,6 +143,10 @@ class ManualTrainer:
             )
 
         def save() -> Path:
+            path = ckpt_dir / checkpoint.step_name(progress.step)
+            if not distributed.is_main():
+                distributed.barrier()
+                return path
             state = {
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
@@ -140,7 +155,7 @@ class ManualTrainer:
                 "progress": asdict(progress),
                 "result": asdict(result),
             }
-            return checkpoint.save(
+            checkpoint.save(
                 ckpt_dir,
                 progress.step,
                 checkpoint.cpu_state(model),
@@ -148,8 +163,10 @@ class ManualTrainer:
                 state,
                 self.save_total_limit,
             )
+            distributed.barrier()
+            return path
 
-        steps = steps_per_epoch(len(train_set), self.batch_size, self.grad_accum_steps)
+        steps = self._steps_per_epoch(len(train_set))
         with PreemptionGuard() as guard:
             while progress.epoch <= self.epochs and not result.stopped_early:
                 batches = self._batches(len(train_set), progress.epoch)
@@ -162,7 +179,7 @@ class ManualTrainer:
                 for i, batch in enumerate(bar, start=progress.batches_done):
                     batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
                     with self._autocast():
-                        loss = model(**batch).loss
+                        loss = net(**batch).loss
                     scaler.scale(loss / self.grad_accum_steps).backward()
                     progress.epoch_losses.append(loss.item())
                     bar.set_postfix(loss=f"{loss.item():.4f}")
@@ -172,13 +189,12 @@ class ManualTrainer:
                     progress.step, progress.batches_done = progress.step + 1, i + 1
                     if self.logging_steps and progress.step % self.logging_steps == 0:
                         self._log_step(result, progress, steps, scheduler)
-                    if guard.requested or (
-                        self.save_steps and progress.step % self.save_steps == 0
-                    ):
+                    stop = distributed.any_rank(guard.requested)
+                    if stop or (self.save_steps and progress.step % self.save_steps == 0):
                         result.train_seconds += time.perf_counter() - start
                         start = time.perf_counter()
                         path = save()
-                        if guard.requested:
+                        if stop:
                             raise Preempted(str(path))
                 result.train_seconds += time.perf_counter() - start
                 result.train_samples += len(train_set)
@@ -245,7 +261,10 @@ class ManualTrainer:
         if result.best_metric is None or metrics[self.metric] > result.best_metric:
             result.best_metric, result.best_epoch = metrics[self.metric], progress.epoch
             progress.bad_epochs = 0
-            best_file = checkpoint.save_best(ckpt_dir, progress.epoch, checkpoint.cpu_state(model))
+            best_file = checkpoint.save_best(
+                ckpt_dir, progress.epoch, checkpoint.cpu_state(model), write=distributed.is_main()
+            )
+            distributed.barrier()
         else:
             progress.bad_epochs += 1
             if self.patience and progress.bad_epochs >= self.patience:
@@ -268,7 +287,10 @@ class ManualTrainer:
         result = TrainResult(**state["result"])
         best_file = None
         if best is not None:
-            best_file = checkpoint.save_best(ckpt_dir, result.best_epoch, best)
+            best_file = checkpoint.save_best(
+                ckpt_dir, result.best_epoch, best, write=distributed.is_main()
+            )
+            distributed.barrier()
         log.info(
             "resumed from %s: epoch %d, batch %d, step %d",
             path,
@@ -280,10 +302,10 @@ class ManualTrainer:
 
     @torch.no_grad()
     def predict(self, model: torch.nn.Module, dataset, collator) -> np.ndarray:
-        """Logits for every example, in dataset order."""
+        """Logits for every example, in dataset order (each process predicts its share)."""
         model.to(self.device).eval()
         out = []
-        order = list(range(len(dataset)))
+        order = distributed.shard(list(range(len(dataset))))
         batches = [
             order[i : i + self.eval_batch_size] for i in range(0, len(order), self.eval_batch_size)
         ]
@@ -295,4 +317,4 @@ class ManualTrainer:
             }
             with self._autocast():
                 out.append(model(**batch).logits.float().cpu())
-        return torch.cat(out).numpy()
+        return distributed.gather_rows(torch.cat(out).numpy(), len(dataset))

@@ -1,0 +1,100 @@
+"""Multi-process training under torchrun (DDP): who is rank 0, one run folder, gathers.
+
+Nothing here launches processes: `torchrun --nproc_per_node=N -m src.run ...` does, and the
+environment it sets (RANK, WORLD_SIZE, LOCAL_RANK) is all this module reads. Without it every
+function is a no-op for a single process.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def _init() -> None:
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend=backend)
+
+
+def hydra_overrides(argv: list[str]) -> list[str]:
+    """Extra overrides so that every rank uses the run folder rank 0 chose, and only rank 0
+    writes Hydra's snapshot and log there (hydra#2070: one folder per rank otherwise)."""
+    if world_size() == 1 or any(a == "-m" or a == "--multirun" for a in argv):
+        return []
+    import torch.distributed as dist
+
+    _init()
+    chosen = [a.split("=", 1)[1] for a in argv if a.startswith("hydra.run.dir=")]
+    folder = [chosen[0] if chosen else None]
+    if is_main() and folder[0] is None:
+        folder[0] = datetime.now().strftime("outputs/runs/%Y-%m-%d_%H-%M-%S_%f")
+    dist.broadcast_object_list(folder, src=0)
+    extra = [] if chosen else [f"hydra.run.dir={folder[0]}"]
+    if not is_main():
+        extra += ["hydra.output_subdir=null", "hydra/job_logging=stdout"]
+    return extra
+
+
+def barrier() -> None:
+    if world_size() > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def any_rank(flag: bool) -> bool:
+    """True on every rank when it is true on one (a preemption signal seen by any rank)."""
+    if world_size() == 1:
+        return flag
+    import torch
+    import torch.distributed as dist
+
+    value = torch.tensor([1.0 if flag else 0.0])
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def shard(indices: list[int]) -> list[int]:
+    """This rank's share of `indices`: padded by wrapping around to a multiple of the world
+    size (as DistributedSampler does), then every world_size-th item from this rank's offset,
+    so consecutive per-rank batches together form the single-process batch."""
+    n = world_size()
+    if n == 1:
+        return indices
+    padded = indices + indices[: (-len(indices)) % n]
+    return padded[rank() :: n]
+
+
+def gather_rows(rows, total: int):
+    """Undo `shard` for per-example outputs: every rank's rows back in dataset order, padding
+    dropped, so each example counts exactly once."""
+    n = world_size()
+    if n == 1:
+        return rows
+    import torch
+    import torch.distributed as dist
+
+    parts = [None] * n
+    dist.all_gather_object(parts, torch.as_tensor(rows))
+    interleaved = torch.stack(parts, dim=1).reshape(-1, *parts[0].shape[1:])
+    return interleaved[:total].numpy()
