@@ -1,10 +1,10 @@
-"""Entry point: compose -> build -> train -> evaluate -> save.
+"""Entry point: compose -> validate -> build -> train -> evaluate -> save.
 
     python -m src.run [group=option ...] [knob=value ...]
     python -m src.run -m dropout=0.1,0.3          # a sweep
 
-Only Hydra and OmegaConf load at import, so `--help` and `--cfg job` stay fast; torch and
-transformers load when a run starts.
+Only Hydra, OmegaConf and the config schema load at import, so `--help`, `--cfg job` and a
+config mistake answer in about a second; torch and transformers load once the config is valid.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from src import schema
 from src.errors import UserError
 
 log = logging.getLogger("src.run")
@@ -30,6 +31,7 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     from src import data, metrics, outputs
     from src.optim import build_optimizer
 
+    schema.check_callables(cfg)
     set_seed(cfg.seed)
     corpus = instantiate(cfg.dataset)
     log.info(
@@ -124,6 +126,7 @@ def main(cfg: DictConfig) -> float:
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
+        schema.validate(cfg)
         return train(cfg, run_dir)
     except Exception as e:
         mistake = user_error(e)

@@ -6,11 +6,14 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from src.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +26,8 @@ MetricsFn = Callable[[np.ndarray, np.ndarray], dict]
 
 def resolve_device(device: str) -> torch.device:
     """`auto` is cuda, else mps, else cpu."""
+    import torch  # here, not at import: config validation reads DEVICES without loading torch
+
     if device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -46,6 +51,8 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
     Never bf16 on CPU by default: without AVX512-BF16 a bf16 matmul is hundreds of times slower.
     """
+    import torch
+
     if precision not in PRECISIONS:
         raise UserError(f"trainer.precision={precision}: use one of {', '.join(PRECISIONS)}")
     if precision == "auto":
