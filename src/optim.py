@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import TYPE_CHECKING
 
-from torch import nn
+if TYPE_CHECKING:  # SCHEDULES is read by config validation, which must not load torch
+    from torch import nn
 
 SCHEDULES = ("linear", "cosine", "constant")
 

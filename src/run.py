@@ -1,10 +1,10 @@
-"""Entry point: compose -> build -> train -> evaluate -> save.
+"""Entry point: compose -> validate -> build -> train -> evaluate -> save.
 
     python -m src.run [group=option ...] [knob=value ...]
     python -m src.run -m dropout=0.1,0.3          # a sweep
 
-Only Hydra and OmegaConf load at import, so `--help` and `--cfg job` stay fast; torch and
-transformers load when a run starts.
+Only Hydra, OmegaConf and the config schema load at import, so `--help`, `--cfg job` and a
+config mistake answer in about a second; torch and transformers load once the config is valid.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from src import schema
 from src.errors import REQUEUE_EXIT_CODE, Preempted, UserError
 
 log = logging.getLogger("src.run")
@@ -28,6 +29,7 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
 
     from src import data, distributed, metrics, outputs
 
+    schema.check_callables(cfg)
     corpus = instantiate(cfg.dataset)  # first: a bad data file fails before torch even loads
     log.info(
         "dataset: %s train / %s %s / %s test, labels %s",
@@ -160,9 +162,11 @@ def main(cfg: DictConfig) -> float:
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     if not is_main():  # one run folder, written by rank 0 alone
+        schema.validate(cfg)
         return train(cfg, run_dir)
     try:
         write_status(run_dir, "running")
+        schema.validate(cfg)
         best = train(cfg, run_dir)
     except Preempted as e:
         write_status(run_dir, "preempted", str(e))

@@ -21,6 +21,17 @@ if "NLTK_DATA" not in os.environ and SHARED_NLTK.is_dir():
     os.environ["NLTK_DATA"] = str(SHARED_NLTK)
 
 
+def group_options() -> list[str]:
+    """`group=option` for every YAML under conf/<group>/, nested groups as `a/b=option`."""
+    out = []
+    for path in sorted(CONF.rglob("*.yaml")):
+        rel = path.relative_to(CONF)
+        if len(rel.parts) < 2 or rel.parts[0] == "hydra":
+            continue
+        out.append(f"{rel.parent.as_posix()}={rel.stem}")
+    return out
+
+
 @pytest.fixture
 def compose_cfg() -> Callable[..., DictConfig]:
     """compose_cfg("model=custom_head", ...) -> the composed config; Hydra state cleared after."""

@@ -6,26 +6,15 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from tests.conftest import CONF
-
-
-def _options() -> list[str]:
-    """`group=option` for every YAML under conf/<group>/, nested groups as `a/b=option`."""
-    out = []
-    for path in sorted(CONF.rglob("*.yaml")):
-        rel = path.relative_to(CONF)
-        if len(rel.parts) < 2 or rel.parts[0] == "hydra":
-            continue
-        out.append(f"{rel.parent.as_posix()}={rel.stem}")
-    return out
+from tests.conftest import group_options
 
 
 def test_groups_exist():
-    groups = {o.split("=")[0] for o in _options()}
+    groups = {o.split("=")[0] for o in group_options()}
     assert {"dataset", "backbone", "model", "trainer", "optimizer", "scheduler"} <= groups
 
 
-@pytest.mark.parametrize("override", _options())
+@pytest.mark.parametrize("override", group_options())
 def test_every_option_composes_and_resolves(compose_cfg, override):
     cfg = compose_cfg(override)
     resolved = OmegaConf.to_container(cfg, resolve=True)

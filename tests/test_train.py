@@ -101,3 +101,10 @@ def test_custom_head_init_and_mean_pooling():
     two = model(padded, torch.tensor([[1, 1, 1, 0, 0]]), labels=torch.tensor([2]))
     torch.testing.assert_close(one.logits, two.logits, atol=1e-5, rtol=1e-5)
     assert one.loss is None and two.loss is not None and two.logits.shape == (1, 3)
+
+
+def test_overfit_preset_learns_one_batch_by_heart(compose_cfg, tmp_path):
+    """debug=overfit: 8 reviews, one batch per epoch; a working model and loop reach ~0 loss."""
+    train(compose_cfg("debug=overfit"), tmp_path)
+    history = json.loads((tmp_path / "metrics.json").read_text())["history"]
+    assert history[0]["train_loss"] > 0.5 and history[-1]["train_loss"] < 0.05

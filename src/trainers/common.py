@@ -7,11 +7,14 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from src.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +27,8 @@ MetricsFn = Callable[[np.ndarray, np.ndarray], dict]
 
 def resolve_device(device: str) -> torch.device:
     """`auto` is cuda, else mps, else cpu."""
+    import torch  # here, not at import: config validation reads DEVICES without loading torch
+
     if device == "auto":
         if torch.cuda.is_available():  # under torchrun, each process its own GPU
             return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
@@ -47,6 +52,8 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
     Never bf16 on CPU by default: without AVX512-BF16 a bf16 matmul is hundreds of times slower.
     """
+    import torch
+
     if precision not in PRECISIONS:
         raise UserError(f"trainer.precision={precision}: use one of {', '.join(PRECISIONS)}")
     if precision == "auto":
