@@ -14,6 +14,7 @@ METRICS_FILE = "metrics.json"
 REPORT_FILE = "classification_report.txt"
 BEST_MODEL_DIR = "best_model"
 PREDICTIONS_FILE = "test_predictions.csv"
+CONFIG_FILE = "config_resolved.yaml"
 
 
 def write_atomic(path: Path, text: str) -> None:

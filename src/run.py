@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from src.errors import UserError
 
@@ -27,9 +27,12 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     from hydra.utils import instantiate
     from transformers import set_seed
 
-    from src import data, metrics, outputs
+    from src import data, metrics, outputs, progress
     from src.optim import build_optimizer
 
+    progress.quiet_libraries()
+    show_config(cfg)
+    outputs.write_atomic(run_dir / outputs.CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
     set_seed(cfg.seed)
     corpus = instantiate(cfg.dataset)
     log.info(
@@ -58,7 +61,9 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
         "model: %s on %s (%.1fM parameters)", type(model).__name__, backbone.name, n_params / 1e6
     )
 
-    trainer = instantiate(cfg.trainer)
+    logger = instantiate(cfg.logger, run_dir=run_dir)
+    log.info("logger: %s", type(logger).__name__)
+    trainer = instantiate(cfg.trainer, logger=logger)
     total_steps = trainer.num_training_steps(len(encoded["train"]))
     optimizer = build_optimizer(instantiate(cfg.optimizer), model)
     scheduler = instantiate(cfg.scheduler)(optimizer, num_training_steps=total_steps)
@@ -78,6 +83,7 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     result = trainer.fit(
         model, encoded["train"], encoded["eval"], collator, optimizer, scheduler, score, run_dir
     )
+    logger.close()
 
     test_labels = np.asarray(corpus.test.labels)
     test_logits = trainer.predict(model, encoded["test"], collator)
@@ -116,6 +122,25 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     )
     log.info("wrote %s", run_dir)
     return float(result.best_metric)
+
+
+def show_config(cfg: DictConfig) -> None:
+    """The resolved config as a tree, one branch per group, then the top-level knobs."""
+    from rich.console import Console
+    from rich.syntax import Syntax
+    from rich.tree import Tree
+
+    def yaml(text: str) -> Syntax:
+        return Syntax(text.rstrip(), "yaml", background_color="default")
+
+    tree = Tree("config", guide_style="dim")
+    knobs = OmegaConf.to_container(cfg, resolve=True)
+    for name, node in cfg.items():
+        if isinstance(node, DictConfig):
+            knobs.pop(name)
+            tree.add(f"[bold]{name}").add(yaml(OmegaConf.to_yaml(node, resolve=True)))
+    tree.add("[bold]knobs").add(yaml(OmegaConf.to_yaml(knobs)))
+    Console(width=100).print(tree)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

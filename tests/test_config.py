@@ -22,7 +22,7 @@ def _options() -> list[str]:
 
 def test_groups_exist():
     groups = {o.split("=")[0] for o in _options()}
-    assert {"dataset", "backbone", "model", "trainer", "optimizer", "scheduler"} <= groups
+    assert {"dataset", "backbone", "model", "trainer", "optimizer", "scheduler", "logger"} <= groups
 
 
 @pytest.mark.parametrize("override", _options())
@@ -30,7 +30,7 @@ def test_every_option_composes_and_resolves(compose_cfg, override):
     cfg = compose_cfg(override)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     group, option = override.split("=")
-    if group in ("dataset", "backbone", "model", "trainer", "optimizer", "scheduler"):
+    if group in ("dataset", "backbone", "model", "trainer", "optimizer", "scheduler", "logger"):
         assert "_target_" in resolved[group]
 
 

@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from src.loggers import NullLogger, ScalarLogger
 from src.trainers.common import (
     MetricsFn,
     TrainResult,
@@ -42,6 +43,7 @@ class ManualTrainer:
         num_workers: int = 0,
         seed: int = 42,
         logging_steps: int = 50,
+        logger: ScalarLogger | None = None,
     ):
         self.epochs = epochs
         self.batch_size = batch_size
@@ -55,6 +57,7 @@ class ManualTrainer:
         self.num_workers = num_workers
         self.seed = seed
         self.logging_steps = logging_steps
+        self.logger = logger or NullLogger()
 
     def num_training_steps(self, n_train: int) -> int:
         return self.epochs * steps_per_epoch(n_train, self.batch_size, self.grad_accum_steps)
@@ -121,6 +124,9 @@ class ManualTrainer:
                             "lr": scheduler.get_last_lr()[0],
                         }
                         result.train_log.append(entry)
+                        self.logger.log(
+                            {"train/loss": entry["loss"], "train/learning_rate": entry["lr"]}, step
+                        )
                         log.info("step %d loss %.4f lr %.2e", step, entry["loss"], entry["lr"])
                 bar.set_postfix(loss=f"{loss.item():.4f}")
             result.train_seconds += time.perf_counter() - start
@@ -130,6 +136,7 @@ class ManualTrainer:
             metrics = metrics_fn(logits, np.asarray([ex["labels"] for ex in eval_set]))
             row = {"epoch": epoch, "step": step, "train_loss": float(np.mean(losses)), **metrics}
             result.history.append(row)
+            self.logger.log({f"eval/{k}": v for k, v in metrics.items()}, step)
             log.info(
                 "epoch %d/%d %s",
                 epoch,
