@@ -1,4 +1,4 @@
-"""Entry point: compose -> build -> train -> evaluate -> save.
+"""Entry point: compose -> build -> train -> evaluate -> save -> report.
 
     python -m src.run [group=option ...] [knob=value ...]
     python -m src.run -m dropout=0.1,0.3          # a sweep
@@ -27,7 +27,7 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     from hydra.utils import instantiate
     from transformers import set_seed
 
-    from src import data, metrics, outputs, progress
+    from src import data, metrics, outputs, progress, reports
     from src.optim import build_optimizer
 
     progress.quiet_libraries()
@@ -97,29 +97,28 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     outputs.write_predictions(
         run_dir / outputs.PREDICTIONS_FILE, test_labels, test_logits, corpus.label_names
     )
-    outputs.write_json(
-        run_dir / outputs.METRICS_FILE,
-        {
-            "test": test_metrics,
-            "history": result.history,
-            "train_log": result.train_log,
-            "best_epoch": result.best_epoch,
-            f"best_eval_{trainer.metric}": result.best_metric,
-            "eval_split": corpus.eval_split,
-            "stopped_early": result.stopped_early,
-            "train_seconds": round(result.train_seconds, 2),
-            "train_samples_per_second": round(result.samples_per_second, 3),
-            "device": str(trainer.device),
-            "precision": trainer.precision,
-            "backbone": backbone.name,
-            "model": cfg.model._target_.rsplit(".", 1)[-1],
-            "trainer": cfg.trainer._target_.rsplit(".", 1)[-1],
-            "n_train": len(corpus.train),
-            "n_eval": len(corpus.eval),
-            "n_test": len(corpus.test),
-            "label_names": corpus.label_names,
-        },
-    )
+    summary = {
+        "test": test_metrics,
+        "history": result.history,
+        "train_log": result.train_log,
+        "best_epoch": result.best_epoch,
+        f"best_eval_{trainer.metric}": result.best_metric,
+        "eval_split": corpus.eval_split,
+        "stopped_early": result.stopped_early,
+        "train_seconds": round(result.train_seconds, 2),
+        "train_samples_per_second": round(result.samples_per_second, 3),
+        "device": str(trainer.device),
+        "precision": trainer.precision,
+        "backbone": backbone.name,
+        "model": cfg.model._target_.rsplit(".", 1)[-1],
+        "trainer": cfg.trainer._target_.rsplit(".", 1)[-1],
+        "n_train": len(corpus.train),
+        "n_eval": len(corpus.eval),
+        "n_test": len(corpus.test),
+        "label_names": corpus.label_names,
+    }
+    reports.write(run_dir, cfg, summary, test_labels, test_preds, report)
+    outputs.write_json(run_dir / outputs.METRICS_FILE, summary)
     log.info("wrote %s", run_dir)
     return float(result.best_metric)
 
