@@ -91,7 +91,9 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
     test_metrics = metrics.compute(test_labels, test_preds, num_labels)
     log.info("test: %s", " ".join(f"{k}={v:.4f}" for k, v in test_metrics.items()))
 
-    outputs.save_model(run_dir / outputs.BEST_MODEL_DIR, model, tokenizer)
+    outputs.save_model(
+        run_dir / outputs.BEST_MODEL_DIR, model, tokenizer, cfg.max_length, cfg.truncation
+    )
     report = metrics.report(test_labels, test_preds, corpus.label_names)
     outputs.write_atomic(run_dir / outputs.REPORT_FILE, report)
     outputs.write_predictions(
