@@ -20,6 +20,7 @@ from src.errors import UserError
 log = logging.getLogger(__name__)
 
 TRUNCATIONS = ("head", "tail", "head_tail")
+TOKENIZE_CHUNK = 256  # texts per tokenizer call: one progress-bar tick
 
 
 @dataclass
@@ -128,7 +129,8 @@ def movie_reviews(
     return _finish(train, test, names, val_size, split_seed, max_train_samples, max_eval_samples)
 
 
-def _read_rows(path: Path) -> list[dict]:
+def read_rows(path: Path) -> list[dict]:
+    """The rows of a CSV / TSV / JSONL file as dicts (training data and `src.predict` input)."""
     if not path.is_file():
         raise UserError(f"data file {path} does not exist; check dataset.train_file/test_file")
     try:
@@ -226,7 +228,7 @@ def files(
     if not train_file:
         raise UserError("dataset=files needs dataset.train_file=<path to .csv, .tsv or .jsonl>")
     train_path = Path(train_file)
-    train = _columns(train_path, _read_rows(train_path), text_column, label_column, empty_text)
+    train = _columns(train_path, read_rows(train_path), text_column, label_column, empty_text)
     names = label_list(train.labels)
     if len(names) < 2:
         raise UserError(
@@ -235,7 +237,7 @@ def files(
     ids = {name: i for i, name in enumerate(names)}
     if test_file:
         test_path = Path(test_file)
-        test = _columns(test_path, _read_rows(test_path), text_column, label_column, empty_text)
+        test = _columns(test_path, read_rows(test_path), text_column, label_column, empty_text)
         unseen = sorted(set(test.labels) - set(names))
         if unseen:
             raise UserError(f"{test_path}: labels {unseen} never appear in {train_path}")
@@ -274,19 +276,35 @@ def _special_tokens(tokenizer) -> tuple[list[int], list[int]]:
     return full[:start], full[start + len(probe) :]
 
 
-def encode(tokenizer, split: Split, max_length: int, truncation: str) -> list[dict]:
-    """Tokenize without truncation, then cut each review with the chosen strategy."""
+def encode_texts(tokenizer, texts: Sequence[str], max_length: int, truncation: str) -> list[dict]:
+    """Tokenize without truncation, then cut each text with the chosen strategy.
+
+    Training and `src.predict` both go through here, so a prediction sees exactly the word
+    pieces the model was trained on. Tokenizes in chunks to show progress on a terminal.
+    """
+    from tqdm.auto import tqdm
+
     prefix, suffix = _special_tokens(tokenizer)
     budget = max_length - len(prefix) - len(suffix)
-    pieces = tokenizer(split.texts, add_special_tokens=False, verbose=False)["input_ids"]
     with_types = "token_type_ids" in tokenizer.model_input_names
     examples = []
-    for ids, label in zip(pieces, split.labels, strict=True):
-        input_ids = prefix + truncate(ids, budget, truncation) + suffix
-        example = {"input_ids": input_ids, "attention_mask": [1] * len(input_ids), "labels": label}
-        if with_types:
-            example["token_type_ids"] = [0] * len(input_ids)
-        examples.append(example)
+    starts = range(0, len(texts), TOKENIZE_CHUNK)
+    for start in tqdm(starts, desc="tokenize", unit="chunk", leave=False, disable=None):
+        chunk = list(texts[start : start + TOKENIZE_CHUNK])
+        for ids in tokenizer(chunk, add_special_tokens=False, verbose=False)["input_ids"]:
+            input_ids = prefix + truncate(ids, budget, truncation) + suffix
+            example = {"input_ids": input_ids, "attention_mask": [1] * len(input_ids)}
+            if with_types:
+                example["token_type_ids"] = [0] * len(input_ids)
+            examples.append(example)
+    return examples
+
+
+def encode(tokenizer, split: Split, max_length: int, truncation: str) -> list[dict]:
+    """`encode_texts` plus each example's label."""
+    examples = encode_texts(tokenizer, split.texts, max_length, truncation)
+    for example, label in zip(examples, split.labels, strict=True):
+        example["labels"] = label
     return examples
 
 

@@ -2,13 +2,17 @@
 
 Nothing here launches processes: `torchrun --nproc_per_node=N -m src.run ...` does, and the
 environment it sets (RANK, WORLD_SIZE, LOCAL_RANK) is all this module reads. Without it every
-function is a no-op for a single process.
+function is a no-op for a single process. `share_machine` splits one machine between the jobs
+that hydra/launcher=joblib runs side by side.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import datetime
+
+log = logging.getLogger(__name__)
 
 
 def world_size() -> int:
@@ -98,3 +102,24 @@ def gather_rows(rows, total: int):
     dist.all_gather_object(parts, torch.as_tensor(rows))
     interleaved = torch.stack(parts, dim=1).reshape(-1, *parts[0].shape[1:])
     return interleaved[:total].numpy()
+
+
+def share_machine(n_jobs: int, job_num: int, device: str) -> None:
+    """Jobs run side by side by hydra/launcher=joblib share the cores and spread over the GPUs.
+
+    Without this each job's torch takes every core (n_jobs x oversubscribed), and the HF
+    Trainer takes every visible GPU (DataParallel). A joblib worker serves several jobs and
+    keeps the GPU it started CUDA on, so only a worker's first job chooses one.
+    """
+    import joblib
+    import torch
+
+    cores = joblib.cpu_count()  # honours affinity masks and cgroup CPU quotas
+    parallel = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)  # joblib's -1 = all cores
+    torch.set_num_threads(max(1, cores // parallel))
+    log.info("job %d of a parallel sweep: %d torch threads", job_num, torch.get_num_threads())
+    gpus = os.environ.get("CUDA_VISIBLE_DEVICES")
+    visible = gpus.split(",") if gpus else [str(i) for i in range(torch.cuda.device_count())]
+    if len(visible) > 1 and not torch.cuda.is_initialized() and device in ("auto", "cuda"):
+        os.environ["CUDA_VISIBLE_DEVICES"] = visible[job_num % len(visible)]
+        log.info("job %d: CUDA_VISIBLE_DEVICES=%s", job_num, os.environ["CUDA_VISIBLE_DEVICES"])

@@ -226,14 +226,15 @@ SCHEMA: dict[str, dict[str, Builder]] = {
     },
     "trainer": {
         "src.trainers.hf.HFTrainer": Builder(
-            {**_TRAINER, "save_total_limit": integer(1, null=True)}
+            {**_TRAINER, "save_total_limit": integer(1, null=True)}, ("logger",)
         ),
         "src.trainers.manual.ManualTrainer": Builder(
             {
                 **_TRAINER,
                 "save_steps": integer(1, null=True),
                 "save_total_limit": integer(1, null=True),
-            }
+            },
+            ("logger",),
         ),
     },
     "optimizer": {
@@ -257,6 +258,11 @@ SCHEMA: dict[str, dict[str, Builder]] = {
             },
             _OPTIMIZER_RUNTIME,
         ),
+    },
+    "logger": {
+        "src.loggers.NullLogger": Builder({}, ("run_dir",)),
+        "src.loggers.TensorBoardLogger": Builder({}, ("run_dir",)),
+        "src.loggers.CSVLogger": Builder({}, ("run_dir",)),
     },
     "scheduler": {
         "src.optim.warmup_schedule": Builder(

@@ -56,3 +56,30 @@ def run_cli(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: int 
         text=True,
         timeout=timeout,
     )
+
+
+@pytest.fixture(scope="session")
+def trained_runs(tmp_path_factory) -> dict[str, Path]:
+    """Two tiny finished runs shared by the predict, report and logger tests, keyed by model:
+    hf_head under trainer=hf (1 epoch), custom_head under trainer=manual (2 epochs), both
+    with logger=tensorboard."""
+    from src.run import train
+
+    runs = {}
+    for model, trainer, epochs in (("hf_head", "hf", 1), ("custom_head", "manual", 2)):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            cfg = compose(
+                config_name="config",
+                overrides=[
+                    "debug=smoke",
+                    f"model={model}",
+                    f"trainer={trainer}",
+                    f"epochs={epochs}",
+                    "logger=tensorboard",
+                ],
+            )
+        GlobalHydra.instance().clear()
+        runs[model] = tmp_path_factory.mktemp(model)
+        train(cfg, runs[model])
+    return runs

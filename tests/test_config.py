@@ -11,7 +11,7 @@ from tests.conftest import group_options
 
 def test_groups_exist():
     groups = {o.split("=")[0] for o in group_options()}
-    assert {"dataset", "backbone", "model", "trainer", "optimizer", "scheduler"} <= groups
+    assert {"dataset", "backbone", "model", "trainer", "optimizer", "scheduler", "logger"} <= groups
 
 
 @pytest.mark.parametrize("override", group_options())
@@ -19,7 +19,7 @@ def test_every_option_composes_and_resolves(compose_cfg, override):
     cfg = compose_cfg(override)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     group, option = override.split("=")
-    if group in ("dataset", "backbone", "model", "trainer", "optimizer", "scheduler"):
+    if group in ("dataset", "backbone", "model", "trainer", "optimizer", "scheduler", "logger"):
         assert "_target_" in resolved[group]
 
 

@@ -148,3 +148,9 @@ def test_files_bad_input(tmp_path, content, kwargs, message):
         path.write_text(content)
     with pytest.raises(UserError, match=message):
         data.files(train_file=str(path), **kwargs)
+
+
+def test_csv_keeps_newlines_inside_quoted_texts(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text('text,label\n"line one\nline two\n",a\nshort,b\n', encoding="utf-8")
+    assert data.read_rows(path)[0]["text"] == "line one\nline two\n"

@@ -7,6 +7,7 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -131,3 +132,23 @@ def check_batches(n_train: int, batch_size: int) -> None:
             f"batch_size={batch_size}: the training split has only {n_train} examples, fewer "
             "than one batch; lower batch_size or add data"
         )
+
+
+def find_checkpoint(resume: str | None, run_dir: Path, latest: Callable[[Path], Path | None]):
+    """`resume=auto`: the newest complete checkpoint in this run folder, if any; a path: that
+    checkpoint, or the newest one in that run folder. `latest` is the trainer's own finder."""
+    if resume in (None, "", "none", "null"):
+        return None
+    if resume == "auto":
+        found = latest(run_dir)
+        log.info("resume=auto: %s", found or "no checkpoint in this run folder; starting fresh")
+        return found
+    path = Path(resume)
+    if not path.exists():
+        raise UserError(f"resume={resume}: no such checkpoint or run folder")
+    found = latest(path)
+    if found is None and path.name.startswith(("step-", "checkpoint-")):
+        found = path
+    if found is None:
+        raise UserError(f"resume={resume}: no complete checkpoint there")
+    return found

@@ -1,7 +1,9 @@
 """`trainer=hf`: transformers' Trainer with the notebook's TrainingArguments.
 
 The optimizer and scheduler come from their config groups (as for the manual loop), so the two
-trainers differ only in the loop. Checkpoints go to `<run dir>/checkpoints`.
+trainers differ only in the loop. Checkpoints go to `<run dir>/checkpoints`. `logger=tensorboard`
+goes through transformers' own TensorBoardCallback; other loggers get the Trainer's logs under
+the same tags.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ import numpy as np
 import torch
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
 
+from src import progress
 from src.distributed import world_size
 from src.errors import Preempted, UserError
+from src.loggers import NullLogger, ScalarLogger, TensorBoardLogger
 from src.trainers import checkpoint
 from src.trainers.common import (
     MetricsFn,
@@ -46,6 +50,7 @@ class HFTrainer:
         seed: int = 42,
         logging_steps: int = 50,
         save_total_limit: int | None = 2,
+        logger: ScalarLogger | None = None,
     ):
         self.epochs = epochs
         self.batch_size = batch_size
@@ -60,6 +65,7 @@ class HFTrainer:
         self.seed = seed
         self.logging_steps = logging_steps
         self.save_total_limit = save_total_limit
+        self.logger = logger or NullLogger()
         self._trainer = None
 
     def num_training_steps(self, n_train: int) -> int:
@@ -88,7 +94,7 @@ class HFTrainer:
             dataloader_num_workers=self.num_workers,
             dataloader_pin_memory=self.device.type == "cuda",
             ddp_backend="gloo" if self.device.type == "cpu" and world_size() > 1 else None,
-            disable_tqdm=None,
+            disable_tqdm=not progress.interactive(),
         )
 
     @staticmethod
@@ -118,7 +124,7 @@ class HFTrainer:
             _check_resumable(resume_from, model)
         timer = _EpochTimer()
         with PreemptionGuard() as guard:
-            callbacks = [timer, _StopOnSignal(guard)]
+            callbacks = [timer, _StopOnSignal(guard), *self._log_callbacks()]
             if self.patience:
                 callbacks.append(EarlyStoppingCallback(self.patience))
             self._trainer = Trainer(
@@ -175,6 +181,17 @@ class HFTrainer:
         result.stopped_early = state.epoch < self.epochs - 1e-6
         return result
 
+    def _log_callbacks(self) -> list[TrainerCallback]:
+        """transformers' TensorBoard integration writing into the logger's folder (report_to
+        would pick its own folder), else the Trainer's logs forwarded to the logger."""
+        if isinstance(self.logger, TensorBoardLogger):
+            from transformers.integrations import TensorBoardCallback
+
+            return [TensorBoardCallback(tb_writer=self.logger.writer)]
+        if isinstance(self.logger, NullLogger):
+            return []
+        return [_ForwardLogs(self.logger)]
+
     def predict(self, model: torch.nn.Module, dataset, collator) -> np.ndarray:
         """Logits in dataset order, through the Trainer that trained `model` (same device and
         precision)."""
@@ -225,3 +242,18 @@ def _check_resumable(path: Path, model: torch.nn.Module) -> None:
             f"checkpoint {path} was saved from a different model (other backbone or head); "
             "resume with the config it was trained with"
         )
+
+
+class _ForwardLogs(TrainerCallback):
+    """The Trainer's logs to a ScalarLogger, tagged as its TensorBoard integration tags them."""
+
+    def __init__(self, logger: ScalarLogger) -> None:
+        self.logger = logger
+
+    def on_log(self, args, state, control, logs=None, **kwargs) -> None:
+        scalars = {
+            (f"eval/{k[len('eval_') :]}" if k.startswith("eval_") else f"train/{k}"): float(v)
+            for k, v in (logs or {}).items()
+            if isinstance(v, int | float)
+        }
+        self.logger.log(scalars, state.global_step)

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from src import distributed
 from src.errors import Preempted
+from src.loggers import NullLogger, ScalarLogger
 from src.trainers import checkpoint
 from src.trainers.common import (
     MetricsFn,
@@ -62,6 +63,7 @@ class ManualTrainer:
         logging_steps: int = 50,
         save_steps: int | None = None,
         save_total_limit: int | None = 2,
+        logger: ScalarLogger | None = None,
     ):
         self.epochs = epochs
         self.batch_size = batch_size
@@ -77,6 +79,7 @@ class ManualTrainer:
         self.logging_steps = logging_steps
         self.save_steps = save_steps
         self.save_total_limit = save_total_limit
+        self.logger = logger or NullLogger()
 
     def num_training_steps(self, n_train: int) -> int:
         return self.epochs * self._steps_per_epoch(n_train)
@@ -229,6 +232,9 @@ class ManualTrainer:
             "lr": scheduler.get_last_lr()[0],
         }
         result.train_log.append(entry)
+        self.logger.log(
+            {"train/loss": entry["loss"], "train/learning_rate": entry["lr"]}, entry["step"]
+        )
         log.info("step %d loss %.4f lr %.2e", entry["step"], entry["loss"], entry["lr"])
 
     def _end_epoch(
@@ -252,6 +258,7 @@ class ManualTrainer:
             **metrics,
         }
         result.history.append(row)
+        self.logger.log({f"eval/{k}": v for k, v in metrics.items()}, progress.step)
         log.info(
             "epoch %d/%d %s",
             progress.epoch,

@@ -1,0 +1,232 @@
+"""Predict with a trained run: one text, or a whole file.
+
+    python -m src.predict run_dir=outputs/runs/<run> text="A gripping, beautifully acted film."
+    python -m src.predict run_dir=outputs/runs/<run> input=reviews.csv [output=preds.csv]
+
+`run_dir` is a finished run (its metrics.json and best_model/), or a best_model folder itself.
+`input` is .csv / .tsv / .jsonl (texts in `text_column`, default `text`) or .txt (one text a
+line); the predictions go to `output`, else to `<input>.predictions.csv` beside it: the input's
+columns, then `prediction` and one `p_<label>` probability column per label.
+Other keys: `batch_size` (32), `device` (auto | cpu | cuda | mps), `text_column` (text).
+
+Texts are cut as in training (the run's max_length and truncation strategy, kept in
+best_model/preprocessing.json), through the same code. Arguments are plain `key=value` rather
+than Hydra overrides, so a text may hold commas, quotes and brackets as typed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from src.errors import UserError
+from src.outputs import BEST_MODEL_DIR, METRICS_FILE, PREPROCESSING_FILE, write_atomic
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+DEFAULTS = {
+    "run_dir": None,
+    "text": None,
+    "input": None,
+    "output": None,
+    "text_column": "text",
+    "batch_size": "32",
+    "device": "auto",
+}
+
+
+@dataclass
+class Predictor:
+    """A trained model, its tokenizer and how training cut the texts."""
+
+    model: torch.nn.Module
+    tokenizer: object  # a transformers tokenizer
+    max_length: int
+    truncation: str
+    device: torch.device
+
+    @classmethod
+    def load(cls, run_dir: str | Path, device: str = "auto") -> Predictor:
+        from transformers import AutoTokenizer
+
+        from src.models import load_trained
+        from src.trainers.common import resolve_device
+
+        folder = model_folder(Path(run_dir))
+        settings = json.loads((folder / PREPROCESSING_FILE).read_text())
+        torch_device = resolve_device(device)
+        return cls(
+            model=load_trained(folder).to(torch_device).eval(),
+            tokenizer=AutoTokenizer.from_pretrained(folder),
+            max_length=int(settings["max_length"]),
+            truncation=str(settings["truncation"]),
+            device=torch_device,
+        )
+
+    @property
+    def label_names(self) -> list[str]:
+        id2label = self.model.config.id2label
+        return [id2label[i] for i in range(len(id2label))]
+
+    def probabilities(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """Class probabilities, one row per text, in input order.
+
+        Batches hold texts of similar length, so little compute goes to padding."""
+        import numpy as np
+        import torch
+        from tqdm.auto import tqdm
+
+        from src import data
+
+        features = data.encode_texts(self.tokenizer, texts, self.max_length, self.truncation)
+        collate = data.collator(self.tokenizer)
+        order = np.argsort([len(f["input_ids"]) for f in features], kind="stable")
+        probs = np.zeros((len(features), len(self.label_names)), dtype=np.float32)
+        starts = range(0, len(order), batch_size)
+        with torch.no_grad():
+            for start in tqdm(starts, desc="predict", unit="batch", leave=False, disable=None):
+                rows = order[start : start + batch_size]
+                batch = collate([features[i] for i in rows])
+                batch = {k: v.to(self.device) for k, v in batch.items()}
+                logits = self.model(**batch).logits.float()
+                probs[rows] = torch.softmax(logits, -1).cpu().numpy()
+        return probs
+
+
+def model_folder(run_dir: Path) -> Path:
+    """The best_model folder of a finished run (or `run_dir` itself when it is one)."""
+    if not run_dir.is_dir():
+        raise UserError(f"run_dir={run_dir}: no such folder")
+    if (run_dir / PREPROCESSING_FILE).is_file() and (run_dir / "config.json").is_file():
+        return run_dir
+    missing = [name for name in (METRICS_FILE, BEST_MODEL_DIR) if not (run_dir / name).exists()]
+    if missing:
+        raise UserError(
+            f"run_dir={run_dir}: not a finished run (no {' or '.join(missing)}); "
+            "give a folder under outputs/runs/ that `python -m src.run` completed"
+        )
+    folder = run_dir / BEST_MODEL_DIR
+    if not (folder / PREPROCESSING_FILE).is_file():
+        raise UserError(
+            f"run_dir={run_dir}: {BEST_MODEL_DIR}/ has no {PREPROCESSING_FILE} (a run made before "
+            "predict existed); retrain it"
+        )
+    return folder
+
+
+def read_texts(path: Path, text_column: str) -> tuple[list[dict], list[str]]:
+    """The input rows (kept for the output) and their texts."""
+    from src import data
+
+    if not path.is_file():
+        raise UserError(f"input={path}: no such file")
+    if path.suffix.lower() == ".txt":
+        texts = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        rows = [{"text": t} for t in texts]
+    else:
+        rows = data.read_rows(path)
+        if rows and text_column not in rows[0]:
+            found = ", ".join(map(str, rows[0]))
+            raise UserError(f"{path}: no column '{text_column}' (found: {found}); set text_column=")
+        texts = []
+        for n, row in enumerate(rows, start=1):
+            text = row.get(text_column)
+            if text is None or not str(text).strip():
+                raise UserError(f"{path} row {n}: empty text in column '{text_column}'")
+            texts.append(str(text))
+    if not texts:
+        raise UserError(f"input={path}: no texts in it")
+    return rows, texts
+
+
+def predictions_csv(rows: list[dict], probs: np.ndarray, label_names: list[str]) -> str:
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    extra = ["prediction", *(f"p_{n}" for n in label_names)]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([c for c in columns if c not in extra] + extra)
+    for row, p in zip(rows, probs, strict=True):
+        kept = [_cell(row.get(c)) for c in columns if c not in extra]
+        writer.writerow([*kept, label_names[int(p.argmax())], *(f"{v:.6f}" for v in p)])
+    return buffer.getvalue()
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def parse_args(argv: Sequence[str]) -> dict:
+    args = dict(DEFAULTS)
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if not sep or key not in DEFAULTS:
+            raise UserError(f"{arg}: expected key=value with key one of {', '.join(DEFAULTS)}")
+        args[key] = value
+    if not args["run_dir"]:
+        raise UserError("run_dir=<a run folder under outputs/runs/> is required")
+    if (args["text"] is None) == (args["input"] is None):
+        raise UserError('give one of text="..." or input=<file.csv|.jsonl|.txt>')
+    if args["text"] is not None and not args["text"].strip():
+        raise UserError("text= is empty")
+    if args["output"] and not args["input"]:
+        raise UserError("output= goes with input=<file>")
+    if not args["batch_size"].isdigit() or int(args["batch_size"]) < 1:
+        raise UserError(f"batch_size={args['batch_size']}: a positive integer")
+    return args
+
+
+def main(argv: Sequence[str]) -> None:
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__)
+        return
+    args = parse_args(argv)
+    model_folder(Path(args["run_dir"]))  # a wrong folder fails before torch loads
+    if args["text"] is not None:
+        predict_text(args)
+    else:
+        predict_file(args)
+
+
+def predict_text(args: dict) -> None:
+    predictor = _load(args)
+    names = predictor.label_names
+    probs = predictor.probabilities([args["text"]])[0]
+    print(f"label: {names[int(probs.argmax())]}")
+    print("probabilities: " + " ".join(f"{n}={p:.4f}" for n, p in zip(names, probs, strict=True)))
+
+
+def predict_file(args: dict) -> None:
+    source = Path(args["input"])
+    rows, texts = read_texts(source, args["text_column"])  # bad input fails before torch loads
+    predictor = _load(args)
+    names = predictor.label_names
+    probs = predictor.probabilities(texts, int(args["batch_size"]))
+    target = Path(args["output"]) if args["output"] else source.with_suffix(".predictions.csv")
+    write_atomic(target, predictions_csv(rows, probs, names))
+    counts = ", ".join(f"{n} {int((probs.argmax(-1) == i).sum())}" for i, n in enumerate(names))
+    print(f"wrote {len(texts)} predictions ({counts}) to {target}")
+
+
+def _load(args: dict) -> Predictor:
+    from src import progress
+
+    progress.quiet_libraries()
+    return Predictor.load(args["run_dir"], args["device"])
+
+
+if __name__ == "__main__":
+    try:
+        main(sys.argv[1:])
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,145 @@
+"""Predict and export: a text, a file, the pipeline() load, one clear line for a wrong folder."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from src import data, predict
+from src.errors import UserError
+from tests.conftest import ROOT
+
+HEADS = ["hf_head", "custom_head"]
+REVIEW = "A gripping, beautifully acted film (with a twist), 'really' worth it."
+
+
+def _test_split() -> data.Split:
+    """The smoke run's test split: what test_predictions.csv holds, in the same order."""
+    return data.movie_reviews(max_train_samples=48, max_eval_samples=32).test
+
+
+def _probs(rows: list[dict], names: list[str]) -> np.ndarray:
+    return np.array([[float(r[f"p_{n}"]) for n in names] for r in rows])
+
+
+@pytest.mark.parametrize("model", HEADS)
+def test_text_prints_label_and_probabilities(trained_runs, model, capsys):
+    predict.main([f"run_dir={trained_runs[model]}", f"text={REVIEW}"])
+    label_line, probs_line = capsys.readouterr().out.strip().splitlines()
+    label = label_line.removeprefix("label: ")
+    probs = dict(pair.split("=") for pair in probs_line.removeprefix("probabilities: ").split())
+    assert set(probs) == {"neg", "pos"} and label == max(probs, key=lambda n: float(probs[n]))
+    assert sum(map(float, probs.values())) == pytest.approx(1.0, abs=1e-3)
+
+
+@pytest.mark.parametrize(("model", "suffix"), [("hf_head", ".csv"), ("custom_head", ".jsonl")])
+def test_file_predictions_match_the_run(trained_runs, tmp_path, model, suffix):
+    """Whole reviews (longer than max_length), so this also checks the run's truncation."""
+    split = _test_split()
+    rows = [{"id": f"r{i}", "text": t} for i, t in enumerate(split.texts)]
+    source = tmp_path / f"reviews{suffix}"
+    if suffix == ".csv":
+        with source.open("w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=["id", "text"])
+            writer.writeheader()
+            writer.writerows(rows)
+    else:
+        source.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    out = tmp_path / "out.csv"
+    predict.main(
+        [f"run_dir={trained_runs[model]}", f"input={source}", f"output={out}", "batch_size=5"]
+    )
+
+    got = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert [r["id"] for r in got] == [r["id"] for r in rows]
+    assert [r["text"] for r in got] == split.texts
+    run = list(csv.DictReader((trained_runs[model] / "test_predictions.csv").open()))
+    np.testing.assert_allclose(_probs(got, ["neg", "pos"]), _probs(run, ["neg", "pos"]), atol=1e-4)
+    assert [r["prediction"] for r in got] == [r["prediction"] for r in run]
+
+
+def test_txt_input_writes_beside_it_from_the_model_folder(trained_runs, tmp_path, capsys):
+    source = tmp_path / "reviews.txt"
+    source.write_text(f"{REVIEW}\n\nDull and far too long.\n", encoding="utf-8")
+    predict.main([f"run_dir={trained_runs['custom_head'] / 'best_model'}", f"input={source}"])
+    got = list(csv.DictReader((tmp_path / "reviews.predictions.csv").open(encoding="utf-8")))
+    assert [r["text"] for r in got] == [REVIEW, "Dull and far too long."]
+    assert {r["prediction"] for r in got} <= {"neg", "pos"}
+    assert "wrote 2 predictions" in capsys.readouterr().out
+
+
+def test_pipeline_loads_hf_head_export_with_label_names(trained_runs):
+    from transformers import pipeline
+
+    folder = trained_runs["hf_head"] / "best_model"
+    classify = pipeline("text-classification", model=str(folder), device="cpu")
+    texts = [REVIEW, "Dull and far too long.", "An instant classic."]
+    scores = classify(texts, top_k=None)
+    assert all({s["label"] for s in per_text} == {"neg", "pos"} for per_text in scores)
+
+    ours = predict.Predictor.load(folder, device="cpu")
+    probs = ours.probabilities(texts)
+    for per_text, row in zip(scores, probs, strict=True):
+        by_label = {s["label"]: s["score"] for s in per_text}
+        assert max(by_label, key=by_label.get) == ours.label_names[int(row.argmax())]
+        np.testing.assert_allclose([by_label["neg"], by_label["pos"]], row, atol=1e-5)
+    # truncation=True cuts at the run's max_length (saved as the tokenizer's model_max_length)
+    assert classify.tokenizer.model_max_length == ours.max_length == 64
+    classify("great " * 1000, truncation=True)
+
+
+@pytest.mark.parametrize("model", HEADS)
+def test_model_folder_explains_how_to_load_it(trained_runs, model):
+    folder = trained_runs[model] / "best_model"
+    readme = (folder / "README.md").read_text()
+    assert "0=neg, 1=pos" in readme and "head_tail" in readme
+    assert ("load_trained" in readme) == (model == "custom_head")
+    assert ('pipeline("text-classification"' in readme) == (model == "hf_head")
+    assert json.loads((folder / "preprocessing.json").read_text()) == {
+        "max_length": 64,
+        "truncation": "head_tail",
+    }
+
+
+def test_not_a_run_is_one_line_exit_2(tmp_path):
+    (tmp_path / "run.log").write_text("crashed before the end\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "src.predict", f"run_dir={tmp_path}", "text=hello"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.count("\n") == 1
+    assert "not a finished run (no metrics.json or best_model)" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["text=hi"], "run_dir=.* is required"),
+        (["run_dir=x"], "give one of text="),
+        (["run_dir=x", "text=a", "input=b"], "give one of text="),
+        (["run_dir=x", "text=a", "output=o.csv"], "output= goes with input="),
+        (["run_dir=x", "text=a", "colour=red"], "colour=red: expected key=value"),
+        (["run_dir=x", "text=a", "batch_size=0"], "batch_size=0"),
+    ],
+)
+def test_bad_arguments(argv, message):
+    with pytest.raises(UserError, match=message):
+        predict.parse_args(argv)
+
+
+def test_missing_text_column(trained_runs, tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text("review\nnice\n")
+    with pytest.raises(UserError, match="no column 'text' .*set text_column="):
+        predict.main([f"run_dir={trained_runs['hf_head']}", f"input={source}"])
+    predict.main([f"run_dir={trained_runs['hf_head']}", f"input={source}", "text_column=review"])
+    assert (tmp_path / "in.predictions.csv").is_file()

@@ -1,0 +1,53 @@
+"""Reports: valid, non-trivial PNGs and a report.md that ties them to the run's settings."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from omegaconf import OmegaConf
+
+from src import reports
+
+HEADS = ["hf_head", "custom_head"]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("name", [reports.CONFUSION_PNG, reports.CURVE_PNG])
+@pytest.mark.parametrize("model", HEADS)
+def test_pngs_are_valid_images(trained_runs, model, name):
+    from matplotlib.image import imread
+
+    path = trained_runs[model] / name
+    assert path.read_bytes()[:8] == PNG_MAGIC
+    assert path.stat().st_size > 10_000  # axes, labels and data, not an empty canvas
+    height, width, _ = imread(path).shape
+    assert height >= 300 and width >= 400
+
+
+@pytest.mark.parametrize("model", HEADS)
+def test_report_md_ties_it_together(trained_runs, model):
+    run = trained_runs[model]
+    text = (run / reports.REPORT_MD).read_text()
+    metrics = json.loads((run / "metrics.json").read_text())
+    for line in (
+        f"| model | {model} |",
+        "| backbone | tiny-random-bert |",
+        "| lr | 0.001 |",
+        "| max_length | 64 |",
+        "| truncation | head_tail |",
+        f"| epochs | {len(metrics['history'])} |",
+        "| " + " | ".join(f"{v:.4f}" for v in metrics["test"].values()) + " |",
+        f"![confusion matrix]({reports.CONFUSION_PNG})",
+        f"![learning curve]({reports.CURVE_PNG})",
+    ):
+        assert line in text
+    assert (run / "classification_report.txt").read_text().rstrip() in text
+    assert text.count("\n| ") >= len(metrics["history"])  # one row per epoch
+
+
+@pytest.mark.parametrize("model", HEADS)
+def test_resolved_config_is_saved(trained_runs, model):
+    cfg = OmegaConf.load(trained_runs[model] / "config_resolved.yaml")
+    assert cfg.model._target_ == f"src.models.{model}"
+    assert cfg.optimizer.lr == cfg.lr == 0.001 and "${" not in OmegaConf.to_yaml(cfg)
