@@ -14,6 +14,7 @@ METRICS_FILE = "metrics.json"
 REPORT_FILE = "classification_report.txt"
 BEST_MODEL_DIR = "best_model"
 PREDICTIONS_FILE = "test_predictions.csv"
+ERROR_FILE = "error.txt"  # a failed job of a sweep: its traceback (src.summarize.SweepSummary)
 
 
 def write_atomic(path: Path, text: str) -> None:
