@@ -1,7 +1,7 @@
 """Entry point: compose -> build -> train -> evaluate -> save.
 
     python -m src.run [group=option ...] [knob=value ...]
-    python -m src.run -m dropout=0.1,0.3          # a sweep
+    python -m src.run -m dropout=0.1,0.3          # a sweep (summary: src/summarize.py)
 
 Only Hydra and OmegaConf load at import, so `--help` and `--cfg job` stay fast; torch and
 transformers load when a run starts.
@@ -10,6 +10,7 @@ transformers load when a run starts.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -121,16 +122,40 @@ def train(cfg: DictConfig, run_dir: Path) -> float:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.launcher.get("n_jobs"):  # hydra/launcher=joblib
+        share_machine(hydra_cfg.launcher.n_jobs, hydra_cfg.job.num, cfg.device)
     try:
-        return train(cfg, run_dir)
+        return train(cfg, Path(hydra_cfg.runtime.output_dir))
     except Exception as e:
         mistake = user_error(e)
-        if mistake is None:
-            raise
+        if mistake is None or hydra_cfg.mode == RunMode.MULTIRUN:
+            raise  # in a sweep Hydra records the failed job and runs the others
         print(f"error: {mistake}", file=sys.stderr)
         sys.exit(2)
+
+
+def share_machine(n_jobs: int, job_num: int, device: str) -> None:
+    """Jobs run side by side by hydra/launcher=joblib share the cores and spread over the GPUs.
+
+    Without this each job's torch takes every core (n_jobs x oversubscribed), and the HF
+    Trainer takes every visible GPU (DataParallel). A joblib worker serves several jobs and
+    keeps the GPU it started CUDA on, so only a worker's first job chooses one.
+    """
+    import joblib
+    import torch
+
+    cores = joblib.cpu_count()  # honours affinity masks and cgroup CPU quotas
+    parallel = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)  # joblib's -1 = all cores
+    torch.set_num_threads(max(1, cores // parallel))
+    log.info("job %d of a parallel sweep: %d torch threads", job_num, torch.get_num_threads())
+    gpus = os.environ.get("CUDA_VISIBLE_DEVICES")
+    visible = gpus.split(",") if gpus else [str(i) for i in range(torch.cuda.device_count())]
+    if len(visible) > 1 and not torch.cuda.is_initialized() and device in ("auto", "cuda"):
+        os.environ["CUDA_VISIBLE_DEVICES"] = visible[job_num % len(visible)]
+        log.info("job %d: CUDA_VISIBLE_DEVICES=%s", job_num, os.environ["CUDA_VISIBLE_DEVICES"])
 
 
 def user_error(error: BaseException) -> UserError | None:
