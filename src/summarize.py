@@ -269,7 +269,7 @@ class SweepSummary(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         if sweep_dir.is_dir():
             jobs = summarize(sweep_dir)
-            log.info("summary: %s (%d jobs)", sweep_dir / SUMMARY_MD, len(jobs))
+            log.info("summary: %s, jobs: %d", sweep_dir / SUMMARY_MD, len(jobs))
 
 
 def main(argv: list[str] | None = None) -> None:
