@@ -18,6 +18,7 @@ STATUS_FILE = "status.json"
 STATUSES = ("running", "finished", "failed", "preempted")
 CONFIG_FILE = "config_resolved.yaml"
 PREPROCESSING_FILE = "preprocessing.json"  # in best_model/: how texts were cut for this model
+ERROR_FILE = "error.txt"  # a failed job of a sweep: its traceback (src.summarize.SweepSummary)
 
 
 def write_atomic(path: Path, text: str) -> None:

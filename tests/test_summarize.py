@@ -1,0 +1,103 @@
+"""The sweep summary over hand-made job folders: statuses, order, files, the CLI (no training)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from src import summarize
+from tests.conftest import ROOT
+
+
+def _job(sweep: Path, name: str, overrides: list[str], f1: float | None = None, error: str = ""):
+    folder = sweep / name
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    if f1 is not None:
+        metrics = {"test": {"accuracy": f1 + 0.1, "f1": f1}, "best_eval_f1": f1}
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+    if error:
+        (folder / "error.txt").write_text(f"Traceback (most recent call last):\n{error}\n")
+
+
+@pytest.fixture
+def sweep(tmp_path) -> Path:
+    _job(tmp_path, "0_lr=1e-5", ["debug=smoke", "lr=1e-5"], f1=0.5)
+    _job(tmp_path, "1_lr=1e-4", ["debug=smoke", "lr=1e-4"], f1=0.8)
+    _job(tmp_path, "2_lr=1e-3", ["debug=smoke", "lr=1e-3"], error="ValueError: lr too big")
+    _job(tmp_path, "3_lr=1e-2", ["debug=smoke", "lr=1e-2"])  # running, or killed
+    _job(tmp_path, "10_lr=3e-4", ["debug=smoke", "lr=3e-4"], f1=0.7)
+    return tmp_path
+
+
+def test_statuses_and_order(sweep):
+    jobs = summarize.summarize(sweep)
+    assert [(j.name, j.status) for j in jobs] == [
+        ("1_lr=1e-4", "finished"),
+        ("10_lr=3e-4", "finished"),
+        ("0_lr=1e-5", "finished"),
+        ("2_lr=1e-3", "failed"),
+        ("3_lr=1e-2", "incomplete"),
+    ]
+    assert jobs[3].error == "ValueError: lr too big"
+    assert jobs[0].metrics == {"best_eval_f1": 0.8, "test_accuracy": 0.9, "test_f1": 0.8}
+
+
+def test_files(sweep):
+    summarize.summarize(sweep)
+    md = (sweep / "summary.md").read_text()
+    assert "5 jobs: 3 finished, 1 failed, 1 incomplete." in md
+    assert "Shared overrides: `debug=smoke`" in md
+    assert "| job | status | lr | best_eval_f1 | test_accuracy | test_f1 | error |" in md
+    rows = list(csv.DictReader((sweep / "summary.csv").open()))
+    assert [r["lr"] for r in rows] == ["1e-4", "3e-4", "1e-5", "1e-3", "1e-2"]
+    assert rows[0]["debug"] == "smoke" and float(rows[0]["best_eval_f1"]) == 0.8
+    assert rows[4]["status"] == "incomplete" and rows[4]["best_eval_f1"] == ""
+    assert (sweep / "summary.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_sort_by_another_metric(sweep):
+    _job(sweep, "4_lr=2e-4", ["debug=smoke", "lr=2e-4"], f1=0.6)
+    (sweep / "4_lr=2e-4" / "metrics.json").write_text(
+        json.dumps({"test": {"accuracy": 0.99, "f1": 0.6}, "best_eval_f1": 0.6})
+    )
+    jobs = summarize.summarize(sweep, metric="test_accuracy")
+    assert jobs[0].name == "4_lr=2e-4"
+
+
+def test_nothing_to_plot(tmp_path):
+    _job(tmp_path, "0_debug=smoke", ["debug=smoke"], f1=0.5)
+    jobs = summarize.summarize(tmp_path)
+    assert len(jobs) == 1 and "1 job: 1 finished" in (tmp_path / "summary.md").read_text()
+    assert not (tmp_path / "summary.png").exists()
+
+
+def test_cli(sweep):
+    proc = subprocess.run(
+        [sys.executable, "-m", "src.summarize", str(sweep)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == (sweep / "summary.md").read_text()
+    bad = subprocess.run(
+        [sys.executable, "-m", "src.summarize", str(sweep), "--metric", "nope"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "best_eval_f1, test_accuracy, test_f1" in bad.stderr
+
+
+def test_no_torch_import():
+    """The summary runs where torch is not installed (a login node) and starts in a blink."""
+    code = "import sys, src.summarize; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
