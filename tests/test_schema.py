@@ -45,7 +45,7 @@ BAD_OVERRIDES = [
     (["dataset.max_train_samples=0"], "dataset.max_train_samples=0: an integer >= 1, or null"),
     (
         ["+trainer.epochz=3"],
-        "trainer.epochz=3: not an argument of src.trainers.hf.HFTrainer; "
+        "trainer.epochz=3: not an argument of src.trainers.manual.ManualTrainer; "
         "did you mean trainer.epochs?",
     ),
     (["+lrr=1e-3"], "lrr=0.001: not a top-level key; did you mean lr?"),

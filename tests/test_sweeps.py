@@ -19,7 +19,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from src.run import share_machine
+from src.distributed import share_machine
 from tests.conftest import CONF, ROOT, run_cli
 
 
@@ -52,7 +52,7 @@ def test_failed_job_does_not_stop_the_sweep(tmp_path, launcher):
         f"hydra.sweep.dir={tmp_path}",
     )  # fmt: skip
     assert proc.returncode == 1
-    assert "truncation=nope: unknown strategy" in proc.stderr
+    assert "truncation=nope: one of head, tail, head_tail" in proc.stderr
     rows = {r["truncation"]: r for r in _rows(tmp_path)}
     assert rows["head"]["status"] == "finished" and float(rows["head"]["test_accuracy"]) > 0
     assert rows["nope"]["status"] == "failed" and "truncation=nope" in rows["nope"]["error"]

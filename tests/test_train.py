@@ -71,7 +71,9 @@ def test_manual_loop_evaluates_every_epoch_and_restores_best(compose_cfg, tmp_pa
 
 
 def test_hf_trainer_early_stopping(compose_cfg, tmp_path):
-    cfg = compose_cfg("debug=smoke", "epochs=4", "lr=1e-9", "trainer.early_stopping_patience=1")
+    cfg = compose_cfg(
+        "debug=smoke", "trainer=hf", "epochs=4", "lr=1e-9", "trainer.early_stopping_patience=1"
+    )
     train(cfg, tmp_path)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["stopped_early"] and len(metrics["history"]) == 2
