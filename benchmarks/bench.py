@@ -1,6 +1,6 @@
 """The benchmark: the notebook recipe vs this project's two trainers, side by side, in one run.
 
-    python -m benchmarks.bench                # throughput, startup, TF-IDF baseline (~15 min)
+    python -m benchmarks.bench                # throughput, startup, TF-IDF baseline (~5 min)
     python -m benchmarks.bench --quality      # + the fine-tuning quality table (~1 h on 2 cores)
 
 Every measurement runs in its own process (benchmarks/worker.py), one after the other, on the
@@ -271,8 +271,8 @@ def write_results(
         f"{info['mem_gib']:.0f} GiB RAM",
         f"- Python {versions['python']}, torch {versions['torch']}, transformers "
         f"{versions['transformers']}, torch threads {versions['torch_threads']}",
-        f"- 1-minute load average: {info['load_start']:.2f} at the start, "
-        f"{info['load_end']:.2f} at the end (other work on the machine slows every variant)",
+        f"- 1-minute load average before the run: {info['load']:.2f} (other work on the "
+        "machine slows every variant; the window ranges below show how steady it was)",
         "- fp32 matmul 2048x2048: "
         + "; ".join(
             f"{when} best {p['best_gflops']:.1f} GFLOP/s (median {p['median_gflops']:.1f})"
@@ -314,7 +314,6 @@ def main(argv: list[str] | None = None) -> None:
     env = child_env(args.threads)
     started, info = time.perf_counter(), machine()
     info["date"] = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    info["load_start"] = info.pop("load")
     shared = {
         "steps": args.steps,
         "warmup": args.warmup,
@@ -354,7 +353,6 @@ def main(argv: list[str] | None = None) -> None:
                         cap=args.quality_cap,
                         backbone=args.quality_backbone,
                     )
-    info["load_end"] = os.getloadavg()[0]
     info["minutes"] = (time.perf_counter() - started) / 60
     text = write_results(args, command, info, peaks, runs, startup, baseline, quality)
     args.out.write_text(text)
