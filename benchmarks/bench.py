@@ -1,6 +1,6 @@
 """The benchmark: the notebook recipe vs this project's two trainers, side by side, in one run.
 
-    python -m benchmarks.bench                # throughput, startup, TF-IDF baseline (~5 min)
+    python -m benchmarks.bench                # throughput, startup, TF-IDF baseline (~10 min)
     python -m benchmarks.bench --quality      # + the fine-tuning quality table (~1 h on 2 cores)
 
 Every measurement runs in its own process (benchmarks/worker.py), one after the other, on the
@@ -46,6 +46,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=20, help="timed training steps per variant")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps before them (>= 1)")
     p.add_argument("--windows", type=int, default=4, help="timed windows; rates are the median")
+    p.add_argument(
+        "--rounds", type=int, default=2, help="run the variants this many times, interleaved"
+    )
     p.add_argument("--max-length", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--eval-batch-size", type=int, default=32)
@@ -134,6 +137,24 @@ def machine() -> dict[str, Any]:
     }
 
 
+def pool_rounds(rounds: list[dict]) -> dict[str, Any]:
+    """One variant over its rounds: each rate is the median of every window of every round."""
+    windows = {k: [v for r in rounds for v in r["windows"][k]] for k in rounds[0]["windows"]}
+    pooled = {k: statistics.median(v) for k, v in windows.items()}
+    pooled["samples_per_s_range"] = (min(windows["samples_per_s"]), max(windows["samples_per_s"]))
+    pooled["eval_samples_per_s"] = statistics.median(r["eval_samples_per_s"] for r in rounds)
+    pooled["peak_rss_mb"] = max(r["peak_rss_mb"] for r in rounds)
+    for key in (
+        "truncation",
+        "steps_per_window",
+        "real_tokens_per_sample",
+        "padded_tokens_per_sample",
+        "non_embedding_params",
+    ):
+        pooled[key] = rounds[0][key]
+    return pooled
+
+
 # --- RESULTS.md -------------------------------------------------------------------------------
 
 
@@ -146,9 +167,10 @@ def throughput_section(args: argparse.Namespace, runs: dict[str, dict], peak: fl
         f"all-MiniLM-L6-v2 (6 layers, hidden 384, {shape['non_embedding_params'] / 1e6:.2f}M "
         f"non-embedding parameters), CPU fp32, max_length {args.max_length}, batch "
         f"{args.batch_size}, {args.steps} timed steps ({args.windows} windows of "
-        f"{shape['steps_per_window']}) after {args.warmup} warm-up steps; eval on "
-        f"{args.eval_samples} test reviews at batch {args.eval_batch_size}. Rates are the median "
-        "window; the range is the slowest and fastest window.",
+        f"{shape['steps_per_window']}) after {args.warmup} warm-up steps, {args.rounds} "
+        f"round(s) of (a), (b), (c) in turn; eval on {args.eval_samples} test reviews at batch "
+        f"{args.eval_batch_size}. Rates are the median window of all rounds; the range is the "
+        "slowest and fastest window.",
         "",
         "| variant | truncation | train samples/s (range) | vs (a) | real tokens/s "
         "| padded tokens/s | tokens/sample real / padded | eval samples/s | peak RSS MiB "
@@ -157,10 +179,10 @@ def throughput_section(args: argparse.Namespace, runs: dict[str, dict], peak: fl
     ]
     for label, (_, _, description) in VARIANTS.items():
         r = runs[label]
-        spread = r["samples_per_s_windows"]
+        slowest, fastest = r["samples_per_s_range"]
         lines.append(
             f"| {description} | {r['truncation']} | {r['samples_per_s']:.2f} "
-            f"({min(spread):.2f}-{max(spread):.2f}) | {r['samples_per_s'] / base:.2f}x "
+            f"({slowest:.2f}-{fastest:.2f}) | {r['samples_per_s'] / base:.2f}x "
             f"| {r['real_tokens_per_s']:.0f} | {r['padded_tokens_per_s']:.0f} "
             f"| {r['real_tokens_per_sample']:.0f} / {r['padded_tokens_per_sample']:.0f} "
             f"| {r['eval_samples_per_s']:.2f} | {r['peak_rss_mb']:.0f} "
@@ -323,17 +345,20 @@ def main(argv: list[str] | None = None) -> None:
         "eval_batch_size": args.eval_batch_size,
         "eval_samples": args.eval_samples,
     }
-    runs: dict[str, dict] = {}
+    rounds: dict[str, list[dict]] = {label: [] for label in VARIANTS}
     quality: dict[tuple[str, str], dict] = {}
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         work = Path(tmp)
         peaks = [run_worker("matmul_peak", "matmul-before", work, env)]
         if not args.no_throughput:
-            for label, (worker, extra, _) in VARIANTS.items():
-                out_dir = work / label
-                runs[label] = run_worker(
-                    worker, label, work, env, **extra, **shared, out_dir=str(out_dir)
-                )
+            for n in range(args.rounds):
+                for label, (worker, extra, _) in VARIANTS.items():
+                    name = f"{label}-{n + 1}"
+                    rounds[label].append(
+                        run_worker(
+                            worker, name, work, env, **extra, **shared, out_dir=str(work / name)
+                        )
+                    )
             peaks.append(run_worker("matmul_peak", "matmul-after", work, env))
         print("[bench] startup ...", flush=True)
         startup = time_startup(args.startup_repeats, env)
@@ -354,6 +379,7 @@ def main(argv: list[str] | None = None) -> None:
                         backbone=args.quality_backbone,
                     )
     info["minutes"] = (time.perf_counter() - started) / 60
+    runs = {label: pool_rounds(r) for label, r in rounds.items() if r}
     text = write_results(args, command, info, peaks, runs, startup, baseline, quality)
     args.out.write_text(text)
     print(text)

@@ -1,7 +1,8 @@
 """Training and eval throughput: the notebook recipe and the project's two trainers, and the
 machine's fp32 matmul peak they are measured against.
 
-Each function runs in a fresh process (benchmarks/worker.py) and returns plain numbers. Every
+Each function runs in a fresh process (benchmarks/worker.py) and returns plain numbers: the
+rates of every timed window, so the harness can pool the windows of several rounds. Every
 optimizer step is stamped when it ends: by a TrainerCallback in the notebook's Trainer, by the
 project's own ScalarLogger hook in both project trainers (`trainer.logging_steps=1` makes them
 call `logger.log` once per step). A collator wrapper records every batch it builds, so the
@@ -106,15 +107,15 @@ class ModelShape:
 
 def window_rates(
     stamps: list[float], batches: list[Batch], warmup: int, windows: int, shape: ModelShape
-) -> dict[str, Any]:
-    """Rates over `windows` equal runs of consecutive steps after `warmup`: each one's median,
-    and the spread of samples/s. Step i runs from stamps[i-1] to stamps[i]."""
+) -> dict[str, list[float]]:
+    """Each rate over `windows` equal runs of consecutive steps after `warmup`, one value per
+    window (the harness takes the median). Step i runs from stamps[i-1] to stamps[i]."""
     if warmup < 1:
         raise ValueError("warmup must be >= 1: the first timed step starts at a warm-up's end")
     size = (len(stamps) - warmup) // windows
     if size < 1:
         raise ValueError(f"{len(stamps)} steps: too few for {warmup} warm-up + {windows} windows")
-    per_window: dict[str, list[float]] = {
+    rates: dict[str, list[float]] = {
         "samples_per_s": [],
         "real_tokens_per_s": [],
         "padded_tokens_per_s": [],
@@ -124,13 +125,10 @@ def window_rates(
         first = warmup + w * size
         seconds = stamps[first + size - 1] - stamps[first - 1]
         chunk = batches[first : first + size]
-        per_window["samples_per_s"].append(sum(b.samples for b in chunk) / seconds)
-        per_window["real_tokens_per_s"].append(sum(b.real_tokens for b in chunk) / seconds)
-        per_window["padded_tokens_per_s"].append(sum(b.padded_tokens for b in chunk) / seconds)
-        per_window["flops_per_s"].append(sum(shape.step_flops(b) for b in chunk) / seconds)
-    rates: dict[str, Any] = {k: statistics.median(v) for k, v in per_window.items()}
-    rates["samples_per_s_windows"] = per_window["samples_per_s"]
-    rates["steps_per_window"] = size
+        rates["samples_per_s"].append(sum(b.samples for b in chunk) / seconds)
+        rates["real_tokens_per_s"].append(sum(b.real_tokens for b in chunk) / seconds)
+        rates["padded_tokens_per_s"].append(sum(b.padded_tokens for b in chunk) / seconds)
+        rates["flops_per_s"].append(sum(shape.step_flops(b) for b in chunk) / seconds)
     return rates
 
 
@@ -145,8 +143,11 @@ def _measured(
     if len(clock_stamps) != total_steps:
         raise RuntimeError(f"stamped {len(clock_stamps)} steps, expected {total_steps}")
     train_batches = counter.batches[:total_steps]
-    result = window_rates(clock_stamps, train_batches, warmup, windows, shape)
     timed = train_batches[warmup:]
+    result: dict[str, Any] = {
+        "windows": window_rates(clock_stamps, train_batches, warmup, windows, shape),
+        "steps_per_window": (total_steps - warmup) // windows,
+    }
     result["real_tokens_per_sample"] = sum(b.real_tokens for b in timed) / sum(
         b.samples for b in timed
     )
