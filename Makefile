@@ -32,7 +32,7 @@ run: setup
 	$(PY) -m src.run $(ARGS)
 
 lint: $(VENV)/.installed
-	$(PY) -m ruff check src tests
+	$(PY) -m ruff check src tests benchmarks
 
 test: setup lint
 	$(PY) -m pytest $(PYTEST_ARGS)

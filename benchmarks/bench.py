@@ -1,0 +1,390 @@
+"""The benchmark: the notebook recipe vs this project's two trainers, side by side, in one run.
+
+    python -m benchmarks.bench                # throughput, startup, TF-IDF baseline (~10 min)
+    python -m benchmarks.bench --quality      # + the fine-tuning quality table (~1 h on 2 cores)
+
+Every measurement runs in its own process (benchmarks/worker.py), one after the other, on the
+same backbone (the embedded MiniLM), max_length, batch size and number of steps, and the
+results go to benchmarks/RESULTS.md with the machine, the versions and this command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import ROOT
+
+TRUNCATIONS = ("head", "tail", "head_tail")
+MODELS = ("hf_head", "custom_head")
+VARIANTS = {  # label -> (worker, extra arguments, description)
+    "notebook": ("notebook", {}, "(a) notebook: every review padded to max_length, `Trainer`"),
+    "hf": ("project", {"trainer": "hf"}, "(b) project `trainer=hf`"),
+    "manual": ("project", {"trainer": "manual"}, "(c) project `trainer=manual`"),
+}
+STARTUP = {
+    "python -c pass": ["-c", "pass"],
+    "python -m src.run --cfg job": ["-m", "src.run", "--cfg", "job"],
+}
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.bench", description=__doc__.split("\n")[0]
+    )
+    p.add_argument("--steps", type=int, default=20, help="timed training steps per variant")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps before them (>= 1)")
+    p.add_argument("--windows", type=int, default=4, help="timed windows; rates are the median")
+    p.add_argument(
+        "--rounds", type=int, default=2, help="run the variants this many times, interleaved"
+    )
+    p.add_argument("--max-length", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--eval-batch-size", type=int, default=32)
+    p.add_argument("--eval-samples", type=int, default=128, help="test reviews for eval speed")
+    p.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS for every run")
+    p.add_argument("--startup-repeats", type=int, default=5)
+    p.add_argument("--no-throughput", action="store_true", help="skip the training variants")
+    p.add_argument("--quality", action="store_true", help="fine-tune the quality table (~1 h)")
+    p.add_argument(
+        "--quality-cap", type=int, default=None, help="train/test reviews per quality run (a check)"
+    )
+    p.add_argument("--quality-backbone", default="minilm", choices=("minilm", "tiny"))
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
+    args = p.parse_args(argv)
+    if args.warmup < 1 or args.steps < args.windows:
+        p.error("need --warmup >= 1 and --steps >= --windows")
+    return args
+
+
+# --- running the measurements --------------------------------------------------------------
+
+
+def child_env(threads: int | None) -> dict[str, str]:
+    env = dict(os.environ)
+    if threads:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
+    return env
+
+
+def run_worker(name: str, label: str, work: Path, env: dict[str, str], **kwargs: Any) -> dict:
+    """`python -m benchmarks.worker` in a fresh process; its output goes to `work/<label>.log`."""
+    out, log = work / f"{label}.json", work / f"{label}.log"
+    print(f"[bench] {label} ...", flush=True)
+    start = time.perf_counter()
+    with log.open("w") as stream:
+        proc = subprocess.run(
+            [sys.executable, "-m", "benchmarks.worker", name, str(out), json.dumps(kwargs)],
+            cwd=ROOT,
+            env=env,
+            stdout=stream,
+            stderr=subprocess.STDOUT,
+        )
+    if proc.returncode:
+        sys.exit(f"[bench] {label} failed (exit {proc.returncode}):\n{log.read_text()[-4000:]}")
+    print(f"[bench] {label}: {time.perf_counter() - start:.0f} s", flush=True)
+    return json.loads(out.read_text())
+
+
+def time_startup(repeats: int, env: dict[str, str]) -> dict[str, float]:
+    """Median wall seconds of each STARTUP command, run from the project root."""
+    medians = {}
+    for label, args in STARTUP.items():
+        seconds = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            subprocess.run(
+                [sys.executable, *args], cwd=ROOT, env=env, check=True, capture_output=True
+            )
+            seconds.append(time.perf_counter() - start)
+        medians[label] = statistics.median(seconds)
+    return medians
+
+
+def first_fields(path: Path) -> dict[str, str]:
+    """`key: value` lines of a /proc file, the first occurrence of each (empty off Linux)."""
+    fields: dict[str, str] = {}
+    for line in (path.read_text() if path.exists() else "").splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, usable cores, the SIMD flags that bound fp32 speed, memory, current load."""
+    cpu = first_fields(Path("/proc/cpuinfo"))
+    mem_kib = int(first_fields(Path("/proc/meminfo")).get("MemTotal", "0 kB").split()[0])
+    flags = set(cpu.get("flags", "").split())
+    cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count())
+    return {
+        "cpu": cpu.get("model name", "?"),
+        "cores": len(cores),
+        "flags": [f for f in CPU_FLAGS if f in flags],
+        "mem_gib": mem_kib / 2**20,
+        "load": os.getloadavg()[0],
+    }
+
+
+def pool_rounds(rounds: list[dict]) -> dict[str, Any]:
+    """One variant over its rounds: each rate is the median of every window of every round."""
+    windows = {k: [v for r in rounds for v in r["windows"][k]] for k in rounds[0]["windows"]}
+    pooled = {k: statistics.median(v) for k, v in windows.items()}
+    pooled["samples_per_s_range"] = (min(windows["samples_per_s"]), max(windows["samples_per_s"]))
+    pooled["eval_samples_per_s"] = statistics.median(r["eval_samples_per_s"] for r in rounds)
+    pooled["peak_rss_mb"] = max(r["peak_rss_mb"] for r in rounds)
+    for key in (
+        "truncation",
+        "steps_per_window",
+        "real_tokens_per_sample",
+        "padded_tokens_per_sample",
+        "non_embedding_params",
+    ):
+        pooled[key] = rounds[0][key]
+    return pooled
+
+
+# --- RESULTS.md -------------------------------------------------------------------------------
+
+
+def throughput_section(args: argparse.Namespace, runs: dict[str, dict], peak: float) -> list[str]:
+    base = runs["notebook"]["samples_per_s"]
+    shape = runs["notebook"]
+    lines = [
+        "## Training throughput",
+        "",
+        f"all-MiniLM-L6-v2 (6 layers, hidden 384, {shape['non_embedding_params'] / 1e6:.2f}M "
+        f"non-embedding parameters), CPU fp32, max_length {args.max_length}, batch "
+        f"{args.batch_size}, {args.steps} timed steps ({args.windows} windows of "
+        f"{shape['steps_per_window']}) after {args.warmup} warm-up steps, {args.rounds} "
+        f"round(s) of (a), (b), (c) in turn; eval on {args.eval_samples} test reviews at batch "
+        f"{args.eval_batch_size}. Rates are the median window of all rounds; the range is the "
+        "slowest and fastest window.",
+        "",
+        "| variant | truncation | train samples/s (range) | vs (a) | real tokens/s "
+        "| padded tokens/s | tokens/sample real / padded | eval samples/s | peak RSS MiB "
+        "| % of matmul peak |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for label, (_, _, description) in VARIANTS.items():
+        r = runs[label]
+        slowest, fastest = r["samples_per_s_range"]
+        lines.append(
+            f"| {description} | {r['truncation']} | {r['samples_per_s']:.2f} "
+            f"({slowest:.2f}-{fastest:.2f}) | {r['samples_per_s'] / base:.2f}x "
+            f"| {r['real_tokens_per_s']:.0f} | {r['padded_tokens_per_s']:.0f} "
+            f"| {r['real_tokens_per_sample']:.0f} / {r['padded_tokens_per_sample']:.0f} "
+            f"| {r['eval_samples_per_s']:.2f} | {r['peak_rss_mb']:.0f} "
+            f"| {100 * r['flops_per_s'] / (peak * 1e9):.0f}% |"
+        )
+    return lines
+
+
+def quality_section(baseline: dict, runs: dict[tuple[str, str], dict], note: str) -> list[str]:
+    lines = [
+        "## Quality on the notebook's split",
+        "",
+        note,
+        "",
+        "| model | truncation | reviews train / test | accuracy | F1 | wall s | train s |",
+        "|---|---|---|---|---|---|---|",
+        f"| TF-IDF (1-2 grams) + LinearSVC | - | {baseline['n_train']} / {baseline['n_test']} "
+        f"| {baseline['accuracy']:.4f} | {baseline['f1']:.4f} | {baseline['wall_s']:.1f} | - |",
+    ]
+    for (model, truncation), r in runs.items():
+        lines.append(
+            f"| {model} | {truncation} | {r['n_train']} / {r['n_test']} | {r['accuracy']:.4f} "
+            f"| {r['f1']:.4f} | {r['wall_s']:.1f} | {r['train_s']:.1f} |"
+        )
+    return lines
+
+
+def targets_section(
+    runs: dict[str, dict], peak: float, startup: dict[str, float], quality: dict, baseline: dict
+) -> list[str]:
+    """The issue's targets, each as measured in this run."""
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**not met**"
+
+    lines = ["## Targets", ""]
+    if runs:
+        base = runs["notebook"]["samples_per_s"]
+        ratios = {k: runs[k]["samples_per_s"] / base for k in ("hf", "manual")}
+        best = max(ratios.values())
+        mfu = max(r["flops_per_s"] for r in runs.values()) / (peak * 1e9)
+        lines += [
+            "- each project trainer >= 1.0x the notebook's training samples/s: "
+            + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items())
+            + f": {verdict(min(ratios.values()) >= 1.0)}",
+            f"- best configuration >= 1.3x: {best:.2f}x: {verdict(best >= 1.3)}",
+            f"- >= 60% of the matmul peak: best {100 * mfu:.0f}%: {verdict(mfu >= 0.6)}",
+        ]
+    cfg_job = startup["python -m src.run --cfg job"]
+    lines.append(
+        f"- `python -m src.run --cfg job` under 2 s: {cfg_job:.2f} s: {verdict(cfg_job < 2)}"
+    )
+    quickstart = quality.get(("hf_head", "head_tail"))
+    if quickstart:
+        lines.append(
+            f"- cpu_quickstart (hf_head, head_tail) beats TF-IDF accuracy: "
+            f"{quickstart['accuracy']:.4f} vs {baseline['accuracy']:.4f}: "
+            f"{verdict(quickstart['accuracy'] > baseline['accuracy'])}"
+        )
+    return lines
+
+
+METHOD = """## Method
+
+- Each variant runs in its own process, one after the other; peak RSS is that process's
+  `ru_maxrss`. Torch threads: torch's default unless `--threads`.
+- (a) is the notebook as written: `BertTokenizerFast(truncation=True, padding=True,
+  max_length=L)` over the whole split (every review padded to L), a `Dataset` of those tensors,
+  `BertForSequenceClassification` under a plain `Trainer` (notebook `TrainingArguments`, cut to
+  `max_steps`). (b) and (c) build the objects as `src.run.train` does, from the composed config
+  (`trainer=hf|manual`, the default `head_tail` truncation, per-batch padding), on exactly
+  warm-up + timed batches.
+- A step is timed from the end of the previous one: a `TrainerCallback` (`on_step_end`) in (a),
+  the project's own `ScalarLogger` hook at `trainer.logging_steps=1` in (b) and (c). Real tokens
+  are `attention_mask` ones; padded tokens are every position the model computes on.
+- FLOPs per trained token: `6 * N + 12 * layers * hidden * seq_len` (N: parameters outside the
+  embedding tables; seq_len: the batch's padded length; fwd + bwd), over padded tokens. The
+  peak is the best of several rounds of 2048x2048 fp32 matmuls (2 * 2048^3 FLOPs each), measured
+  before and after the training variants with the same threads.
+- Eval samples/s: one pass over the eval reviews after training (`Trainer.predict` in (a) and
+  (b), the manual loop's `predict` in (c)).
+- Startup: the median wall time of a fresh process, from the project root.
+- Quality: `python -m src.run experiment=cpu_quickstart truncation=.. model=..` end to end
+  (`src.run.train`); wall s includes tokenizing, evaluating and saving; the TF-IDF baseline is
+  `TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2)` + `LinearSVC()` (C=1)."""
+
+
+def write_results(
+    args: argparse.Namespace,
+    command: str,
+    info: dict[str, Any],
+    peaks: list[dict],
+    runs: dict[str, dict],
+    startup: dict[str, float],
+    baseline: dict,
+    quality: dict[tuple[str, str], dict],
+) -> str:
+    peak = max(p["best_gflops"] for p in peaks)
+    versions = peaks[0]
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Written by `{command}` on {info['date']}, in {info['minutes']:.0f} minutes.",
+        "",
+        "## Machine",
+        "",
+        f"- CPU: {info['cpu']}, {info['cores']} cores usable ({', '.join(info['flags'])}), "
+        f"{info['mem_gib']:.0f} GiB RAM",
+        f"- Python {versions['python']}, torch {versions['torch']}, transformers "
+        f"{versions['transformers']}, torch threads {versions['torch_threads']}",
+        f"- 1-minute load average before the run: {info['load']:.2f} (other work on the "
+        "machine slows every variant; the window ranges below show how steady it was)",
+        "- fp32 matmul 2048x2048: "
+        + "; ".join(
+            f"{when} best {p['best_gflops']:.1f} GFLOP/s (median {p['median_gflops']:.1f})"
+            for when, p in zip(("before", "after"), peaks, strict=False)
+        )
+        + f"; peak used: {peak:.1f} GFLOP/s",
+        "",
+    ]
+    if runs:
+        lines += [*throughput_section(args, runs, peak), ""]
+    lines += [
+        "## Startup",
+        "",
+        f"| command | median s (of {args.startup_repeats}) |",
+        "|---|---|",
+        *(f"| `{k}` | {v:.2f} |" for k, v in startup.items()),
+        "",
+    ]
+    if quality:
+        note = "cpu_quickstart settings (1 epoch, max_length 256, batch 16, lr 1e-4)"
+        if args.quality_cap or args.quality_backbone != "minilm":
+            note += (
+                f", **capped at {args.quality_cap} reviews, backbone={args.quality_backbone}: "
+                "a check of the harness, not a result**"
+            )
+        else:
+            note += ", the embedded MiniLM"
+        note += f"; device {next(iter(quality.values()))['device']}."
+    else:
+        note = "Fine-tuning rows: `--quality` (about an hour on 2 CPU cores)."
+    lines += [*quality_section(baseline, quality, note), ""]
+    lines += [*targets_section(runs, peak, startup, quality, baseline), "", METHOD, ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    command = shlex.join(["python", "-m", "benchmarks.bench", *sys.argv[1:]])
+    env = child_env(args.threads)
+    started, info = time.perf_counter(), machine()
+    info["date"] = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    shared = {
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "windows": args.windows,
+        "max_length": args.max_length,
+        "batch_size": args.batch_size,
+        "eval_batch_size": args.eval_batch_size,
+        "eval_samples": args.eval_samples,
+    }
+    rounds: dict[str, list[dict]] = {label: [] for label in VARIANTS}
+    quality: dict[tuple[str, str], dict] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        work = Path(tmp)
+        peaks = [run_worker("matmul_peak", "matmul-before", work, env)]
+        if not args.no_throughput:
+            for n in range(args.rounds):
+                for label, (worker, extra, _) in VARIANTS.items():
+                    name = f"{label}-{n + 1}"
+                    rounds[label].append(
+                        run_worker(
+                            worker, name, work, env, **extra, **shared, out_dir=str(work / name)
+                        )
+                    )
+            peaks.append(run_worker("matmul_peak", "matmul-after", work, env))
+        print("[bench] startup ...", flush=True)
+        startup = time_startup(args.startup_repeats, env)
+        baseline = run_worker("tfidf_svm", "tfidf-svm", work, env)
+        if args.quality:
+            for model in MODELS:
+                for truncation in TRUNCATIONS:
+                    label = f"quality-{model}-{truncation}"
+                    quality[(model, truncation)] = run_worker(
+                        "finetune",
+                        label,
+                        work,
+                        env,
+                        truncation=truncation,
+                        model=model,
+                        out_dir=str(work / label),
+                        cap=args.quality_cap,
+                        backbone=args.quality_backbone,
+                    )
+    info["minutes"] = (time.perf_counter() - started) / 60
+    runs = {label: pool_rounds(r) for label, r in rounds.items() if r}
+    text = write_results(args, command, info, peaks, runs, startup, baseline, quality)
+    args.out.write_text(text)
+    print(text)
+    print(f"[bench] wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

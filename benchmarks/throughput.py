@@ -1,0 +1,325 @@
+"""Training and eval throughput: the notebook recipe and the project's two trainers, and the
+machine's fp32 matmul peak they are measured against.
+
+Each function runs in a fresh process (benchmarks/worker.py) and returns plain numbers: the
+rates of every timed window, so the harness can pool the windows of several rounds. Every
+optimizer step is stamped when it ends: by a TrainerCallback in the notebook's Trainer, by the
+project's own ScalarLogger hook in both project trainers (`trainer.logging_steps=1` makes them
+call `logger.log` once per step). A collator wrapper records every batch it builds, so the
+token counts belong to exactly the steps that were timed.
+
+FLOPs per trained token (fwd + bwd, Kaplan et al. 2020 / PaLM appendix B):
+    6 * N + 12 * layers * hidden * seq_len
+N = parameters outside the embedding tables; seq_len = the batch's padded length. Every padded
+token is counted: it is what the machine computed, so the fraction of the matmul peak says how
+well the loop uses the hardware, whatever the padding.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import transformers
+from hydra.utils import instantiate
+from transformers import (
+    BertForSequenceClassification,
+    BertTokenizerFast,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    default_data_collator,
+    set_seed,
+)
+
+from benchmarks.common import MINILM, compose
+from src import data, metrics, progress
+from src.backbones import resolve_path
+from src.optim import build_optimizer
+from src.schema import check_callables
+
+NOTEBOOK_LR = 2e-5  # the notebook's TrainingArguments; the rate does not change the speed
+NOTEBOOK_WEIGHT_DECAY = 0.01
+
+
+@dataclass(frozen=True)
+class Batch:
+    samples: int
+    real_tokens: int  # attention_mask.sum(): the review's word pieces
+    padded_tokens: int  # input_ids.numel(): what the model computes on
+    seq_len: int
+
+
+class CountingCollator:
+    """A collator that records each batch it builds; training batches come first, in order."""
+
+    def __init__(self, collate: Callable[[list], dict]) -> None:
+        self.collate = collate
+        self.batches: list[Batch] = []
+
+    def __call__(self, features: list) -> dict:
+        batch = self.collate(features)
+        ids = batch["input_ids"]
+        real = int(batch["attention_mask"].sum())
+        self.batches.append(Batch(ids.shape[0], real, ids.numel(), ids.shape[1]))
+        return batch
+
+
+class StepClock:
+    """perf_counter at the end of every optimizer step, as a ScalarLogger for the project's
+    trainers: each step's `train/loss` arrives once per step at `logging_steps=1`."""
+
+    def __init__(self) -> None:
+        self.stamps: list[float] = []
+
+    def log(self, scalars: dict[str, float], step: int) -> None:
+        if "train/loss" in scalars:  # not the eval metrics nor the Trainer's end-of-run summary
+            self.stamps.append(time.perf_counter())
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What the FLOPs formula needs from a model."""
+
+    params: int  # outside the embedding tables
+    layers: int
+    hidden: int
+
+    @classmethod
+    def of(cls, model: Any) -> ModelShape:
+        params = sum(p.numel() for n, p in model.named_parameters() if "embeddings" not in n)
+        return cls(params, model.config.num_hidden_layers, model.config.hidden_size)
+
+    def step_flops(self, batch: Batch) -> float:
+        per_token = 6 * self.params + 12 * self.layers * self.hidden * batch.seq_len
+        return batch.padded_tokens * per_token
+
+
+def window_rates(
+    stamps: list[float], batches: list[Batch], warmup: int, windows: int, shape: ModelShape
+) -> dict[str, list[float]]:
+    """Each rate over `windows` equal runs of consecutive steps after `warmup`, one value per
+    window (the harness takes the median). Step i runs from stamps[i-1] to stamps[i]."""
+    if warmup < 1:
+        raise ValueError("warmup must be >= 1: the first timed step starts at a warm-up's end")
+    size = (len(stamps) - warmup) // windows
+    if size < 1:
+        raise ValueError(f"{len(stamps)} steps: too few for {warmup} warm-up + {windows} windows")
+    rates: dict[str, list[float]] = {
+        "samples_per_s": [],
+        "real_tokens_per_s": [],
+        "padded_tokens_per_s": [],
+        "flops_per_s": [],
+    }
+    for w in range(windows):
+        first = warmup + w * size
+        seconds = stamps[first + size - 1] - stamps[first - 1]
+        chunk = batches[first : first + size]
+        rates["samples_per_s"].append(sum(b.samples for b in chunk) / seconds)
+        rates["real_tokens_per_s"].append(sum(b.real_tokens for b in chunk) / seconds)
+        rates["padded_tokens_per_s"].append(sum(b.padded_tokens for b in chunk) / seconds)
+        rates["flops_per_s"].append(sum(shape.step_flops(b) for b in chunk) / seconds)
+    return rates
+
+
+def _measured(
+    clock_stamps: list[float],
+    counter: CountingCollator,
+    total_steps: int,
+    warmup: int,
+    windows: int,
+    shape: ModelShape,
+) -> dict[str, Any]:
+    if len(clock_stamps) != total_steps:
+        raise RuntimeError(f"stamped {len(clock_stamps)} steps, expected {total_steps}")
+    train_batches = counter.batches[:total_steps]
+    timed = train_batches[warmup:]
+    result: dict[str, Any] = {
+        "windows": window_rates(clock_stamps, train_batches, warmup, windows, shape),
+        "steps_per_window": (total_steps - warmup) // windows,
+    }
+    result["real_tokens_per_sample"] = sum(b.real_tokens for b in timed) / sum(
+        b.samples for b in timed
+    )
+    result["padded_tokens_per_sample"] = sum(b.padded_tokens for b in timed) / sum(
+        b.samples for b in timed
+    )
+    result["non_embedding_params"] = shape.params
+    return result
+
+
+def matmul_peak(size: int = 2048, repeats: int = 10, rounds: int = 5) -> dict[str, Any]:
+    """fp32 GFLOP/s of `size`-square matmuls: the best and the median of `rounds` rounds."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    for _ in range(3):
+        a @ b
+    rates = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            a @ b
+        rates.append(2 * size**3 * repeats / (time.perf_counter() - start) / 1e9)
+    return {
+        "size": size,
+        "best_gflops": max(rates),
+        "median_gflops": statistics.median(rates),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+class StepEndCallback(TrainerCallback):
+    """The notebook's Trainer stamps its steps into a StepClock."""
+
+    def __init__(self, clock: StepClock) -> None:
+        self.clock = clock
+
+    def on_step_end(self, args, state, control, **kwargs) -> None:
+        self.clock.stamps.append(time.perf_counter())
+
+
+class ReviewDataset(torch.utils.data.Dataset):
+    """The notebook's Dataset: rows of the pre-padded tensors, plus the label."""
+
+    def __init__(self, encodings: dict[str, torch.Tensor], labels: list[int]) -> None:
+        self.encodings, self.labels = encodings, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        item = {k: v[i] for k, v in self.encodings.items()}
+        item["labels"] = torch.tensor(self.labels[i])
+        return item
+
+
+def notebook(
+    steps: int,
+    warmup: int,
+    windows: int,
+    max_length: int,
+    batch_size: int,
+    eval_batch_size: int,
+    eval_samples: int,
+    out_dir: str,
+) -> dict[str, Any]:
+    """The notebook as written: every review of the split padded to max_length up front, a
+    Dataset of those tensors, BertForSequenceClassification under a plain Trainer."""
+    set_seed(42)
+    corpus = data.movie_reviews()
+    path = resolve_path(MINILM)
+    tokenizer = BertTokenizerFast.from_pretrained(path)
+
+    def encode(split: data.Split) -> ReviewDataset:
+        enc = tokenizer(
+            split.texts, truncation=True, padding=True, max_length=max_length, return_tensors="pt"
+        )
+        return ReviewDataset(enc, split.labels)
+
+    train_set = encode(corpus.train)
+    eval_set = torch.utils.data.Subset(encode(corpus.test), range(eval_samples))
+    model = BertForSequenceClassification.from_pretrained(path, num_labels=2)
+    total = warmup + steps
+    args = TrainingArguments(
+        output_dir=out_dir,
+        max_steps=total,  # the notebook's num_train_epochs=3, cut to the timed steps
+        per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=eval_batch_size,
+        learning_rate=NOTEBOOK_LR,
+        weight_decay=NOTEBOOK_WEIGHT_DECAY,
+        eval_strategy="no",  # the notebook's per-epoch eval and save happen after the timed steps
+        save_strategy="no",
+        logging_steps=50,
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
+    )
+    clock, counter = StepClock(), CountingCollator(default_data_collator)
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        data_collator=counter,
+        callbacks=[StepEndCallback(clock)],
+    )
+    trainer.train()
+    result = _measured(clock.stamps, counter, total, warmup, windows, ModelShape.of(model))
+    start = time.perf_counter()
+    trainer.predict(eval_set)
+    result["eval_samples_per_s"] = eval_samples / (time.perf_counter() - start)
+    result["truncation"] = "head"
+    return result
+
+
+def project(
+    trainer: str,
+    steps: int,
+    warmup: int,
+    windows: int,
+    max_length: int,
+    batch_size: int,
+    eval_batch_size: int,
+    eval_samples: int,
+    out_dir: str,
+) -> dict[str, Any]:
+    """`python -m src.run trainer=<trainer>` on exactly warmup + steps batches.
+
+    The objects are built as src.run.train builds them (keep the two in step), so the timed loop
+    is the project's own: per-batch padding, the config's truncation, its optimizer and
+    scheduler. The timing logger goes in where run.py puts the configured one.
+    """
+    total = warmup + steps
+    cfg = compose(
+        [
+            "backbone=minilm",
+            "model=hf_head",
+            f"trainer={trainer}",
+            "epochs=1",
+            f"max_length={max_length}",
+            f"batch_size={batch_size}",
+            f"eval_batch_size={eval_batch_size}",
+            "device=cpu",
+            "trainer.logging_steps=1",
+            f"dataset.max_train_samples={total * batch_size}",
+            f"dataset.max_eval_samples={eval_samples}",
+        ]
+    )
+    check_callables(cfg)
+    corpus = instantiate(cfg.dataset)
+    progress.quiet_libraries()
+    set_seed(cfg.seed)
+    backbone = instantiate(cfg.backbone)
+    tokenizer = backbone.tokenizer()
+    train_set = data.encode(tokenizer, corpus.train, cfg.max_length, cfg.truncation)
+    eval_set = data.encode(tokenizer, corpus.eval, cfg.max_length, cfg.truncation)
+    counter = CountingCollator(data.collator(tokenizer))
+    model = instantiate(cfg.model, _partial_=True)(backbone=backbone, id2label=corpus.id2label)
+    clock = StepClock()
+    loop = instantiate(cfg.trainer, logger=clock)
+    optimizer = build_optimizer(instantiate(cfg.optimizer), model)
+    scheduler = instantiate(cfg.scheduler)(
+        optimizer, num_training_steps=loop.num_training_steps(len(train_set))
+    )
+
+    def score(logits: np.ndarray, labels: np.ndarray) -> dict:
+        return metrics.compute(labels, logits.argmax(-1), len(corpus.label_names))
+
+    loop.fit(model, train_set, eval_set, counter, optimizer, scheduler, score, Path(out_dir))
+    result = _measured(clock.stamps, counter, total, warmup, windows, ModelShape.of(model))
+    start = time.perf_counter()
+    loop.predict(model, eval_set, counter)
+    result["eval_samples_per_s"] = len(eval_set) / (time.perf_counter() - start)
+    result["truncation"] = cfg.truncation
+    return result
