@@ -167,6 +167,7 @@ KNOBS: dict[str, Rule] = {
     "truncation": choice(TRUNCATIONS),
     "dropout": DROPOUT,
     "device": DEVICE,
+    "compile": flag(),
     "resume": text(null=True),  # auto, or a checkpoint / run folder (checked when resolved)
 }
 
@@ -190,6 +191,7 @@ _TRAINER = {
     "num_workers": integer(0),
     "seed": integer(),
     "logging_steps": integer(1),
+    "compile": flag(),
 }
 _MODEL_RUNTIME = ("backbone", "id2label")
 _OPTIMIZER_RUNTIME = ("params",)

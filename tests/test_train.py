@@ -110,3 +110,25 @@ def test_overfit_preset_learns_one_batch_by_heart(compose_cfg, tmp_path):
     train(compose_cfg("debug=overfit"), tmp_path)
     history = json.loads((tmp_path / "metrics.json").read_text())["history"]
     assert history[0]["train_loss"] > 0.5 and history[-1]["train_loss"] < 0.05
+
+
+@pytest.mark.parametrize("trainer", ["manual", "hf"])
+def test_compile_trains_the_same_model(compose_cfg, tmp_path, trainer):
+    """compile=true (torch.compile of the training forward) changes the speed, not the model:
+    the same loss at every epoch as the eager run, within the float noise of fused kernels."""
+    base = ("debug=overfit", "epochs=3", f"trainer={trainer}")
+    train(compose_cfg(*base), tmp_path / "eager")
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    train(compose_cfg(*base, "compile=true"), tmp_path / "compiled")
+    assert counters["stats"]["unique_graphs"] >= 1  # dynamo really compiled the forward
+    eager, compiled = (
+        [
+            h["train_loss"]
+            for h in json.loads((tmp_path / r / "metrics.json").read_text())["history"]
+        ]
+        for r in ("eager", "compiled")
+    )
+    assert len(eager) == len(compiled) == 3
+    np.testing.assert_allclose(compiled, eager, rtol=1e-3, atol=1e-4)

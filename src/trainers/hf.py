@@ -47,6 +47,7 @@ class HFTrainer:
         device: str = "auto",
         precision: str = "auto",
         num_workers: int = 0,
+        compile: bool = False,
         seed: int = 42,
         logging_steps: int = 50,
         save_total_limit: int | None = 2,
@@ -62,6 +63,7 @@ class HFTrainer:
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.num_workers = num_workers
+        self.compile = compile
         self.seed = seed
         self.logging_steps = logging_steps
         self.save_total_limit = save_total_limit
@@ -92,6 +94,7 @@ class HFTrainer:
             bf16=self.precision == "bf16",
             fp16=self.precision == "fp16",
             dataloader_num_workers=self.num_workers,
+            torch_compile=self.compile,
             dataloader_pin_memory=self.device.type == "cuda",
             ddp_backend="gloo" if self.device.type == "cpu" and world_size() > 1 else None,
             disable_tqdm=not progress.interactive(),

@@ -59,6 +59,7 @@ class ManualTrainer:
         device: str = "auto",
         precision: str = "auto",
         num_workers: int = 0,
+        compile: bool = False,
         seed: int = 42,
         logging_steps: int = 50,
         save_steps: int | None = None,
@@ -75,6 +76,7 @@ class ManualTrainer:
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.num_workers = num_workers
+        self.compile = compile
         self.seed = seed
         self.logging_steps = logging_steps
         self.save_steps = save_steps
@@ -137,6 +139,8 @@ class ManualTrainer:
         if distributed.world_size() > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        if self.compile:  # the training forward only; checkpoints and eval use `model` as is
+            net = torch.compile(net)
         scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
         ckpt_dir = output_dir / "checkpoints"
         result, progress, best_file = TrainResult(), _Progress(), None
