@@ -38,13 +38,22 @@ def tfidf_svm() -> dict[str, Any]:
 
 
 def finetune(
-    truncation: str, model: str, out_dir: str, cap: int | None = None, backbone: str = "minilm"
+    truncation: str,
+    model: str,
+    out_dir: str,
+    cap: int | None = None,
+    backbone: str = "minilm",
+    device: str = "cpu",
+    backbone_path: str | None = None,
 ) -> dict[str, Any]:
     """`python -m src.run experiment=cpu_quickstart truncation=.. model=..` end to end; `cap`
     limits train and test reviews (to check the harness, not to report)."""
     from src.run import train
 
     overrides = [QUICKSTART, f"truncation={truncation}", f"model={model}", f"backbone={backbone}"]
+    overrides.append(f"device={device}")
+    if backbone_path:
+        overrides.append(f"backbone.path={backbone_path}")
     if cap:
         overrides += [f"dataset.max_train_samples={cap}", f"dataset.max_eval_samples={cap}"]
     cfg = compose(overrides)
@@ -58,6 +67,7 @@ def finetune(
         "wall_s": seconds,
         "train_s": summary["train_seconds"],
         "device": summary["device"],
+        "precision": summary["precision"],
         "n_train": summary["n_train"],
         "n_test": summary["n_test"],
         "overrides": overrides,

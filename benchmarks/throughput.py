@@ -72,6 +72,14 @@ class CountingCollator:
         return batch
 
 
+def now() -> float:
+    """perf_counter once the GPU has finished its queued work (CUDA kernels run asynchronously;
+    on CPU this is perf_counter)."""
+    if torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+    return time.perf_counter()
+
+
 class StepClock:
     """perf_counter at the end of every optimizer step, as a ScalarLogger for the project's
     trainers: each step's `train/loss` arrives once per step at `logging_steps=1`."""
@@ -81,7 +89,7 @@ class StepClock:
 
     def log(self, scalars: dict[str, float], step: int) -> None:
         if "train/loss" in scalars:  # not the eval metrics nor the Trainer's end-of-run summary
-            self.stamps.append(time.perf_counter())
+            self.stamps.append(now())
 
     def close(self) -> None:
         pass
@@ -158,26 +166,44 @@ def _measured(
     return result
 
 
-def matmul_peak(size: int = 2048, repeats: int = 10, rounds: int = 5) -> dict[str, Any]:
-    """fp32 GFLOP/s of `size`-square matmuls: the best and the median of `rounds` rounds."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def _matmul_rates(size: int, repeats: int, rounds: int, **tensor: Any) -> list[float]:
+    """GFLOP/s of `rounds` rounds of `repeats` `size`-square matmuls, after 3 warm-ups."""
+    a, b = torch.randn(size, size, **tensor), torch.randn(size, size, **tensor)
     for _ in range(3):
         a @ b
     rates = []
     for _ in range(rounds):
-        start = time.perf_counter()
+        start = now()
         for _ in range(repeats):
             a @ b
-        rates.append(2 * size**3 * repeats / (time.perf_counter() - start) / 1e9)
-    return {
-        "size": size,
-        "best_gflops": max(rates),
-        "median_gflops": statistics.median(rates),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "python": platform.python_version(),
-        "torch_threads": torch.get_num_threads(),
-    }
+        rates.append(2 * size**3 * repeats / (now() - start) / 1e9)
+    return rates
+
+
+def matmul_peak(device: str = "cpu", repeats: int = 10, rounds: int = 5) -> dict[str, Any]:
+    """The matmul throughput the variants are measured against: fp32 on the CPU (2048-square);
+    on a GPU fp32 without TF32 (torch's default) and bf16 (8192-square), one per precision a
+    variant can train in."""
+    size = 2048 if device == "cpu" else 8192
+    result: dict[str, Any] = {"size": size, "device": device}
+    dtypes = (
+        {"fp32": torch.float32}
+        if device == "cpu"
+        else {"fp32": torch.float32, "bf16": torch.bfloat16}
+    )
+    for name, dtype in dtypes.items():
+        rates = _matmul_rates(size, repeats, rounds, device=device, dtype=dtype)
+        result[name] = {"best_gflops": max(rates), "median_gflops": statistics.median(rates)}
+    result["device_name"] = (
+        torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else "cpu"
+    )
+    result.update(
+        torch=torch.__version__,
+        transformers=transformers.__version__,
+        python=platform.python_version(),
+        torch_threads=torch.get_num_threads(),
+    )
+    return result
 
 
 class StepEndCallback(TrainerCallback):
@@ -187,7 +213,7 @@ class StepEndCallback(TrainerCallback):
         self.clock = clock
 
     def on_step_end(self, args, state, control, **kwargs) -> None:
-        self.clock.stamps.append(time.perf_counter())
+        self.clock.stamps.append(now())
 
 
 class ReviewDataset(torch.utils.data.Dataset):
@@ -214,12 +240,14 @@ def notebook(
     eval_batch_size: int,
     eval_samples: int,
     out_dir: str,
+    device: str = "cpu",
+    backbone_path: str = MINILM,
 ) -> dict[str, Any]:
     """The notebook as written: every review of the split padded to max_length up front, a
     Dataset of those tensors, BertForSequenceClassification under a plain Trainer."""
     set_seed(42)
     corpus = data.movie_reviews()
-    path = resolve_path(MINILM)
+    path = resolve_path(backbone_path)
     tokenizer = BertTokenizerFast.from_pretrained(path)
 
     def encode(split: data.Split) -> ReviewDataset:
@@ -243,7 +271,7 @@ def notebook(
         save_strategy="no",
         logging_steps=50,
         report_to="none",
-        use_cpu=True,
+        use_cpu=device == "cpu",  # on a GPU the notebook trains in fp32: it sets no fp16/bf16
         disable_tqdm=True,
     )
     clock, counter = StepClock(), CountingCollator(default_data_collator)
@@ -256,10 +284,10 @@ def notebook(
     )
     trainer.train()
     result = _measured(clock.stamps, counter, total, warmup, windows, ModelShape.of(model))
-    start = time.perf_counter()
+    start = now()
     trainer.predict(eval_set)
-    result["eval_samples_per_s"] = eval_samples / (time.perf_counter() - start)
-    result["truncation"] = "head"
+    result["eval_samples_per_s"] = eval_samples / (now() - start)
+    result.update(truncation="head", precision="fp32")
     return result
 
 
@@ -273,6 +301,9 @@ def project(
     eval_batch_size: int,
     eval_samples: int,
     out_dir: str,
+    device: str = "cpu",
+    backbone_path: str = MINILM,
+    compile: bool = False,
 ) -> dict[str, Any]:
     """`python -m src.run trainer=<trainer>` on exactly warmup + steps batches.
 
@@ -284,13 +315,15 @@ def project(
     cfg = compose(
         [
             "backbone=minilm",
+            f"backbone.path={backbone_path}",
             "model=hf_head",
             f"trainer={trainer}",
             "epochs=1",
             f"max_length={max_length}",
             f"batch_size={batch_size}",
             f"eval_batch_size={eval_batch_size}",
-            "device=cpu",
+            f"device={device}",  # precision auto: fp32 on CPU, bf16 autocast on a recent GPU
+            f"compile={str(compile).lower()}",
             "trainer.logging_steps=1",
             f"dataset.max_train_samples={total * batch_size}",
             f"dataset.max_eval_samples={eval_samples}",
@@ -318,8 +351,8 @@ def project(
 
     loop.fit(model, train_set, eval_set, counter, optimizer, scheduler, score, Path(out_dir))
     result = _measured(clock.stamps, counter, total, warmup, windows, ModelShape.of(model))
-    start = time.perf_counter()
+    start = now()
     loop.predict(model, eval_set, counter)
-    result["eval_samples_per_s"] = len(eval_set) / (time.perf_counter() - start)
-    result["truncation"] = cfg.truncation
+    result["eval_samples_per_s"] = len(eval_set) / (now() - start)
+    result.update(truncation=cfg.truncation, precision=loop.precision)
     return result
