@@ -174,6 +174,15 @@ class ManualTrainer:
             return path
 
         steps = self._steps_per_epoch(len(train_set))
+        # Step losses stay on the device until they are logged or saved: a `.item()` per step
+        # would wait for the GPU every step and stop the host from queueing the next one.
+        pending: list[torch.Tensor] = []
+
+        def flush() -> None:
+            if pending:
+                progress.epoch_losses.extend(torch.stack(pending).float().cpu().tolist())
+                pending.clear()
+
         with PreemptionGuard() as guard:
             while progress.epoch <= self.epochs and not result.stopped_early:
                 batches = self._batches(len(train_set), progress.epoch)
@@ -188,21 +197,24 @@ class ManualTrainer:
                     with self._autocast():
                         loss = net(**batch).loss
                     scaler.scale(loss / self.grad_accum_steps).backward()
-                    progress.epoch_losses.append(loss.item())
-                    bar.set_postfix(loss=f"{loss.item():.4f}")
+                    pending.append(loss.detach())
                     if (i + 1) % self.grad_accum_steps and i + 1 < len(batches):
                         continue
                     self._optimizer_step(model, optimizer, scheduler, scaler)
                     progress.step, progress.batches_done = progress.step + 1, i + 1
                     if self.logging_steps and progress.step % self.logging_steps == 0:
+                        flush()
                         self._log_step(result, progress, steps, scheduler)
+                        bar.set_postfix(loss=f"{progress.epoch_losses[-1]:.4f}")
                     stop = distributed.any_rank(guard.requested)
                     if stop or (self.save_steps and progress.step % self.save_steps == 0):
+                        flush()
                         result.train_seconds += time.perf_counter() - start
                         start = time.perf_counter()
                         path = save()
                         if stop:
                             raise Preempted(str(path))
+                flush()
                 result.train_seconds += time.perf_counter() - start
                 result.train_samples += len(train_set)
                 best_file = self._end_epoch(
