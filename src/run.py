@@ -192,7 +192,13 @@ def user_error(error: BaseException) -> UserError | None:
 
 
 if __name__ == "__main__":
+    from src import preflight
     from src.distributed import hydra_overrides
 
+    try:
+        preflight.check(sys.argv[1:])
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     sys.argv += hydra_overrides(sys.argv[1:])
     main()

@@ -25,7 +25,11 @@ def test_smoke_run_as_typed(tmp_path):
 def test_unknown_group_option(tmp_path):
     proc = run_cli("model=nope", f"hydra.run.dir={tmp_path}")
     err = _single_error_line(proc)
-    assert "model/nope" in err and "custom_head" in err
+    assert (
+        err
+        == "error: model=nope: conf/model/ has no option 'nope'; options: custom_head, hf_head\n"
+    )
+    assert proc.returncode == 2
 
 
 def test_missing_corpus(tmp_path):

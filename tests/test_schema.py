@@ -49,6 +49,36 @@ BAD_OVERRIDES = [
         "did you mean trainer.epochs?",
     ),
     (["+lrr=1e-3"], "lrr=0.001: not a top-level key; did you mean lr?"),
+    # the same typos without `+`, which Hydra itself would refuse in a multi-line block
+    (
+        ["trainer.epochz=3"],
+        "trainer.epochz=3: trainer (src.trainers.manual.ManualTrainer) has no key epochz; "
+        "did you mean trainer.epochs?",
+    ),
+    (
+        ["lrr=1e-3"],
+        "lrr=1e-3: no top-level key lrr; did you mean lr?",
+    ),
+    (
+        ["model=hf_head", "model.pooling=cls"],
+        "model.pooling=cls: model (src.models.hf_head) has no key pooling; keys: dropout",
+    ),
+    (
+        ["backbone.config_overrides.hidden_dropout_prob=0.2"],
+        "backbone.config_overrides.hidden_dropout_prob=0.2: the composed config has no key "
+        "backbone.config_overrides.hidden_dropout_prob; to add a new key, write "
+        "+backbone.config_overrides.hidden_dropout_prob=0.2",
+    ),
+    (
+        ["model=custom_hed"],
+        "model=custom_hed: conf/model/ has no option 'custom_hed'; did you mean "
+        "model=custom_head? options: custom_head, hf_head",
+    ),
+    (
+        ["-m", "trainer=hf,manul"],
+        "trainer=hf,manul: conf/trainer/ has no option 'manul'; did you mean "
+        "trainer=manual? options: hf, manual",
+    ),
     (
         ["trainer.epochs=${nope}"],
         "trainer.epochs=${nope}: a value that resolves (Interpolation key 'nope' not found)",
