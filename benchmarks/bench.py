@@ -359,9 +359,11 @@ def write_results(
         "",
     ]
     if quality:
+        first = next(iter(quality.values()))
+        settings = ", ".join(f"{k} {v}" for k, v in first["settings"].items())
         note = (
             "cpu_quickstart settings (custom_head with mean pooling under the manual loop, "
-            "1 epoch, max_length 256, batch 16, lr 1e-4; the hf_head rows swap the head)"
+            f"{settings}; the hf_head rows swap the head)"
         )
         if args.quality_cap or args.quality_backbone != "minilm":
             note += (
@@ -370,7 +372,6 @@ def write_results(
             )
         else:
             note += ", the embedded MiniLM"
-        first = next(iter(quality.values()))
         note += f"; device {first['device']}, {first['precision']}."
     else:
         note = "Fine-tuning rows: `--quality` (about an hour on 2 CPU cores)."

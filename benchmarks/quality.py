@@ -71,4 +71,5 @@ def finetune(
         "n_train": summary["n_train"],
         "n_test": summary["n_test"],
         "overrides": overrides,
+        "settings": {k: cfg[k] for k in ("epochs", "max_length", "batch_size", "lr")},
     }
