@@ -48,9 +48,9 @@ def test_changes_names_dotted_keys_with_old_and_new_values():
 
 def test_a_knob_change_shows_every_resolved_key_it_moves():
     """What a reviewer reads: `epochs` feeds trainer.epochs by interpolation; both show."""
-    assert changes(resolve([]), resolve(["epochs=2"])) == [
-        "trainer.epochs: 1 -> 2",
-        "epochs: 1 -> 2",
+    assert changes(resolve([]), resolve(["epochs=3"])) == [
+        "trainer.epochs: 2 -> 3",
+        "epochs: 2 -> 3",
     ]
 
 
