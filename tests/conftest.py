@@ -8,13 +8,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
+from src.compose import CONF, compose
+
 ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
 SHARED_NLTK = ROOT.parent / "shared" / "nltk_data"
 
 if "NLTK_DATA" not in os.environ and SHARED_NLTK.is_dir():
@@ -37,12 +37,9 @@ def compose_cfg() -> Callable[..., DictConfig]:
     """compose_cfg("model=custom_head", ...) -> the composed config; Hydra state cleared after."""
 
     def _compose(*overrides: str) -> DictConfig:
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            return compose(config_name="config", overrides=list(overrides))
+        return compose(list(overrides))
 
-    yield _compose
-    GlobalHydra.instance().clear()
+    return _compose
 
 
 def run_cli(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: int = 300):
@@ -67,19 +64,36 @@ def trained_runs(tmp_path_factory) -> dict[str, Path]:
 
     runs = {}
     for model, trainer, epochs in (("hf_head", "hf", 1), ("custom_head", "manual", 2)):
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            cfg = compose(
-                config_name="config",
-                overrides=[
-                    "debug=smoke",
-                    f"model={model}",
-                    f"trainer={trainer}",
-                    f"epochs={epochs}",
-                    "logger=tensorboard",
-                ],
-            )
-        GlobalHydra.instance().clear()
+        overrides = [f"model={model}", f"trainer={trainer}", f"epochs={epochs}"]
+        cfg = compose(["debug=smoke", *overrides, "logger=tensorboard"])
         runs[model] = tmp_path_factory.mktemp(model)
         train(cfg, runs[model])
     return runs
+
+
+def reloaded_and_saved_probs(run_dir: Path, cfg: DictConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The class probabilities of the run's test reviews from its reloaded best_model (on the
+    CPU), next to those the run wrote in test_predictions.csv."""
+    import csv
+
+    import torch
+    from transformers import AutoTokenizer
+
+    from src import data
+    from src.models import load_trained
+
+    folder = run_dir / "best_model"
+    reloaded = load_trained(folder).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    corpus = data.movie_reviews(
+        max_train_samples=cfg.dataset.max_train_samples,
+        max_eval_samples=cfg.dataset.max_eval_samples,
+    )
+    batch = data.collator(tokenizer)(
+        data.encode(tokenizer, corpus.test, cfg.max_length, cfg.truncation)
+    )
+    batch.pop("labels")
+    with torch.no_grad():
+        probs = torch.softmax(reloaded(**batch).logits, -1).numpy()
+    rows = list(csv.DictReader((run_dir / "test_predictions.csv").open()))
+    return probs, np.array([[float(r["p_neg"]), float(r["p_pos"])] for r in rows])

@@ -7,16 +7,15 @@ trained there reloading on the CPU.
 
 from __future__ import annotations
 
-import csv
 import json
 
 import numpy as np
 import pytest
 import torch
 
-from src import data
 from src.models import load_trained
 from src.run import train
+from tests.conftest import reloaded_and_saved_probs
 
 pytestmark = [
     pytest.mark.gpu,
@@ -37,20 +36,8 @@ def test_overfit_on_gpu_in_mixed_precision(compose_cfg, tmp_path, model, trainer
     history = metrics["history"]
     assert history[0]["train_loss"] > 0.5 and history[-1]["train_loss"] < 0.1
 
-    reloaded = load_trained(tmp_path / "best_model").eval()
-    assert next(reloaded.parameters()).device.type == "cpu"
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "best_model")
-    corpus = data.movie_reviews(max_train_samples=8, max_eval_samples=8)
-    batch = data.collator(tokenizer)(
-        data.encode(tokenizer, corpus.test, cfg.max_length, "head_tail")
-    )
-    batch.pop("labels")
-    with torch.no_grad():
-        probs = torch.softmax(reloaded(**batch).logits, -1).numpy()
-    rows = list(csv.DictReader((tmp_path / "test_predictions.csv").open()))
-    saved = np.array([[float(r["p_neg"]), float(r["p_pos"])] for r in rows])
+    assert next(load_trained(tmp_path / "best_model").parameters()).device.type == "cpu"
+    probs, saved = reloaded_and_saved_probs(tmp_path, cfg)
     np.testing.assert_allclose(probs, saved, atol=0.05)  # the run scored them in bf16/fp16
 
 

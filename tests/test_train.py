@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import csv
 import json
 
 import numpy as np
 import pytest
 import torch
 
-from src import data
 from src.backbones import Backbone
 from src.models import CustomHeadClassifier, load_trained
 from src.run import train
+from tests.conftest import reloaded_and_saved_probs
 
 
 @pytest.mark.parametrize("trainer", ["manual", "hf"])
@@ -37,17 +36,7 @@ def test_pair_trains_saves_and_reloads(compose_cfg, tmp_path, model, trainer):
     reloaded = load_trained(folder).eval()
     assert isinstance(reloaded, CustomHeadClassifier) == (model == "custom_head")
     assert reloaded.config.id2label == {0: "neg", 1: "pos"}
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    corpus = data.movie_reviews(max_train_samples=48, max_eval_samples=32)
-    batch = data.collator(tokenizer)(data.encode(tokenizer, corpus.test, 64, "head_tail"))
-    batch.pop("labels")
-    with torch.no_grad():
-        logits = reloaded(**batch).logits
-    probs = torch.softmax(logits, -1).numpy()
-    rows = list(csv.DictReader((tmp_path / "test_predictions.csv").open()))
-    saved = np.array([[float(r["p_neg"]), float(r["p_pos"])] for r in rows])
+    probs, saved = reloaded_and_saved_probs(tmp_path, cfg)
     np.testing.assert_allclose(probs, saved, atol=1e-4)
 
 

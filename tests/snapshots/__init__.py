@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
+from src.compose import compose
 from tests.conftest import CONF, ROOT
 
 HERE = Path(__file__).resolve().parent
@@ -39,12 +38,7 @@ def snapshot_path(name: str) -> Path:
 
 def resolve(overrides: list[str]) -> dict:
     """The composed config as a run resolves it, without Hydra's node or machine paths."""
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            cfg = compose(config_name="config", overrides=overrides)
-    finally:
-        GlobalHydra.instance().clear()
+    cfg = compose(overrides)
     plain = OmegaConf.to_container(cfg, resolve=True)
     plain.pop("hydra", None)
     return portable(plain)
