@@ -21,9 +21,9 @@ def use_shared_corpus() -> None:
 
 def compose(overrides: list[str]) -> DictConfig:
     """The config `python -m src.run OVERRIDES` would run, validated as src.run validates it."""
-    from src import schema
+    from src import spec
     from src.compose import compose as compose_run
 
     cfg = compose_run(overrides)
-    schema.validate(cfg)
+    spec.validate(cfg)
     return cfg

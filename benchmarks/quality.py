@@ -27,7 +27,7 @@ def tfidf_svm() -> dict[str, Any]:
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.svm import LinearSVC
 
-    corpus = data.movie_reviews()
+    corpus = data.MovieReviews().load()
     start = time.perf_counter()
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2)
     classifier = LinearSVC().fit(vectorizer.fit_transform(corpus.train.texts), corpus.train.labels)

@@ -25,10 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import transformers
-from hydra.utils import instantiate
 from transformers import (
     BertForSequenceClassification,
     BertTokenizerFast,
@@ -40,10 +38,8 @@ from transformers import (
 )
 
 from benchmarks.common import MINILM, compose
-from src import data, metrics, progress
+from src import data, run
 from src.backbones import resolve_path
-from src.optim import build_optimizer
-from src.schema import check_callables
 
 NOTEBOOK_LR = 2e-5  # the notebook's TrainingArguments; the rate does not change the speed
 NOTEBOOK_WEIGHT_DECAY = 0.01
@@ -246,7 +242,7 @@ def notebook(
     """The notebook as written: every review of the split padded to max_length up front, a
     Dataset of those tensors, BertForSequenceClassification under a plain Trainer."""
     set_seed(42)
-    corpus = data.movie_reviews()
+    corpus = data.MovieReviews().load()
     path = resolve_path(backbone_path)
     tokenizer = BertTokenizerFast.from_pretrained(path)
 
@@ -307,9 +303,9 @@ def project(
 ) -> dict[str, Any]:
     """`python -m src.run trainer=<trainer>` on exactly warmup + steps batches.
 
-    The objects are built as src.run.train builds them (keep the two in step), so the timed loop
-    is the project's own: per-batch padding, the config's truncation, its optimizer and
-    scheduler. The timing logger goes in where run.py puts the configured one.
+    The objects come from src.run's own `build`, so the timed loop is the project's: per-batch
+    padding, the config's truncation, its optimizer and scheduler. The timing logger goes in
+    where run.py puts the configured one, and a counting collator wraps the run's.
     """
     total = warmup + steps
     cfg = compose(
@@ -329,27 +325,11 @@ def project(
             f"dataset.max_eval_samples={eval_samples}",
         ]
     )
-    check_callables(cfg)
-    corpus = instantiate(cfg.dataset)
-    progress.quiet_libraries()
-    set_seed(cfg.seed)
-    backbone = instantiate(cfg.backbone)
-    tokenizer = backbone.tokenizer()
-    train_set = data.encode(tokenizer, corpus.train, cfg.max_length, cfg.truncation)
-    eval_set = data.encode(tokenizer, corpus.eval, cfg.max_length, cfg.truncation)
-    counter = CountingCollator(data.collator(tokenizer))
-    model = instantiate(cfg.model, _partial_=True)(backbone=backbone, id2label=corpus.id2label)
     clock = StepClock()
-    loop = instantiate(cfg.trainer, logger=clock)
-    optimizer = build_optimizer(instantiate(cfg.optimizer), model)
-    scheduler = instantiate(cfg.scheduler)(
-        optimizer, num_training_steps=loop.num_training_steps(len(train_set))
-    )
-
-    def score(logits: np.ndarray, labels: np.ndarray) -> dict:
-        return metrics.compute(labels, logits.argmax(-1), len(corpus.label_names))
-
-    loop.fit(model, train_set, eval_set, counter, optimizer, scheduler, score, Path(out_dir))
+    built = run.build(cfg, Path(out_dir), logger=clock)
+    counter = built.collator = CountingCollator(built.collator)
+    run.fit(built, cfg, Path(out_dir))
+    model, loop, eval_set = built.model, built.trainer, built.encoded["eval"]
     result = _measured(clock.stamps, counter, total, warmup, windows, ModelShape.of(model))
     start = now()
     loop.predict(model, eval_set, counter)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass
 from pathlib import Path
 from typing import Any
 
 from src.errors import UserError
+from src.spec import Spec, param
 
 PKG_SCHEME = "pkg://"
 INITS = ("pretrained", "random")
@@ -35,14 +36,25 @@ def resolve_path(path: str) -> str:
     return str(folder)
 
 
+def _is_plain(value: Any) -> bool:
+    if isinstance(value, list):
+        return all(_is_plain(v) for v in value)
+    return value is None or isinstance(value, str | int | float | bool)
+
+
 @dataclass(frozen=True)
-class Backbone:
+class Backbone(Spec):
     """An encoder checkpoint plus how to initialise it."""
 
-    name: str
-    path: str
-    init: str = "pretrained"
-    config_overrides: Mapping[str, Any] = field(default_factory=dict)
+    name: str = param(MISSING, "a name for logs and reports")
+    path: str = param(MISSING, "a local folder, a hub id, or pkg://<package>/<folder>")
+    init: str = param("pretrained", "pretrained weights, or random (for tests)", choices=INITS)
+    config_overrides: Mapping[str, Any] = param(
+        {},
+        "config.json keys to change, e.g. attention_probs_dropout_prob",
+        test=lambda v: isinstance(v, Mapping) and all(_is_plain(x) for x in v.values()),
+        allowed="a mapping of config.json keys to plain values",
+    )
 
     @property
     def location(self) -> str:

@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from src.errors import UserError
+from src.spec import Spec, param
 
 log = logging.getLogger(__name__)
 
 TRUNCATIONS = ("head", "tail", "head_tail")
+EMPTY_TEXT = ("drop", "error")
 TOKENIZE_CHUNK = 256  # texts per tokenizer call: one progress-bar tick
 
 
@@ -49,10 +51,6 @@ class Corpus:
     def id2label(self) -> dict[int, str]:
         return dict(enumerate(self.label_names))
 
-    @property
-    def label2id(self) -> dict[str, int]:
-        return {name: i for i, name in enumerate(self.label_names)}
-
 
 def label_list(labels: Sequence[str]) -> list[str]:
     """Sorted unique labels (run_classification.py's rule); numeric labels sort as numbers."""
@@ -80,53 +78,53 @@ def _split(
     return Split(list(x_tr), list(y_tr)), Split(list(x_te), list(y_te))
 
 
-def _finish(
-    train: Split,
-    test: Split,
-    label_names: list[str],
-    val_size: float,
-    split_seed: int,
-    max_train_samples: int | None,
-    max_eval_samples: int | None,
-) -> Corpus:
-    """Carve the optional validation split, then apply the sample caps (for tests and debugging)."""
-    if val_size > 0:
-        train, evaluation = _split(train.texts, train.labels, val_size, split_seed)
-        eval_split = "validation"
-    else:
-        evaluation, eval_split = test, "test"
-    test = test.head(max_eval_samples)
-    evaluation = test if eval_split == "test" else evaluation.head(max_eval_samples)
-    return Corpus(train.head(max_train_samples), evaluation, test, label_names, eval_split)
+@dataclass
+class Splits(Spec):
+    """How the data becomes train / eval / test (shared by every dataset option)."""
+
+    test_size: float = param(0.2, "the test share when there is no test file", gt=0, lt=1)
+    split_seed: int = param(42, "fixed apart from `seed`, so a seed sweep keeps one split")
+    val_size: float = param(
+        0.0, "share of train held out to pick the epoch; 0: pick on test (optimistic)", ge=0, lt=1
+    )
+    max_train_samples: int | None = param(None, "cap for debugging; null = all", ge=1)
+    max_eval_samples: int | None = param(None, "cap for debugging; null = all", ge=1)
+
+    def finish(self, train: Split, test: Split, label_names: list[str]) -> Corpus:
+        """Carve the optional validation split, then apply the sample caps."""
+        if self.val_size > 0:
+            train, evaluation = _split(train.texts, train.labels, self.val_size, self.split_seed)
+            eval_split = "validation"
+        else:
+            evaluation, eval_split = test, "test"
+        test = test.head(self.max_eval_samples)
+        evaluation = test if eval_split == "test" else evaluation.head(self.max_eval_samples)
+        return Corpus(train.head(self.max_train_samples), evaluation, test, label_names, eval_split)
 
 
-def movie_reviews(
-    test_size: float = 0.2,
-    split_seed: int = 42,
-    val_size: float = 0.0,
-    max_train_samples: int | None = None,
-    max_eval_samples: int | None = None,
-) -> Corpus:
+@dataclass
+class MovieReviews(Splits):
     """NLTK movie_reviews split as the notebook did (pos=1, neg=0; 1600/400 at test_size 0.2)."""
-    import nltk
-    from nltk.corpus import movie_reviews as mr
 
-    if os.environ.get("NLTK_DATA") and os.environ["NLTK_DATA"] not in nltk.data.path:
-        nltk.data.path.insert(0, os.environ["NLTK_DATA"])
-    try:
-        fileids = mr.fileids()
-    except LookupError:
-        raise UserError(
-            "dataset=movie_reviews: NLTK corpus 'movie_reviews' not found; run "
-            "`python -m nltk.downloader movie_reviews` or set NLTK_DATA to a folder holding "
-            "corpora/movie_reviews.zip"
-        ) from None
-    reviews = [mr.raw(fid) for fid in fileids]
-    categories = [mr.categories(fid)[0] for fid in fileids]
-    names = label_list(categories)
-    y = [names.index(c) for c in categories]
-    train, test = _split(reviews, y, test_size, split_seed)
-    return _finish(train, test, names, val_size, split_seed, max_train_samples, max_eval_samples)
+    def load(self) -> Corpus:
+        import nltk
+        from nltk.corpus import movie_reviews as mr
+
+        if os.environ.get("NLTK_DATA") and os.environ["NLTK_DATA"] not in nltk.data.path:
+            nltk.data.path.insert(0, os.environ["NLTK_DATA"])
+        try:
+            fileids = mr.fileids()
+        except LookupError:
+            raise UserError(
+                "dataset=movie_reviews: NLTK corpus 'movie_reviews' not found; run "
+                "`python -m nltk.downloader movie_reviews` or set NLTK_DATA to a folder holding "
+                "corpora/movie_reviews.zip"
+            ) from None
+        reviews = [mr.raw(fid) for fid in fileids]
+        categories = [mr.categories(fid)[0] for fid in fileids]
+        names = label_list(categories)
+        y = [names.index(c) for c in categories]
+        return self.finish(*_split(reviews, y, self.test_size, self.split_seed), names)
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -176,78 +174,71 @@ def read_rows(path: Path) -> list[dict]:
     raise UserError(f"data file {path}: unsupported extension '{suffix}'; use .csv, .tsv or .jsonl")
 
 
-EMPTY_TEXT = ("drop", "error")
+@dataclass
+class Files(Splits):
+    """Your own CSV / TSV / JSONL; a stratified split when no test file is given."""
 
+    train_file: str | None = param(None, "required: a .csv, .tsv or .jsonl file")
+    test_file: str | None = param(None, "null: a stratified split of train_file by test_size")
+    text_column: str = param("text", "the column holding the text")
+    label_column: str = param("label", "the column holding the label (any strings)")
+    empty_text: str = param(
+        "drop", "rows with empty text: drop (counted) or error", choices=EMPTY_TEXT
+    )
 
-def _columns(
-    path: Path, rows: list[dict], text_column: str, label_column: str, empty_text: str
-) -> Split:
-    for key, column in (("text_column", text_column), ("label_column", label_column)):
-        if column not in rows[0]:
-            found = ", ".join(map(str, rows[0].keys()))
+    def load(self) -> Corpus:
+        if not self.train_file:
+            raise UserError("dataset=files needs dataset.train_file=<path to .csv, .tsv or .jsonl>")
+        train_path = Path(self.train_file)
+        train = self._read(train_path)
+        names = label_list(train.labels)
+        if len(names) < 2:
             raise UserError(
-                f"{path}: no column '{column}' (found: {found}); set dataset.{key}=<column>"
+                f"{train_path}: only one label ({names[0]}); a classifier needs two or more"
             )
-    if empty_text not in EMPTY_TEXT:
-        raise UserError(f"dataset.empty_text={empty_text}: use one of {', '.join(EMPTY_TEXT)}")
-    texts, labels, dropped = [], [], 0
-    for n, row in enumerate(rows, start=1):
-        text, label = row.get(text_column), row.get(label_column)
-        if label is None or str(label).strip() == "":
-            raise UserError(f"{path} row {n}: missing label in column '{label_column}'")
-        if text is None or not str(text).strip():
-            if empty_text == "error":
+        ids = {name: i for i, name in enumerate(names)}
+        if self.test_file:
+            test_path = Path(self.test_file)
+            test = self._read(test_path)
+            unseen = sorted(set(test.labels) - set(names))
+            if unseen:
+                raise UserError(f"{test_path}: labels {unseen} never appear in {train_path}")
+            train = Split(train.texts, [ids[label] for label in train.labels])
+            test = Split(test.texts, [ids[label] for label in test.labels])
+        else:
+            labels = [ids[label] for label in train.labels]
+            train, test = _split(train.texts, labels, self.test_size, self.split_seed)
+        return self.finish(train, test, names)
+
+    def _read(self, path: Path) -> Split:
+        """The file's texts and label strings; empty texts dropped (counted) or refused."""
+        rows, text_column, label_column = read_rows(path), self.text_column, self.label_column
+        for key, column in (("text_column", text_column), ("label_column", label_column)):
+            if column not in rows[0]:
+                found = ", ".join(map(str, rows[0].keys()))
                 raise UserError(
-                    f"{path} row {n}: empty text in column '{text_column}'; fix the row or set "
-                    "dataset.empty_text=drop"
+                    f"{path}: no column '{column}' (found: {found}); set dataset.{key}=<column>"
                 )
-            dropped += 1
-            continue
-        texts.append(str(text))
-        labels.append(str(label))
-    if dropped:
-        log.warning("%s: dropped %d rows with empty text (dataset.empty_text=drop)", path, dropped)
-    if not texts:
-        raise UserError(f"{path}: every row has empty text in column '{text_column}'")
-    return Split(texts, labels)
-
-
-def files(
-    train_file: str | None = None,
-    test_file: str | None = None,
-    text_column: str = "text",
-    label_column: str = "label",
-    test_size: float = 0.2,
-    split_seed: int = 42,
-    val_size: float = 0.0,
-    max_train_samples: int | None = None,
-    max_eval_samples: int | None = None,
-    empty_text: str = "drop",
-) -> Corpus:
-    """The user's own CSV / TSV / JSONL; a stratified split when no test file is given."""
-    if not train_file:
-        raise UserError("dataset=files needs dataset.train_file=<path to .csv, .tsv or .jsonl>")
-    train_path = Path(train_file)
-    train = _columns(train_path, read_rows(train_path), text_column, label_column, empty_text)
-    names = label_list(train.labels)
-    if len(names) < 2:
-        raise UserError(
-            f"{train_path}: only one label ({names[0]}); a classifier needs two or more"
-        )
-    ids = {name: i for i, name in enumerate(names)}
-    if test_file:
-        test_path = Path(test_file)
-        test = _columns(test_path, read_rows(test_path), text_column, label_column, empty_text)
-        unseen = sorted(set(test.labels) - set(names))
-        if unseen:
-            raise UserError(f"{test_path}: labels {unseen} never appear in {train_path}")
-        train = Split(train.texts, [ids[label] for label in train.labels])
-        test = Split(test.texts, [ids[label] for label in test.labels])
-    else:
-        train, test = _split(
-            train.texts, [ids[label] for label in train.labels], test_size, split_seed
-        )
-    return _finish(train, test, names, val_size, split_seed, max_train_samples, max_eval_samples)
+        texts, labels, dropped = [], [], 0
+        for n, row in enumerate(rows, start=1):
+            text, label = row.get(text_column), row.get(label_column)
+            if label is None or str(label).strip() == "":
+                raise UserError(f"{path} row {n}: missing label in column '{label_column}'")
+            if text is None or not str(text).strip():
+                if self.empty_text == "error":
+                    raise UserError(
+                        f"{path} row {n}: empty text in column '{text_column}'; fix the row or "
+                        "set dataset.empty_text=drop"
+                    )
+                dropped += 1
+                continue
+            texts.append(str(text))
+            labels.append(str(label))
+        if dropped:
+            log.warning(f"{path}: dropped {dropped} rows with empty text (dataset.empty_text=drop)")
+        if not texts:
+            raise UserError(f"{path}: every row has empty text in column '{text_column}'")
+        return Split(texts, labels)
 
 
 # --- tokenization -------------------------------------------------------------------------

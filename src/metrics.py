@@ -1,19 +1,21 @@
-"""Metrics computed locally with scikit-learn (works offline); extras through `evaluate`."""
+"""Metrics: the four core ones computed locally with scikit-learn (offline, fast), plus any
+extra metric module Hugging Face `evaluate` can load (`metrics.extra=[name or local path]`)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from src.errors import UserError
+from src.spec import Spec, param
 
 CORE = ("accuracy", "precision", "recall", "f1")
 
 
-def compute(
-    labels: np.ndarray, preds: np.ndarray, num_labels: int, extra: Sequence[str] = ()
-) -> dict:
+def compute(labels: np.ndarray, preds: np.ndarray, num_labels: int) -> dict[str, float]:
     """accuracy, precision, recall, F1: binary for two labels (positive = id 1), macro for more."""
     from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
@@ -25,29 +27,59 @@ def compute(
         zero_division=0,
         labels=None if num_labels == 2 else range(num_labels),
     )
-    out = {
+    return {
         "accuracy": float(accuracy_score(labels, preds)),
         "precision": float(precision),
         "recall": float(recall),
         "f1": float(f1),
     }
-    for name in extra:
-        out.update(_evaluate_metric(name, labels, preds))
-    return out
 
 
-def _evaluate_metric(name: str, labels: np.ndarray, preds: np.ndarray) -> dict:
+@dataclass
+class Metrics(Spec):
+    """What every evaluation and the test split are scored with."""
+
+    extra: list[str] = param(
+        [],
+        "evaluate modules by hub name or local path (.py file or folder)",
+        test=lambda v: isinstance(v, list) and all(isinstance(x, str) and x for x in v),
+        allowed="a list of evaluate metric names or paths",
+    )
+
+    def build(self, num_labels: int) -> Scorer:
+        """Load every extra module now, so that a bad name fails before any training."""
+        return Scorer(num_labels, [_load(name) for name in self.extra])
+
+
+class Scorer:
+    """logits, labels -> {core metrics, extra metrics}: the trainers' `metrics_fn`."""
+
+    def __init__(self, num_labels: int, extra: Sequence[Any] = ()) -> None:
+        self.num_labels, self.extra = num_labels, list(extra)
+
+    def __call__(self, logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+        preds = np.asarray(logits).argmax(-1)
+        out = compute(labels, preds, self.num_labels)
+        for module in self.extra:
+            result = module.compute(predictions=preds, references=labels) or {}
+            for key, value in result.items():
+                if np.isscalar(value) and key not in CORE:  # the core four stay sklearn's
+                    out[key] = float(value)
+        return out
+
+
+def _load(name: str):
     import evaluate
 
     try:
-        metric = evaluate.load(name)
+        return evaluate.load(name)
     except Exception as e:  # evaluate raises FileNotFoundError, ConnectionError, ImportError...
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise UserError(
-            f"metrics.extra: cannot load '{name}' with evaluate ({type(e).__name__}); "
-            "offline, give the path of a local metric script"
+            f"metrics.extra: cannot load '{name}' with evaluate "
+            f"({type(e).__name__}: {first[:200]}); offline, give the path of a local metric "
+            "module (.py or folder)"
         ) from None
-    result = metric.compute(predictions=preds, references=labels)
-    return {k: float(v) for k, v in result.items() if np.isscalar(v)}
 
 
 def report(labels: np.ndarray, preds: np.ndarray, label_names: Sequence[str]) -> str:

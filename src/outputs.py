@@ -7,8 +7,11 @@ import io
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from src.trainers.common import TrainResult
 
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "classification_report.txt"
@@ -19,6 +22,59 @@ STATUSES = ("running", "finished", "failed", "preempted")
 CONFIG_FILE = "config_resolved.yaml"
 PREPROCESSING_FILE = "preprocessing.json"  # in best_model/: how texts were cut for this model
 ERROR_FILE = "error.txt"  # a failed job of a sweep: its traceback (src.summarize.SweepSummary)
+
+
+@dataclass
+class RunSummary:
+    """What a finished run reports (metrics.json): the trainer's TrainResult, the test metrics
+    and what ran where."""
+
+    test: dict[str, float]
+    result: TrainResult  # history, train_log, best epoch, train_seconds (no eval, no saving)
+    metric: str  # metric_for_best_model (metrics.json: best_eval_<metric>)
+    eval_split: str  # which split chose the epoch: validation, or test (the notebook's way)
+    device: str
+    precision: str
+    processes: int
+    backbone: str
+    model: str
+    trainer: str
+    sizes: dict[str, int]  # n_train, n_eval, n_test
+    label_names: list[str]
+
+    @classmethod
+    def of(cls, built: Any, result: TrainResult, test: dict[str, float]) -> RunSummary:
+        """From what src.run built, the trainer's TrainResult and the test metrics."""
+        from src.distributed import world_size
+
+        corpus, trainer = built.corpus, built.trainer
+        sizes = {f"n_{k}": len(getattr(corpus, k)) for k in ("train", "eval", "test")}
+        return cls(test, result, trainer.metric, corpus.eval_split, str(trainer.device),
+                   trainer.precision, world_size(), built.backbone.name, type(built.model).__name__,
+                   type(trainer).__name__, sizes, list(corpus.label_names))  # fmt: skip
+
+    @property
+    def best_metric(self) -> float | None:
+        return self.result.best_metric
+
+    def to_json(self) -> dict:
+        r = self.result
+        return {
+            "test": self.test,
+            "history": r.history,
+            "train_log": r.train_log,
+            "best_epoch": r.best_epoch,
+            f"best_eval_{self.metric}": r.best_metric,
+            "eval_split": self.eval_split,
+            "stopped_early": r.stopped_early,
+            "train_seconds": round(r.train_seconds, 2),
+            "train_samples_per_second": round(r.samples_per_second, 3),
+            "final_lr": r.final_lr,
+            **{k: getattr(self, k) for k in ("device", "precision", "processes", "backbone")},
+            **{k: getattr(self, k) for k in ("model", "trainer")},
+            **self.sizes,
+            "label_names": self.label_names,
+        }
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -49,13 +105,27 @@ def write_predictions(path: Path, labels, logits, label_names: list[str]) -> Non
     import numpy as np
 
     shifted = np.exp(logits - logits.max(-1, keepdims=True))
-    probs = shifted / shifted.sum(-1, keepdims=True)
+    rows = [{"index": i, "label": label_names[y]} for i, y in enumerate(labels)]
+    write_atomic(path, predictions_csv(rows, shifted / shifted.sum(-1, keepdims=True), label_names))
+
+
+def predictions_csv(rows: list[dict], probs, label_names: list[str]) -> str:
+    """`rows`' columns, then `prediction` and one `p_<label>` probability column per label."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    extra = ["prediction", *(f"p_{n}" for n in label_names)]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["index", "label", "prediction", *(f"p_{n}" for n in label_names)])
-    for i, (y, p) in enumerate(zip(labels, probs, strict=True)):
-        writer.writerow([i, label_names[y], label_names[int(p.argmax())], *(f"{v:.6f}" for v in p)])
-    write_atomic(path, buffer.getvalue())
+    writer.writerow([c for c in columns if c not in extra] + extra)
+    for row, p in zip(rows, probs, strict=True):
+        kept = [_cell(row.get(c)) for c in columns if c not in extra]
+        writer.writerow([*kept, label_names[int(p.argmax())], *(f"{v:.6f}" for v in p)])
+    return buffer.getvalue()
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def save_model(folder: Path, model, tokenizer, max_length: int, truncation: str) -> None:
@@ -70,44 +140,38 @@ def save_model(folder: Path, model, tokenizer, max_length: int, truncation: str)
     tokenizer.save_pretrained(folder)
     write_json(folder / PREPROCESSING_FILE, {"max_length": max_length, "truncation": truncation})
     labels = ", ".join(f"{i}={n}" for i, n in sorted(model.config.id2label.items()))
-    custom = bool(getattr(model.config, "custom_head", None))
-    write_atomic(
-        folder / "README.md",
-        (_CUSTOM_HEAD_CARD if custom else _HF_HEAD_CARD).format(
-            labels=labels, max_length=max_length, truncation=truncation
-        ),
-    )
+    head = "custom_head" if getattr(model.config, "custom_head", None) else "hf_head"
+    card = _CARD.format(head=head, load=_LOAD[head], labels=labels, truncation=truncation,
+                        max_length=max_length)  # fmt: skip
+    write_atomic(folder / "README.md", card)
 
 
-_HF_HEAD_CARD = """\
-# Text classifier (hf_head)
+_CARD = """\
+# Text classifier ({head})
 
 Labels: {labels}. Trained on {max_length} word pieces per text, `{truncation}` truncation.
 
-Load it with transformers alone:
+{load}
+
+To cut long texts exactly as in training (`{truncation}`), predict from the project root:
+
+```bash
+python -m src.predict run_dir=path/to/run text="A gripping, beautifully acted film."
+python -m src.predict run_dir=path/to/run input=reviews.csv
+```
+"""
+_LOAD = {
+    "hf_head": """Load it with transformers alone (`truncation=True` keeps the first word pieces):
 
 ```python
 from transformers import pipeline
 
 classify = pipeline("text-classification", model="path/to/best_model")
 classify("A gripping, beautifully acted film.", truncation=True, top_k=None)
-```
-
-`truncation=True` keeps the first {max_length} word pieces (`head`). To cut long texts exactly
-as in training (`{truncation}`), predict from the project root with the run folder:
-
-```bash
-python -m src.predict run_dir=path/to/run text="A gripping, beautifully acted film."
-```
-"""
-
-_CUSTOM_HEAD_CARD = """\
-# Text classifier (custom_head)
-
-Labels: {labels}. Trained on {max_length} word pieces per text, `{truncation}` truncation.
-
-An encoder with the project's own head (pooling -> dropout -> Linear; `custom_head` in
-config.json), which transformers' Auto classes do not know. From the project root:
+```""",
+    "custom_head": """An encoder with the project's own head (pooling -> dropout -> Linear;
+`custom_head` in config.json), which transformers' Auto classes do not know. From the project
+root:
 
 ```python
 from transformers import AutoTokenizer
@@ -116,12 +180,5 @@ from src.models import load_trained
 
 model = load_trained("path/to/best_model").eval()
 tokenizer = AutoTokenizer.from_pretrained("path/to/best_model")
-```
-
-or predict with the same `{truncation}` truncation as in training:
-
-```bash
-python -m src.predict run_dir=path/to/run text="A gripping, beautifully acted film."
-python -m src.predict run_dir=path/to/run input=reviews.csv
-```
-"""
+```""",
+}

@@ -16,8 +16,6 @@ than Hydra overrides, so a text may hold commas, quotes and brackets as typed.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import sys
 from collections.abc import Sequence
@@ -25,22 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from src import outputs
 from src.errors import UserError
-from src.outputs import BEST_MODEL_DIR, METRICS_FILE, PREPROCESSING_FILE, write_atomic
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
 
-DEFAULTS = {
-    "run_dir": None,
-    "text": None,
-    "input": None,
-    "output": None,
-    "text_column": "text",
-    "batch_size": "32",
-    "device": "auto",
-}
+DEFAULTS = dict(run_dir=None, text=None, input=None, output=None, text_column="text",
+                batch_size="32", device="auto")  # fmt: skip
 
 
 @dataclass
@@ -61,7 +52,7 @@ class Predictor:
         from src.trainers.common import resolve_device
 
         folder = model_folder(Path(run_dir))
-        settings = json.loads((folder / PREPROCESSING_FILE).read_text())
+        settings = json.loads((folder / outputs.PREPROCESSING_FILE).read_text())
         torch_device = resolve_device(device)
         return cls(
             model=load_trained(folder).to(torch_device).eval(),
@@ -103,23 +94,23 @@ class Predictor:
 
 def model_folder(run_dir: Path) -> Path:
     """The best_model folder of a finished run (or `run_dir` itself when it is one)."""
+    settings, best = outputs.PREPROCESSING_FILE, outputs.BEST_MODEL_DIR
     if not run_dir.is_dir():
         raise UserError(f"run_dir={run_dir}: no such folder")
-    if (run_dir / PREPROCESSING_FILE).is_file() and (run_dir / "config.json").is_file():
+    if (run_dir / settings).is_file() and (run_dir / "config.json").is_file():
         return run_dir
-    missing = [name for name in (METRICS_FILE, BEST_MODEL_DIR) if not (run_dir / name).exists()]
+    missing = [name for name in (outputs.METRICS_FILE, best) if not (run_dir / name).exists()]
     if missing:
         raise UserError(
             f"run_dir={run_dir}: not a finished run (no {' or '.join(missing)}); "
             "give a folder under outputs/runs/ that `python -m src.run` completed"
         )
-    folder = run_dir / BEST_MODEL_DIR
-    if not (folder / PREPROCESSING_FILE).is_file():
+    if not (run_dir / best / settings).is_file():
         raise UserError(
-            f"run_dir={run_dir}: {BEST_MODEL_DIR}/ has no {PREPROCESSING_FILE} (a run made before "
-            "predict existed); retrain it"
+            f"run_dir={run_dir}: {best}/ has no {settings} (a run made before predict existed); "
+            "retrain it"
         )
-    return folder
+    return run_dir / best
 
 
 def read_texts(path: Path, text_column: str) -> tuple[list[dict], list[str]]:
@@ -145,24 +136,6 @@ def read_texts(path: Path, text_column: str) -> tuple[list[dict], list[str]]:
     if not texts:
         raise UserError(f"input={path}: no texts in it")
     return rows, texts
-
-
-def predictions_csv(rows: list[dict], probs: np.ndarray, label_names: list[str]) -> str:
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    extra = ["prediction", *(f"p_{n}" for n in label_names)]
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([c for c in columns if c not in extra] + extra)
-    for row, p in zip(rows, probs, strict=True):
-        kept = [_cell(row.get(c)) for c in columns if c not in extra]
-        writer.writerow([*kept, label_names[int(p.argmax())], *(f"{v:.6f}" for v in p)])
-    return buffer.getvalue()
-
-
-def _cell(value) -> str:
-    if value is None:
-        return ""
-    return value if isinstance(value, str) else json.dumps(value)
 
 
 def parse_args(argv: Sequence[str]) -> dict:
@@ -212,7 +185,7 @@ def predict_file(args: dict) -> None:
     names = predictor.label_names
     probs = predictor.probabilities(texts, int(args["batch_size"]))
     target = Path(args["output"]) if args["output"] else source.with_suffix(".predictions.csv")
-    write_atomic(target, predictions_csv(rows, probs, names))
+    outputs.write_atomic(target, outputs.predictions_csv(rows, probs, names))
     counts = ", ".join(f"{n} {int((probs.argmax(-1) == i).sum())}" for i, n in enumerate(names))
     print(f"wrote {len(texts)} predictions ({counts}) to {target}")
 

@@ -1,6 +1,6 @@
 """Typos in command-line overrides, caught before Hydra reports them in a multi-line block.
 
-Two mistakes Hydra refuses before the task function runs (so before `src.schema` can speak):
+Two mistakes Hydra refuses before the task function runs (so before `src.spec` can speak):
 an option a group does not have (`model=custom_hed`) and a key the composed config does not
 have, written without `+` (`trainer.epochz=3`, `lrr=1e-3`). Each becomes one line naming the
 override and the fix. Anything this check cannot judge (sweep functions, `hydra.*` keys, other
@@ -60,7 +60,7 @@ def _values(override) -> list[str] | None:
 
 
 def _check_options(text: str, group: str, values: list[str], conf: Path) -> None:
-    options = sorted(p.stem for p in (conf / group).glob("*.yaml"))
+    options = sorted(p.stem for p in (conf / group).glob("*.yaml") if not p.stem.startswith("_"))
     for value in values:
         if value not in options and value not in ("null", "None"):
             close = difflib.get_close_matches(value, options, n=1)

@@ -15,7 +15,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from src.metrics import CORE
-from src.outputs import REPORT_FILE, write_atomic
+from src.outputs import REPORT_FILE, RunSummary, write_atomic
 
 CONFUSION_PNG = "confusion_matrix.png"
 CURVE_PNG = "learning_curve.png"
@@ -25,25 +25,27 @@ REPORT_MD = "report.md"
 def write(
     run_dir: Path,
     cfg: DictConfig,
-    summary: dict,
+    summary: RunSummary,
     labels: np.ndarray,
     preds: np.ndarray,
     classification_report: str,
 ) -> None:
-    """Both PNGs and report.md; `summary` is the content of metrics.json."""
-    confusion_matrix_png(run_dir / CONFUSION_PNG, labels, preds, summary["label_names"])
+    """Both PNGs and report.md."""
+    confusion_matrix_png(run_dir / CONFUSION_PNG, labels, preds, summary.label_names)
     learning_curve_png(
-        run_dir / CURVE_PNG, summary["train_log"], summary["history"], summary["eval_split"]
+        run_dir / CURVE_PNG, summary.result.train_log, summary.result.history, summary.eval_split
     )
-    write_atomic(run_dir / REPORT_MD, markdown(settings(cfg), summary, classification_report))
+    write_atomic(
+        run_dir / REPORT_MD, markdown(settings(cfg, summary), summary, classification_report)
+    )
 
 
-def settings(cfg: DictConfig) -> dict:
+def settings(cfg: DictConfig, summary: RunSummary) -> dict:
     """The settings a reviewer asks about first, read where the run read them."""
     return {
         "backbone": cfg.backbone.name,
         "model": cfg.model._target_.rsplit(".", 1)[-1],
-        "trainer": cfg.trainer._target_.rsplit(".", 1)[-1],
+        "trainer": summary.trainer,
         "optimizer": cfg.optimizer._target_.rsplit(".", 1)[-1],
         "lr": cfg.optimizer.lr,
         "scheduler": f"{cfg.scheduler.name}, warmup {cfg.scheduler.warmup_ratio}",
@@ -60,22 +62,16 @@ def confusion_matrix_png(
     path: Path, labels: np.ndarray, preds: np.ndarray, label_names: Sequence[str]
 ) -> None:
     from matplotlib.figure import Figure
-    from sklearn.metrics import confusion_matrix
+    from sklearn.metrics import ConfusionMatrixDisplay
 
     n = len(label_names)
-    counts = confusion_matrix(labels, preds, labels=list(range(n)))
     side = max(4.0, 0.6 * n + 2.5)
     fig = Figure(figsize=(side + 1, side), layout="constrained")
     ax = fig.subplots()
-    image = ax.imshow(counts, cmap="Blues", vmin=0)
-    fig.colorbar(image, ax=ax, shrink=0.8)
-    ax.set_xticks(range(n), labels=label_names, rotation=45 if n > 4 else 0)
-    ax.set_yticks(range(n), labels=label_names)
-    ax.set(xlabel="predicted", ylabel="true", title=f"Test set ({counts.sum()} examples)")
-    threshold = counts.max() / 2
-    for (i, j), count in np.ndenumerate(counts):
-        color = "white" if count > threshold else "black"
-        ax.text(j, i, str(count), ha="center", va="center", color=color)
+    rotation = 45 if n > 4 else "horizontal"
+    ConfusionMatrixDisplay.from_predictions(labels, preds, labels=list(range(n)), ax=ax,
+        display_labels=list(label_names), cmap="Blues", xticks_rotation=rotation)  # fmt: skip
+    ax.set(xlabel="predicted", ylabel="true", title=f"Test set ({len(labels)} examples)")
     fig.savefig(path, dpi=120)
 
 
@@ -94,12 +90,8 @@ def learning_curve_png(
         loss_ax.plot(steps, [r["loss"] for r in train_log], marker=".", label="per logging step")
     epochs = [r for r in history if r.get("train_loss") is not None]
     if epochs:
-        loss_ax.plot(
-            [r["step"] for r in epochs],
-            [r["train_loss"] for r in epochs],
-            "o--",
-            label="epoch mean",
-        )
+        steps, means = [r["step"] for r in epochs], [r["train_loss"] for r in epochs]
+        loss_ax.plot(steps, means, "o--", label="epoch mean")
     loss_ax.set(xlabel="optimizer step", ylabel="loss", title="Training loss")
     loss_ax.legend()
     loss_ax.grid(alpha=0.3)
@@ -116,10 +108,9 @@ def learning_curve_png(
     fig.savefig(path, dpi=120)
 
 
-def markdown(settings: dict, summary: dict, classification_report: str) -> str:
+def markdown(settings: dict, summary: RunSummary, classification_report: str) -> str:
     """report.md: settings, test metrics, per-epoch history, both plots, the report."""
-    best_key = next(k for k in summary if k.startswith("best_eval_"))
-    test = summary["test"]
+    test, chose, result = summary.test, summary.eval_split, summary.result
     lines = [
         f"# {settings['model']} on {settings['backbone']} ({settings['trainer']})",
         "",
@@ -127,26 +118,26 @@ def markdown(settings: dict, summary: dict, classification_report: str) -> str:
         "|---|---|",
         *(f"| {k} | {v} |" for k, v in settings.items()),
         "",
-        f"## Test metrics ({summary['n_test']} examples)",
+        f"## Test metrics ({summary.sizes['n_test']} examples)",
         "",
         "| " + " | ".join(test) + " |",
         "|" + "---|" * len(test),
         "| " + " | ".join(f"{v:.4f}" for v in test.values()) + " |",
         "",
-        f"Best epoch {summary['best_epoch']} by {best_key[len('best_eval_') :]} on the "
-        f"{summary['eval_split']} split ({summary[best_key]:.4f})"
+        f"Best epoch {result.best_epoch} by {summary.metric} on the {chose} split "
+        f"({summary.best_metric:.4f})"
         + (
             "; the test split chose the epoch, so the test metrics are optimistic."
-            if summary["eval_split"] == "test"
+            if chose == "test"
             else "."
         ),
-        f"Trained on {summary['n_train']} examples in {summary['train_seconds']} s "
-        f"({summary['train_samples_per_second']} samples/s) on {summary['device']}, "
-        f"{summary['precision']}" + (", stopped early." if summary["stopped_early"] else "."),
+        f"Trained on {summary.sizes['n_train']} examples in {result.train_seconds:.2f} s "
+        f"({result.samples_per_second:.3f} samples/s) on {summary.device}, "
+        f"{summary.precision}" + (", stopped early." if result.stopped_early else "."),
         "",
         "## Per epoch",
         "",
-        *_history_table(summary["history"]),
+        *_history_table(result.history),
         "",
         f"![confusion matrix]({CONFUSION_PNG})",
         "",
@@ -163,7 +154,8 @@ def markdown(settings: dict, summary: dict, classification_report: str) -> str:
 
 
 def _history_table(history: list[dict]) -> list[str]:
-    columns = ["epoch", "train_loss", *(m for m in CORE if history and m in history[0])]
+    scores = [k for k in (history[0] if history else {}) if k not in ("epoch", "step")]
+    columns = ["epoch", *scores]
     rows = ["| " + " | ".join(_cell(r.get(c)) for c in columns) + " |" for r in history]
     return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns), *rows]
 

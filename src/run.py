@@ -1,4 +1,4 @@
-"""Entry point: compose -> validate -> build -> train -> evaluate -> save -> report.
+"""Entry point: compose -> validate -> build -> fit -> score the test split -> save.
 
     python -m src.run [group=option ...] [knob=value ...]
     python -m src.run -m dropout=0.1,0.3          # a sweep (summary: src/summarize.py)
@@ -12,140 +12,143 @@ from __future__ import annotations
 
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from src import schema
+from src import spec
 from src.errors import REQUEUE_EXIT_CODE, Preempted, UserError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger("src.run")
 
 
-def train(cfg: DictConfig, run_dir: Path) -> float:
-    """Run one experiment into `run_dir`; return the best eval value of the chosen metric."""
-    import numpy as np
-    from hydra.utils import instantiate
+@dataclass
+class Built:
+    """What `build` made from a config: the run's objects, for `fit` and for the benchmark."""
 
-    from src import data, distributed, metrics, outputs, progress, reports
+    corpus: Any
+    backbone: Any
+    tokenizer: Any
+    encoded: dict[str, list[dict]]
+    collator: Any
+    model: Any
+    logger: Any
+    trainer: Any
+    optimizer: Any
+    scheduler: Any
+    scorer: Any
 
-    schema.check_callables(cfg)
-    main_rank = distributed.is_main()
-    if main_rank:
-        reports.show_config(cfg)
-        outputs.write_atomic(run_dir / outputs.CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
-    corpus = instantiate(cfg.dataset)  # first: a bad data file fails before torch even loads
-    log.info(
-        "dataset: %d train / %d %s / %d test, labels %s",
-        len(corpus.train),
-        len(corpus.eval),
-        corpus.eval_split,
-        len(corpus.test),
-        corpus.id2label,
-    )
 
+def build(cfg: DictConfig, run_dir: Path, logger: Any = None) -> Built:
+    """Data, tokenizer, model, trainer, optimizer and schedule, each logged as it is built."""
     from transformers import set_seed
 
+    from src import data, distributed, progress
     from src.loggers import NullLogger
     from src.optim import build_optimizer
-    from src.trainers.common import find_checkpoint
 
+    spec.check_callables(cfg)
+    corpus = _make(cfg.dataset).load()  # first: a bad data file fails before the model loads
+    sizes = f"{len(corpus.train)} train / {len(corpus.eval)} {corpus.eval_split}"
+    log.info(f"dataset: {sizes} / {len(corpus.test)} test, labels {corpus.id2label}")
+    scorer = _make(cfg.metrics).build(len(corpus.label_names))  # an unloadable extra fails here
     progress.quiet_libraries()
     set_seed(cfg.seed)
-    backbone = instantiate(cfg.backbone)
+    backbone = _make(cfg.backbone)
     tokenizer = backbone.tokenizer()
+    splits = {"train": corpus.train, "eval": corpus.eval, "test": corpus.test}
     encoded = {
         name: data.encode(tokenizer, split, cfg.max_length, cfg.truncation)
-        for name, split in (("train", corpus.train), ("eval", corpus.eval), ("test", corpus.test))
+        for name, split in splits.items()
     }
+    log.info(f"tokenizer: {backbone.name}, max_length {cfg.max_length}, {cfg.truncation}")
+    model = _make(cfg.model).build(backbone, corpus.id2label)
+    millions = sum(p.numel() for p in model.parameters()) / 1e6
+    log.info(f"model: {type(model).__name__} on {backbone.name} ({millions:.1f}M parameters)")
+    if logger is None:
+        logger = _make(cfg.logger, run_dir=run_dir) if distributed.is_main() else NullLogger()
+    trainer_config = _make(cfg.trainer)
+    trainer = trainer_config.build(logger)
+    steps = trainer_config.num_training_steps(len(encoded["train"]))
+    optimizer = build_optimizer(_make(cfg.optimizer), model)
+    scheduler = _make(cfg.scheduler).build(optimizer, steps)
+    where = f"{trainer.device} ({trainer.precision}), {steps} optimizer steps"
+    log.info(f"trainer: {type(trainer).__name__} on {where}, logger {type(logger).__name__}")
     collator = data.collator(tokenizer)
-    log.info(
-        "tokenizer: %s, max_length %d, truncation %s", backbone.name, cfg.max_length, cfg.truncation
-    )
+    return Built(corpus, backbone, tokenizer, encoded, collator, model, logger, trainer,
+                 optimizer, scheduler, scorer)  # fmt: skip
 
-    model = instantiate(cfg.model, _partial_=True)(backbone=backbone, id2label=corpus.id2label)
-    log.info(
-        "model: %s on %s (%.1fM parameters)",
-        type(model).__name__,
-        backbone.name,
-        sum(p.numel() for p in model.parameters()) / 1e6,
-    )
 
-    logger = instantiate(cfg.logger, run_dir=run_dir) if main_rank else NullLogger()
-    trainer = instantiate(cfg.trainer, logger=logger)
-    total_steps = trainer.num_training_steps(len(encoded["train"]))
-    optimizer = build_optimizer(instantiate(cfg.optimizer), model)
-    scheduler = instantiate(cfg.scheduler)(optimizer, num_training_steps=total_steps)
-    log.info(
-        "trainer: %s on %s (%s), %d optimizer steps, logger %s",
-        type(trainer).__name__,
-        trainer.device,
-        trainer.precision,
-        total_steps,
-        type(logger).__name__,
-    )
+def _make(node: DictConfig, **runtime: Any) -> Any:
+    """Hydra's instantiate with plain lists and dicts (what the configs' type checks expect)."""
+    from hydra.utils import instantiate
 
-    num_labels = len(corpus.label_names)
+    return instantiate(node, _convert_="all", **runtime)
 
-    def score(logits: np.ndarray, labels: np.ndarray) -> dict:
-        return metrics.compute(labels, logits.argmax(-1), num_labels)
 
-    resume_from = find_checkpoint(cfg.resume, run_dir, trainer.latest_checkpoint)
-    result = trainer.fit(
-        model,
-        encoded["train"],
-        encoded["eval"],
-        collator,
-        optimizer,
-        scheduler,
-        score,
-        run_dir,
-        resume_from=resume_from,
-    )
-    logger.close()
+def fit(built: Built, cfg: DictConfig, run_dir: Path):
+    """Train (or resume); the model ends on its best weights. Returns the TrainResult."""
+    from src.trainers.common import find_checkpoint
 
-    test_labels = np.asarray(corpus.test.labels)
-    test_logits = trainer.predict(model, encoded["test"], collator)
-    test_preds = test_logits.argmax(-1)
-    test_metrics = metrics.compute(test_labels, test_preds, num_labels)
-    log.info("test: %s", " ".join(f"{k}={v:.4f}" for k, v in test_metrics.items()))
-    if not main_rank:  # under torchrun, rank 0 alone writes the run's results
-        return float(result.best_metric)
+    b = built
+    resume_from = find_checkpoint(cfg.resume, run_dir, b.trainer.latest_checkpoint)
+    try:
+        return b.trainer.fit(b.model, b.encoded["train"], b.encoded["eval"], b.collator,
+                             b.optimizer, b.scheduler, b.scorer, run_dir, resume_from)  # fmt: skip
+    finally:
+        b.logger.close()
 
+
+def score_test(built: Built) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    """The test split, scored once: labels, logits and metrics."""
+    import numpy as np
+
+    labels = np.asarray(built.corpus.test.labels)
+    logits = built.trainer.predict(built.model, built.encoded["test"], built.collator)
+    scores = built.scorer(logits, labels)
+    log.info("test: %s", " ".join(f"{k}={v:.4f}" for k, v in scores.items()))
+    return labels, logits, scores
+
+
+def save(built: Built, cfg: DictConfig, run_dir: Path, summary, labels, logits) -> None:
+    """The best model, the predictions, the reports, and metrics.json last (a finished run)."""
+    from src import metrics, outputs, reports
+
+    b = built
     outputs.save_model(
-        run_dir / outputs.BEST_MODEL_DIR, model, tokenizer, cfg.max_length, cfg.truncation
+        run_dir / outputs.BEST_MODEL_DIR, b.model, b.tokenizer, cfg.max_length, cfg.truncation
     )
-    report = metrics.report(test_labels, test_preds, corpus.label_names)
+    preds = logits.argmax(-1)
+    report = metrics.report(labels, preds, b.corpus.label_names)
     outputs.write_atomic(run_dir / outputs.REPORT_FILE, report)
     outputs.write_predictions(
-        run_dir / outputs.PREDICTIONS_FILE, test_labels, test_logits, corpus.label_names
+        run_dir / outputs.PREDICTIONS_FILE, labels, logits, b.corpus.label_names
     )
-    summary = {
-        "test": test_metrics,
-        "history": result.history,
-        "train_log": result.train_log,
-        "best_epoch": result.best_epoch,
-        f"best_eval_{trainer.metric}": result.best_metric,
-        "eval_split": corpus.eval_split,
-        "stopped_early": result.stopped_early,
-        "train_seconds": round(result.train_seconds, 2),
-        "train_samples_per_second": round(result.samples_per_second, 3),
-        "device": str(trainer.device),
-        "precision": trainer.precision,
-        "processes": distributed.world_size(),
-        "backbone": backbone.name,
-        "model": cfg.model._target_.rsplit(".", 1)[-1],
-        "trainer": cfg.trainer._target_.rsplit(".", 1)[-1],
-        "n_train": len(corpus.train),
-        "n_eval": len(corpus.eval),
-        "n_test": len(corpus.test),
-        "label_names": corpus.label_names,
-    }
-    reports.write(run_dir, cfg, summary, test_labels, test_preds, report)
-    outputs.write_json(run_dir / outputs.METRICS_FILE, summary)  # last: marks a finished run
+    reports.write(run_dir, cfg, summary, labels, preds, report)
+    outputs.write_json(run_dir / outputs.METRICS_FILE, summary.to_json())
     log.info("wrote %s", run_dir)
-    return float(result.best_metric)
+
+
+def train(cfg: DictConfig, run_dir: Path):
+    """Run one experiment into `run_dir`: build, fit, test, save. Returns its RunSummary."""
+    from src import distributed, outputs, reports
+
+    if distributed.is_main():
+        reports.show_config(cfg)
+        outputs.write_atomic(run_dir / outputs.CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
+    built = build(cfg, run_dir)
+    result = fit(built, cfg, run_dir)
+    labels, logits, scores = score_test(built)
+    summary = outputs.RunSummary.of(built, result, scores)
+    if distributed.is_main():  # under torchrun, rank 0 alone writes the run's results
+        save(built, cfg, run_dir, summary, labels, logits)
+    return summary
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -161,12 +164,12 @@ def main(cfg: DictConfig) -> float:
     if hydra_cfg.launcher.get("n_jobs"):  # hydra/launcher=joblib
         share_machine(hydra_cfg.launcher.n_jobs, hydra_cfg.job.num, cfg.device)
     if not is_main():  # one run folder, written by rank 0 alone
-        schema.validate(cfg)
-        return train(cfg, run_dir)
+        spec.validate(cfg)
+        return train(cfg, run_dir).best_metric
     try:
         write_status(run_dir, "running")
-        schema.validate(cfg)
-        best = train(cfg, run_dir)
+        spec.validate(cfg)
+        best = train(cfg, run_dir).best_metric
     except Preempted as e:
         write_status(run_dir, "preempted", str(e))
         print(str(e), file=sys.stderr)

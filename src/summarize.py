@@ -31,6 +31,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from src.errors import UserError
+from src.metrics import CORE
 from src.outputs import ERROR_FILE, METRICS_FILE, STATUS_FILE, write_atomic
 
 log = logging.getLogger(__name__)
@@ -71,11 +72,13 @@ def read_job(folder: Path, sweep_dir: Path) -> Job:
 
 
 def _flat_metrics(metrics: dict) -> dict[str, float]:
-    """The numbers a sweep compares: best eval value of the chosen metric, test accuracy and f1."""
+    """The numbers a sweep compares: best eval value of the chosen metric, test accuracy and f1,
+    and any extra test metric (metrics.extra)."""
     flat = {k: float(v) for k, v in metrics.items() if k.startswith("best_eval_") and v is not None}
-    for name in ("accuracy", "f1"):
-        if name in metrics.get("test", {}):
-            flat[f"test_{name}"] = float(metrics["test"][name])
+    test = metrics.get("test", {})
+    for name in ("accuracy", "f1", *(k for k in test if k not in CORE)):
+        if name in test:
+            flat[f"test_{name}"] = float(test[name])
     return flat
 
 

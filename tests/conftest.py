@@ -26,7 +26,7 @@ def group_options() -> list[str]:
     out = []
     for path in sorted(CONF.rglob("*.yaml")):
         rel = path.relative_to(CONF)
-        if len(rel.parts) < 2 or rel.parts[0] == "hydra":
+        if len(rel.parts) < 2 or rel.parts[0] == "hydra" or rel.stem.startswith("_"):
             continue
         out.append(f"{rel.parent.as_posix()}={rel.stem}")
     return out
@@ -85,10 +85,10 @@ def reloaded_and_saved_probs(run_dir: Path, cfg: DictConfig) -> tuple[np.ndarray
     folder = run_dir / "best_model"
     reloaded = load_trained(folder).eval()
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    corpus = data.movie_reviews(
+    corpus = data.MovieReviews(
         max_train_samples=cfg.dataset.max_train_samples,
         max_eval_samples=cfg.dataset.max_eval_samples,
-    )
+    ).load()
     batch = data.collator(tokenizer)(
         data.encode(tokenizer, corpus.test, cfg.max_length, cfg.truncation)
     )

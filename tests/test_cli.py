@@ -22,16 +22,6 @@ def test_smoke_run_as_typed(tmp_path):
     assert "dropout: 0.3" in (tmp_path / ".hydra" / "config.yaml").read_text()
 
 
-def test_unknown_group_option(tmp_path):
-    proc = run_cli("model=nope", f"hydra.run.dir={tmp_path}")
-    err = _single_error_line(proc)
-    assert (
-        err
-        == "error: model=nope: conf/model/ has no option 'nope'; options: custom_head, hf_head\n"
-    )
-    assert proc.returncode == 2
-
-
 def test_missing_corpus(tmp_path):
     proc = run_cli(
         "debug=smoke",
@@ -42,32 +32,3 @@ def test_missing_corpus(tmp_path):
     assert proc.returncode == 2
     assert err.count("\n") == 1 and "python -m nltk.downloader movie_reviews" in err
     assert not (tmp_path / "run" / "metrics.json").exists()
-
-
-def test_missing_data_file(tmp_path):
-    proc = run_cli(
-        "debug=smoke",
-        "dataset=files",
-        f"dataset.train_file={tmp_path}/nope.csv",
-        f"hydra.run.dir={tmp_path}/run",
-    )
-    err = _single_error_line(proc)
-    assert proc.returncode == 2 and "nope.csv does not exist" in err
-
-
-def test_missing_column_and_empty_file(tmp_path):
-    bad = tmp_path / "d.csv"
-    bad.write_text("review,label\nnice,1\nbad,0\n")
-    proc = run_cli(
-        "debug=smoke", "dataset=files", f"dataset.train_file={bad}", f"hydra.run.dir={tmp_path}/run"
-    )
-    err = _single_error_line(proc)
-    assert "no column 'text'" in err and "dataset.text_column" in err
-    bad.write_text("")
-    proc = run_cli(
-        "debug=smoke",
-        "dataset=files",
-        f"dataset.train_file={bad}",
-        f"hydra.run.dir={tmp_path}/run2",
-    )
-    assert "is empty" in _single_error_line(proc)

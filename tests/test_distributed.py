@@ -60,14 +60,26 @@ def _probabilities(run_dir: Path) -> np.ndarray:
 
 def _ddp_run(tmp_path: Path, *args: str) -> Path:
     (tmp_path / "ddp").mkdir()
-    _run(tmp_path / "ddp", *SAME_MATH, *args, "batch_size=8", nproc=2)
+    _run(tmp_path / "ddp", *SAME_MATH, *args, "batch_size=8", "trainer.logging_steps=1", nproc=2)
     folders = list((tmp_path / "ddp" / "outputs" / "runs").iterdir())
     assert len(folders) == 1  # rank 0 chose it; rank 1 wrote nowhere else
     ddp = folders[0]
     assert (ddp / ".hydra").is_dir() and (ddp / "run.log").is_file()
     assert json.loads((ddp / "metrics.json").read_text())["n_test"] == 32
     assert _probabilities(ddp).shape == (32, 2)  # every test example once: no padding duplicates
+    _assert_schedule_ends_at_zero(ddp)
     return ddp
+
+
+def _assert_schedule_ends_at_zero(run_dir: Path) -> None:
+    """64 examples over 2 processes at batch 8: 4 optimizer steps an epoch, 8 in 2 epochs, and
+    the linear schedule spans exactly those (one sized for a single process would stop at
+    about half the peak rate). Each logged lr is the rate its step used, as transformers logs it."""
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    log = metrics["train_log"]
+    assert [e["step"] for e in log] == list(range(1, 9))
+    assert log[-1]["lr"] > 0 and metrics["final_lr"] == pytest.approx(0.0, abs=1e-12)
+    print(run_dir.name, "final lr", metrics["final_lr"], "last step's lr", log[-1]["lr"])
 
 
 def test_manual_two_processes_match_one(tmp_path):
@@ -87,7 +99,7 @@ def test_hf_trainer_under_torchrun(tmp_path):
     ddp = _ddp_run(tmp_path, "trainer=hf")
     metrics = json.loads((ddp / "metrics.json").read_text())
     assert [r["step"] for r in metrics["history"]] == [4, 8]  # 64 examples / (8 x 2) per step
-    assert 0.0 <= metrics["test"]["accuracy"] <= 1.0
+    assert metrics["processes"] == 2
 
 
 def test_shard_and_gather_are_inverse(monkeypatch):

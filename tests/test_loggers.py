@@ -46,7 +46,3 @@ def test_csv_logger_under_the_hf_trainer(compose_cfg, tmp_path):
     losses = [(int(r["step"]), float(r["value"])) for r in rows if r["tag"] == "train/loss"]
     assert losses == [(e["step"], pytest.approx(e["loss"])) for e in metrics["train_log"]]
     assert not (tmp_path / TENSORBOARD_DIR).exists()
-
-
-def test_no_logger_by_default(compose_cfg):
-    assert compose_cfg().logger._target_ == "src.loggers.NullLogger"

@@ -60,17 +60,5 @@ def test_notebook_halves_share_data_and_optimizer_settings():
     manual = flatten(resolve(["experiment=seed_notebook_manual"]))
     differ = {k for k in hf.keys() | manual.keys() if hf.get(k) != manual.get(k)}
     assert {k.split(".")[0] for k in differ} == {"model", "trainer"}
-    assert manual["model._target_"] == "src.models.custom_head"
-    assert manual["trainer._target_"] == "src.trainers.manual.ManualTrainer"
-
-
-def test_seed_notebook_is_the_notebooks_recipe():
-    cfg = flatten(resolve(["experiment=seed_notebook"]))
-    assert cfg["backbone.path"] == "bert-base-uncased"
-    assert cfg["model._target_"] == "src.models.hf_head"
-    assert cfg["trainer._target_"] == "src.trainers.hf.HFTrainer"
-    assert (cfg["max_length"], cfg["truncation"], cfg["trainer.epochs"]) == (512, "head", 3)
-    assert (cfg["trainer.batch_size"], cfg["trainer.eval_batch_size"]) == (8, 16)
-    assert (cfg["optimizer.lr"], cfg["optimizer.weight_decay"]) == (2e-5, 0.01)
-    assert cfg["scheduler.warmup_ratio"] == 0.0
-    assert cfg["trainer.metric_for_best_model"] == "f1"
+    assert manual["model._target_"] == "src.models.CustomHead"
+    assert manual["trainer._target_"] == "src.trainers.ManualTrainerConfig"

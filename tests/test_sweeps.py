@@ -6,6 +6,7 @@ Every job is a `debug=smoke` run (seconds); each sweep writes into tmp_path.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import sqlite3
@@ -54,7 +55,11 @@ def test_failed_job_does_not_stop_the_sweep(tmp_path, launcher):
     assert proc.returncode == 1
     assert "truncation=nope: one of head, tail, head_tail" in proc.stderr
     rows = {r["truncation"]: r for r in _rows(tmp_path)}
-    assert rows["head"]["status"] == "finished" and float(rows["head"]["test_accuracy"]) > 0
+    head = json.loads(
+        (tmp_path / "1_debug=smoke,trainer=manual,truncation=head" / "metrics.json").read_text()
+    )
+    assert rows["head"]["status"] == "finished"
+    assert float(rows["head"]["test_accuracy"]) == pytest.approx(head["test"]["accuracy"], abs=1e-4)
     assert rows["nope"]["status"] == "failed" and "truncation=nope" in rows["nope"]["error"]
     assert (tmp_path / "0_debug=smoke,trainer=manual,truncation=nope" / "error.txt").is_file()
     if launcher == "joblib":  # two jobs side by side share the cores

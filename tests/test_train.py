@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 
 import numpy as np
 import pytest
 import torch
 
 from src.backbones import Backbone
-from src.models import CustomHeadClassifier, load_trained
+from src.models import CustomHead, load_trained
+from src.models.custom_head import CustomHeadClassifier
 from src.run import train
 from tests.conftest import reloaded_and_saved_probs
 
@@ -18,16 +21,17 @@ from tests.conftest import reloaded_and_saved_probs
 @pytest.mark.parametrize("model", ["hf_head", "custom_head"])
 def test_pair_trains_saves_and_reloads(compose_cfg, tmp_path, model, trainer):
     cfg = compose_cfg("debug=smoke", f"model={model}", f"trainer={trainer}")
-    best = train(cfg, tmp_path)
+    best = train(cfg, tmp_path).best_metric
 
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    for name in ("accuracy", "precision", "recall", "f1"):
-        assert 0.0 <= metrics["test"][name] <= 1.0
-        assert 0.0 <= metrics["history"][0][name] <= 1.0
-    assert metrics["best_eval_f1"] == pytest.approx(best)
-    assert metrics["n_train"] == 48 and metrics["n_test"] == 32
+    assert set(metrics["test"]) == {"accuracy", "precision", "recall", "f1"}
+    rows = list(csv.DictReader((tmp_path / "test_predictions.csv").open()))
+    right = sum(r["label"] == r["prediction"] for r in rows)
+    assert metrics["test"]["accuracy"] == pytest.approx(right / len(rows))  # what it wrote
+    assert metrics["best_eval_f1"] == best == metrics["history"][0]["f1"]
+    assert metrics["n_train"] == 48 and metrics["n_test"] == len(rows) == 32
     assert metrics["device"] == "cpu" and metrics["train_samples_per_second"] > 0
-    assert len(metrics["history"]) == 1 and metrics["history"][0]["train_loss"] > 0
+    assert len(metrics["history"]) == 1 and math.isfinite(metrics["history"][0]["train_loss"])
     assert "neg" in (tmp_path / "classification_report.txt").read_text()
 
     # The saved best model reloads on its own and predicts what the run predicted.
@@ -80,9 +84,7 @@ def test_custom_head_init_and_mean_pooling():
             "intermediate_size": 32,
         },
     )
-    from src.models import custom_head
-
-    model = custom_head(backbone, {0: "a", 1: "b", 2: "c"}, dropout=0.0, pooling="mean").eval()
+    model = CustomHead(dropout=0.0, pooling="mean").build(backbone, {0: "a", 1: "b", 2: "c"}).eval()
     w = model.classifier.weight
     assert torch.all(model.classifier.bias == 0)
     assert w.abs().max() <= (6 / (w.shape[0] + w.shape[1])) ** 0.5

@@ -1,5 +1,98 @@
 """Trainers: `hf` (transformers' Trainer) and `manual` (a plain PyTorch loop), one contract.
 
-Both take the same model, datasets, collator, optimizer and scheduler, evaluate every epoch,
-keep the best weights by the chosen metric, and report a `TrainResult`.
+Both are built from one shared `TrainerConfig`, take the same model, datasets, collator,
+optimizer and scheduler, count optimizer steps with the same `optimizer_steps`, evaluate every
+epoch, keep the best weights by the chosen metric and report a `TrainResult`. This module
+imports no torch: config validation reads it.
 """
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from src.distributed import world_size
+from src.errors import UserError
+from src.metrics import CORE
+from src.spec import Spec, param
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def _is_device(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    kind, _, index = value.partition(":")
+    return kind in DEVICES and (not index or (kind == "cuda" and index.isdigit()))
+
+
+DEVICE = {"test": _is_device, "allowed": f"one of {', '.join(DEVICES)} (cuda:N for one GPU)"}
+
+
+def check_device(key: str, device: str) -> None:
+    """A device that is not on this machine fails now, not after the model has loaded."""
+    kind = device.split(":")[0]
+    if kind not in ("cuda", "mps"):
+        return
+    import torch
+
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"{key}={device}: no CUDA device here; use device=auto or device=cpu")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"{key}={device}: MPS is not available here; use device=auto or device=cpu")
+
+
+def optimizer_steps(n_train: int, batch_size: int, grad_accum_steps: int, processes: int) -> int:
+    """Optimizer steps in one epoch, as both loops take them: each process gets ceil(n / P)
+    examples (the sampler pads by wrapping), in batches of `batch_size`, and a partial
+    accumulation window at the end of an epoch still steps (transformers' rule)."""
+    per_process = math.ceil(n_train / processes)
+    return max(1, math.ceil(math.ceil(per_process / batch_size) / grad_accum_steps))
+
+
+@dataclass
+class TrainerConfig(Spec):
+    """What both loops share (trainer=hf and trainer=manual read the same keys)."""
+
+    epochs: int = param(3, "passes over the training split", ge=1)
+    batch_size: int = param(8, "examples per step and process (global = x processes)", ge=1)
+    eval_batch_size: int = param(16, "examples per evaluation batch", ge=1)
+    grad_accum_steps: int = param(1, "batches whose gradients add up to one step", ge=1)
+    max_grad_norm: float | None = param(1.0, "clip gradients to this norm; null: no clip", ge=0)
+    metric_for_best_model: str = param("f1", "picks the best epoch on the eval split", choices=CORE)
+    early_stopping_patience: int | None = param(None, "stop after N epochs of no gain", ge=1)
+    device: str = param("auto", "auto = cuda, else mps, else cpu", **DEVICE)
+    precision: str = param("auto", "auto: bf16/fp16 on CUDA, fp32 on CPU", choices=PRECISIONS)
+    num_workers: int = param(0, "DataLoader worker processes", ge=0)
+    compile: bool = param(False, "torch.compile the training forward")
+    seed: int = param(42, "the batch order and the Trainer's own seeding")
+    logging_steps: int = param(50, "log the training loss every N optimizer steps", ge=1)
+    save_steps: int | None = param(None, "checkpoint every N steps too (and every epoch)", ge=1)
+    save_total_limit: int | None = param(2, "checkpoints kept in <run dir>/checkpoints", ge=1)
+
+    def num_training_steps(self, n_train: int) -> int:
+        """All optimizer steps of the run, on every process: what the scheduler spans."""
+        per_epoch = optimizer_steps(n_train, self.batch_size, self.grad_accum_steps, world_size())
+        return self.epochs * per_epoch
+
+    def build(self, logger=None):
+        """The loop this config names (its module imports torch, so it loads only here)."""
+        from hydra.utils import get_class
+
+        return get_class(self.LOOP)(self, logger)
+
+
+@dataclass
+class HFTrainerConfig(TrainerConfig):
+    """transformers' Trainer."""
+
+    LOOP: ClassVar[str] = "src.trainers.hf.HFTrainer"
+
+
+@dataclass
+class ManualTrainerConfig(TrainerConfig):
+    """The plain PyTorch loop."""
+
+    LOOP: ClassVar[str] = "src.trainers.manual.ManualTrainer"

@@ -1,9 +1,9 @@
-"""What both trainers share: device and precision choice, and the result they report."""
+"""What both trainers share at run time: device and precision, the result they report,
+preemption, and finding a checkpoint to resume from."""
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,22 +13,23 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from src.errors import UserError
+from src.trainers import check_device
 
 if TYPE_CHECKING:
     import torch
 
-log = logging.getLogger(__name__)
+    from src.loggers import ScalarLogger
+    from src.trainers import TrainerConfig
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+log = logging.getLogger(__name__)
 
 # logits, labels -> metrics dict (accuracy, precision, recall, f1, ...)
 MetricsFn = Callable[[np.ndarray, np.ndarray], dict]
 
 
 def resolve_device(device: str) -> torch.device:
-    """`auto` is cuda, else mps, else cpu."""
-    import torch  # here, not at import: config validation reads DEVICES without loading torch
+    """`auto` is cuda, else mps, else cpu (a named device was checked by validation)."""
+    import torch
 
     if device == "auto":
         if torch.cuda.is_available():  # under torchrun, each process its own GPU
@@ -36,15 +37,7 @@ def resolve_device(device: str) -> torch.device:
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    kind = device.split(":")[0]
-    if kind not in DEVICES:
-        raise UserError(f"device={device}: use one of {', '.join(DEVICES)} (cuda:N for one GPU)")
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device={device}: no CUDA device here; use device=auto or device=cpu")
-    if kind == "mps" and not torch.backends.mps.is_available():
-        raise UserError(
-            f"device={device}: MPS is not available here; use device=auto or device=cpu"
-        )
+    check_device("device", device)
     return torch.device(device)
 
 
@@ -55,8 +48,6 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     """
     import torch
 
-    if precision not in PRECISIONS:
-        raise UserError(f"trainer.precision={precision}: use one of {', '.join(PRECISIONS)}")
     if precision == "auto":
         if device.type != "cuda":
             return "fp32"
@@ -68,8 +59,17 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
-def steps_per_epoch(n_examples: int, batch_size: int, grad_accum_steps: int) -> int:
-    return max(1, math.ceil(math.ceil(n_examples / batch_size) / grad_accum_steps))
+class Loop:
+    """What both loops share: their config, device, precision and logger."""
+
+    def __init__(self, config: TrainerConfig, logger: ScalarLogger | None = None):
+        from src.loggers import NullLogger
+
+        self.config = config
+        self.metric = config.metric_for_best_model
+        self.device = resolve_device(config.device)
+        self.precision = resolve_precision(config.precision, self.device)
+        self.logger = logger or NullLogger()
 
 
 @dataclass
@@ -84,6 +84,7 @@ class TrainResult:
     train_seconds: float = 0.0
     train_samples: int = 0
     stopped_early: bool = False
+    final_lr: float | None = None  # after the last step: 0 when a decaying schedule completed
 
     @property
     def samples_per_second(self) -> float:
@@ -135,20 +136,16 @@ def check_batches(n_train: int, batch_size: int) -> None:
 
 
 def find_checkpoint(resume: str | None, run_dir: Path, latest: Callable[[Path], Path | None]):
-    """`resume=auto`: the newest complete checkpoint in this run folder, if any; a path: that
-    checkpoint, or the newest one in that run folder. `latest` is the trainer's own finder."""
+    """`resume=auto`: the newest complete checkpoint in this run folder, if any; a path (checked
+    to exist by validation): that checkpoint, or the newest one in that run folder. `latest` is
+    the trainer's own finder."""
     if resume in (None, "", "none", "null"):
         return None
-    if resume == "auto":
-        found = latest(run_dir)
-        log.info("resume=auto: %s", found or "no checkpoint in this run folder; starting fresh")
-        return found
-    path = Path(resume)
-    if not path.exists():
-        raise UserError(f"resume={resume}: no such checkpoint or run folder")
-    found = latest(path)
-    if found is None and path.name.startswith(("step-", "checkpoint-")):
-        found = path
-    if found is None:
+    folder = run_dir if resume == "auto" else Path(resume)
+    found = latest(folder)
+    if found is None and folder.name.startswith(("step-", "checkpoint-")):
+        found = folder
+    if found is None and resume != "auto":
         raise UserError(f"resume={resume}: no complete checkpoint there")
+    log.info(f"resume={resume}: {found or 'no checkpoint in this run folder; starting fresh'}")
     return found

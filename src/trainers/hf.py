@@ -22,79 +22,42 @@ from src.errors import Preempted, UserError
 from src.loggers import NullLogger, ScalarLogger, TensorBoardLogger
 from src.trainers import checkpoint
 from src.trainers.common import (
+    Loop,
     MetricsFn,
     PreemptionGuard,
     TrainResult,
     check_batches,
-    resolve_device,
-    resolve_precision,
-    steps_per_epoch,
 )
 
 log = logging.getLogger(__name__)
 
 
-class HFTrainer:
-    def __init__(
-        self,
-        epochs: int = 3,
-        batch_size: int = 8,
-        eval_batch_size: int = 16,
-        grad_accum_steps: int = 1,
-        max_grad_norm: float | None = 1.0,
-        metric_for_best_model: str = "f1",
-        early_stopping_patience: int | None = None,
-        device: str = "auto",
-        precision: str = "auto",
-        num_workers: int = 0,
-        compile: bool = False,
-        seed: int = 42,
-        logging_steps: int = 50,
-        save_total_limit: int | None = 2,
-        logger: ScalarLogger | None = None,
-    ):
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size
-        self.grad_accum_steps = grad_accum_steps
-        self.max_grad_norm = max_grad_norm
-        self.metric = metric_for_best_model
-        self.patience = early_stopping_patience
-        self.device = resolve_device(device)
-        self.precision = resolve_precision(precision, self.device)
-        self.num_workers = num_workers
-        self.compile = compile
-        self.seed = seed
-        self.logging_steps = logging_steps
-        self.save_total_limit = save_total_limit
-        self.logger = logger or NullLogger()
-        self._trainer = None
-
-    def num_training_steps(self, n_train: int) -> int:
-        return self.epochs * steps_per_epoch(n_train, self.batch_size, self.grad_accum_steps)
+class HFTrainer(Loop):
+    _trainer: _Trainer | None = None  # transformers' Trainer, made by fit
 
     def _args(self, output_dir: Path):
+        cfg = self.config
         return TrainingArguments(
             output_dir=str(output_dir / "checkpoints"),
-            num_train_epochs=self.epochs,
-            per_device_train_batch_size=self.batch_size,
-            per_device_eval_batch_size=self.eval_batch_size,
-            gradient_accumulation_steps=self.grad_accum_steps,
-            max_grad_norm=self.max_grad_norm or 0.0,
+            num_train_epochs=cfg.epochs,
+            per_device_train_batch_size=cfg.batch_size,
+            per_device_eval_batch_size=cfg.eval_batch_size,
+            gradient_accumulation_steps=cfg.grad_accum_steps,
+            max_grad_norm=cfg.max_grad_norm or 0.0,
             eval_strategy="epoch",
             save_strategy="epoch",
-            save_total_limit=self.save_total_limit,
+            save_total_limit=cfg.save_total_limit,
             load_best_model_at_end=True,
             metric_for_best_model=self.metric,
             greater_is_better=True,
-            logging_steps=self.logging_steps,
+            logging_steps=cfg.logging_steps,
             report_to="none",
-            seed=self.seed,
+            seed=cfg.seed,
             use_cpu=self.device.type == "cpu",
             bf16=self.precision == "bf16",
             fp16=self.precision == "fp16",
-            dataloader_num_workers=self.num_workers,
-            torch_compile=self.compile,
+            dataloader_num_workers=cfg.num_workers,
+            torch_compile=cfg.compile,
             dataloader_pin_memory=self.device.type == "cuda",
             ddp_backend="gloo" if self.device.type == "cpu" and world_size() > 1 else None,
             disable_tqdm=not progress.interactive(),
@@ -110,27 +73,18 @@ class HFTrainer:
                 return Path(found)
         return None
 
-    def fit(
-        self,
-        model: torch.nn.Module,
-        train_set,
-        eval_set,
-        collator,
-        optimizer,
-        scheduler,
-        metrics_fn: MetricsFn,
-        output_dir: Path,
-        resume_from: Path | None = None,
-    ) -> TrainResult:
-        check_batches(len(train_set), self.batch_size)
+    def fit(self, model: torch.nn.Module, train_set, eval_set, collator, optimizer, scheduler,
+            metrics_fn: MetricsFn, output_dir: Path, resume_from: Path | None = None,
+            ) -> TrainResult:  # fmt: skip
+        check_batches(len(train_set), self.config.batch_size)
         if resume_from is not None:
             _check_resumable(resume_from, model)
-        timer = _EpochTimer()
         with PreemptionGuard() as guard:
-            callbacks = [timer, _StopOnSignal(guard), *self._log_callbacks()]
-            if self.patience:
-                callbacks.append(EarlyStoppingCallback(self.patience))
-            self._trainer = Trainer(
+            timer = _Bookkeeping(guard, self.config.save_steps)
+            callbacks = [timer, *self._log_callbacks()]
+            if self.config.early_stopping_patience:
+                callbacks.append(EarlyStoppingCallback(self.config.early_stopping_patience))
+            self._trainer = _Trainer(
                 model=model,
                 args=self._args(output_dir),
                 train_dataset=train_set,
@@ -140,48 +94,43 @@ class HFTrainer:
                 optimizers=(optimizer, scheduler),
                 callbacks=callbacks,
             )
+            timer.trainer = self._trainer
             self._trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
         if guard.requested:
             raise Preempted(str(self.latest_checkpoint(output_dir)))
         result = TrainResult(
-            train_seconds=timer.seconds, train_samples=timer.epochs * len(train_set)
+            train_seconds=timer.seconds,
+            train_samples=timer.epochs * len(train_set),
+            final_lr=self._trainer.lr_scheduler.get_last_lr()[0],
         )
         return self._history(result)
 
     def _history(self, result: TrainResult) -> TrainResult:
+        """TrainResult from the Trainer's log history (kept in its checkpoints, so resumed runs
+        report every epoch): the logged losses, each epoch's mean batch loss, the eval rows."""
         state = self._trainer.state
-        losses: list[float] = []
+        epoch_losses = [e[EPOCH_LOSS] for e in state.log_history if EPOCH_LOSS in e]
         for entry in state.log_history:
             if "loss" in entry:
-                losses.append(entry["loss"])
-                result.train_log.append(
-                    {
-                        "step": entry["step"],
-                        "epoch": entry["epoch"],
-                        "loss": float(entry["loss"]),
-                        "lr": float(entry.get("learning_rate", 0.0)),
-                    }
-                )
+                lr = float(entry.get("learning_rate", 0.0))
+                at = {"step": entry["step"], "epoch": entry["epoch"]}
+                result.train_log.append({**at, "loss": float(entry["loss"]), "lr": lr})
             if f"eval_{self.metric}" not in entry:
                 continue
-            metrics = {k[len("eval_") :]: v for k, v in entry.items() if k.startswith("eval_")}
+            epoch = round(entry["epoch"])
             row = {
-                "epoch": round(entry["epoch"]),
+                "epoch": epoch,
                 "step": entry["step"],
-                "train_loss": float(np.mean(losses)) if losses else None,
+                "train_loss": epoch_losses[epoch - 1] if epoch <= len(epoch_losses) else None,
             }
-            row.update(
-                {
-                    k: float(v)
-                    for k, v in metrics.items()
-                    if k not in ("runtime", "loss") and not k.endswith("per_second")
-                }
-            )
+            for key, value in entry.items():
+                name = key[len("eval_") :]
+                if key.startswith("eval_") and name != "loss" and name not in _EVAL_TIMINGS:
+                    row[name] = float(value)
             result.history.append(row)
-            losses = []
         best = max(result.history, key=lambda r: r[self.metric])
         result.best_epoch, result.best_metric = best["epoch"], best[self.metric]
-        result.stopped_early = state.epoch < self.epochs - 1e-6
+        result.stopped_early = state.epoch < self.config.epochs - 1e-6
         return result
 
     def _log_callbacks(self) -> list[TrainerCallback]:
@@ -203,30 +152,54 @@ class HFTrainer:
         return np.asarray(self._trainer.predict(dataset).predictions)
 
 
-class _EpochTimer(TrainerCallback):
-    """Training time without evaluation and checkpointing (on_epoch_end fires before both)."""
+EPOCH_LOSS = "epoch_train_loss"  # our entry in the Trainer's log history
+_EVAL_TIMINGS = ("runtime", "samples_per_second", "steps_per_second")
 
-    def __init__(self) -> None:
+
+class _Trainer(Trainer):
+    """Keeps each training batch's loss (on the device), so that an epoch's train_loss is the
+    mean over its batches, as in the manual loop, not a mean of logging windows."""
+
+    batch_losses: list[torch.Tensor]
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        if model.training:
+            self.batch_losses.append((out[0] if return_outputs else out).detach())
+        return out
+
+
+class _Bookkeeping(TrainerCallback):
+    """What the Trainer does not do itself: training time without evaluation and checkpointing
+    (on_epoch_end fires before both), each epoch's mean batch loss (into the log history),
+    a save every `save_steps`, and on SIGTERM/SIGUSR1 a checkpoint at this step, then a stop
+    without evaluating the cut epoch (the grace period is short)."""
+
+    def __init__(self, guard: PreemptionGuard, save_steps: int | None) -> None:
+        self.guard, self.save_steps = guard, save_steps
         self.seconds, self.epochs, self._start = 0.0, 0, 0.0
+        self.trainer: _Trainer | None = None
 
     def on_epoch_begin(self, args, state, control, **kwargs) -> None:
+        self.trainer.batch_losses = []
         self._start = time.perf_counter()
-
-    def on_epoch_end(self, args, state, control, **kwargs) -> None:
-        self.seconds += time.perf_counter() - self._start
-        self.epochs += 1
-
-
-class _StopOnSignal(TrainerCallback):
-    """On SIGTERM/SIGUSR1: save a checkpoint at this step and stop (the Trainer's own save)."""
-
-    def __init__(self, guard: PreemptionGuard) -> None:
-        self.guard = guard
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.guard.requested:
+            control.should_save, control.should_training_stop = True, True
+        elif self.save_steps and state.global_step % self.save_steps == 0:
             control.should_save = True
-            control.should_training_stop = True
+        return control
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        self.seconds += time.perf_counter() - self._start
+        self.epochs += 1
+        loss = torch.stack(self.trainer.batch_losses).float().mean().item()
+        state.log_history.append(
+            {EPOCH_LOSS: loss, "epoch": state.epoch, "step": state.global_step}
+        )
+        if self.guard.requested:
+            control.should_evaluate, control.should_save = False, False
         return control
 
 

@@ -1,40 +1,16 @@
-"""Models: a backbone plus a classification head, under one contract.
-
-Every model takes `input_ids, attention_mask, token_type_ids=None, labels=None` and returns a
-`SequenceClassifierOutput` (loss when labels are given, logits), as transformers' classifiers
-do, so either model runs under either trainer. `num_labels` and `id2label` come from the data.
-"""
+"""The notebook's custom head as a torch module (its config, CustomHead: src/models/)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
+from transformers import AutoConfig, AutoModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from src.backbones import Backbone
 from src.errors import UserError
-
-POOLINGS = ("cls", "mean")
-CUSTOM_HEAD_ARCH = "CustomHeadClassifier"
-
-
-def _label_maps(id2label: dict[int, str]) -> dict:
-    return {
-        "num_labels": len(id2label),
-        "id2label": {int(i): str(n) for i, n in id2label.items()},
-        "label2id": {str(n): int(i) for i, n in id2label.items()},
-    }
-
-
-def hf_head(backbone: Backbone, id2label: dict[int, str], dropout: float = 0.1) -> nn.Module:
-    """`AutoModelForSequenceClassification`; `dropout` is its classifier dropout."""
-    return backbone.load(
-        AutoModelForSequenceClassification, classifier_dropout=dropout, **_label_maps(id2label)
-    )
+from src.models import CUSTOM_HEAD_ARCH
 
 
 class CustomHeadClassifier(nn.Module):
@@ -46,8 +22,6 @@ class CustomHeadClassifier(nn.Module):
 
     def __init__(self, encoder: nn.Module, num_labels: int, dropout: float, pooling: str = "cls"):
         super().__init__()
-        if pooling not in POOLINGS:
-            raise UserError(f"model.pooling={pooling}: use one of {', '.join(POOLINGS)}")
         if getattr(encoder, "pooler", None) is not None:
             encoder.pooler = None  # unused: the head pools itself (and DDP rejects unused weights)
         self.encoder = encoder
@@ -108,20 +82,3 @@ class CustomHeadClassifier(nn.Module):
         )
         model.load_state_dict(load_file(str(Path(folder) / "model.safetensors")))
         return model
-
-
-def custom_head(
-    backbone: Backbone, id2label: dict[int, str], dropout: float = 0.1, pooling: str = "cls"
-) -> CustomHeadClassifier:
-    encoder = backbone.load(AutoModel, **_label_maps(id2label))
-    return CustomHeadClassifier(encoder, len(id2label), dropout, pooling)
-
-
-def load_trained(folder: str | Path) -> nn.Module:
-    """Reload a saved best model of either head from its folder alone."""
-    config_file = Path(folder) / "config.json"
-    if not config_file.is_file():
-        raise UserError(f"{folder}: no config.json; not a saved model folder")
-    if CUSTOM_HEAD_ARCH in json.loads(config_file.read_text()).get("architectures", []):
-        return CustomHeadClassifier.from_pretrained(folder)
-    return AutoModelForSequenceClassification.from_pretrained(folder)

@@ -1,0 +1,75 @@
+"""Models: a backbone plus a classification head, under one contract.
+
+Every model takes `input_ids, attention_mask, token_type_ids=None, labels=None` and returns a
+`SequenceClassifierOutput` (loss when labels are given, logits), as transformers' classifiers
+do, so either model runs under either trainer. `num_labels` and `id2label` come from the data.
+The configs here import no torch; `build` loads the torch code in `src/models/heads.py`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from src.backbones import Backbone
+from src.errors import UserError
+from src.spec import Spec, param
+
+POOLINGS = ("cls", "mean")
+CUSTOM_HEAD_ARCH = "CustomHeadClassifier"  # config.json's architectures entry for our head
+
+
+def label_maps(id2label: dict[int, str]) -> dict:
+    """num_labels, id2label and label2id for a transformers config, from the data."""
+    return {
+        "num_labels": len(id2label),
+        "id2label": {int(i): str(n) for i, n in id2label.items()},
+        "label2id": {str(n): int(i) for i, n in id2label.items()},
+    }
+
+
+@dataclass
+class HFHead(Spec):
+    """AutoModelForSequenceClassification: the backbone's own classification head."""
+
+    dropout: float = param(0.1, "the classifier dropout", ge=0, lt=1)
+
+    def build(self, backbone: Backbone, id2label: dict[int, str]):
+        from transformers import AutoModelForSequenceClassification as Auto
+
+        return backbone.load(Auto, classifier_dropout=self.dropout, **label_maps(id2label))
+
+
+@dataclass
+class CustomHead(Spec):
+    """The notebook's head: encoder -> pooled vector -> dropout -> Xavier-uniform Linear."""
+
+    dropout: float = param(0.1, "the classifier dropout", ge=0, lt=1)
+    pooling: str = param(
+        "mean",
+        "cls: the [CLS] vector (the notebook's); mean: every unpadded token",
+        choices=POOLINGS,
+    )
+
+    def build(self, backbone: Backbone, id2label: dict[int, str]):
+        from transformers import AutoModel
+
+        from src.models.custom_head import CustomHeadClassifier
+
+        encoder = backbone.load(AutoModel, **label_maps(id2label))
+        return CustomHeadClassifier(encoder, len(id2label), self.dropout, self.pooling)
+
+
+def load_trained(folder: str | Path):
+    """Reload a saved best model of either head from its folder alone."""
+    config_file = Path(folder) / "config.json"
+    if not config_file.is_file():
+        raise UserError(f"{folder}: no config.json; not a saved model folder")
+    if CUSTOM_HEAD_ARCH in json.loads(config_file.read_text()).get("architectures", []):
+        from src.models.custom_head import CustomHeadClassifier
+
+        return CustomHeadClassifier.from_pretrained(folder)
+    from transformers import AutoModelForSequenceClassification
+
+    return AutoModelForSequenceClassification.from_pretrained(folder)
