@@ -28,8 +28,7 @@ class CheckOutputDir(Callback):
     line instead of a stack trace."""
 
     def _check(self, folder: str, key: str) -> None:
-        reason = unwritable_reason(Path(folder))
-        if reason:
+        if reason := unwritable_reason(Path(folder)):
             print(f"error: {key}={folder}: {reason}; choose a writable folder", file=sys.stderr)
             sys.exit(2)
 

@@ -61,12 +61,7 @@ def label_list(labels: Sequence[str]) -> list[str]:
         return sorted(unique)
 
 
-def _split(
-    texts: list[str],
-    labels: list[int],
-    test_size: float,
-    seed: int,
-) -> tuple[Split, Split]:
+def _split(texts: list[str], labels: list[int], test_size: float, seed: int) -> tuple[Split, Split]:
     from sklearn.model_selection import train_test_split
 
     try:
@@ -92,13 +87,11 @@ class Splits(Spec):
 
     def finish(self, train: Split, test: Split, label_names: list[str]) -> Corpus:
         """Carve the optional validation split, then apply the sample caps."""
+        test = test.head(self.max_eval_samples)
+        evaluation, eval_split = test, "test"
         if self.val_size > 0:
             train, evaluation = _split(train.texts, train.labels, self.val_size, self.split_seed)
-            eval_split = "validation"
-        else:
-            evaluation, eval_split = test, "test"
-        test = test.head(self.max_eval_samples)
-        evaluation = test if eval_split == "test" else evaluation.head(self.max_eval_samples)
+            evaluation, eval_split = evaluation.head(self.max_eval_samples), "validation"
         return Corpus(train.head(self.max_train_samples), evaluation, test, label_names, eval_split)
 
 
@@ -197,17 +190,15 @@ class Files(Splits):
                 f"{train_path}: only one label ({names[0]}); a classifier needs two or more"
             )
         ids = {name: i for i, name in enumerate(names)}
+        train = Split(train.texts, [ids[label] for label in train.labels])
         if self.test_file:
             test_path = Path(self.test_file)
             test = self._read(test_path)
-            unseen = sorted(set(test.labels) - set(names))
-            if unseen:
+            if unseen := sorted(set(test.labels) - set(names)):
                 raise UserError(f"{test_path}: labels {unseen} never appear in {train_path}")
-            train = Split(train.texts, [ids[label] for label in train.labels])
             test = Split(test.texts, [ids[label] for label in test.labels])
         else:
-            labels = [ids[label] for label in train.labels]
-            train, test = _split(train.texts, labels, self.test_size, self.split_seed)
+            train, test = _split(train.texts, train.labels, self.test_size, self.split_seed)
         return self.finish(train, test, names)
 
     def _read(self, path: Path) -> Split:
@@ -259,14 +250,6 @@ def truncate(ids: list[int], budget: int, strategy: str) -> list[int]:
     raise UserError(f"truncation={strategy}: unknown strategy; use one of {', '.join(TRUNCATIONS)}")
 
 
-def _special_tokens(tokenizer) -> tuple[list[int], list[int]]:
-    """The ids a tokenizer puts before and after a single sequence ([CLS] ... [SEP] for BERT)."""
-    probe = tokenizer("a", add_special_tokens=False)["input_ids"]
-    full = tokenizer("a")["input_ids"]
-    start = next(i for i in range(len(full)) if full[i : i + len(probe)] == probe)
-    return full[:start], full[start + len(probe) :]
-
-
 def encode_texts(tokenizer, texts: Sequence[str], max_length: int, truncation: str) -> list[dict]:
     """Tokenize without truncation, then cut each text with the chosen strategy.
 
@@ -275,7 +258,11 @@ def encode_texts(tokenizer, texts: Sequence[str], max_length: int, truncation: s
     """
     from tqdm.auto import tqdm
 
-    prefix, suffix = _special_tokens(tokenizer)
+    # The ids the tokenizer puts before and after a single sequence ([CLS] ... [SEP] for BERT).
+    probe = tokenizer("a", add_special_tokens=False)["input_ids"]
+    full = tokenizer("a")["input_ids"]
+    at = next(i for i in range(len(full)) if full[i : i + len(probe)] == probe)
+    prefix, suffix = full[:at], full[at + len(probe) :]
     budget = max_length - len(prefix) - len(suffix)
     with_types = "token_type_ids" in tokenizer.model_input_names
     examples = []
@@ -294,9 +281,7 @@ def encode_texts(tokenizer, texts: Sequence[str], max_length: int, truncation: s
 def encode(tokenizer, split: Split, max_length: int, truncation: str) -> list[dict]:
     """`encode_texts` plus each example's label."""
     examples = encode_texts(tokenizer, split.texts, max_length, truncation)
-    for example, label in zip(examples, split.labels, strict=True):
-        example["labels"] = label
-    return examples
+    return [{**e, "labels": label} for e, label in zip(examples, split.labels, strict=True)]
 
 
 def collator(tokenizer):

@@ -27,23 +27,17 @@ def is_main() -> bool:
     return rank() == 0
 
 
-def _init() -> None:
+def hydra_overrides(argv: list[str]) -> list[str]:
+    """Extra overrides so that every rank uses the run folder rank 0 chose, and only rank 0
+    writes Hydra's snapshot and log there (hydra#2070: one folder per rank otherwise)."""
+    if world_size() == 1 or any(a in ("-m", "--multirun") for a in argv):
+        return []
     import torch
     import torch.distributed as dist
 
     if not dist.is_initialized():
         backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
         dist.init_process_group(backend=backend)
-
-
-def hydra_overrides(argv: list[str]) -> list[str]:
-    """Extra overrides so that every rank uses the run folder rank 0 chose, and only rank 0
-    writes Hydra's snapshot and log there (hydra#2070: one folder per rank otherwise)."""
-    if world_size() == 1 or any(a == "-m" or a == "--multirun" for a in argv):
-        return []
-    import torch.distributed as dist
-
-    _init()
     chosen = [a.split("=", 1)[1] for a in argv if a.startswith("hydra.run.dir=")]
     folder = [chosen[0] if chosen else None]
     if is_main() and folder[0] is None:

@@ -92,8 +92,7 @@ class CSVLogger:
             self._file = self.path.open("w", newline="", encoding="utf-8")
             self._writer = csv.writer(self._file, lineterminator="\n")
             self._writer.writerow(["step", "tag", "value"])
-        for tag, value in scalars.items():
-            self._writer.writerow([step, tag, value])
+        self._writer.writerows([step, tag, value] for tag, value in scalars.items())
         self._file.flush()
 
     def close(self) -> None:

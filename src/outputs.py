@@ -7,7 +7,7 @@ import io
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,23 +58,13 @@ class RunSummary:
         return self.result.best_metric
 
     def to_json(self) -> dict:
-        r = self.result
-        return {
-            "test": self.test,
-            "history": r.history,
-            "train_log": r.train_log,
-            "best_epoch": r.best_epoch,
-            f"best_eval_{self.metric}": r.best_metric,
-            "eval_split": self.eval_split,
-            "stopped_early": r.stopped_early,
-            "train_seconds": round(r.train_seconds, 2),
-            "train_samples_per_second": round(r.samples_per_second, 3),
-            "final_lr": r.final_lr,
-            **{k: getattr(self, k) for k in ("device", "precision", "processes", "backbone")},
-            **{k: getattr(self, k) for k in ("model", "trainer")},
-            **self.sizes,
-            "label_names": self.label_names,
-        }
+        """metrics.json: the TrainResult's fields inline, the best eval value as best_eval_<f1>."""
+        out = {"test": self.test, **asdict(self.result)}
+        out[f"best_eval_{self.metric}"] = out.pop("best_metric")
+        out["train_seconds"] = round(self.result.train_seconds, 2)
+        out["train_samples_per_second"] = round(self.result.samples_per_second, 3)
+        rest = {k: v for k, v in vars(self).items() if k not in ("test", "result", "metric")}
+        return {**out, **rest.pop("sizes"), **rest}
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -99,8 +99,7 @@ def model_folder(run_dir: Path) -> Path:
         raise UserError(f"run_dir={run_dir}: no such folder")
     if (run_dir / settings).is_file() and (run_dir / "config.json").is_file():
         return run_dir
-    missing = [name for name in (outputs.METRICS_FILE, best) if not (run_dir / name).exists()]
-    if missing:
+    if missing := [name for name in (outputs.METRICS_FILE, best) if not (run_dir / name).exists()]:
         raise UserError(
             f"run_dir={run_dir}: not a finished run (no {' or '.join(missing)}); "
             "give a folder under outputs/runs/ that `python -m src.run` completed"
@@ -127,12 +126,10 @@ def read_texts(path: Path, text_column: str) -> tuple[list[dict], list[str]]:
         if rows and text_column not in rows[0]:
             found = ", ".join(map(str, rows[0]))
             raise UserError(f"{path}: no column '{text_column}' (found: {found}); set text_column=")
-        texts = []
         for n, row in enumerate(rows, start=1):
-            text = row.get(text_column)
-            if text is None or not str(text).strip():
+            if row.get(text_column) is None or not str(row[text_column]).strip():
                 raise UserError(f"{path} row {n}: empty text in column '{text_column}'")
-            texts.append(str(text))
+        texts = [str(row[text_column]) for row in rows]
     if not texts:
         raise UserError(f"input={path}: no texts in it")
     return rows, texts

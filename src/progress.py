@@ -16,8 +16,7 @@ def interactive() -> bool:
 
 def quiet_libraries() -> None:
     """Silence transformers' (and huggingface_hub's) own bars when not on a terminal."""
-    if interactive():
-        return
-    from transformers.utils import logging as hf_logging
+    if not interactive():
+        from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
+        hf_logging.disable_progress_bar()

@@ -31,13 +31,11 @@ def write(
     classification_report: str,
 ) -> None:
     """Both PNGs and report.md."""
+    result = summary.result
     confusion_matrix_png(run_dir / CONFUSION_PNG, labels, preds, summary.label_names)
-    learning_curve_png(
-        run_dir / CURVE_PNG, summary.result.train_log, summary.result.history, summary.eval_split
-    )
-    write_atomic(
-        run_dir / REPORT_MD, markdown(settings(cfg, summary), summary, classification_report)
-    )
+    learning_curve_png(run_dir / CURVE_PNG, result.train_log, result.history, summary.eval_split)
+    report = markdown(settings(cfg, summary), summary, classification_report)
+    write_atomic(run_dir / REPORT_MD, report)
 
 
 def settings(cfg: DictConfig, summary: RunSummary) -> dict:
@@ -93,24 +91,23 @@ def learning_curve_png(
         steps, means = [r["step"] for r in epochs], [r["train_loss"] for r in epochs]
         loss_ax.plot(steps, means, "o--", label="epoch mean")
     loss_ax.set(xlabel="optimizer step", ylabel="loss", title="Training loss")
-    loss_ax.legend()
-    loss_ax.grid(alpha=0.3)
 
     epoch_numbers = [r["epoch"] for r in history]
     for name in (m for m in CORE if history and m in history[0]):
         eval_ax.plot(epoch_numbers, [r[name] for r in history], "o-", label=name)
-    eval_ax.set(xlabel="epoch", ylabel="score", ylim=(-0.02, 1.02))
-    eval_ax.set_title(f"Eval metrics ({eval_split} split)")
-    eval_ax.set_xlim(0.5, max(epoch_numbers, default=1) + 0.5)
+    eval_ax.set(xlabel="epoch", ylabel="score", title=f"Eval metrics ({eval_split} split)")
+    eval_ax.set(xlim=(0.5, max(epoch_numbers, default=1) + 0.5), ylim=(-0.02, 1.02))
     eval_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    eval_ax.legend()
-    eval_ax.grid(alpha=0.3)
+    for ax in (loss_ax, eval_ax):
+        ax.legend()
+        ax.grid(alpha=0.3)
     fig.savefig(path, dpi=120)
 
 
 def markdown(settings: dict, summary: RunSummary, classification_report: str) -> str:
     """report.md: settings, test metrics, per-epoch history, both plots, the report."""
     test, chose, result = summary.test, summary.eval_split, summary.result
+    optimistic = "; the test split chose the epoch, so the test metrics are optimistic."
     lines = [
         f"# {settings['model']} on {settings['backbone']} ({settings['trainer']})",
         "",
@@ -125,12 +122,7 @@ def markdown(settings: dict, summary: RunSummary, classification_report: str) ->
         "| " + " | ".join(f"{v:.4f}" for v in test.values()) + " |",
         "",
         f"Best epoch {result.best_epoch} by {summary.metric} on the {chose} split "
-        f"({summary.best_metric:.4f})"
-        + (
-            "; the test split chose the epoch, so the test metrics are optimistic."
-            if chose == "test"
-            else "."
-        ),
+        f"({summary.best_metric:.4f})" + (optimistic if chose == "test" else "."),
         f"Trained on {summary.sizes['n_train']} examples in {result.train_seconds:.2f} s "
         f"({result.samples_per_second:.3f} samples/s) on {summary.device}, "
         f"{summary.precision}" + (", stopped early." if result.stopped_early else "."),

@@ -112,7 +112,7 @@ def score_test(built: Built) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
     labels = np.asarray(built.corpus.test.labels)
     logits = built.trainer.predict(built.model, built.encoded["test"], built.collator)
     scores = built.scorer(logits, labels)
-    log.info("test: %s", " ".join(f"{k}={v:.4f}" for k, v in scores.items()))
+    log.info("test: " + " ".join(f"{k}={v:.4f}" for k, v in scores.items()))
     return labels, logits, scores
 
 
@@ -120,16 +120,12 @@ def save(built: Built, cfg: DictConfig, run_dir: Path, summary, labels, logits) 
     """The best model, the predictions, the reports, and metrics.json last (a finished run)."""
     from src import metrics, outputs, reports
 
-    b = built
-    outputs.save_model(
-        run_dir / outputs.BEST_MODEL_DIR, b.model, b.tokenizer, cfg.max_length, cfg.truncation
-    )
-    preds = logits.argmax(-1)
-    report = metrics.report(labels, preds, b.corpus.label_names)
+    b, names, preds = built, built.corpus.label_names, logits.argmax(-1)
+    outputs.save_model(run_dir / outputs.BEST_MODEL_DIR, b.model, b.tokenizer, cfg.max_length,
+                       cfg.truncation)  # fmt: skip
+    report = metrics.report(labels, preds, names)
     outputs.write_atomic(run_dir / outputs.REPORT_FILE, report)
-    outputs.write_predictions(
-        run_dir / outputs.PREDICTIONS_FILE, labels, logits, b.corpus.label_names
-    )
+    outputs.write_predictions(run_dir / outputs.PREDICTIONS_FILE, labels, logits, names)
     reports.write(run_dir, cfg, summary, labels, preds, report)
     outputs.write_json(run_dir / outputs.METRICS_FILE, summary.to_json())
     log.info("wrote %s", run_dir)

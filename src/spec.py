@@ -34,13 +34,9 @@ _DOTTED = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)+")
 
 def show(value: Any) -> str:
     """A value as it is typed in YAML or an override."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if value == "":
-        return "''"
-    return str(value)
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    return "''" if value == "" else str(value)
 
 
 # --- declaring a field ----------------------------------------------------------------------
@@ -207,19 +203,11 @@ def resolved(cfg: DictConfig | Mapping) -> dict:
         plain = OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as e:
         key = e.full_key or "config"
-        raw = _raw(OmegaConf.to_container(cfg, resolve=False), key)
+        raw = dict(walk(OmegaConf.to_container(cfg, resolve=False))).get(key)
         reason = str(e).strip().splitlines()[0]
         raise UserError(f"{key}={show(raw)}: a value that resolves ({reason})") from None
     plain.pop("hydra", None)
     return plain
-
-
-def _raw(container: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        if not isinstance(container, Mapping) or part not in container:
-            return None
-        container = container[part]
-    return container
 
 
 def walk(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -285,12 +273,9 @@ def check_callables(cfg: DictConfig | Mapping) -> None:
             continue
         if any(p.kind is p.VAR_KEYWORD for p in params.values()):
             continue
-        for name, value in node.items():
-            if name not in SPECIAL_KEYS and name not in params:
-                raise UserError(
-                    f"{key}.{name}={show(value)}: not an argument of {node['_target_']} "
-                    f"({', '.join(params)})"
-                )
+        for name, value in ((k, v) for k, v in node.items() if k not in (*SPECIAL_KEYS, *params)):
+            what = f"not an argument of {node['_target_']} ({', '.join(params)})"
+            raise UserError(f"{key}.{name}={show(value)}: {what}")
 
 
 def position_limit(backbone: Mapping) -> int | None:
@@ -328,19 +313,14 @@ def main(argv: list[str] | None = None) -> None:
     from src.compose import CONF
     from src.knobs import Knobs
 
-    wanted = (argv if argv is not None else sys.argv[1:]) or ["knobs", *Knobs.NODES]
-    for group in wanted:
-        if group == "knobs":
-            print("\n".join(describe(Knobs)), end="\n\n")
-            continue
-        options = sorted(p for p in (CONF / group).glob("*.yaml") if not p.stem.startswith("_"))
-        seen = set()
-        for path in options:
-            target = OmegaConf.load(path).get("_target_")
-            spec = spec_class(target) if target else None
-            if spec is not None and spec not in seen:
-                seen.add(spec)
-                print(f"{group}={path.stem}", *describe(spec), sep="\n", end="\n\n")
+    for group in (argv if argv is not None else sys.argv[1:]) or ["knobs", *Knobs.NODES]:
+        options = {"knobs": Knobs} if group == "knobs" else {}
+        for path in sorted((CONF / group).glob("[!_]*.yaml")):  # _shared.yaml: no option
+            spec = spec_class(OmegaConf.load(path).get("_target_") or "")
+            if spec is not None and spec not in options.values():
+                options[f"{group}={path.stem}"] = spec
+        for name, spec in options.items():
+            print(name, *describe(spec), sep="\n", end="\n\n")
 
 
 if __name__ == "__main__":  # through the imported module: one Spec class, not two

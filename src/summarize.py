@@ -54,8 +54,7 @@ class Job:
 
 
 def read_job(folder: Path, sweep_dir: Path) -> Job:
-    overrides_file = folder / ".hydra" / "overrides.yaml"
-    items = yaml.safe_load(overrides_file.read_text()) or []
+    items = yaml.safe_load((folder / ".hydra" / "overrides.yaml").read_text()) or []
     overrides = dict(item.split("=", 1) for item in items if "=" in item)
     name = folder.relative_to(sweep_dir).as_posix()
     metrics_file, error_file = folder / METRICS_FILE, folder / ERROR_FILE
@@ -66,9 +65,8 @@ def read_job(folder: Path, sweep_dir: Path) -> Job:
         return Job(name, overrides, "failed", error=lines[-1] if lines else "")
     status_file = folder / STATUS_FILE  # src.run's own record: running, failed or preempted
     status = json.loads(status_file.read_text()) if status_file.is_file() else {}
-    if status.get("status") == "failed":
-        return Job(name, overrides, "failed", error=status.get("detail", ""))
-    return Job(name, overrides, "incomplete", error=status.get("detail", ""))
+    state = "failed" if status.get("status") == "failed" else "incomplete"
+    return Job(name, overrides, state, error=status.get("detail", ""))
 
 
 def _flat_metrics(metrics: dict) -> dict[str, float]:
@@ -85,62 +83,49 @@ def _flat_metrics(metrics: dict) -> dict[str, float]:
 def find_jobs(sweep_dir: Path) -> list[Job]:
     """Every folder under `sweep_dir` that Hydra made for a job (it holds .hydra/overrides.yaml)."""
     folders = {p.parent.parent for p in sweep_dir.rglob(".hydra/overrides.yaml")}
-    folders.discard(sweep_dir)
-    return [read_job(f, sweep_dir) for f in folders]
+    return [read_job(f, sweep_dir) for f in folders - {sweep_dir}]
 
 
 def default_metric(jobs: list[Job]) -> str | None:
     """The best-eval metric the jobs returned to the sweeper (what Optuna maximises)."""
-    for job in jobs:
-        for key in job.metrics:
-            if key.startswith("best_eval_"):
-                return key
-    return None
-
-
-def _natural(name: str) -> list:
-    """'10_lr=...' after '9_lr=...': job numbers compare as numbers."""
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+    return next((k for job in jobs for k in job.metrics if k.startswith("best_eval_")), None)
 
 
 def sort_jobs(jobs: list[Job], metric: str | None) -> list[Job]:
-    """Finished jobs best first by `metric` (higher is better), then failed, then incomplete."""
+    """Finished jobs best first by `metric` (higher is better), then failed, then incomplete;
+    ties by name, job numbers compared as numbers ('10_lr=...' after '9_lr=...')."""
 
     def key(job: Job) -> tuple:
         value = job.metrics.get(metric, math.nan) if metric else math.nan
-        return (
-            STATUS_ORDER.index(job.status),
-            -value if not math.isnan(value) else math.inf,
-            _natural(job.name),
-        )
+        by_metric = -value if not math.isnan(value) else math.inf
+        natural = [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", job.name)]
+        return STATUS_ORDER.index(job.status), by_metric, natural
 
     return sorted(jobs, key=key)
 
 
 def swept_keys(jobs: list[Job]) -> tuple[list[str], dict[str, str]]:
     """Override keys whose value differs between jobs, and the overrides all jobs share."""
-    keys: list[str] = []
-    for job in jobs:
-        keys += [k for k in job.overrides if k not in keys]
+    keys = list(dict.fromkeys(k for job in jobs for k in job.overrides))
     swept = [k for k in keys if len({j.overrides.get(k) for j in jobs}) > 1]
     shared = {k: jobs[0].overrides[k] for k in keys if k not in swept}
     return swept, shared
 
 
 def metric_columns(jobs: list[Job], metric: str | None) -> list[str]:
-    names: list[str] = [metric] if metric else []
-    for job in jobs:
-        names += [k for k in job.metrics if k not in names]
-    return names
+    first = [metric] if metric else []
+    return list(dict.fromkeys(first + [k for job in jobs for k in job.metrics]))
 
 
 def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def _table_rows(jobs: list[Job], keys: list[str], metrics: list[str], fmt=_fmt) -> list[list[str]]:
+def _table(jobs: list[Job], keys: list[str], metrics: list[str], fmt=_fmt) -> list[list[str]]:
+    """The header row, then one row per job; an error column only when some job has an error."""
     with_error = any(j.error for j in jobs)
-    return [
+    header = ["job", "status", *keys, *metrics] + (["error"] if with_error else [])
+    return [header] + [
         [job.name, job.status]
         + [job.overrides.get(k, "") for k in keys]
         + [fmt(job.metrics[m]) if m in job.metrics else "" for m in metrics]
@@ -152,30 +137,25 @@ def _table_rows(jobs: list[Job], keys: list[str], metrics: list[str], fmt=_fmt) 
 def to_csv(jobs: list[Job], metric: str | None) -> str:
     """Every override of every job (shared ones too), so the CSV stands alone."""
     swept, shared = swept_keys(jobs)
-    keys = swept + list(shared)
     metrics = metric_columns(jobs, metric)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    header = ["job", "status", *keys, *metrics] + (["error"] if any(j.error for j in jobs) else [])
-    writer.writerow(header)
-    writer.writerows(_table_rows(jobs, keys, metrics, fmt=repr))  # full precision
+    writer.writerows(_table(jobs, swept + list(shared), metrics, fmt=repr))  # full precision
     return buffer.getvalue()
 
 
 def to_markdown(jobs: list[Job], metric: str | None, title: str) -> str:
     """Swept overrides as columns; the ones every job shares on one line above the table."""
     swept, shared = swept_keys(jobs)
-    metrics = metric_columns(jobs, metric)
+    header, *rows = _table(jobs, swept, metric_columns(jobs, metric))
     counts = ", ".join(f"{sum(j.status == s for j in jobs)} {s}" for s in STATUS_ORDER)
     lines = [f"# Sweep {title}", "", f"{len(jobs)} job{'s' * (len(jobs) != 1)}: {counts}."]
     if metric:
         lines.append(f"Sorted by `{metric}`, higher is better.")
     if shared:
         lines.append("Shared overrides: " + " ".join(f"`{k}={v}`" for k, v in shared.items()))
-    header = ["job", "status", *swept, *metrics] + (["error"] if any(j.error for j in jobs) else [])
     lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in _table_rows(jobs, swept, metrics):
-        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -193,26 +173,22 @@ def plot(jobs: list[Job], metric: str, path: Path) -> bool:
     done = [j for j in jobs if j.status == "finished" and metric in j.metrics]
     if not swept or not done:
         return False
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # lazy: a second to import
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # lazy: a second to import
 
     fig = Figure(figsize=(4 * len(swept), 3.5), layout="constrained")
-    FigureCanvasAgg(fig)
     for ax, key in zip(fig.subplots(1, len(swept), squeeze=False)[0], swept, strict=True):
         pairs = [(j.overrides.get(key, ""), j.metrics[metric]) for j in done]
         numbers = [_number(x) for x, _ in pairs]
         if all(n is not None for n in numbers):
             ax.scatter(numbers, [y for _, y in pairs])
-            positive = [n for n in numbers if n > 0]
-            if len(positive) == len(numbers) and max(positive) / min(positive) >= 100:
+            if min(numbers) > 0 and max(numbers) / min(numbers) >= 100:
                 ax.set_xscale("log")  # learning rates span decades
         else:
             categories = sorted({x for x, _ in pairs})
             ax.scatter([categories.index(x) for x, _ in pairs], [y for _, y in pairs])
             ax.set_xticks(range(len(categories)), categories, rotation=20)
             ax.set_xlim(-0.5, len(categories) - 0.5)
-        ax.set_xlabel(key)
-        ax.set_ylabel(metric)
+        ax.set(xlabel=key, ylabel=metric)
         ax.grid(alpha=0.3)
     fig.savefig(path, dpi=100)
     return True

@@ -66,10 +66,9 @@ def load_trained(folder: str | Path):
     config_file = Path(folder) / "config.json"
     if not config_file.is_file():
         raise UserError(f"{folder}: no config.json; not a saved model folder")
-    if CUSTOM_HEAD_ARCH in json.loads(config_file.read_text()).get("architectures", []):
-        from src.models.custom_head import CustomHeadClassifier
+    from transformers import AutoModelForSequenceClassification as Auto
 
-        return CustomHeadClassifier.from_pretrained(folder)
-    from transformers import AutoModelForSequenceClassification
+    from src.models.custom_head import CustomHeadClassifier
 
-    return AutoModelForSequenceClassification.from_pretrained(folder)
+    custom = CUSTOM_HEAD_ARCH in json.loads(config_file.read_text()).get("architectures", [])
+    return (CustomHeadClassifier if custom else Auto).from_pretrained(folder)

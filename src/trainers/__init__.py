@@ -22,10 +22,9 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def _is_device(value: Any) -> bool:
-    if not isinstance(value, str):
-        return False
-    kind, _, index = value.partition(":")
-    return kind in DEVICES and (not index or (kind == "cuda" and index.isdigit()))
+    kind, _, index = str(value).partition(":")
+    valid_index = not index or (kind == "cuda" and index.isdigit())
+    return isinstance(value, str) and kind in DEVICES and valid_index
 
 
 DEVICE = {"test": _is_device, "allowed": f"one of {', '.join(DEVICES)} (cuda:N for one GPU)"}

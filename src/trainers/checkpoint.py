@@ -63,14 +63,8 @@ def latest(folder: Path) -> Path | None:
     return max(found)[1] if found else None
 
 
-def save(
-    folder: Path,
-    step: int,
-    weights: dict[str, torch.Tensor],
-    best_file: Path | None,
-    state: dict,
-    keep: int | None,
-) -> Path:
+def save(folder: Path, step: int, weights: dict[str, torch.Tensor], best_file: Path | None,
+         state: dict, keep: int | None) -> Path:  # fmt: skip
     """Write `folder/step-<step>` atomically and keep only the newest `keep` checkpoints."""
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / step_name(step)
@@ -87,10 +81,8 @@ def save(
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
-    if keep:
-        olds = sorted(p for p in folder.iterdir() if _NAME.match(p.name))[:-keep]
-        for old in olds:
-            shutil.rmtree(old, ignore_errors=True)
+    for old in sorted(p for p in folder.iterdir() if _NAME.match(p.name))[: -keep if keep else 0]:
+        shutil.rmtree(old, ignore_errors=True)
     return final
 
 
@@ -131,12 +123,16 @@ def load(path: Path, model: torch.nn.Module) -> tuple[dict, dict[str, torch.Tens
             "resume from an older one"
         ) from None
     if state.get("signature") != signature(model.state_dict()):
-        raise UserError(
-            f"checkpoint {path} was saved from a different model (other backbone or head); "
-            "resume with the config it was trained with"
-        )
+        raise foreign(path)
     model.load_state_dict(weights)
     return state, best
+
+
+def foreign(path: Path) -> UserError:
+    return UserError(
+        f"checkpoint {path} was saved from a different model (other backbone or head); "
+        "resume with the config it was trained with"
+    )
 
 
 def matches(weights_file: Path, model: torch.nn.Module) -> bool:
@@ -145,7 +141,3 @@ def matches(weights_file: Path, model: torch.nn.Module) -> bool:
         shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
     own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     return shapes == own
-
-
-def load_weights(path: Path) -> dict[str, torch.Tensor]:
-    return load_file(str(path))

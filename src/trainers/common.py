@@ -97,34 +97,28 @@ class PreemptionGuard:
 
     SIGNALS = ("SIGTERM", "SIGUSR1")
 
-    def __init__(self) -> None:
-        self.signal: int | None = None
-        self._previous: dict[int, object] = {}
+    requested = False
+    _previous: dict
 
     def __enter__(self) -> PreemptionGuard:
         import signal
         import threading
 
-        if threading.current_thread() is threading.main_thread():
-            for name in self.SIGNALS:
-                if hasattr(signal, name):
-                    num = getattr(signal, name)
-                    self._previous[num] = signal.signal(num, self._handle)
+        self._previous = {}
+        if threading.current_thread() is threading.main_thread():  # signals: main thread only
+            for num in (getattr(signal, n) for n in self.SIGNALS if hasattr(signal, n)):
+                self._previous[num] = signal.signal(num, self._handle)
         return self
 
     def _handle(self, signum, frame) -> None:
-        log.warning("received signal %d: checkpointing at the next step", signum)
-        self.signal = signum
+        log.warning(f"received signal {signum}: checkpointing at the next step")
+        self.requested = True
 
     def __exit__(self, *exc) -> None:
         import signal
 
         for num, handler in self._previous.items():
             signal.signal(num, handler)
-
-    @property
-    def requested(self) -> bool:
-        return self.signal is not None
 
 
 def check_batches(n_train: int, batch_size: int) -> None:

@@ -214,10 +214,7 @@ def _check_resumable(path: Path, model: torch.nn.Module) -> None:
     except Exception as e:  # safetensors raises its own error types for a damaged header
         raise UserError(f"checkpoint {path} is truncated or corrupt ({type(e).__name__})") from None
     if not same:
-        raise UserError(
-            f"checkpoint {path} was saved from a different model (other backbone or head); "
-            "resume with the config it was trained with"
-        )
+        raise checkpoint.foreign(path)
 
 
 class _ForwardLogs(TrainerCallback):

@@ -89,7 +89,7 @@ class ManualTrainer(Loop):
                 self._save()
         result = self.state.result
         result.final_lr = self.scheduler.get_last_lr()[0]
-        model.load_state_dict(checkpoint.load_weights(Path(self.state.best_file)))
+        model.load_state_dict(checkpoint.load_file(self.state.best_file))
         best = f"epoch {result.best_epoch}, {self.metric}={result.best_metric:.4f}"
         log.info(f"restored the best weights: {best}")
         return result
@@ -138,35 +138,21 @@ class ManualTrainer(Loop):
             self.predict(self.model, eval_set, self.collator),
             np.asarray([ex["labels"] for ex in eval_set]),
         )
-        row = {
-            "epoch": state.epoch,
-            "step": state.step,
-            "train_loss": float(np.mean(state.epoch_losses)),
-            **metrics,
-        }
+        train_loss = float(np.mean(state.epoch_losses))
+        row = {"epoch": state.epoch, "step": state.step, "train_loss": train_loss, **metrics}
         result.history.append(row)
         self.logger.log({f"eval/{k}": v for k, v in metrics.items()}, state.step)
         scores = " ".join(f"{k}={v:.4f}" for k, v in row.items() if isinstance(v, float))
         log.info(f"epoch {state.epoch}/{self.config.epochs} {scores}")
         if result.best_metric is None or metrics[self.metric] > result.best_metric:
-            result.best_metric, result.best_epoch, state.bad_epochs = (
-                metrics[self.metric],
-                state.epoch,
-                0,
-            )
-            best = checkpoint.save_best(
-                self.ckpt_dir,
-                state.epoch,
-                checkpoint.cpu_state(self.model),
-                write=distributed.is_main(),
-            )
-            state.best_file = str(best)
-            distributed.barrier()
+            result.best_metric, result.best_epoch = metrics[self.metric], state.epoch
+            state.bad_epochs = 0
+            self._keep_best(checkpoint.cpu_state(self.model))
         else:
             state.bad_epochs += 1
             patience = self.config.early_stopping_patience
             if patience and state.bad_epochs >= patience:
-                log.info("early stopping: %s did not improve for %d epochs", self.metric, patience)
+                log.info(f"early stopping: {self.metric} did not improve for {patience} epochs")
                 result.stopped_early = True
         state.epoch, state.batches_done, state.epoch_losses = state.epoch + 1, 0, []
 
@@ -198,14 +184,15 @@ class ManualTrainer(Loop):
         checkpoint.set_rng_state(saved["rng"])
         self.state = LoopState.from_dict(saved["state"])
         if best is not None:
-            self.state.best_file = str(
-                checkpoint.save_best(
-                    self.ckpt_dir, self.state.result.best_epoch, best, write=distributed.is_main()
-                )
-            )
-            distributed.barrier()
+            self._keep_best(best)
         at = f"epoch {self.state.epoch}, batch {self.state.batches_done}, step {self.state.step}"
         log.info(f"resumed from {path}: {at}")
+
+    def _keep_best(self, weights: dict[str, torch.Tensor]) -> None:
+        """The best weights so far, written once per improvement (rank 0; every rank waits)."""
+        epoch, main = self.state.result.best_epoch, distributed.is_main()
+        self.state.best_file = str(checkpoint.save_best(self.ckpt_dir, epoch, weights, main))
+        distributed.barrier()
 
     # --- one step and its helpers ---------------------------------------------------------
 
@@ -242,17 +229,14 @@ class ManualTrainer(Loop):
         self._keep_losses(losses)
         cfg, state = self.config, self.state
         window = state.epoch_losses[-cfg.logging_steps * cfg.grad_accum_steps :]
-        entry = {
-            "step": state.step,
-            "epoch": round(state.step / steps_per_epoch, 4),
-            "loss": float(np.mean(window)),
-            "lr": self.step_lr,
-        }
-        state.result.train_log.append(entry)
-        self.logger.log(
-            {"train/loss": entry["loss"], "train/learning_rate": entry["lr"]}, state.step
+        loss, lr, epoch = (
+            float(np.mean(window)),
+            self.step_lr,
+            round(state.step / steps_per_epoch, 4),
         )
-        log.info("step %d loss %.4f lr %.2e", entry["step"], entry["loss"], entry["lr"])
+        state.result.train_log.append({"step": state.step, "epoch": epoch, "loss": loss, "lr": lr})
+        self.logger.log({"train/loss": loss, "train/learning_rate": lr}, state.step)
+        log.info(f"step {state.step} loss {loss:.4f} lr {lr:.2e}")
 
     def _autocast(self):
         if self.precision == "fp32":
@@ -292,9 +276,8 @@ class ManualTrainer(Loop):
         order = distributed.shard(list(range(len(dataset))))
         batches = [order[i : i + size] for i in range(0, len(order), size)]
         out = []
-        for batch in tqdm(
-            self._loader(dataset, batches, collator), desc="eval", leave=False, disable=None
-        ):
+        loader = self._loader(dataset, batches, collator)
+        for batch in tqdm(loader, desc="eval", leave=False, disable=None):
             batch = self._to_device({k: v for k, v in batch.items() if k != "labels"})
             with self._autocast():
                 out.append(model(**batch).logits.float().cpu())
