@@ -35,6 +35,23 @@ def compute(labels: np.ndarray, preds: np.ndarray, num_labels: int) -> dict[str,
     }
 
 
+BOOTSTRAP_RESAMPLES = 1000
+
+
+def bootstrap_ci(
+    labels: np.ndarray, preds: np.ndarray, num_labels: int, resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0, level: float = 0.95,
+) -> dict[str, list[float]]:  # fmt: skip
+    """A percentile bootstrap interval for each core metric: the test examples are resampled
+    with replacement `resamples` times (seeded, so a rerun gives the same interval), each
+    resample is scored, and the interval spans the middle `level` of those scores."""
+    labels, preds = np.asarray(labels), np.asarray(preds)
+    draws = np.random.default_rng(seed).integers(0, len(labels), (resamples, len(labels)))
+    scores = [compute(labels[i], preds[i], num_labels) for i in draws]
+    tails = [50 * (1 - level), 50 * (1 + level)]
+    return {m: [float(q) for q in np.percentile([s[m] for s in scores], tails)] for m in CORE}
+
+
 @dataclass
 class Metrics(Spec):
     """What every evaluation and the test split are scored with."""

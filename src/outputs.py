@@ -30,6 +30,7 @@ class RunSummary:
     and what ran where."""
 
     test: dict[str, float]
+    test_ci95: dict[str, list[float]]  # a bootstrap interval for each core test metric
     result: TrainResult  # history, train_log, best epoch, train_seconds (no eval, no saving)
     metric: str  # metric_for_best_model (metrics.json: best_eval_<metric>)
     eval_split: str  # which split chose the epoch: validation, or test (the notebook's way)
@@ -43,13 +44,13 @@ class RunSummary:
     label_names: list[str]
 
     @classmethod
-    def of(cls, built: Any, result: TrainResult, test: dict[str, float]) -> RunSummary:
-        """From what src.run built, the trainer's TrainResult and the test metrics."""
+    def of(cls, built: Any, result: TrainResult, test: dict, ci: dict) -> RunSummary:
+        """From what src.run built, the trainer's TrainResult, the test metrics and intervals."""
         from src.distributed import world_size
 
         corpus, trainer = built.corpus, built.trainer
         sizes = {f"n_{k}": len(getattr(corpus, k)) for k in ("train", "eval", "test")}
-        return cls(test, result, trainer.metric, corpus.eval_split, str(trainer.device),
+        return cls(test, ci, result, trainer.metric, corpus.eval_split, str(trainer.device),
                    trainer.precision, world_size(), built.backbone.name, type(built.model).__name__,
                    type(trainer).__name__, sizes, list(corpus.label_names))  # fmt: skip
 
@@ -59,11 +60,15 @@ class RunSummary:
 
     def to_json(self) -> dict:
         """metrics.json: the TrainResult's fields inline, the best eval value as best_eval_<f1>."""
-        out = {"test": self.test, **asdict(self.result)}
+        out = {"test": self.test, "test_ci95": self.test_ci95, **asdict(self.result)}
         out[f"best_eval_{self.metric}"] = out.pop("best_metric")
         out["train_seconds"] = round(self.result.train_seconds, 2)
         out["train_samples_per_second"] = round(self.result.samples_per_second, 3)
-        rest = {k: v for k, v in vars(self).items() if k not in ("test", "result", "metric")}
+        rest = {
+            k: v
+            for k, v in vars(self).items()
+            if k not in ("test", "test_ci95", "result", "metric")
+        }
         return {**out, **rest.pop("sizes"), **rest}
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from src.metrics import CORE
+from src.metrics import BOOTSTRAP_RESAMPLES, CORE
 from src.outputs import REPORT_FILE, RunSummary, write_atomic
 
 CONFUSION_PNG = "confusion_matrix.png"
@@ -120,6 +120,10 @@ def markdown(settings: dict, summary: RunSummary, classification_report: str) ->
         "| " + " | ".join(test) + " |",
         "|" + "---|" * len(test),
         "| " + " | ".join(f"{v:.4f}" for v in test.values()) + " |",
+        "| " + " | ".join(_interval(summary.test_ci95.get(k)) for k in test) + " |",
+        "",
+        f"Second row: 95% intervals, a percentile bootstrap over the {summary.sizes['n_test']} "
+        f"test examples ({BOOTSTRAP_RESAMPLES} resamples, seeded).",
         "",
         f"Best epoch {result.best_epoch} by {summary.metric} on the {chose} split "
         f"({summary.best_metric:.4f})" + (optimistic if chose == "test" else "."),
@@ -150,6 +154,10 @@ def _history_table(history: list[dict]) -> list[str]:
     columns = ["epoch", *scores]
     rows = ["| " + " | ".join(_cell(r.get(c)) for c in columns) + " |" for r in history]
     return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns), *rows]
+
+
+def _interval(bounds: list[float] | None) -> str:
+    return f"[{bounds[0]:.4f}, {bounds[1]:.4f}]" if bounds else "-"
 
 
 def _cell(value) -> str:

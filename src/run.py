@@ -105,15 +105,18 @@ def fit(built: Built, cfg: DictConfig, run_dir: Path):
         b.logger.close()
 
 
-def score_test(built: Built) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
-    """The test split, scored once: labels, logits and metrics."""
+def score_test(built: Built) -> tuple[np.ndarray, np.ndarray, dict, dict]:
+    """The test split, scored once: labels, logits, metrics and their 95% intervals."""
     import numpy as np
+
+    from src.metrics import bootstrap_ci
 
     labels = np.asarray(built.corpus.test.labels)
     logits = built.trainer.predict(built.model, built.encoded["test"], built.collator)
     scores = built.scorer(logits, labels)
+    ci = bootstrap_ci(labels, logits.argmax(-1), len(built.corpus.label_names))
     log.info("test: " + " ".join(f"{k}={v:.4f}" for k, v in scores.items()))
-    return labels, logits, scores
+    return labels, logits, scores, ci
 
 
 def save(built: Built, cfg: DictConfig, run_dir: Path, summary, labels, logits) -> None:
@@ -140,8 +143,8 @@ def train(cfg: DictConfig, run_dir: Path):
         outputs.write_atomic(run_dir / outputs.CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
     built = build(cfg, run_dir)
     result = fit(built, cfg, run_dir)
-    labels, logits, scores = score_test(built)
-    summary = outputs.RunSummary.of(built, result, scores)
+    labels, logits, scores, ci = score_test(built)
+    summary = outputs.RunSummary.of(built, result, scores, ci)
     if distributed.is_main():  # under torchrun, rank 0 alone writes the run's results
         save(built, cfg, run_dir, summary, labels, logits)
     return summary

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 SUMMARY_MD = "summary.md"
 SUMMARY_CSV = "summary.csv"
 SUMMARY_PNG = "summary.png"
+SEEDS_CSV = "summary_seeds.csv"  # one row per configuration when `seed` was swept
 STATUS_ORDER = ("finished", "failed", "incomplete")
 
 
@@ -51,6 +52,7 @@ class Job:
     status: str
     metrics: dict[str, float] = field(default_factory=dict)
     error: str = ""
+    ci: dict[str, list[float]] = field(default_factory=dict)  # test_<metric> -> [low, high]
 
 
 def read_job(folder: Path, sweep_dir: Path) -> Job:
@@ -59,7 +61,9 @@ def read_job(folder: Path, sweep_dir: Path) -> Job:
     name = folder.relative_to(sweep_dir).as_posix()
     metrics_file, error_file = folder / METRICS_FILE, folder / ERROR_FILE
     if metrics_file.is_file():
-        return Job(name, overrides, "finished", _flat_metrics(json.loads(metrics_file.read_text())))
+        metrics = json.loads(metrics_file.read_text())
+        ci = {f"test_{k}": v for k, v in metrics.get("test_ci95", {}).items()}
+        return Job(name, overrides, "finished", _flat_metrics(metrics), ci=ci)
     if error_file.is_file():
         lines = error_file.read_text().strip().splitlines()
         return Job(name, overrides, "failed", error=lines[-1] if lines else "")
@@ -121,17 +125,32 @@ def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def _table(jobs: list[Job], keys: list[str], metrics: list[str], fmt=_fmt) -> list[list[str]]:
-    """The header row, then one row per job; an error column only when some job has an error."""
+def _table(jobs: list[Job], keys: list[str], metrics: list[str], for_csv: bool = False):
+    """The header row, then one row per job; an error column only when some job has an error.
+    A test metric's 95% interval follows its value in Markdown, in two columns in CSV."""
     with_error = any(j.error for j in jobs)
-    header = ["job", "status", *keys, *metrics] + (["error"] if with_error else [])
+    ci = [m for m in metrics if any(m in j.ci for j in jobs)] if for_csv else []
+    bounds = [f"{m}_ci95_{end}" for m in ci for end in ("low", "high")]
+    header = ["job", "status", *keys, *metrics, *bounds] + (["error"] if with_error else [])
     return [header] + [
         [job.name, job.status]
         + [job.overrides.get(k, "") for k in keys]
-        + [fmt(job.metrics[m]) if m in job.metrics else "" for m in metrics]
+        + [_metric_cell(job, m, for_csv) for m in metrics]
+        + [str(b) for m in ci for b in job.ci.get(m, ["", ""])]
         + ([job.error] if with_error else [])
         for job in jobs
     ]
+
+
+def _metric_cell(job: Job, name: str, for_csv: bool) -> str:
+    if name not in job.metrics:
+        return ""
+    if for_csv:
+        return repr(job.metrics[name])  # full precision
+    low_high = job.ci.get(name)
+    return _fmt(job.metrics[name]) + (
+        f" [{low_high[0]:.3f}, {low_high[1]:.3f}]" if low_high else ""
+    )
 
 
 def to_csv(jobs: list[Job], metric: str | None) -> str:
@@ -140,7 +159,7 @@ def to_csv(jobs: list[Job], metric: str | None) -> str:
     metrics = metric_columns(jobs, metric)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerows(_table(jobs, swept + list(shared), metrics, fmt=repr))  # full precision
+    writer.writerows(_table(jobs, swept + list(shared), metrics, for_csv=True))
     return buffer.getvalue()
 
 
@@ -152,11 +171,63 @@ def to_markdown(jobs: list[Job], metric: str | None, title: str) -> str:
     lines = [f"# Sweep {title}", "", f"{len(jobs)} job{'s' * (len(jobs) != 1)}: {counts}."]
     if metric:
         lines.append(f"Sorted by `{metric}`, higher is better.")
+    if any(j.ci for j in jobs):
+        lines.append("Test metrics: [95% interval], a bootstrap over each job's test examples.")
     if shared:
         lines.append("Shared overrides: " + " ".join(f"`{k}={v}`" for k, v in shared.items()))
     lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    if grouped := seeds_table(jobs, metric):
+        header, *rows = grouped
+        lines += ["", "## By configuration, over seeds", ""]
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def seed_groups(jobs: list[Job], metric: str | None) -> list[tuple[dict[str, str], list[Job]]]:
+    """Finished jobs that differ only in `seed`, one group per configuration (its overrides
+    without the seed), best mean first; none unless the sweep varied the seed."""
+    done = [j for j in jobs if j.status == "finished"]
+    if len({j.overrides.get("seed") for j in done}) < 2:
+        return []
+    groups: dict[tuple, list[Job]] = {}
+    for job in done:
+        key = tuple((k, v) for k, v in job.overrides.items() if k != "seed")
+        groups.setdefault(key, []).append(job)
+    ordered = [(dict(k), js) for k, js in groups.items()]
+    return sorted(ordered, key=lambda g: -(_stats(g[1], metric)[0] if metric else 0.0))
+
+
+def _stats(jobs: list[Job], name: str) -> tuple[float, float, int]:
+    """Mean, sample standard deviation (nan for one job) and count of a metric over jobs."""
+    values = [j.metrics[name] for j in jobs if name in j.metrics]
+    if not values:
+        return math.nan, math.nan, 0
+    mean = sum(values) / len(values)
+    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else math.nan
+    return mean, math.sqrt(var), len(values)
+
+
+def seeds_table(jobs: list[Job], metric: str | None, for_csv: bool = False) -> list[list[str]]:
+    """The header, then per configuration: its swept overrides, n, and mean ± std of each
+    metric (CSV: separate mean and std columns, full precision)."""
+    groups = seed_groups(jobs, metric)
+    if not groups:
+        return []
+    keys = [k for k in swept_keys([j for _, js in groups for j in js])[0] if k != "seed"]
+    metrics = metric_columns(jobs, metric)
+    stats = [[_stats(js, m) for m in metrics] for _, js in groups]
+    if for_csv:
+        header = [*keys, "n", *(f"{m}_{s}" for m in metrics for s in ("mean", "std"))]
+        cells = [[str(x) for mean, std, _ in row for x in (mean, std)] for row in stats]
+    else:
+        header = [*keys, "n", *(f"{m} (mean ± std)" for m in metrics)]
+        cells = [[f"{mean:.4f} ± {std:.4f}" for mean, std, _ in row] for row in stats]
+    return [header] + [
+        [overrides.get(k, "") for k in keys] + [str(len(js))] + row
+        for (overrides, js), row in zip(groups, cells, strict=True)
+    ]
 
 
 def _number(text: str) -> float | None:
@@ -175,19 +246,27 @@ def plot(jobs: list[Job], metric: str, path: Path) -> bool:
         return False
     from matplotlib.figure import Figure  # lazy: a second to import
 
+    groups = seed_groups(jobs, metric)
     fig = Figure(figsize=(4 * len(swept), 3.5), layout="constrained")
     for ax, key in zip(fig.subplots(1, len(swept), squeeze=False)[0], swept, strict=True):
-        pairs = [(j.overrides.get(key, ""), j.metrics[metric]) for j in done]
-        numbers = [_number(x) for x, _ in pairs]
+        values = [j.overrides.get(key, "") for j in done]
+        categories = sorted(set(values))
+        numbers = [_number(x) for x in values]
         if all(n is not None for n in numbers):
-            ax.scatter(numbers, [y for _, y in pairs])
+            where = _number
             if min(numbers) > 0 and max(numbers) / min(numbers) >= 100:
                 ax.set_xscale("log")  # learning rates span decades
         else:
-            categories = sorted({x for x, _ in pairs})
-            ax.scatter([categories.index(x) for x, _ in pairs], [y for _, y in pairs])
+            where = categories.index
             ax.set_xticks(range(len(categories)), categories, rotation=20)
             ax.set_xlim(-0.5, len(categories) - 0.5)
+        ax.scatter([where(x) for x in values], [j.metrics[metric] for j in done], alpha=0.6)
+        if groups and key != "seed":  # each configuration's mean ± std over its seeds
+            stats = [(where(o.get(key, "")), *_stats(js, metric)[:2]) for o, js in groups]
+            xs, means, stds = zip(*stats, strict=True)
+            ax.errorbar(xs, means, yerr=[0 if math.isnan(s) else s for s in stds], fmt="D",
+                        color="black", capsize=4, label="mean ± std over seeds")  # fmt: skip
+            ax.legend(fontsize="small")
         ax.set(xlabel=key, ylabel=metric)
         ax.grid(alpha=0.3)
     fig.savefig(path, dpi=100)
@@ -219,6 +298,10 @@ def summarize(sweep_dir: Path, metric: str | None = None) -> list[Job]:
         jobs = sort_jobs(jobs, metric)
         write_atomic(sweep_dir / SUMMARY_MD, to_markdown(jobs, metric, sweep_dir.name))
         write_atomic(sweep_dir / SUMMARY_CSV, to_csv(jobs, metric))
+        if grouped := seeds_table(jobs, metric, for_csv=True):
+            buffer = io.StringIO()
+            csv.writer(buffer, lineterminator="\n").writerows(grouped)
+            write_atomic(sweep_dir / SEEDS_CSV, buffer.getvalue())
         if metric and jobs:
             plot(jobs, metric, sweep_dir / SUMMARY_PNG)
     return jobs

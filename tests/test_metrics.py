@@ -5,6 +5,10 @@ from __future__ import annotations
 import csv
 import json
 
+import numpy as np
+import pytest
+
+from src.metrics import CORE, bootstrap_ci, compute
 from tests.conftest import run_cli
 
 METRIC_MODULE = '''"""The share of predictions equal to 1 (a metric module written by the test)."""
@@ -61,3 +65,17 @@ def test_unloadable_extra_metric_is_one_line_before_training(tmp_path):
     assert lines[-1].startswith(f"error: metrics.extra: cannot load '{tmp_path}/nope.py'")
     assert "offline, give the path of a local metric module" in lines[-1]
     assert not (tmp_path / "run" / "checkpoints").exists()  # nothing trained
+
+
+def test_bootstrap_interval_holds_the_estimate_and_narrows_as_n_grows():
+    rng = np.random.default_rng(0)
+    widths = []
+    for n in (100, 400, 1600):
+        labels = rng.integers(0, 2, n)
+        preds = np.where(rng.random(n) < 0.85, labels, 1 - labels)  # about 85% right
+        point, ci = compute(labels, preds, 2), bootstrap_ci(labels, preds, 2)
+        assert all(ci[m][0] <= point[m] <= ci[m][1] for m in CORE)
+        widths.append(ci["accuracy"][1] - ci["accuracy"][0])
+    assert widths[0] > widths[1] > widths[2]  # roughly 1 / sqrt(n): halves per 4x
+    assert widths[1] == pytest.approx(2 * 1.96 * (0.85 * 0.15 / 400) ** 0.5, rel=0.25)
+    assert bootstrap_ci(labels, preds, 2) == bootstrap_ci(labels, preds, 2)  # seeded

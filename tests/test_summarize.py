@@ -101,3 +101,41 @@ def test_no_torch_import():
     """The summary runs where torch is not installed (a login node) and starts in a blink."""
     code = "import sys, src.summarize; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
+
+
+def test_jobs_that_differ_only_in_seed_are_grouped(tmp_path):
+    """A -m seed=1,2,3 sweep over two learning rates: one row per lr with mean ± std and n,
+    in summary.md, summary_seeds.csv and the plot; the per-job rows stay."""
+    f1s = {("1e-4", "1"): 0.80, ("1e-4", "2"): 0.84, ("1e-4", "3"): 0.82, ("1e-3", "1"): 0.6}
+    for n, ((lr, seed), f1) in enumerate(f1s.items()):
+        _job(tmp_path, f"{n}_lr={lr},seed={seed}", ["debug=smoke", f"lr={lr}", f"seed={seed}"], f1)
+    jobs = summarize.summarize(tmp_path)
+    assert len(jobs) == 4
+    rows = list(csv.DictReader((tmp_path / summarize.SEEDS_CSV).open()))
+    assert [(r["lr"], r["n"]) for r in rows] == [("1e-4", "3"), ("1e-3", "1")]  # best mean first
+    assert float(rows[0]["best_eval_f1_mean"]) == pytest.approx(0.82)
+    assert float(rows[0]["best_eval_f1_std"]) == pytest.approx(0.02)  # sample std of .80 .84 .82
+    assert rows[1]["best_eval_f1_std"] == "nan"  # one seed: no spread to report
+    text = (tmp_path / summarize.SUMMARY_MD).read_text()
+    assert "## By configuration, over seeds" in text
+    assert "| 1e-4 | 3 | 0.8200 ± 0.0200 |" in text
+    assert (tmp_path / summarize.SUMMARY_PNG).stat().st_size > 0
+
+
+def test_no_seed_table_without_a_seed_sweep(sweep):
+    summarize.summarize(sweep)
+    assert not (sweep / summarize.SEEDS_CSV).exists()
+    assert "over seeds" not in (sweep / summarize.SUMMARY_MD).read_text()
+
+
+def test_test_intervals_in_the_summary(tmp_path):
+    _job(tmp_path, "0_lr=1", ["lr=1"], f1=0.8)
+    _job(tmp_path, "1_lr=2", ["lr=2"], f1=0.7)
+    metrics_file = tmp_path / "0_lr=1" / "metrics.json"
+    metrics = json.loads(metrics_file.read_text())
+    metrics["test_ci95"] = {"accuracy": [0.85, 0.95], "f1": [0.75, 0.85]}
+    metrics_file.write_text(json.dumps(metrics))
+    summarize.summarize(tmp_path)
+    assert "0.8000 [0.750, 0.850]" in (tmp_path / summarize.SUMMARY_MD).read_text()
+    row = next(csv.DictReader((tmp_path / summarize.SUMMARY_CSV).open()))
+    assert (row["test_f1_ci95_low"], row["test_f1_ci95_high"]) == ("0.75", "0.85")

@@ -29,6 +29,10 @@ def test_pair_trains_saves_and_reloads(compose_cfg, tmp_path, model, trainer):
     right = sum(r["label"] == r["prediction"] for r in rows)
     assert metrics["test"]["accuracy"] == pytest.approx(right / len(rows))  # what it wrote
     assert metrics["best_eval_f1"] == best == metrics["history"][0]["f1"]
+    ci = metrics["test_ci95"]  # a bootstrap interval around each core test metric
+    assert set(ci) == set(metrics["test"]) and all(
+        low <= metrics["test"][m] <= high for m, (low, high) in ci.items()
+    )
     assert metrics["n_train"] == 48 and metrics["n_test"] == len(rows) == 32
     assert metrics["device"] == "cpu" and metrics["train_samples_per_second"] > 0
     assert len(metrics["history"]) == 1 and math.isfinite(metrics["history"][0]["train_loss"])
