@@ -49,6 +49,13 @@ class Backbone(Spec):
     name: str = param(MISSING, "a name for logs and reports")
     path: str = param(MISSING, "a local folder, a hub id, or pkg://<package>/<folder>")
     init: str = param("pretrained", "pretrained weights, or random (for tests)", choices=INITS)
+    hidden_dropout: float | None = param(
+        None, "hidden_dropout_prob; null: the checkpoint's", ge=0, lt=1
+    )
+    attention_dropout: float | None = param(
+        None, "attention_probs_dropout_prob; null: the checkpoint's (0 lets SDPA fuse on CPU)",
+        ge=0, lt=1,
+    )  # fmt: skip
     config_overrides: Mapping[str, Any] = param(
         {},
         "config.json keys to change, e.g. attention_probs_dropout_prob",
@@ -68,12 +75,18 @@ class Backbone(Spec):
         except OSError as e:
             raise UserError(self._load_hint(e)) from None
 
+    def overrides(self) -> dict[str, Any]:
+        """config.json changes: the dropout keys (when set), then `config_overrides`."""
+        dropouts = {"hidden_dropout_prob": self.hidden_dropout,
+                    "attention_probs_dropout_prob": self.attention_dropout}  # fmt: skip
+        return {**{k: v for k, v in dropouts.items() if v is not None}, **self.config_overrides}
+
     def config(self, **extra: Any):
         """The model config with this backbone's overrides and the caller's extras applied."""
         from transformers import AutoConfig
 
         try:
-            return AutoConfig.from_pretrained(self.location, **dict(self.config_overrides), **extra)
+            return AutoConfig.from_pretrained(self.location, **self.overrides(), **extra)
         except OSError as e:
             raise UserError(self._load_hint(e)) from None
 

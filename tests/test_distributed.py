@@ -22,8 +22,8 @@ SAME_MATH = [
     "dropout=0.0",
     "epochs=2",
     "dataset.max_train_samples=64",
-    "+backbone.config_overrides.hidden_dropout_prob=0.0",
-    "+backbone.config_overrides.attention_probs_dropout_prob=0.0",
+    "backbone.hidden_dropout=0.0",
+    "backbone.attention_dropout=0.0",
 ]
 
 

@@ -45,6 +45,7 @@ BAD_OVERRIDES = [
     (["device=gpu"], "device=gpu: one of auto, cpu, cuda, mps (cuda:N for one GPU)"),
     (["trainer.precision=fp8"], "trainer.precision=fp8: one of auto, fp32, bf16, fp16"),
     (["backbone.init=zeros"], "backbone.init=zeros: one of pretrained, random"),
+    (["backbone.attention_dropout=1"], "backbone.attention_dropout=1: a number in [0, 1), or null"),
     (["model=custom_head", "model.pooling=max"], "model.pooling=max: one of cls, mean"),
     (["optimizer.betas=[0.9]"], "optimizer.betas=[0.9]: a list of two numbers in [0, 1)"),
     (["dataset.val_size=1"], "dataset.val_size=1: a number in [0, 1)"),
@@ -70,10 +71,10 @@ BAD_OVERRIDES = [
         "model.pooling=cls: model (src.models.HFHead) has no key pooling; keys: dropout",
     ),
     (
-        ["backbone.config_overrides.hidden_dropout_prob=0.2"],
-        "backbone.config_overrides.hidden_dropout_prob=0.2: the composed config has no key "
-        "backbone.config_overrides.hidden_dropout_prob; to add a new key, write "
-        "+backbone.config_overrides.hidden_dropout_prob=0.2",
+        ["backbone.config_overrides.layer_norm_eps=1e-6"],
+        "backbone.config_overrides.layer_norm_eps=1e-6: the composed config has no key "
+        "backbone.config_overrides.layer_norm_eps; to add a new key, write "
+        "+backbone.config_overrides.layer_norm_eps=1e-6",
     ),
     (
         ["model=custom_hed"],

@@ -27,8 +27,8 @@ from tests.conftest import ROOT, run_cli
 TRAINERS = ["manual", "hf"]
 NO_DROPOUT = [
     "dropout=0.0",
-    "+backbone.config_overrides.hidden_dropout_prob=0.0",
-    "+backbone.config_overrides.attention_probs_dropout_prob=0.0",
+    "backbone.hidden_dropout=0.0",
+    "backbone.attention_dropout=0.0",
 ]
 
 
@@ -385,3 +385,49 @@ def test_save_steps_checkpoints_between_epochs(compose_cfg, tmp_path, trainer):
         if "-" in p.name and p.name.split("-")[0] in ("step", "checkpoint")
     )
     assert steps == [2, 4, 6]
+
+
+# --- precision and the backbone's dropout -----------------------------------------------------
+
+
+def test_precision_auto_follows_the_hardware(tmp_path, monkeypatch):
+    """auto: bf16 on a CPU whose flags say avx512_bf16 or amx_bf16, fp32 on any other CPU;
+    fp32 and bf16 are taken as asked."""
+    import torch
+
+    from src.trainers import common
+
+    flags = tmp_path / "cpuinfo"
+    flags.write_text("flags\t\t: fpu avx2 avx512f avx512bw\n")
+    assert not common.cpu_has_native_bf16(flags)
+    flags.write_text("flags\t\t: fpu avx2 avx512f avx512_bf16\n")
+    assert common.cpu_has_native_bf16(flags)
+    assert not common.cpu_has_native_bf16(tmp_path / "no such file")  # not Linux: no claim
+    cpu = torch.device("cpu")
+    for native, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(common, "cpu_has_native_bf16", lambda native=native: native)
+        assert common.resolve_precision("auto", cpu) == expected
+        assert common.resolve_precision("fp32", cpu) == "fp32"
+        assert common.resolve_precision("bf16", cpu) == "bf16"
+
+
+@pytest.mark.parametrize("trainer", ["manual", "hf"])
+def test_bf16_on_cpu_trains_under_both_trainers(compose_cfg, tmp_path, trainer):
+    cfg = compose_cfg("debug=smoke", f"trainer={trainer}", "trainer.precision=bf16")
+    train(cfg, tmp_path)
+    metrics = _metrics(tmp_path)
+    assert metrics["precision"] == "bf16"
+    assert all(math.isfinite(e["loss"]) for e in metrics["train_log"])
+
+
+def test_dropout_keys_reach_the_backbone(compose_cfg):
+    from hydra.utils import instantiate
+
+    dropouts = ("backbone.attention_dropout=0.0", "backbone.hidden_dropout=0.2")
+    for model in ("hf_head", "custom_head"):
+        cfg = compose_cfg("backbone=tiny", f"model={model}", *dropouts)
+        net = instantiate(cfg.model).build(instantiate(cfg.backbone), {0: "neg", 1: "pos"})
+        assert net.config.attention_probs_dropout_prob == 0.0
+        assert net.config.hidden_dropout_prob == 0.2
+    untouched = instantiate(compose_cfg("backbone=tiny").backbone).config()
+    assert untouched.attention_probs_dropout_prob == 0.1  # null keeps the checkpoint's own

@@ -63,7 +63,7 @@ class TrainerConfig(Spec):
     metric_for_best_model: str = param("f1", "picks the best epoch on the eval split", choices=CORE)
     early_stopping_patience: int | None = param(None, "stop after N epochs of no gain", ge=1)
     device: str = param("auto", "auto = cuda, else mps, else cpu", **DEVICE)
-    precision: str = param("auto", "auto: bf16/fp16 on CUDA, fp32 on CPU", choices=PRECISIONS)
+    precision: str = param("auto", "auto: bf16 where native, fp16/fp32 else", choices=PRECISIONS)
     num_workers: int = param(0, "DataLoader worker processes", ge=0)
     compile: bool = param(False, "torch.compile the training forward")
     seed: int = param(42, "the batch order and the Trainer's own seeding")
