@@ -20,7 +20,7 @@ from src.spec import Spec, param
 
 log = logging.getLogger(__name__)
 
-TRUNCATIONS = ("head", "tail", "head_tail")
+TRUNCATIONS = ("head", "tail", "head_tail", "chunks")
 EMPTY_TEXT = ("drop", "error")
 TOKENIZE_CHUNK = 256  # texts per tokenizer call: one progress-bar tick
 
@@ -250,8 +250,18 @@ def truncate(ids: list[int], budget: int, strategy: str) -> list[int]:
     raise UserError(f"truncation={strategy}: unknown strategy; use one of {', '.join(TRUNCATIONS)}")
 
 
-def encode_texts(tokenizer, texts: Sequence[str], max_length: int, truncation: str) -> list[dict]:
-    """Tokenize without truncation, then cut each text with the chosen strategy.
+def windows(ids: list[int], budget: int, stride: int) -> list[list[int]]:
+    """`truncation=chunks`: every word piece, in windows of `budget` that overlap by `stride`
+    (the last one ends at the text's end; a short text is one window)."""
+    step = budget - stride
+    return [ids[start : start + budget] for start in range(0, max(len(ids) - stride, 1), step)]
+
+
+def encode_texts(
+    tokenizer, texts: Sequence[str], max_length: int, truncation: str, stride: int = 0
+) -> list[dict]:
+    """Tokenize without truncation, then cut each text with the chosen strategy; `doc` is the
+    index of the text an example came from (several windows share one with `chunks`).
 
     Training and `src.predict` both go through here, so a prediction sees exactly the word
     pieces the model was trained on. Tokenizes in chunks to show progress on a terminal.
@@ -269,23 +279,48 @@ def encode_texts(tokenizer, texts: Sequence[str], max_length: int, truncation: s
     starts = range(0, len(texts), TOKENIZE_CHUNK)
     for start in tqdm(starts, desc="tokenize", unit="chunk", leave=False, disable=None):
         chunk = list(texts[start : start + TOKENIZE_CHUNK])
-        for ids in tokenizer(chunk, add_special_tokens=False, verbose=False)["input_ids"]:
-            input_ids = prefix + truncate(ids, budget, truncation) + suffix
-            example = {"input_ids": input_ids, "attention_mask": [1] * len(input_ids)}
-            if with_types:
-                example["token_type_ids"] = [0] * len(input_ids)
-            examples.append(example)
+        tokenized = tokenizer(chunk, add_special_tokens=False, verbose=False)["input_ids"]
+        for doc, ids in enumerate(tokenized, start=start):
+            cuts = (
+                windows(ids, budget, stride)
+                if truncation == "chunks"
+                else [truncate(ids, budget, truncation)]
+            )
+            for cut in cuts:
+                input_ids = prefix + cut + suffix
+                example = {"input_ids": input_ids, "attention_mask": [1] * len(input_ids)}
+                if with_types:
+                    example["token_type_ids"] = [0] * len(input_ids)
+                examples.append({**example, "doc": doc})
     return examples
 
 
-def encode(tokenizer, split: Split, max_length: int, truncation: str) -> list[dict]:
-    """`encode_texts` plus each example's label."""
-    examples = encode_texts(tokenizer, split.texts, max_length, truncation)
-    return [{**e, "labels": label} for e, label in zip(examples, split.labels, strict=True)]
+def encode(
+    tokenizer, split: Split, max_length: int, truncation: str, stride: int = 0
+) -> list[dict]:
+    """`encode_texts` plus each example's label (a window carries its document's)."""
+    examples = encode_texts(tokenizer, split.texts, max_length, truncation, stride)
+    return [{**e, "labels": split.labels[e["doc"]]} for e in examples]
 
 
-def collator(tokenizer):
-    """Pads each batch to its own longest example, not every review to max_length."""
-    from transformers import DataCollatorWithPadding
+def docs(examples: list[dict]) -> list[int]:
+    """Each example's document: what predictions are pooled by."""
+    return [e["doc"] for e in examples]
 
-    return DataCollatorWithPadding(tokenizer)
+
+class Collator:
+    """Pads each batch to its own longest example, not every review to max_length; the `doc`
+    index stays out of the batch (the models take input_ids, attention_mask, token_type_ids,
+    labels)."""
+
+    def __init__(self, tokenizer) -> None:
+        from transformers import DataCollatorWithPadding
+
+        self.pad = DataCollatorWithPadding(tokenizer)
+
+    def __call__(self, examples: list[dict]) -> dict:
+        return self.pad([{k: v for k, v in e.items() if k != "doc"} for e in examples])
+
+
+def collator(tokenizer) -> Collator:
+    return Collator(tokenizer)

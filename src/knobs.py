@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from src.data import TRUNCATIONS
 from src.errors import UserError
+from src.metrics import POOLINGS
 from src.spec import Spec, param, position_limit
 from src.trainers import DEVICE, check_device
 
@@ -34,6 +35,8 @@ class Knobs(Spec):
     eval_batch_size: int = param(32, "examples per evaluation batch", ge=1)
     max_length: int = param(256, "word pieces per text, [CLS] and [SEP] in", ge=MIN_MAX_LENGTH)
     truncation: str = param("head_tail", "which word pieces a long text keeps", choices=TRUNCATIONS)
+    stride: int = param(64, "truncation=chunks: word pieces two windows share", ge=0)
+    chunk_pooling: str = param("logits", "chunks: mean of logits or probs", choices=POOLINGS)
     dropout: float = param(0.1, "the classifier dropout of either head", ge=0, lt=1)
     device: str = param("auto", "auto = cuda, else mps, else cpu", **DEVICE)
     compile: bool = param(False, "torch.compile the training forward")
@@ -46,6 +49,11 @@ class Knobs(Spec):
             raise UserError(
                 f"max_length={self.max_length}: an integer from {MIN_MAX_LENGTH} to {limit} "
                 f"(max_position_embeddings of backbone {plain['backbone'].get('name')})"
+            )
+        if self.truncation == "chunks" and self.stride > self.max_length // 2:
+            raise UserError(
+                f"stride={self.stride}: an integer from 0 to {self.max_length // 2} (half of "
+                "max_length: windows would barely advance)"
             )
         if self.resume not in (None, "", "auto") and not Path(self.resume).exists():
             raise UserError(

@@ -63,18 +63,52 @@ class Metrics(Spec):
         allowed="a list of evaluate metric names or paths",
     )
 
-    def build(self, num_labels: int) -> Scorer:
+    def build(self, num_labels: int, eval_docs: Sequence[int] = (), pooling: str = "logits"):
         """Load every extra module now, so that a bad name fails before any training."""
-        return Scorer(num_labels, [_load(name) for name in self.extra])
+        return Scorer(num_labels, [_load(name) for name in self.extra], eval_docs, pooling)
+
+
+POOLINGS = ("logits", "probs")
+
+
+def pool(logits: np.ndarray, docs: Sequence[int], how: str = "logits") -> np.ndarray:
+    """One row per document from its windows' rows: the mean of their logits, or (`probs`) the
+    log of their mean class probabilities, so that a softmax of the result gives that mean."""
+    logits, docs = np.asarray(logits, dtype=np.float64), np.asarray(docs)
+    if how == "probs":
+        shifted = np.exp(logits - logits.max(-1, keepdims=True))
+        logits = shifted / shifted.sum(-1, keepdims=True)
+    sums = np.zeros((docs.max() + 1, logits.shape[1]))
+    np.add.at(sums, docs, logits)
+    mean = sums / np.bincount(docs)[:, None]
+    return np.log(mean) if how == "probs" else mean
+
+
+def doc_labels(labels: np.ndarray, docs: Sequence[int]) -> np.ndarray:
+    """One label per document (its windows all carry it)."""
+    out = np.zeros(max(docs) + 1, dtype=np.asarray(labels).dtype)
+    out[np.asarray(docs)] = labels
+    return out
 
 
 class Scorer:
-    """logits, labels -> {core metrics, extra metrics}: the trainers' `metrics_fn`."""
+    """logits, labels -> {core metrics, extra metrics}: the trainers' `metrics_fn`. Window rows
+    of the eval split are pooled into documents first (`eval_docs`), so every evaluation counts
+    documents, never windows."""
 
-    def __init__(self, num_labels: int, extra: Sequence[Any] = ()) -> None:
+    def __init__(self, num_labels: int, extra: Sequence[Any] = (), eval_docs: Sequence[int] = (),
+                 pooling: str = "logits") -> None:  # fmt: skip
         self.num_labels, self.extra = num_labels, list(extra)
+        self.eval_docs, self.pooling = list(eval_docs), pooling
 
     def __call__(self, logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+        if self.eval_docs and len(logits) == len(self.eval_docs):
+            logits = pool(logits, self.eval_docs, self.pooling)
+            labels = doc_labels(labels, self.eval_docs)
+        return self.score(logits, labels)
+
+    def score(self, logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+        """Document-level logits and labels -> metrics."""
         preds = np.asarray(logits).argmax(-1)
         out = compute(labels, preds, self.num_labels)
         for module in self.extra:

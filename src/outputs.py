@@ -123,7 +123,8 @@ def _cell(value) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def save_model(folder: Path, model, tokenizer, max_length: int, truncation: str) -> None:
+def save_model(folder: Path, model, tokenizer, max_length: int, truncation: str, stride: int = 0,
+               chunk_pooling: str = "logits") -> None:  # fmt: skip
     """A save_pretrained folder (config, safetensors weights, tokenizer) that reloads alone.
 
     It also keeps how training cut the texts (preprocessing.json, read by src.predict) and sets
@@ -133,7 +134,10 @@ def save_model(folder: Path, model, tokenizer, max_length: int, truncation: str)
     model.save_pretrained(folder)
     tokenizer.model_max_length = max_length
     tokenizer.save_pretrained(folder)
-    write_json(folder / PREPROCESSING_FILE, {"max_length": max_length, "truncation": truncation})
+    cut = {"max_length": max_length, "truncation": truncation}
+    if truncation == "chunks":
+        cut.update(stride=stride, chunk_pooling=chunk_pooling)
+    write_json(folder / PREPROCESSING_FILE, cut)
     labels = ", ".join(f"{i}={n}" for i, n in sorted(model.config.id2label.items()))
     head = "custom_head" if getattr(model.config, "custom_head", None) else "hf_head"
     card = _CARD.format(head=head, load=_LOAD[head], labels=labels, truncation=truncation,

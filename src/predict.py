@@ -43,6 +43,8 @@ class Predictor:
     max_length: int
     truncation: str
     device: torch.device
+    stride: int = 0  # truncation=chunks: windows, pooled per text
+    chunk_pooling: str = "logits"
 
     @classmethod
     def load(cls, run_dir: str | Path, device: str = "auto") -> Predictor:
@@ -60,6 +62,8 @@ class Predictor:
             max_length=int(settings["max_length"]),
             truncation=str(settings["truncation"]),
             device=torch_device,
+            stride=int(settings.get("stride", 0)),
+            chunk_pooling=str(settings.get("chunk_pooling", "logits")),
         )
 
     @property
@@ -68,7 +72,8 @@ class Predictor:
         return [id2label[i] for i in range(len(id2label))]
 
     def probabilities(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        """Class probabilities, one row per text, in input order.
+        """Class probabilities, one row per text, in input order (a text cut into windows gets
+        its windows' pooled prediction, as in training's evaluation).
 
         Batches hold texts of similar length, so little compute goes to padding."""
         import numpy as np
@@ -76,20 +81,22 @@ class Predictor:
         from tqdm.auto import tqdm
 
         from src import data
+        from src.metrics import pool
 
-        features = data.encode_texts(self.tokenizer, texts, self.max_length, self.truncation)
+        cut = (self.max_length, self.truncation, self.stride)
+        features = data.encode_texts(self.tokenizer, texts, *cut)
         collate = data.collator(self.tokenizer)
         order = np.argsort([len(f["input_ids"]) for f in features], kind="stable")
-        probs = np.zeros((len(features), len(self.label_names)), dtype=np.float32)
+        logits = np.zeros((len(features), len(self.label_names)), dtype=np.float32)
         starts = range(0, len(order), batch_size)
         with torch.no_grad():
             for start in tqdm(starts, desc="predict", unit="batch", leave=False, disable=None):
                 rows = order[start : start + batch_size]
                 batch = collate([features[i] for i in rows])
                 batch = {k: v.to(self.device) for k, v in batch.items()}
-                logits = self.model(**batch).logits.float()
-                probs[rows] = torch.softmax(logits, -1).cpu().numpy()
-        return probs
+                logits[rows] = self.model(**batch).logits.float().cpu().numpy()
+        pooled = pool(logits, data.docs(features), self.chunk_pooling)
+        return torch.softmax(torch.from_numpy(pooled), -1).numpy()
 
 
 def model_folder(run_dir: Path) -> Path:

@@ -57,17 +57,16 @@ def build(cfg: DictConfig, run_dir: Path, logger: Any = None) -> Built:
     corpus = _make(cfg.dataset).load()  # first: a bad data file fails before the model loads
     sizes = f"{len(corpus.train)} train / {len(corpus.eval)} {corpus.eval_split}"
     log.info(f"dataset: {sizes} / {len(corpus.test)} test, labels {corpus.id2label}")
-    scorer = _make(cfg.metrics).build(len(corpus.label_names))  # an unloadable extra fails here
     progress.quiet_libraries()
     set_seed(cfg.seed)
     backbone = _make(cfg.backbone)
     tokenizer = backbone.tokenizer()
     splits = {"train": corpus.train, "eval": corpus.eval, "test": corpus.test}
-    encoded = {
-        name: data.encode(tokenizer, split, cfg.max_length, cfg.truncation)
-        for name, split in splits.items()
-    }
+    cut = (cfg.max_length, cfg.truncation, cfg.stride)
+    encoded = {name: data.encode(tokenizer, split, *cut) for name, split in splits.items()}
     log.info(f"tokenizer: {backbone.name}, max_length {cfg.max_length}, {cfg.truncation}")
+    eval_docs, pooling = data.docs(encoded["eval"]), cfg.chunk_pooling
+    scorer = _make(cfg.metrics).build(len(corpus.label_names), eval_docs, pooling)  # loads extras
     model = _make(cfg.model).build(backbone, corpus.id2label)
     millions = sum(p.numel() for p in model.parameters()) / 1e6
     log.info(f"model: {type(model).__name__} on {backbone.name} ({millions:.1f}M parameters)")
@@ -109,11 +108,13 @@ def score_test(built: Built) -> tuple[np.ndarray, np.ndarray, dict, dict]:
     """The test split, scored once: labels, logits, metrics and their 95% intervals."""
     import numpy as np
 
-    from src.metrics import bootstrap_ci
+    from src.data import docs
+    from src.metrics import bootstrap_ci, pool
 
     labels = np.asarray(built.corpus.test.labels)
-    logits = built.trainer.predict(built.model, built.encoded["test"], built.collator)
-    scores = built.scorer(logits, labels)
+    windows = built.trainer.predict(built.model, built.encoded["test"], built.collator)
+    logits = pool(windows, docs(built.encoded["test"]), built.scorer.pooling)  # one per review
+    scores = built.scorer.score(logits, labels)
     ci = bootstrap_ci(labels, logits.argmax(-1), len(built.corpus.label_names))
     log.info("test: " + " ".join(f"{k}={v:.4f}" for k, v in scores.items()))
     return labels, logits, scores, ci
@@ -124,8 +125,8 @@ def save(built: Built, cfg: DictConfig, run_dir: Path, summary, labels, logits) 
     from src import metrics, outputs, reports
 
     b, names, preds = built, built.corpus.label_names, logits.argmax(-1)
-    outputs.save_model(run_dir / outputs.BEST_MODEL_DIR, b.model, b.tokenizer, cfg.max_length,
-                       cfg.truncation)  # fmt: skip
+    cut = {k: cfg[k] for k in ("max_length", "truncation", "stride", "chunk_pooling")}
+    outputs.save_model(run_dir / outputs.BEST_MODEL_DIR, b.model, b.tokenizer, **cut)
     report = metrics.report(labels, preds, names)
     outputs.write_atomic(run_dir / outputs.REPORT_FILE, report)
     outputs.write_predictions(run_dir / outputs.PREDICTIONS_FILE, labels, logits, names)

@@ -34,7 +34,7 @@ BAD_OVERRIDES = [
         "(max_position_embeddings of backbone all-MiniLM-L6-v2)",
     ),
     (["max_length=2"], "max_length=2: an integer >= 3"),
-    (["truncation=middle"], "truncation=middle: one of head, tail, head_tail"),
+    (["truncation=middle"], "truncation=middle: one of head, tail, head_tail, chunks"),
     (
         ["trainer.metric_for_best_model=auc"],
         "trainer.metric_for_best_model=auc: one of accuracy, precision, recall, f1",
@@ -91,6 +91,10 @@ BAD_OVERRIDES = [
         "trainer.epochs=${nope}: a value that resolves (Interpolation key 'nope' not found)",
     ),
     (["metrics.extra=[1]"], "metrics.extra=[1]: a list of evaluate metric names or paths"),
+    (
+        ["truncation=chunks", "stride=200"],
+        "stride=200: an integer from 0 to 128 (half of max_length: windows would barely advance)",
+    ),
     (
         ["resume=/no/such/run"],
         "resume=/no/such/run: no such checkpoint or run folder; use resume=auto or the path "

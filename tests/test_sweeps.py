@@ -53,7 +53,7 @@ def test_failed_job_does_not_stop_the_sweep(tmp_path, launcher):
         f"hydra.sweep.dir={tmp_path}",
     )  # fmt: skip
     assert proc.returncode == 1
-    assert "truncation=nope: one of head, tail, head_tail" in proc.stderr
+    assert "truncation=nope: one of head, tail, head_tail, chunks" in proc.stderr
     rows = {r["truncation"]: r for r in _rows(tmp_path)}
     head = json.loads(
         (tmp_path / "1_debug=smoke,trainer=manual,truncation=head" / "metrics.json").read_text()
