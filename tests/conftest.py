@@ -42,11 +42,17 @@ def compose_cfg() -> Callable[..., DictConfig]:
     return _compose
 
 
-def run_cli(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: int = 300):
-    """`python -m src.run ARGS` as a user types it; returns the CompletedProcess."""
+def run_cli(
+    *args: str,
+    cwd: Path = ROOT,
+    env: dict | None = None,
+    timeout: int = 300,
+    module: str = "src.run",
+):
+    """`python -m src.run ARGS` (or another `module`) as a user types it: the CompletedProcess."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "src.run", *args],
+        [sys.executable, "-m", module, *args],
         cwd=cwd,
         env=full_env,
         capture_output=True,

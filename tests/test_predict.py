@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from src import data, predict
 from src.errors import UserError
-from tests.conftest import ROOT
+from tests.conftest import run_cli
 
 HEADS = ["hf_head", "custom_head"]
 REVIEW = "A gripping, beautifully acted film (with a twist), 'really' worth it."
@@ -107,13 +105,7 @@ def test_model_folder_explains_how_to_load_it(trained_runs, model):
 
 def test_not_a_run_is_one_line_exit_2(tmp_path):
     (tmp_path / "run.log").write_text("crashed before the end\n")
-    proc = subprocess.run(
-        [sys.executable, "-m", "src.predict", f"run_dir={tmp_path}", "text=hello"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_cli(f"run_dir={tmp_path}", "text=hello", module="src.predict", timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.count("\n") == 1
     assert "not a finished run (no metrics.json or best_model)" in proc.stderr

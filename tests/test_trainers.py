@@ -177,13 +177,7 @@ def test_three_classes_end_to_end(compose_cfg, tmp_path, trainer, model):
         other = f1_score(labels, preds, labels=["a", "b", "c"], average=average, zero_division=0)
         assert other != pytest.approx(f1), f"{average} = macro here; the check cannot tell"
 
-    proc = subprocess.run(
-        [sys.executable, "-m", "src.predict", f"run_dir={run_dir}", "text=snow and ice, cold"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_cli(f"run_dir={run_dir}", "text=snow and ice, cold", module="src.predict")
     assert proc.returncode == 0, proc.stderr[-2000:]
     label_line, probs_line = proc.stdout.strip().splitlines()[-2:]
     assert label_line.removeprefix("label: ") in {"a", "b", "c"}
