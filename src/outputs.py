@@ -42,17 +42,20 @@ class RunSummary:
     trainer: str
     sizes: dict[str, int]  # n_train, n_eval, n_test
     label_names: list[str]
+    seconds: dict[str, float]  # wall time of build (data, tokenizer, model), fit, test, save
 
     @classmethod
-    def of(cls, built: Any, result: TrainResult, test: dict, ci: dict) -> RunSummary:
-        """From what src.run built, the trainer's TrainResult, the test metrics and intervals."""
+    def of(cls, built: Any, result: TrainResult, test: dict, ci: dict,
+           seconds: dict[str, float]) -> RunSummary:  # fmt: skip
+        """From what src.run built, the trainer's TrainResult, the test metrics and intervals,
+        and the seconds each phase of the run took."""
         from src.distributed import world_size
 
         corpus, trainer = built.corpus, built.trainer
         sizes = {f"n_{k}": len(getattr(corpus, k)) for k in ("train", "eval", "test")}
         return cls(test, ci, result, trainer.metric, corpus.eval_split, str(trainer.device),
                    trainer.precision, world_size(), built.backbone.name, type(built.model).__name__,
-                   type(trainer).__name__, sizes, list(corpus.label_names))  # fmt: skip
+                   type(trainer).__name__, sizes, list(corpus.label_names), seconds)  # fmt: skip
 
     @property
     def best_metric(self) -> float | None:
@@ -69,7 +72,9 @@ class RunSummary:
             for k, v in vars(self).items()
             if k not in ("test", "test_ci95", "result", "metric")
         }
-        return {**out, **rest.pop("sizes"), **rest}
+        seconds = {k: round(v, 2) for k, v in rest.pop("seconds").items()}
+        seconds["total"] = round(sum(seconds.values()), 2)  # from config to metrics.json
+        return {**out, **rest.pop("sizes"), **rest, "seconds": seconds}
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -130,6 +130,9 @@ def markdown(settings: dict, summary: RunSummary, classification_report: str) ->
         f"Trained on {summary.sizes['n_train']} examples in {result.train_seconds:.2f} s "
         f"({result.samples_per_second:.3f} samples/s) on {summary.device}, "
         f"{summary.precision}" + (", stopped early." if result.stopped_early else "."),
+        "Wall time: "
+        + ", ".join(f"{k} {v:.1f} s" for k, v in summary.seconds.items())
+        + f" (the training steps alone {result.train_seconds:.1f} s).",
         "",
         "## Per epoch",
         "",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -124,6 +125,7 @@ def save(built: Built, cfg: DictConfig, run_dir: Path, summary, labels, logits) 
     """The best model, the predictions, the reports, and metrics.json last (a finished run)."""
     from src import metrics, outputs, reports
 
+    start = time.perf_counter()
     b, names, preds = built, built.corpus.label_names, logits.argmax(-1)
     cut = {k: cfg[k] for k in ("max_length", "truncation", "stride", "chunk_pooling")}
     outputs.save_model(run_dir / outputs.BEST_MODEL_DIR, b.model, b.tokenizer, **cut)
@@ -131,21 +133,29 @@ def save(built: Built, cfg: DictConfig, run_dir: Path, summary, labels, logits) 
     outputs.write_atomic(run_dir / outputs.REPORT_FILE, report)
     outputs.write_predictions(run_dir / outputs.PREDICTIONS_FILE, labels, logits, names)
     reports.write(run_dir, cfg, summary, labels, preds, report)
+    summary.seconds["save"] = time.perf_counter() - start
     outputs.write_json(run_dir / outputs.METRICS_FILE, summary.to_json())
     log.info("wrote %s", run_dir)
 
 
 def train(cfg: DictConfig, run_dir: Path):
     """Run one experiment into `run_dir`: build, fit, test, save. Returns its RunSummary."""
+    import numpy as np
+
     from src import distributed, outputs, reports
 
     if distributed.is_main():
         reports.show_config(cfg)
         outputs.write_atomic(run_dir / outputs.CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
+    marks = [time.perf_counter()]  # where a run's wall time goes: metrics.json `seconds`
     built = build(cfg, run_dir)
+    marks.append(time.perf_counter())
     result = fit(built, cfg, run_dir)
+    marks.append(time.perf_counter())
     labels, logits, scores, ci = score_test(built)
-    summary = outputs.RunSummary.of(built, result, scores, ci)
+    marks.append(time.perf_counter())
+    seconds = dict(zip(("build", "fit", "test"), np.diff(marks).tolist(), strict=True))
+    summary = outputs.RunSummary.of(built, result, scores, ci, seconds)
     if distributed.is_main():  # under torchrun, rank 0 alone writes the run's results
         save(built, cfg, run_dir, summary, labels, logits)
     return summary

@@ -36,6 +36,10 @@ def test_pair_trains_saves_and_reloads(compose_cfg, tmp_path, model, trainer):
     assert metrics["n_train"] == 48 and metrics["n_test"] == len(rows) == 32
     assert metrics["device"] == "cpu" and metrics["train_samples_per_second"] > 0
     assert len(metrics["history"]) == 1 and math.isfinite(metrics["history"][0]["train_loss"])
+    seconds = metrics["seconds"]  # where the wall time went; training is part of fit
+    assert list(seconds) == ["build", "fit", "test", "save", "total"]
+    assert 0 < metrics["train_seconds"] <= seconds["fit"]
+    assert seconds["total"] == pytest.approx(sum(list(seconds.values())[:-1]), abs=0.05)
     assert "neg" in (tmp_path / "classification_report.txt").read_text()
 
     # The saved best model reloads on its own and predicts what the run predicted.
