@@ -1,7 +1,8 @@
 """The benchmark: the notebook recipe vs this project's two trainers, side by side, in one run.
 
     python -m benchmarks.bench                # throughput, startup, TF-IDF baseline (~10 min)
-    python -m benchmarks.bench --quality      # + the fine-tuning quality table (~1 h on 2 cores)
+    python -m benchmarks.bench --levers       # + the speed levers: precision x attention dropout
+    python -m benchmarks.bench --quality --seeds 3   # + whole runs over seeds (hours on 2 cores)
 
 Every measurement runs in its own process (benchmarks/worker.py), one after the other, on the
 same backbone (the embedded MiniLM), max_length, batch size and number of steps, and the
@@ -23,10 +24,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks import quality as q
 from benchmarks.common import MINILM, ROOT
 
-TRUNCATIONS = ("head", "tail", "head_tail")
-MODELS = ("hf_head", "custom_head")
 VARIANTS = {  # label -> (worker, extra arguments, description)
     "notebook": ("notebook", {}, "(a) notebook: every review padded to max_length, `Trainer`"),
     "hf": ("project", {"trainer": "hf"}, "(b) project `trainer=hf`"),
@@ -38,6 +38,23 @@ COMPILED = {  # with --compile
         {"trainer": "manual", "compile": True},
         "(d) project `trainer=manual compile=true`",
     ),
+}
+
+
+def lever(letter: str, precision: str, dropout: float) -> tuple[str, dict, str]:
+    overrides = [f"trainer.precision={precision}", f"backbone.attention_dropout={dropout}"]
+    return (
+        "project",
+        {"trainer": "manual", "overrides": overrides},
+        f"({letter}) `trainer=manual {' '.join(overrides)}`",
+    )
+
+
+LEVERS = {  # with --levers: the manual loop with each speed lever alone and both together
+    f"manual_{precision}_attn{dropout}": lever(letter, precision, dropout)
+    for letter, (precision, dropout) in zip(
+        "efgh", [("fp32", 0.1), ("fp32", 0.0), ("bf16", 0.1), ("bf16", 0.0)], strict=True
+    )
 }
 STARTUP = {
     "python -c pass": ["-c", "pass"],
@@ -68,7 +85,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="add (d): trainer=manual compile=true (torch.compile)",
     )
-    p.add_argument("--quality", action="store_true", help="fine-tune the quality table (~1 h)")
+    p.add_argument(
+        "--levers",
+        action="store_true",
+        help="add the manual loop in fp32 and bf16, each with attention dropout 0.1 and 0",
+    )
+    p.add_argument(
+        "--quality", action="store_true", help="whole `python -m src.run` runs over seeds"
+    )
+    p.add_argument(
+        "--quality-configs",
+        default=",".join(q.CONFIGS),
+        help=f"comma-separated rows of the quality table, from: {', '.join(q.CONFIGS)}",
+    )
+    p.add_argument("--seeds", type=int, default=1, help="seeds per quality row: 42, 1, 2, ...")
     p.add_argument(
         "--quality-cap", type=int, default=None, help="train/test reviews per quality run (a check)"
     )
@@ -86,6 +116,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.warmup < 1 or args.steps < args.windows:
         p.error("need --warmup >= 1 and --steps >= --windows")
+    if args.seeds < 1:
+        p.error("need --seeds >= 1")
+    args.quality_configs = [name for name in args.quality_configs.split(",") if name]
+    if unknown := [name for name in args.quality_configs if name not in q.CONFIGS]:
+        p.error(f"--quality-configs: unknown {', '.join(unknown)}; from {', '.join(q.CONFIGS)}")
     return args
 
 
@@ -190,14 +225,11 @@ def throughput_section(
 ) -> list[str]:
     base = runs["notebook"]["samples_per_s"]
     shape = runs["notebook"]
-    precisions = ", ".join(
-        f"({letter}) {runs[k]['precision']}" for letter, k in zip("abcd", runs, strict=False)
-    )
     lines = [
         "## Training throughput",
         "",
         f"all-MiniLM-L6-v2 (6 layers, hidden 384, {shape['non_embedding_params'] / 1e6:.2f}M "
-        f"non-embedding parameters), {args.device}, {precisions}, max_length "
+        f"non-embedding parameters), {args.device}, max_length "
         f"{args.max_length}, batch {args.batch_size}, {args.steps} timed steps "
         f"({args.windows} windows of {shape['steps_per_window']}) after {args.warmup} warm-up "
         f"steps, {args.rounds} round(s) of the variants in turn; eval on {args.eval_samples} "
@@ -209,7 +241,7 @@ def throughput_section(
         "| % of matmul peak |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    descriptions = {label: v[2] for label, v in {**VARIANTS, **COMPILED}.items()}
+    descriptions = {label: v[2] for label, v in {**VARIANTS, **COMPILED, **LEVERS}.items()}
     for label, r in runs.items():
         description = descriptions[label]
         slowest, fastest = r["samples_per_s_range"]
@@ -224,21 +256,34 @@ def throughput_section(
     return lines
 
 
-def quality_section(baseline: dict, runs: dict[tuple[str, str], dict], note: str) -> list[str]:
+def pm(stats: tuple[float, float]) -> str:
+    return f"{stats[0]:.4f} ± {stats[1]:.4f}"
+
+
+def quality_section(baseline: dict, rows: list[dict], note: str) -> list[str]:
     lines = [
         "## Quality on the notebook's split",
         "",
         note,
         "",
-        "| model | truncation | reviews train / test | accuracy | F1 | wall s | train s |",
-        "|---|---|---|---|---|---|---|",
-        f"| TF-IDF (1-2 grams) + LinearSVC | - | {baseline['n_train']} / {baseline['n_test']} "
-        f"| {baseline['accuracy']:.4f} | {baseline['f1']:.4f} | {baseline['wall_s']:.1f} | - |",
+        "| row | overrides | precision | seeds | test accuracy | test F1 "
+        "| accuracy per seed [95% interval] | wall s (mean / max) | train s |",
+        "|---|---|---|---|---|---|---|---|---|",
+        f"| TF-IDF (1-2 grams) + LinearSVC | - | - | - | {baseline['accuracy']:.4f} "
+        f"| {baseline['f1']:.4f} | - | {baseline['wall_s']:.1f} | - |",
     ]
-    for (model, truncation), r in runs.items():
+    for r in rows:
+        config = r["config"]
+        per_seed = "; ".join(
+            f"{seed}: {run['test']['accuracy']:.4f} "
+            + ("[{:.4f}, {:.4f}]".format(*run["test_ci95"]["accuracy"]) if run["test_ci95"] else "")
+            for seed, run in r["runs"].items()
+        )
+        overrides = " ".join(config.overrides) or "-"
         lines.append(
-            f"| {model} | {truncation} | {r['n_train']} / {r['n_test']} | {r['accuracy']:.4f} "
-            f"| {r['f1']:.4f} | {r['wall_s']:.1f} | {r['train_s']:.1f} |"
+            f"| {config.name} | `{overrides}` | {r['precision']} | {len(r['runs'])} "
+            f"| {pm(r['accuracy'])} | {pm(r['f1'])} | {per_seed} "
+            f"| {r['wall_s']:.0f} / {r['max_wall_s']:.0f} | {r['train_s']:.0f} |"
         )
     return lines
 
@@ -247,7 +292,7 @@ def targets_section(
     runs: dict[str, dict],
     peaks: dict[str, float],
     startup: dict[str, float],
-    quality: dict,
+    quality: list[dict],
     baseline: dict,
 ) -> list[str]:
     """The issue's targets, each as measured in this run."""
@@ -272,12 +317,18 @@ def targets_section(
     lines.append(
         f"- `python -m src.run --cfg job` under 2 s: {cfg_job:.2f} s: {verdict(cfg_job < 2)}"
     )
-    quickstart = quality.get(("custom_head", "head_tail"))
-    if quickstart:
+    default = next((r for r in quality if r["config"].name == "default"), None)
+    if default:
+        (acc, std), n = default["accuracy"], len(default["runs"])
         lines.append(
-            f"- cpu_quickstart (custom_head, head_tail) beats TF-IDF accuracy: "
-            f"{quickstart['accuracy']:.4f} vs {baseline['accuracy']:.4f}: "
-            f"{verdict(quickstart['accuracy'] > baseline['accuracy'])}"
+            f"- `python -m src.run` beats TF-IDF's test accuracy, mean of {n} seed(s): "
+            f"{acc:.4f} ± {std:.4f} vs {baseline['accuracy']:.4f}: "
+            f"{verdict(acc > baseline['accuracy'])}"
+        )
+        wall = default["max_wall_s"]
+        lines.append(
+            f"- ... within 12 minutes of wall time: slowest seed {wall:.0f} s: "
+            f"{verdict(wall <= 720)}"
         )
     return lines
 
@@ -304,9 +355,13 @@ METHOD = """## Method
 - Eval samples/s: one pass over the eval reviews after training (`Trainer.predict` in (a) and
   (b), the manual loop's `predict` in (c)).
 - Startup: the median wall time of a fresh process, from the project root.
-- Quality: `python -m src.run experiment=cpu_quickstart truncation=.. model=..` end to end
-  (`src.run.train`); wall s includes tokenizing, evaluating and saving; the TF-IDF baseline is
-  `TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2)` + `LinearSVC()` (C=1)."""
+- Levers (`--levers`): (e)-(h) are (c) with `trainer.precision` fp32 or bf16 and the
+  backbone's attention dropout 0.1 (the checkpoint's) or 0; bf16 rows run only where the CPU
+  computes bf16 natively (`avx512_bf16` / `amx_bf16`), and are compared with the bf16 peak.
+- Quality: each row is `python -m src.run <overrides> seed=S` in a fresh process, timed from
+  start to exit, for `--seeds` seeds (42, 1, 2, ...); mean ± sample std over the seeds; the
+  TF-IDF baseline is `TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2)` +
+  `LinearSVC()` (C=1)."""
 
 
 def write_results(
@@ -317,7 +372,7 @@ def write_results(
     runs: dict[str, dict],
     startup: dict[str, float],
     baseline: dict,
-    quality: dict[tuple[str, str], dict],
+    quality: list[dict],
 ) -> str:
     best = {k: max(p[k]["best_gflops"] for p in peaks) for k in peaks[0] if k in ("fp32", "bf16")}
     versions = peaks[0]
@@ -359,11 +414,13 @@ def write_results(
         "",
     ]
     if quality:
-        first = next(iter(quality.values()))
-        settings = ", ".join(f"{k} {v}" for k, v in first["settings"].items())
+        first = quality[0]
         note = (
-            "cpu_quickstart settings (custom_head with mean pooling under the manual loop, "
-            f"{settings}; the hf_head rows swap the head)"
+            f"Each row: `python -m src.run <overrides> seed=S` in a fresh process, for seeds "
+            f"{', '.join(str(seed) for seed in first['runs'])}, on the default composition "
+            "(custom_head, manual loop, the epoch picked on the validation split, the test "
+            "split scored once); mean ± sample std over seeds; the interval of each seed is a "
+            "95% percentile bootstrap over the test reviews; wall s is the whole command"
         )
         if args.quality_cap or args.quality_backbone != "minilm":
             note += (
@@ -372,12 +429,45 @@ def write_results(
             )
         else:
             note += ", the embedded MiniLM"
-        note += f"; device {first['device']}, {first['precision']}."
+        note += f"; device {first['device']}."
     else:
-        note = "Fine-tuning rows: `--quality` (about an hour on 2 CPU cores)."
+        note = "Fine-tuning rows: `--quality --seeds 3` (hours on 2 CPU cores)."
     lines += [*quality_section(baseline, quality, note), ""]
     lines += [*targets_section(runs, best, startup, quality, baseline), "", METHOD, ""]
     return "\n".join(lines)
+
+
+def levers(device: str) -> dict[str, tuple[str, dict, str]]:
+    """LEVERS, less bf16 on a CPU that only emulates it (hundreds of times slower)."""
+    from src.trainers.common import cpu_has_native_bf16
+
+    if device != "cpu" or cpu_has_native_bf16():
+        return LEVERS
+    print("[bench] this CPU has no native bf16: the bf16 levers are left out", flush=True)
+    return {k: v for k, v in LEVERS.items() if "bf16" not in k}
+
+
+def quality_rows(args: argparse.Namespace, work: Path, env: dict[str, str]) -> list[dict]:
+    """Each chosen row of the quality table over `--seeds` seeds, one whole run at a time."""
+    extra = [f"device={args.device}"]
+    if args.quality_backbone == "tiny":
+        extra.append("backbone=tiny")
+    elif args.backbone_path != MINILM:
+        extra.append(f"backbone.path={args.backbone_path}")
+    if args.quality_cap:
+        cap = args.quality_cap
+        extra += [f"dataset.max_train_samples={cap}", f"dataset.max_eval_samples={cap}"]
+    rows = []
+    for name in args.quality_configs:
+        config, runs = q.CONFIGS[name], {}
+        for seed in q.seeds(args.seeds):
+            label = f"quality-{name}-seed{seed}"
+            print(f"[bench] {label} ...", flush=True)
+            overrides = [*config.overrides, f"seed={seed}", *extra]
+            runs[seed] = q.run_once(overrides, work / label, env)
+            print(f"[bench] {label}: {runs[seed]['wall_s']:.0f} s", flush=True)
+        rows.append(q.pool_seeds(config, runs))
+    return rows
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -397,9 +487,13 @@ def main(argv: list[str] | None = None) -> None:
         "device": args.device,
         "backbone_path": args.backbone_path,
     }
-    variants = {**VARIANTS, **(COMPILED if args.compile else {})}
+    variants = {
+        **VARIANTS,
+        **(COMPILED if args.compile else {}),
+        **(levers(args.device) if args.levers else {}),
+    }
     rounds: dict[str, list[dict]] = {label: [] for label in variants}
-    quality: dict[tuple[str, str], dict] = {}
+    quality: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         work = Path(tmp)
         peaks = [run_worker("matmul_peak", "matmul-before", work, env, device=args.device)]
@@ -417,24 +511,7 @@ def main(argv: list[str] | None = None) -> None:
         startup = time_startup(args.startup_repeats, env)
         baseline = run_worker("tfidf_svm", "tfidf-svm", work, env)
         if args.quality:
-            for model in MODELS:
-                for truncation in TRUNCATIONS:
-                    label = f"quality-{model}-{truncation}"
-                    quality[(model, truncation)] = run_worker(
-                        "finetune",
-                        label,
-                        work,
-                        env,
-                        truncation=truncation,
-                        model=model,
-                        out_dir=str(work / label),
-                        cap=args.quality_cap,
-                        backbone=args.quality_backbone,
-                        device=args.device,
-                        backbone_path=None
-                        if args.quality_backbone == "tiny"
-                        else args.backbone_path,
-                    )
+            quality = quality_rows(args, work, env)
     info["minutes"] = (time.perf_counter() - started) / 60
     runs = {label: pool_rounds(r) for label, r in rounds.items() if r}
     text = write_results(args, command, info, peaks, runs, startup, baseline, quality)

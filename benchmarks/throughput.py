@@ -40,6 +40,7 @@ from transformers import (
 from benchmarks.common import MINILM, compose
 from src import data, run
 from src.backbones import resolve_path
+from src.trainers.common import cpu_has_native_bf16
 
 NOTEBOOK_LR = 2e-5  # the notebook's TrainingArguments; the rate does not change the speed
 NOTEBOOK_WEIGHT_DECAY = 0.01
@@ -177,16 +178,14 @@ def _matmul_rates(size: int, repeats: int, rounds: int, **tensor: Any) -> list[f
 
 
 def matmul_peak(device: str = "cpu", repeats: int = 10, rounds: int = 5) -> dict[str, Any]:
-    """The matmul throughput the variants are measured against: fp32 on the CPU (2048-square);
-    on a GPU fp32 without TF32 (torch's default) and bf16 (8192-square), one per precision a
-    variant can train in."""
+    """The matmul throughput the variants are measured against, one per precision a variant
+    can train in: fp32 (without TF32 on a GPU: torch's default) and bf16, 2048-square on the
+    CPU, 8192-square on a GPU. A CPU without native bf16 gets no bf16 peak (it emulates bf16)."""
     size = 2048 if device == "cpu" else 8192
     result: dict[str, Any] = {"size": size, "device": device}
-    dtypes = (
-        {"fp32": torch.float32}
-        if device == "cpu"
-        else {"fp32": torch.float32, "bf16": torch.bfloat16}
-    )
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
+    if device == "cpu" and not cpu_has_native_bf16():
+        del dtypes["bf16"]
     for name, dtype in dtypes.items():
         rates = _matmul_rates(size, repeats, rounds, device=device, dtype=dtype)
         result[name] = {"best_gflops": max(rates), "median_gflops": statistics.median(rates)}
@@ -300,8 +299,9 @@ def project(
     device: str = "cpu",
     backbone_path: str = MINILM,
     compile: bool = False,
+    overrides: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """`python -m src.run trainer=<trainer>` on exactly warmup + steps batches.
+    """`python -m src.run trainer=<trainer> [overrides]` on exactly warmup + steps batches.
 
     The objects come from src.run's own `build`, so the timed loop is the project's: per-batch
     padding, the config's truncation, its optimizer and scheduler. The timing logger goes in
@@ -318,11 +318,12 @@ def project(
             f"max_length={max_length}",
             f"batch_size={batch_size}",
             f"eval_batch_size={eval_batch_size}",
-            f"device={device}",  # precision auto: fp32 on CPU, bf16 autocast on a recent GPU
+            f"device={device}",  # precision auto: bf16 autocast where native, else fp32
             f"compile={str(compile).lower()}",
             "trainer.logging_steps=1",
             f"dataset.max_train_samples={total * batch_size}",
             f"dataset.max_eval_samples={eval_samples}",
+            *overrides,
         ]
     )
     clock = StepClock()

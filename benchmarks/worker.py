@@ -20,7 +20,6 @@ WORKERS = {
     "matmul_peak": "benchmarks.throughput:matmul_peak",
     "notebook": "benchmarks.throughput:notebook",
     "project": "benchmarks.throughput:project",
-    "finetune": "benchmarks.quality:finetune",
     "tfidf_svm": "benchmarks.quality:tfidf_svm",
 }
 

@@ -1,0 +1,75 @@
+"""The benchmark's quality harness: whole runs over seeds, pooled, and the targets they meet."""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+
+from benchmarks import quality
+from tests.conftest import run_cli
+
+
+def fake_run(accuracy: float, wall: float) -> dict:
+    return {
+        "test": {"accuracy": accuracy, "f1": accuracy - 0.01},
+        "test_ci95": {"accuracy": [accuracy - 0.03, accuracy + 0.03]},
+        "wall_s": wall,
+        "train_s": wall - 10,
+        "precision": "fp32",
+        "device": "cpu",
+        "n_train": 1440,
+        "n_test": 400,
+    }
+
+
+def test_seeds_start_with_the_default_seed() -> None:
+    assert quality.seeds(1) == [42]
+    assert quality.seeds(3) == [42, 1, 2]
+
+
+def test_pool_seeds_gives_mean_sample_std_and_slowest_wall() -> None:
+    runs = {42: fake_run(0.80, 600), 1: fake_run(0.84, 650), 2: fake_run(0.88, 700)}
+    pooled = quality.pool_seeds(quality.CONFIGS["default"], runs)
+    mean, std = pooled["accuracy"]
+    assert mean == pytest.approx(0.84)
+    assert std == pytest.approx(statistics.stdev([0.80, 0.84, 0.88]))
+    assert pooled["f1"][0] == pytest.approx(0.83)
+    assert pooled["max_wall_s"] == 700 and pooled["wall_s"] == pytest.approx(650)
+
+
+def test_unknown_quality_row_is_one_line(tmp_path) -> None:
+    proc = run_cli("--quality-configs", "default,nope", module="benchmarks.bench")
+    assert proc.returncode == 2
+    assert "--quality-configs: unknown nope" in proc.stderr
+
+
+def test_quality_table_over_seeds_end_to_end(tmp_path) -> None:
+    """Two rows x two seeds of real `python -m src.run` processes (tiny backbone, 24 reviews):
+    RESULTS.md gets one row per configuration with mean ± std, each seed and the targets."""
+    out = tmp_path / "RESULTS.md"
+    proc = run_cli(
+        "--no-throughput",
+        "--quality",
+        "--quality-configs=default,head_tail-new",
+        "--seeds=2",
+        "--quality-backbone=tiny",
+        "--quality-cap=24",
+        "--startup-repeats=1",
+        f"--out={out}",
+        module="benchmarks.bench",
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    text = out.read_text()
+    assert "| TF-IDF (1-2 grams) + LinearSVC |" in text
+    rows = [line for line in text.splitlines() if line.startswith(("| default |", "| head_tail-"))]
+    assert len(rows) == 2
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[3] == "2"  # seeds
+        assert " ± " in cells[4] and " ± " in cells[5]
+        assert cells[6].startswith("42: ") and "; 1: " in cells[6]
+    assert "trainer.precision=auto backbone.attention_dropout=0.0`" in rows[1]
+    assert "a check of the harness, not a result" in text
+    assert "- `python -m src.run` beats TF-IDF's test accuracy, mean of 2 seed(s):" in text
