@@ -122,7 +122,13 @@ def test_half_written_checkpoint_is_never_picked_up(tmp_path):
 
 def _finished_manual_run(tmp_path: Path) -> Path:
     run_dir = tmp_path / "run"
-    proc = run_cli("debug=smoke", "model=custom_head", "trainer=manual", f"hydra.run.dir={run_dir}")
+    proc = run_cli(
+        "debug=smoke",
+        "model=custom_head",
+        "trainer=manual",
+        "trainer.keep_checkpoints=true",
+        f"hydra.run.dir={run_dir}",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return run_dir
 
@@ -162,6 +168,7 @@ def test_checkpoints_rotate(tmp_path):
         "trainer=manual",
         "epochs=4",
         "trainer.save_total_limit=2",
+        "trainer.keep_checkpoints=true",
         f"hydra.run.dir={run_dir}",
     )
     assert proc.returncode == 0

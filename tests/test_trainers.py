@@ -363,6 +363,7 @@ def test_hf_sigterm_checkpoints_exits_for_requeue_and_resumes(tmp_path):
     assert metrics["stopped_early"] is False
     # one row per epoch, each at its epoch's last step, as in an uninterrupted run
     assert [(r["epoch"], r["step"]) for r in metrics["history"]] == [(1, 30), (2, 60), (3, 90)]
+    assert not (run_dir / "checkpoints").exists()  # kept while preempted, gone once finished
 
 
 @pytest.mark.parametrize("trainer", ["manual", "hf"])
@@ -370,7 +371,11 @@ def test_save_steps_checkpoints_between_epochs(compose_cfg, tmp_path, trainer):
     """trainer.save_steps=2 on 6 steps an epoch: both loops keep a checkpoint at steps 2 and 4
     as well as at the epoch's end (6)."""
     cfg = compose_cfg(
-        "debug=smoke", f"trainer={trainer}", "trainer.save_steps=2", "trainer.save_total_limit=null"
+        "debug=smoke",
+        f"trainer={trainer}",
+        "trainer.save_steps=2",
+        "trainer.save_total_limit=null",
+        "trainer.keep_checkpoints=true",
     )
     train(cfg, tmp_path)
     steps = sorted(
@@ -379,6 +384,19 @@ def test_save_steps_checkpoints_between_epochs(compose_cfg, tmp_path, trainer):
         if "-" in p.name and p.name.split("-")[0] in ("step", "checkpoint")
     )
     assert steps == [2, 4, 6]
+
+
+@pytest.mark.parametrize("trainer", ["manual", "hf"])
+def test_finished_run_deletes_its_resume_checkpoints(compose_cfg, tmp_path, trainer):
+    """A finished run keeps best_model/ and its reports, not the checkpoints it could have
+    resumed from (weights plus optimizer state); keep_checkpoints=true keeps them."""
+    train(compose_cfg("debug=smoke", f"trainer={trainer}"), tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    assert (tmp_path / "run" / "best_model" / "model.safetensors").is_file()
+    assert (tmp_path / "run" / "metrics.json").is_file()
+    kept = compose_cfg("debug=smoke", f"trainer={trainer}", "trainer.keep_checkpoints=true")
+    train(kept, tmp_path / "kept")
+    assert any((tmp_path / "kept" / "checkpoints").iterdir())
 
 
 # --- precision and the backbone's dropout -----------------------------------------------------

@@ -70,6 +70,9 @@ class TrainerConfig(Spec):
     logging_steps: int = param(50, "log the training loss every N optimizer steps", ge=1)
     save_steps: int | None = param(None, "checkpoint every N steps too (and every epoch)", ge=1)
     save_total_limit: int | None = param(2, "checkpoints kept in <run dir>/checkpoints", ge=1)
+    keep_checkpoints: bool = param(
+        False, "keep <run dir>/checkpoints once the run has finished (resume data, ~3x the model)"
+    )
 
     def num_training_steps(self, n_train: int) -> int:
         """All optimizer steps of the run, on every process: what the scheduler spans."""

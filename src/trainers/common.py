@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
     from src.trainers import TrainerConfig
 
 log = logging.getLogger(__name__)
+
+CHECKPOINTS_DIR = "checkpoints"  # <run dir>/checkpoints: both loops' resume checkpoints
 
 # logits, labels -> metrics dict (accuracy, precision, recall, f1, ...)
 MetricsFn = Callable[[np.ndarray, np.ndarray], dict]
@@ -78,6 +81,14 @@ class Loop:
         self.device = resolve_device(config.device)
         self.precision = resolve_precision(config.precision, self.device)
         self.logger = logger or NullLogger()
+
+    def cleanup(self, output_dir: Path) -> None:
+        """After a finished run (its best_model/ and metrics.json written): the resume
+        checkpoints (weights, optimizer state) go, unless `trainer.keep_checkpoints`."""
+        folder = output_dir / CHECKPOINTS_DIR
+        if not self.config.keep_checkpoints and folder.is_dir():
+            shutil.rmtree(folder)
+            log.info(f"deleted {folder} (a finished run; trainer.keep_checkpoints=true keeps it)")
 
 
 @dataclass

@@ -22,6 +22,7 @@ from src.errors import Preempted, UserError
 from src.loggers import NullLogger, ScalarLogger, TensorBoardLogger
 from src.trainers import checkpoint
 from src.trainers.common import (
+    CHECKPOINTS_DIR,
     Loop,
     MetricsFn,
     PreemptionGuard,
@@ -38,7 +39,7 @@ class HFTrainer(Loop):
     def _args(self, output_dir: Path):
         cfg = self.config
         return TrainingArguments(
-            output_dir=str(output_dir / "checkpoints"),
+            output_dir=str(output_dir / CHECKPOINTS_DIR),
             num_train_epochs=cfg.epochs,
             per_device_train_batch_size=cfg.batch_size,
             per_device_eval_batch_size=cfg.eval_batch_size,
@@ -68,7 +69,7 @@ class HFTrainer(Loop):
         """The Trainer's newest `checkpoint-<step>` in a run folder (or its checkpoints/)."""
         from transformers.trainer_utils import get_last_checkpoint
 
-        for candidate in (folder / "checkpoints", folder):
+        for candidate in (folder / CHECKPOINTS_DIR, folder):
             if candidate.is_dir() and (found := get_last_checkpoint(str(candidate))):
                 return Path(found)
         return None

@@ -24,6 +24,7 @@ from src import distributed
 from src.errors import Preempted
 from src.trainers import checkpoint, optimizer_steps
 from src.trainers.common import (
+    CHECKPOINTS_DIR,
     Loop,
     MetricsFn,
     PreemptionGuard,
@@ -59,7 +60,7 @@ class ManualTrainer(Loop):
     @staticmethod
     def latest_checkpoint(folder: Path) -> Path | None:
         """The newest complete checkpoint of a run folder (or of its checkpoints/ folder)."""
-        return checkpoint.latest(folder / "checkpoints") or checkpoint.latest(folder)
+        return checkpoint.latest(folder / CHECKPOINTS_DIR) or checkpoint.latest(folder)
 
     # --- fit: set up, then train / evaluate / save each epoch ---------------------------------
 
@@ -69,7 +70,7 @@ class ManualTrainer(Loop):
         check_batches(len(train_set), self.config.batch_size)
         self.model, self.optimizer, self.scheduler = model.to(self.device), optimizer, scheduler
         self.metrics_fn, self.collator = metrics_fn, collator
-        self.ckpt_dir = output_dir / "checkpoints"
+        self.ckpt_dir = output_dir / CHECKPOINTS_DIR
         self.ddp = None  # under torchrun, DDP syncs gradients across processes
         if distributed.world_size() > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
