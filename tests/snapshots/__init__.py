@@ -14,12 +14,12 @@ from typing import Any
 import yaml
 from omegaconf import OmegaConf
 
+from src.compare import ABSENT, flatten
 from src.compose import compose
 from tests.conftest import CONF, ROOT
 
 HERE = Path(__file__).resolve().parent
 PRESET_GROUPS = ("experiment", "debug")
-ABSENT = "<absent>"
 
 
 def presets() -> dict[str, list[str]]:
@@ -66,16 +66,6 @@ def render(overrides: list[str], plain: dict) -> str:
 
 def load(path: Path) -> dict:
     return yaml.safe_load(path.read_text())
-
-
-def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    """Dotted key -> value; lists and empty mappings are values."""
-    if not isinstance(node, dict) or not node:
-        return {prefix: node}
-    out: dict[str, Any] = {}
-    for key, value in node.items():
-        out.update(flatten(value, f"{prefix}{key}" if not prefix else f"{prefix}.{key}"))
-    return out
 
 
 def changes(old: dict, new: dict) -> list[str]:

@@ -1,0 +1,175 @@
+"""Compare finished runs: which resolved settings differ, and what that did to the metrics.
+
+    python -m src.compare RUN_A RUN_B [RUN_C ...]          # Markdown, ready for a PR
+    python -m src.compare RUN_A RUN_B --csv                # one row per run
+
+A run is any folder `python -m src.run` finished (metrics.json), from `outputs/runs/` or a job
+folder of a sweep, from any sweep. Only Hydra's YAML reader and the standard library load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from src.errors import UserError
+from src.outputs import CONFIG_FILE, METRICS_FILE
+
+ABSENT = "<absent>"
+CORE = ("accuracy", "f1", "precision", "recall")
+# (label, metrics.json path) of what a reader compares after the test metrics, in this order
+FACTS = (
+    ("best epoch", ("best_epoch",)),
+    ("chosen on", ("eval_split",)),
+    ("train s", ("train_seconds",)),
+    ("run s", ("seconds", "total")),
+    ("train samples/s", ("train_samples_per_second",)),
+    ("device", ("device",)),
+    ("precision", ("precision",)),
+    ("train examples", ("n_train",)),
+    ("test examples", ("n_test",)),
+)
+
+
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """Dotted key -> value; lists and empty mappings are values."""
+    if not isinstance(node, dict) or not node:
+        return {prefix: node}
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        out.update(flatten(value, f"{prefix}{key}" if not prefix else f"{prefix}.{key}"))
+    return out
+
+
+@dataclass
+class Run:
+    name: str
+    config: dict[str, Any]  # dotted keys of config_resolved.yaml
+    metrics: dict[str, Any]  # metrics.json
+
+    @classmethod
+    def read(cls, folder: Path) -> Run:
+        metrics_file, config_file = folder / METRICS_FILE, folder / CONFIG_FILE
+        if not folder.is_dir():
+            raise UserError(f"{folder}: no such folder; give run folders (outputs/runs/<time>)")
+        if not metrics_file.is_file() or not config_file.is_file():
+            missing = METRICS_FILE if not metrics_file.is_file() else CONFIG_FILE
+            raise UserError(
+                f"{folder}: not a finished run (no {missing}); give a folder that "
+                "`python -m src.run` completed (outputs/runs/<time> or a sweep's job folder)"
+            )
+        config = flatten(yaml.safe_load(config_file.read_text()) or {})
+        return cls(folder.as_posix(), config, json.loads(metrics_file.read_text()))
+
+    def get(self, path: tuple[str, ...]) -> Any:
+        value: Any = self.metrics
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        return value
+
+
+def short_names(folders: list[Path]) -> list[str]:
+    """The shortest trailing paths that tell the runs apart (a job folder's name repeats
+    across sweeps: `0_lr=0.0001` in two sweeps becomes `<sweep>/0_lr=0.0001`)."""
+    parts = [f.resolve().parts for f in folders]
+    for depth in range(1, max(len(p) for p in parts) + 1):
+        names = ["/".join(p[-depth:]) for p in parts]
+        if len(set(names)) == len(names):
+            return names
+    return [f.as_posix() for f in folders]
+
+
+def differences(runs: list[Run]) -> dict[str, list[Any]]:
+    """Dotted key -> each run's value, for the keys whose values are not all equal."""
+    keys = list(dict.fromkeys(k for run in runs for k in run.config))
+    diff = {}
+    for key in keys:
+        values = [run.config.get(key, ABSENT) for run in runs]
+        if any(v != values[0] for v in values[1:]):
+            diff[key] = values
+    return diff
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) >= 1e-3 or value == 0 else f"{value:g}"
+    return "-" if value is None else str(value)
+
+
+def test_cell(run: Run, name: str) -> str:
+    """A test metric with its 95% interval when the run has one."""
+    value, interval = run.get(("test", name)), run.get(("test_ci95", name))
+    if value is None:
+        return "-"
+    return _fmt(value) + (" [{:.4f}, {:.4f}]".format(*interval) if interval else "")
+
+
+def metric_rows(runs: list[Run]) -> list[tuple[str, list[str]]]:
+    """The comparison's rows: test metrics with intervals, the best eval value, then facts."""
+    tested = dict.fromkeys(k for run in runs for k in run.metrics.get("test", {}))
+    names = [*CORE, *(k for k in tested if k not in CORE)]
+    best = sorted({k for run in runs for k in run.metrics if k.startswith("best_eval_")})
+    rows = [(f"test {k}", [test_cell(run, k) for run in runs]) for k in names]
+    rows += [(k.replace("_", " "), [_fmt(run.get((k,))) for run in runs]) for k in best]
+    rows += [(label, [_fmt(run.get(path)) for run in runs]) for label, path in FACTS]
+    return rows
+
+
+def markdown(runs: list[Run], names: list[str]) -> str:
+    diff = differences(runs)
+    lines = ["# Runs compared", ""]
+    lines += [f"- **{name}**: `{run.name}`" for name, run in zip(names, runs, strict=True)]
+    lines += ["", "## Settings that differ", ""]
+    if not diff:
+        lines.append("None: the resolved configs are identical.")
+    elif len(runs) == 2:
+        lines += [f"- `{key}`: {_fmt(a)} -> {_fmt(b)}" for key, (a, b) in diff.items()]
+    else:
+        lines += ["| key | " + " | ".join(names) + " |", "|---|" + "---|" * len(runs)]
+        lines += [f"| `{k}` | " + " | ".join(map(_fmt, v)) + " |" for k, v in diff.items()]
+    lines += ["", "## Metrics", "", "| | " + " | ".join(names) + " |"]
+    lines.append("|---|" + "---|" * len(runs))
+    lines += [f"| {label} | " + " | ".join(cells) + " |" for label, cells in metric_rows(runs)]
+    lines += ["", "Test metrics: [95% interval], a bootstrap over each run's test examples."]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(runs: list[Run], names: list[str]) -> str:
+    """One row per run: its name and folder, each differing setting, each metric."""
+    diff, rows = differences(runs), metric_rows(runs)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["run", "folder", *diff, *(label for label, _ in rows)])
+    for i, (name, run) in enumerate(zip(names, runs, strict=True)):
+        values = [_fmt(v[i]) for v in diff.values()]
+        writer.writerow([name, run.name, *values, *(cells[i] for _, cells in rows)])
+    return out.getvalue()
+
+
+def main(argv: list[str] | None = None) -> None:
+    summary = __doc__.split("\n")[0]
+    parser = argparse.ArgumentParser(prog="python -m src.compare", description=summary)
+    parser.add_argument("runs", nargs="+", type=Path, help="finished run folders (two or more)")
+    parser.add_argument("--csv", action="store_true", help="one CSV row per run, not Markdown")
+    args = parser.parse_args(argv)
+    if len(args.runs) < 2:
+        parser.error("give two or more run folders")
+    try:
+        runs = [Run.read(folder) for folder in args.runs]
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    names = short_names(args.runs)
+    sys.stdout.write(to_csv(runs, names) if args.csv else markdown(runs, names))
+
+
+if __name__ == "__main__":
+    main()
