@@ -13,8 +13,9 @@ from omegaconf import DictConfig
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
-def compose(overrides: list[str], conf: Path = CONF) -> DictConfig:
-    """conf/config.yaml with `overrides` applied; Hydra's global state is left clear."""
+def compose(overrides: list[str], conf: Path = CONF, hydra: bool = False) -> DictConfig:
+    """conf/config.yaml with `overrides` applied (and Hydra's own node, with `hydra`); Hydra's
+    global state is left clear."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -22,6 +23,8 @@ def compose(overrides: list[str], conf: Path = CONF) -> DictConfig:
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
-            return hydra_compose(config_name="config", overrides=overrides)
+            return hydra_compose(
+                config_name="config", overrides=overrides, return_hydra_config=hydra
+            )
     finally:
         GlobalHydra.instance().clear()
