@@ -329,7 +329,7 @@ def project(
     clock = StepClock()
     built = run.build(cfg, Path(out_dir), logger=clock)
     counter = built.collator = CountingCollator(built.collator)
-    run.fit(built, cfg, Path(out_dir))
+    run.fit(built, Path(out_dir))
     model, loop, eval_set = built.model, built.trainer, built.encoded["eval"]
     result = _measured(clock.stamps, counter, total, warmup, windows, ModelShape.of(model))
     start = now()

@@ -19,6 +19,10 @@ BEST_MODEL_DIR = "best_model"
 PREDICTIONS_FILE = "test_predictions.csv"
 STATUS_FILE = "status.json"
 STATUSES = ("running", "finished", "failed", "preempted")
+# How a run's latest attempt began: new; over an unfinished earlier attempt (failed, killed)
+# without a checkpoint; from its newest checkpoint; or not at all, as it had finished
+# (`resume=auto` on a finished run, e.g. a sweep run again: its recorded metric is returned).
+STARTS = ("fresh", "rerun", "resumed", "skipped")
 CONFIG_FILE = "config_resolved.yaml"
 PREPROCESSING_FILE = "preprocessing.json"  # in best_model/: how texts were cut for this model
 ERROR_FILE = "error.txt"  # a failed job of a sweep: its traceback (src.summarize.SweepSummary)
@@ -43,10 +47,11 @@ class RunSummary:
     sizes: dict[str, int]  # n_train, n_eval, n_test
     label_names: list[str]
     seconds: dict[str, float]  # wall time of build (data, tokenizer, model), fit, test, save
+    resumed_from: str | None  # the checkpoint this attempt continued from
 
     @classmethod
     def of(cls, built: Any, result: TrainResult, test: dict, ci: dict,
-           seconds: dict[str, float]) -> RunSummary:  # fmt: skip
+           seconds: dict[str, float], resumed_from: str | None) -> RunSummary:  # fmt: skip
         """From what src.run built, the trainer's TrainResult, the test metrics and intervals,
         and the seconds each phase of the run took."""
         from src.distributed import world_size
@@ -55,7 +60,8 @@ class RunSummary:
         sizes = {f"n_{k}": len(getattr(corpus, k)) for k in ("train", "eval", "test")}
         return cls(test, ci, result, trainer.metric, corpus.eval_split, str(trainer.device),
                    trainer.precision, world_size(), built.backbone.name, type(built.model).__name__,
-                   type(trainer).__name__, sizes, list(corpus.label_names), seconds)  # fmt: skip
+                   type(trainer).__name__, sizes, list(corpus.label_names), seconds,
+                   resumed_from)  # fmt: skip
 
     @property
     def best_metric(self) -> float | None:
@@ -94,10 +100,25 @@ def write_json(path: Path, data: Any) -> None:
     write_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
-def write_status(run_dir: Path, status: str, detail: str | None = None) -> None:
-    """`running` until the end; a folder whose status is not `finished` is not a finished run."""
-    assert status in STATUSES, status
-    write_json(run_dir / STATUS_FILE, {"status": status, **({"detail": detail} if detail else {})})
+def write_status(run_dir: Path, status: str, detail: str | None = None, start: str = "") -> None:
+    """`running` until the end; a folder whose status is not `finished` is not a finished run.
+    `start` says how this attempt began (START)."""
+    assert status in STATUSES and start in ("", *STARTS), (status, start)
+    record = {"status": status, **({"start": start} if start else {})}
+    write_json(run_dir / STATUS_FILE, {**record, **({"detail": detail} if detail else {})})
+
+
+def read_status(run_dir: Path) -> dict:
+    """status.json of a run folder ({} for a folder no run has started in)."""
+    path = run_dir / STATUS_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def start_of(previous: dict, resumed_from: str | None) -> str:
+    """How an attempt began: from a checkpoint, over an earlier unfinished attempt, or new."""
+    if resumed_from:
+        return "resumed"
+    return "rerun" if previous else "fresh"
 
 
 def write_predictions(path: Path, labels, logits, label_names: list[str]) -> None:

@@ -92,12 +92,10 @@ def _make(node: DictConfig, **runtime: Any) -> Any:
     return instantiate(node, _convert_="all", **runtime)
 
 
-def fit(built: Built, cfg: DictConfig, run_dir: Path):
-    """Train (or resume); the model ends on its best weights. Returns the TrainResult."""
-    from src.trainers.common import find_checkpoint
-
+def fit(built: Built, run_dir: Path, resume_from: Path | None = None):
+    """Train (or resume from a checkpoint); the model ends on its best weights. Returns the
+    TrainResult."""
     b = built
-    resume_from = find_checkpoint(cfg.resume, run_dir, b.trainer.latest_checkpoint)
     try:
         return b.trainer.fit(b.model, b.encoded["train"], b.encoded["eval"], b.collator,
                              b.optimizer, b.scheduler, b.scorer, run_dir, resume_from)  # fmt: skip
@@ -147,17 +145,22 @@ def train(cfg: DictConfig, run_dir: Path):
     if distributed.is_main():
         reports.show_config(cfg)
         outputs.write_atomic(run_dir / outputs.CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
+    from src.trainers.common import find_checkpoint
+
     marks = [time.perf_counter()]  # where a run's wall time goes: metrics.json `seconds`
     built = build(cfg, run_dir)
     marks.append(time.perf_counter())
-    result = fit(built, cfg, run_dir)
+    resume_from = find_checkpoint(cfg.resume, run_dir, built.trainer.latest_checkpoint)
+    result = fit(built, run_dir, resume_from)
     marks.append(time.perf_counter())
     labels, logits, scores, ci = score_test(built)
     marks.append(time.perf_counter())
     seconds = dict(zip(("build", "fit", "test"), np.diff(marks).tolist(), strict=True))
-    summary = outputs.RunSummary.of(built, result, scores, ci, seconds)
+    resumed = str(resume_from) if resume_from else None
+    summary = outputs.RunSummary.of(built, result, scores, ci, seconds, resumed)
     if distributed.is_main():  # under torchrun, rank 0 alone writes the run's results
         save(built, cfg, run_dir, summary, labels, logits)
+        built.trainer.cleanup(run_dir)  # a finished run: no resume checkpoints left behind
     return summary
 
 
@@ -166,32 +169,60 @@ def main(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from src.distributed import is_main, share_machine
-    from src.outputs import write_status
+    from src import outputs
+    from src.distributed import from_submitit, is_main, share_machine
 
+    from_submitit()  # a SLURM job of several tasks: one DDP run (no-op elsewhere)
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     if hydra_cfg.launcher.get("n_jobs"):  # hydra/launcher=joblib
         share_machine(hydra_cfg.launcher.n_jobs, hydra_cfg.job.num, cfg.device)
+    previous = outputs.read_status(run_dir)
+    if cfg.resume == "auto" and finished(run_dir, previous):
+        return skip(cfg, run_dir)
     if not is_main():  # one run folder, written by rank 0 alone
         spec.validate(cfg)
         return train(cfg, run_dir).best_metric
+    (run_dir / outputs.ERROR_FILE).unlink(missing_ok=True)  # an earlier attempt's, in a sweep
+    start = outputs.start_of(previous, None)
     try:
-        write_status(run_dir, "running")
+        outputs.write_status(run_dir, "running", start=start)
         spec.validate(cfg)
-        best = train(cfg, run_dir).best_metric
+        summary = train(cfg, run_dir)
     except Preempted as e:
-        write_status(run_dir, "preempted", str(e))
+        outputs.write_status(run_dir, "preempted", str(e), start=start)
         print(str(e), file=sys.stderr)
         sys.exit(REQUEUE_EXIT_CODE)
     except Exception as e:
         mistake = user_error(e)
-        write_status(run_dir, "failed", str(mistake or repr(e)))
+        outputs.write_status(run_dir, "failed", str(mistake or repr(e)), start=start)
         if mistake is None or hydra_cfg.mode == RunMode.MULTIRUN:
             raise  # in a sweep Hydra records the failed job and runs the others
         print(f"error: {mistake}", file=sys.stderr)
         sys.exit(2)
-    write_status(run_dir, "finished")
+    start = outputs.start_of(previous, summary.resumed_from)
+    outputs.write_status(run_dir, "finished", start=start)
+    return summary.best_metric
+
+
+def finished(run_dir: Path, status: dict) -> bool:
+    from src.outputs import METRICS_FILE
+
+    return status.get("status") == "finished" and (run_dir / METRICS_FILE).is_file()
+
+
+def skip(cfg: DictConfig, run_dir: Path) -> float | None:
+    """`resume=auto` on a finished run (a sweep run again): nothing is retrained or rewritten
+    but status.json; the run's recorded metric goes back to the sweeper."""
+    import json
+
+    from src import distributed, outputs
+
+    metrics = json.loads((run_dir / outputs.METRICS_FILE).read_text())
+    best = metrics.get(f"best_eval_{cfg.trainer.metric_for_best_model}")
+    log.info(f"{run_dir}: finished already (resume=auto): skipped, best eval {best}")
+    if distributed.is_main():
+        outputs.write_status(run_dir, "finished", start="skipped")
     return best
 
 
@@ -209,7 +240,11 @@ if __name__ == "__main__":
     from src.distributed import hydra_overrides
 
     try:
-        preflight.check(sys.argv[1:])
+        preflight.check([a for a in sys.argv[1:] if a != "--dry-run"])
+        if "--dry-run" in sys.argv[1:]:  # the jobs a sweep would launch, checked, nothing run
+            from src import preview
+
+            sys.exit(preview.main([a for a in sys.argv[1:] if a != "--dry-run"]))
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -32,7 +32,7 @@ from omegaconf import DictConfig
 
 from src.errors import UserError
 from src.metrics import CORE
-from src.outputs import ERROR_FILE, METRICS_FILE, STATUS_FILE, write_atomic
+from src.outputs import ERROR_FILE, METRICS_FILE, STARTS, read_status, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ class Job:
     metrics: dict[str, float] = field(default_factory=dict)
     error: str = ""
     ci: dict[str, list[float]] = field(default_factory=dict)  # test_<metric> -> [low, high]
+    start: str = ""  # how its latest attempt began: fresh, rerun, resumed, skipped (STARTS)
 
 
 def read_job(folder: Path, sweep_dir: Path) -> Job:
@@ -60,17 +61,17 @@ def read_job(folder: Path, sweep_dir: Path) -> Job:
     overrides = dict(item.split("=", 1) for item in items if "=" in item)
     name = folder.relative_to(sweep_dir).as_posix()
     metrics_file, error_file = folder / METRICS_FILE, folder / ERROR_FILE
+    status = read_status(folder)  # src.run's own record: running, failed or preempted, ...
+    start = status.get("start", "")
     if metrics_file.is_file():
         metrics = json.loads(metrics_file.read_text())
         ci = {f"test_{k}": v for k, v in metrics.get("test_ci95", {}).items()}
-        return Job(name, overrides, "finished", _flat_metrics(metrics), ci=ci)
+        return Job(name, overrides, "finished", _flat_metrics(metrics), ci=ci, start=start)
     if error_file.is_file():
         lines = error_file.read_text().strip().splitlines()
-        return Job(name, overrides, "failed", error=lines[-1] if lines else "")
-    status_file = folder / STATUS_FILE  # src.run's own record: running, failed or preempted
-    status = json.loads(status_file.read_text()) if status_file.is_file() else {}
+        return Job(name, overrides, "failed", error=lines[-1] if lines else "", start=start)
     state = "failed" if status.get("status") == "failed" else "incomplete"
-    return Job(name, overrides, state, error=status.get("detail", ""))
+    return Job(name, overrides, state, error=status.get("detail", ""), start=start)
 
 
 def _flat_metrics(metrics: dict) -> dict[str, float]:
@@ -128,18 +129,25 @@ def _fmt(value: Any) -> str:
 def _table(jobs: list[Job], keys: list[str], metrics: list[str], for_csv: bool = False):
     """The header row, then one row per job; an error column only when some job has an error.
     A test metric's 95% interval follows its value in Markdown, in two columns in CSV."""
-    with_error = any(j.error for j in jobs)
+    with_error, with_start = any(j.error for j in jobs), restarted(jobs)
     ci = [m for m in metrics if any(m in j.ci for j in jobs)] if for_csv else []
     bounds = [f"{m}_ci95_{end}" for m in ci for end in ("low", "high")]
-    header = ["job", "status", *keys, *metrics, *bounds] + (["error"] if with_error else [])
+    header = ["job", "status", *(["start"] if with_start else []), *keys, *metrics, *bounds]
+    header += ["error"] if with_error else []
     return [header] + [
         [job.name, job.status]
+        + ([job.start] if with_start else [])
         + [job.overrides.get(k, "") for k in keys]
         + [_metric_cell(job, m, for_csv) for m in metrics]
         + [str(b) for m in ci for b in job.ci.get(m, ["", ""])]
         + ([job.error] if with_error else [])
         for job in jobs
     ]
+
+
+def restarted(jobs: list[Job]) -> bool:
+    """Whether the sweep was run again over its folder (some job skipped, resumed or rerun)."""
+    return any(j.start not in ("", "fresh") for j in jobs)
 
 
 def _metric_cell(job: Job, name: str, for_csv: bool) -> str:
@@ -168,6 +176,8 @@ def to_markdown(jobs: list[Job], metric: str | None, title: str) -> str:
     swept, shared = swept_keys(jobs)
     header, *rows = _table(jobs, swept, metric_columns(jobs, metric))
     counts = ", ".join(f"{sum(j.status == s for j in jobs)} {s}" for s in STATUS_ORDER)
+    if restarted(jobs):  # what a rerun of the sweep did with each job
+        counts += "; " + ", ".join(f"{sum(j.start == s for j in jobs)} {s}" for s in STARTS)
     lines = [f"# Sweep {title}", "", f"{len(jobs)} job{'s' * (len(jobs) != 1)}: {counts}."]
     if metric:
         lines.append(f"Sorted by `{metric}`, higher is better.")
