@@ -1,7 +1,9 @@
-"""Multi-process training under torchrun (DDP): who is rank 0, one run folder, gathers.
+"""Multi-process training (DDP): who is rank 0, one run folder, gathers.
 
-Nothing here launches processes: `torchrun --nproc_per_node=N -m src.run ...` does, and the
-environment it sets (RANK, WORLD_SIZE, LOCAL_RANK) is all this module reads. Without it every
+Nothing here launches processes: `torchrun --nproc_per_node=N -m src.run ...` does, or a SLURM
+job of several tasks that Hydra's submitit launcher submitted (`hydra/launcher=slurm
+hydra.launcher.tasks_per_node=4`), whose environment `from_submitit` turns into torchrun's.
+That environment (RANK, WORLD_SIZE, LOCAL_RANK) is all the rest reads. Without it every
 function is a no-op for a single process. `share_machine` splits one machine between the jobs
 that hydra/launcher=joblib runs side by side.
 """
@@ -27,17 +29,48 @@ def is_main() -> bool:
     return rank() == 0
 
 
-def hydra_overrides(argv: list[str]) -> list[str]:
-    """Extra overrides so that every rank uses the run folder rank 0 chose, and only rank 0
-    writes Hydra's snapshot and log there (hydra#2070: one folder per rank otherwise)."""
-    if world_size() == 1 or any(a in ("-m", "--multirun") for a in argv):
-        return []
+def init_process_group() -> None:
     import torch
     import torch.distributed as dist
 
     if not dist.is_initialized():
         backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
         dist.init_process_group(backend=backend)
+
+
+def from_submitit() -> None:
+    """In a submitit job of several tasks (SLURM, or submitit's local executor): export the
+    master address and port, the ranks and the world size as torchrun would, and join the
+    process group, so the job's tasks are one DDP run. A one-task job is left alone.
+
+    The sweep's config gives every task the same job folder; rank 0 alone writes there, and
+    the other ranks' log lines go to their task's own submitit log, not to run.log."""
+    if "RANK" in os.environ or os.environ.get("SUBMITIT_EXECUTOR") not in ("slurm", "local"):
+        return
+    import submitit
+
+    if submitit.JobEnvironment().num_tasks < 2:
+        return
+    # every task sees the node's GPUs and takes cuda:LOCAL_RANK, as under torchrun
+    env = submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+    init_process_group()
+    log.info("submitit task %d of %d: one DDP run", env.rank, env.world_size)
+    if not is_main():
+        import logging
+
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
+            root.removeHandler(handler)  # run.log is rank 0's
+
+
+def hydra_overrides(argv: list[str]) -> list[str]:
+    """Extra overrides so that every rank uses the run folder rank 0 chose, and only rank 0
+    writes Hydra's snapshot and log there (hydra#2070: one folder per rank otherwise)."""
+    if world_size() == 1 or any(a in ("-m", "--multirun") for a in argv):
+        return []
+    import torch.distributed as dist
+
+    init_process_group()
     chosen = [a.split("=", 1)[1] for a in argv if a.startswith("hydra.run.dir=")]
     folder = [chosen[0] if chosen else None]
     if is_main() and folder[0] is None:

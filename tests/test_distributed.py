@@ -116,3 +116,22 @@ def test_shard_and_gather_are_inverse(monkeypatch):
     ]  # padded by wrapping, like DistributedSampler
     interleaved = [x for group in zip(*shards, strict=True) for x in group][:7]
     assert interleaved == indices
+
+
+def test_submitit_job_of_two_tasks_is_one_ddp_run(tmp_path):
+    """hydra/launcher=submitit_local with 2 tasks takes the SLURM path (a pickled job in each
+    task, submitit's environment): one DDP run, one folder, the single process's results."""
+    _run(tmp_path, *SAME_MATH, "trainer=manual", "batch_size=16", f"hydra.run.dir={tmp_path}/one")
+    sweep = tmp_path / "sweep"
+    _run(
+        tmp_path, "-m", "hydra/launcher=submitit_local", "hydra.launcher.tasks_per_node=2",
+        *SAME_MATH, "trainer=manual", "batch_size=8", f"hydra.sweep.dir={sweep}",
+    )  # fmt: skip
+    jobs = [p for p in sweep.iterdir() if (p / ".hydra").is_dir()]
+    assert len(jobs) == 1 and (jobs[0] / "metrics.json").is_file()
+    metrics = json.loads((jobs[0] / "metrics.json").read_text())
+    assert metrics["processes"] == 2
+    np.testing.assert_allclose(_probabilities(jobs[0]), _probabilities(tmp_path / "one"), atol=1e-4)
+    one = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    assert metrics["test"] == pytest.approx(one["test"], abs=1e-6)
+    assert json.loads((jobs[0] / "status.json").read_text())["status"] == "finished"
