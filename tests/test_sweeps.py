@@ -180,3 +180,99 @@ def test_launcher_presets_compose():
     assert sweeper.direction == "maximize" and sweeper.study_name == "movie_reviews"
     assert sweeper.storage == "sqlite:///outputs/optuna/movie_reviews/optuna.db"
     assert set(sweeper.params) == {"lr", "dropout", "batch_size", "scheduler.warmup_ratio"}
+
+
+RESUMABLE_SWEEP = [
+    "-m", "debug=smoke", "trainer=manual", "model=custom_head", "seed=1,2,3,4", "epochs=2",
+    "dataset.max_train_samples=96", "trainer.save_steps=5",
+]  # fmt: skip
+
+
+def test_sweep_killed_in_its_third_job_resumes(tmp_path):
+    """SIGKILL during job 3 of 4, then the same command with resume=auto: jobs 1-2 are skipped
+    (metrics.json untouched, their metric returned), job 3 continues from its checkpoint, job 4
+    runs; all four end finished and the summary says how each began."""
+    sweep = [*RESUMABLE_SWEEP, f"hydra.sweep.dir={tmp_path}"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "src.run", *sweep],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    end = time.monotonic() + 300
+    while not (checkpoints := list(tmp_path.glob("2_*seed=3*/checkpoints/step-0000005"))):
+        assert proc.poll() is None, f"sweep ended before job 3's checkpoint: {proc.stderr.read()}"
+        assert time.monotonic() < end, "no checkpoint in job 3 after 300 s"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    third = checkpoints[0].parents[1]
+    jobs = sorted(p for p in tmp_path.iterdir() if p.is_dir() and p.name[0].isdigit())
+    assert [p.name[0] for p in jobs] == ["0", "1", "2"] and not (third / "metrics.json").exists()
+    first_two = {p: (p / "metrics.json").stat().st_mtime_ns for p in jobs[:2]}
+    texts = {p: (p / "metrics.json").read_text() for p in jobs[:2]}
+
+    rerun = run_cli(*sweep, "resume=auto")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    for folder, mtime in first_two.items():  # not retrained, not rewritten
+        assert (folder / "metrics.json").stat().st_mtime_ns == mtime
+        assert (folder / "metrics.json").read_text() == texts[folder]
+    assert "resumed from" in (third / "run.log").read_text()
+    assert json.loads((third / "metrics.json").read_text())["resumed_from"].endswith("0005")
+    rows = {r["seed"]: r for r in _rows(tmp_path)}
+    assert [rows[s]["status"] for s in "1234"] == ["finished"] * 4
+    assert [rows[s]["start"] for s in "1234"] == ["skipped", "skipped", "resumed", "fresh"]
+    assert (
+        "4 finished, 0 failed, 0 incomplete; 1 fresh, 0 rerun, 1 resumed, 2 skipped."
+        in (tmp_path / "summary.md").read_text()
+    )
+
+
+def test_finished_joblib_sweep_run_again_is_all_skipped(tmp_path):
+    sweep = [
+        "-m", "debug=smoke", "seed=1,2", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+        f"hydra.sweep.dir={tmp_path}",
+    ]  # fmt: skip
+    assert run_cli(*sweep).returncode == 0
+    again = run_cli(*sweep, "resume=auto")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert [r["start"] for r in _rows(tmp_path)] == ["skipped", "skipped"]
+
+
+def test_dry_run_lists_the_jobs_and_creates_nothing(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_cli(
+        "-m", "debug=smoke", "model=hf_head,custom_head", "trainer=hf,manual", "--dry-run",
+        f"hydra.sweep.dir={sweep}",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0] == f"sweep folder: {sweep} (hydra.sweep.dir)"
+    assert lines[4] == (  # the folder the real sweep names (test_multirun_2x2_summary)
+        "job 3: debug=smoke model=custom_head trainer=manual -> "
+        "3_debug=smoke,model=custom_head,trainer=manual"
+    )
+    assert lines[-1] == "4 jobs; nothing was created (drop --dry-run to launch)."
+    assert not sweep.exists()
+
+
+def test_dry_run_reports_a_bad_job_as_one_line(tmp_path):
+    proc = run_cli(
+        "-m", "debug=smoke", "lr=1e-4,-1", "--dry-run", f"hydra.sweep.dir={tmp_path}/sweep"
+    )  # fmt: skip
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip() == "error: lr=-1: a number > 0"
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_dry_run_of_an_optuna_study_prints_its_space(tmp_path):
+    proc = run_cli(
+        "hparams_search=optuna", "debug=smoke", "epochs=choice(1,2)", "--dry-run",
+        f"hydra.sweep.dir={tmp_path}/study",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "  lr: tag(log, interval(1e-5, 3e-4))" in proc.stdout
+    assert "  epochs: choice(1,2)" in proc.stdout
+    assert "20 trials, 1 at a time; nothing was created" in proc.stdout
+    assert not (tmp_path / "study").exists()
