@@ -27,6 +27,10 @@ from typing import Any
 from benchmarks import quality as q
 from benchmarks.common import MINILM, ROOT
 
+MODELS = {  # --shape
+    "minilm": "all-MiniLM-L6-v2 (6 layers, hidden 384)",
+    "bert-base": "bert-base's shape (12 layers, hidden 768, random weights: speed only)",
+}
 VARIANTS = {  # label -> (worker, extra arguments, description)
     "notebook": ("notebook", {}, "(a) notebook: every review padded to max_length, `Trainer`"),
     "hf": ("project", {"trainer": "hf"}, "(b) project `trainer=hf`"),
@@ -111,6 +115,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--backbone-path", default=MINILM, help="the MiniLM folder, where the package is absent"
+    )
+    p.add_argument(
+        "--shape",
+        default="minilm",
+        choices=("minilm", "bert-base"),
+        help="the model of the throughput variants: the embedded MiniLM, or bert-base's shape "
+        "(12 layers, 768 wide) with random weights: its speed, offline",
     )
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
     args = p.parse_args(argv)
@@ -228,7 +239,7 @@ def throughput_section(
     lines = [
         "## Training throughput",
         "",
-        f"all-MiniLM-L6-v2 (6 layers, hidden 384, {shape['non_embedding_params'] / 1e6:.2f}M "
+        f"{MODELS[args.shape]} ({shape['non_embedding_params'] / 1e6:.2f}M "
         f"non-embedding parameters), {args.device}, max_length "
         f"{args.max_length}, batch {args.batch_size}, {args.steps} timed steps "
         f"({args.windows} windows of {shape['steps_per_window']}) after {args.warmup} warm-up "
@@ -486,6 +497,7 @@ def main(argv: list[str] | None = None) -> None:
         "eval_samples": args.eval_samples,
         "device": args.device,
         "backbone_path": args.backbone_path,
+        "shape": args.shape,
     }
     variants = {
         **VARIANTS,

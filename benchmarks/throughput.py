@@ -42,6 +42,9 @@ from src import data, run
 from src.backbones import resolve_path
 from src.trainers.common import cpu_has_native_bf16
 
+# --shape: the model every variant trains. bert-base's shape has random weights and the embedded
+# tokenizer (the same uncased 30522-piece vocab): the real model's speed without its download.
+SHAPES = {"minilm": ["backbone=minilm"], "bert-base": ["backbone=bert_base_shape"]}
 NOTEBOOK_LR = 2e-5  # the notebook's TrainingArguments; the rate does not change the speed
 NOTEBOOK_WEIGHT_DECAY = 0.01
 
@@ -237,9 +240,11 @@ def notebook(
     out_dir: str,
     device: str = "cpu",
     backbone_path: str = MINILM,
+    shape: str = "minilm",
 ) -> dict[str, Any]:
     """The notebook as written: every review of the split padded to max_length up front, a
-    Dataset of those tensors, BertForSequenceClassification under a plain Trainer."""
+    Dataset of those tensors, BertForSequenceClassification under a plain Trainer (of
+    bert-base's shape with random weights, with shape="bert-base")."""
     set_seed(42)
     corpus = data.MovieReviews().load()
     path = resolve_path(backbone_path)
@@ -253,7 +258,11 @@ def notebook(
 
     train_set = encode(corpus.train)
     eval_set = torch.utils.data.Subset(encode(corpus.test), range(eval_samples))
-    model = BertForSequenceClassification.from_pretrained(path, num_labels=2)
+    if shape == "minilm":
+        model = BertForSequenceClassification.from_pretrained(path, num_labels=2)
+    else:  # the project's own bert-base-shaped config, so both sides train the same model
+        backbone = run._make(compose(SHAPES[shape]).backbone)
+        model = BertForSequenceClassification(backbone.config(num_labels=2))
     total = warmup + steps
     args = TrainingArguments(
         output_dir=out_dir,
@@ -300,6 +309,7 @@ def project(
     backbone_path: str = MINILM,
     compile: bool = False,
     overrides: tuple[str, ...] = (),
+    shape: str = "minilm",
 ) -> dict[str, Any]:
     """`python -m src.run trainer=<trainer> [overrides]` on exactly warmup + steps batches.
 
@@ -310,7 +320,7 @@ def project(
     total = warmup + steps
     cfg = compose(
         [
-            "backbone=minilm",
+            *SHAPES[shape],
             f"backbone.path={backbone_path}",
             "model=hf_head",
             f"trainer={trainer}",
