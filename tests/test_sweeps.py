@@ -201,12 +201,14 @@ def test_sweep_killed_in_its_third_job_resumes(tmp_path):
         text=True,
     )
     end = time.monotonic() + 300
-    while not (checkpoints := list(tmp_path.glob("2_*seed=3*/checkpoints/step-0000005"))):
-        assert proc.poll() is None, f"sweep ended before job 3's checkpoint: {proc.stderr.read()}"
-        assert time.monotonic() < end, "no checkpoint in job 3 after 300 s"
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    try:
+        while not (checkpoints := list(tmp_path.glob("2_*seed=3*/checkpoints/step-0000005"))):
+            assert proc.poll() is None, f"sweep ended early: {proc.stderr.read()}"
+            assert time.monotonic() < end, "no checkpoint in job 3 after 300 s"
+            time.sleep(0.01)
+    finally:  # killed at the checkpoint, or when the wait fails: no sweep outlives the test
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
     third = checkpoints[0].parents[1]
     jobs = sorted(p for p in tmp_path.iterdir() if p.is_dir() and p.name[0].isdigit())
     assert [p.name[0] for p in jobs] == ["0", "1", "2"] and not (third / "metrics.json").exists()
