@@ -100,8 +100,10 @@ def test_sigterm_checkpoints_exits_for_requeue_and_resumes(tmp_path, uninterrupt
 
 
 def test_hf_trainer_resumes_from_its_checkpoint(tmp_path):
+    """A finished run trained further: its checkpoints must be kept (keep_checkpoints)."""
     run_dir = tmp_path / "run"
-    args = ["debug=smoke", "trainer=hf", "epochs=2", f"hydra.run.dir={run_dir}"]
+    args = ["debug=smoke", "trainer=hf", "epochs=2", "trainer.keep_checkpoints=true",
+            f"hydra.run.dir={run_dir}"]  # fmt: skip
     assert run_cli(*args).returncode == 0
     first = json.loads((run_dir / "metrics.json").read_text())
     (run_dir / "metrics.json").unlink()
