@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 TRUNCATIONS = ("head", "tail", "head_tail", "chunks")
 EMPTY_TEXT = ("drop", "error")
 TOKENIZE_CHUNK = 256  # texts per tokenizer call: one progress-bar tick
+FIELD_SIZE_LIMIT = 2**31 - 1  # the largest the csv module takes on every platform (a C long)
 
 
 @dataclass
@@ -120,16 +121,21 @@ class MovieReviews(Splits):
         return self.finish(*_split(reviews, y, self.test_size, self.split_seed), names)
 
 
-def read_rows(path: Path) -> list[dict]:
-    """The rows of a CSV / TSV / JSONL file as dicts (training data and `src.predict` input)."""
-    if not path.is_file():
-        raise UserError(f"data file {path} does not exist; check dataset.train_file/test_file")
+def read_text(path: Path) -> str:
+    """A UTF-8 file's text without the byte-order mark Excel and Notepad put first."""
     try:
-        raw = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
         raise UserError(
             f"data file {path} is not UTF-8 (byte {e.start}); re-save it as UTF-8"
         ) from None
+
+
+def read_rows(path: Path) -> list[dict]:
+    """The rows of a CSV / TSV / JSONL file as dicts (training data and `src.predict` input)."""
+    if not path.is_file():
+        raise UserError(f"data file {path} does not exist; check dataset.train_file/test_file")
+    raw = read_text(path)
     if not raw.strip():
         raise UserError(f"data file {path} is empty")
     suffix = path.suffix.lower()
@@ -151,6 +157,7 @@ def read_rows(path: Path) -> list[dict]:
     if suffix in (".csv", ".tsv"):
         delimiter = "\t" if suffix == ".tsv" else ","
         kind = suffix[1:].upper()
+        csv.field_size_limit(FIELD_SIZE_LIMIT)  # the default 131,072 characters cuts long texts
         try:
             rows = list(csv.DictReader(io.StringIO(raw, newline=""), delimiter=delimiter))
         except csv.Error as e:

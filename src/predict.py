@@ -126,7 +126,7 @@ def read_texts(path: Path, text_column: str) -> tuple[list[dict], list[str]]:
     if not path.is_file():
         raise UserError(f"input={path}: no such file")
     if path.suffix.lower() == ".txt":
-        texts = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        texts = [line for line in data.read_text(path).splitlines() if line.strip()]
         rows = [{"text": t} for t in texts]
     else:
         rows = data.read_rows(path)

@@ -137,3 +137,19 @@ def test_csv_keeps_newlines_inside_quoted_texts(tmp_path):
     path = tmp_path / "d.csv"
     path.write_text('text,label\n"line one\nline two\n",a\nshort,b\n', encoding="utf-8")
     assert data.read_rows(path)[0]["text"] == "line one\nline two\n"
+
+
+def test_csv_from_excel_has_its_byte_order_mark_stripped(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes("text,label\ngood film,pos\nbad film,neg\n".encode("utf-8-sig"))
+    assert path.read_bytes().startswith(b"\xef\xbb\xbf")
+    corpus = data.Files(train_file=str(path), test_file=str(path)).load()
+    assert corpus.train.texts == ["good film", "bad film"]
+    assert corpus.label_names == ["neg", "pos"]
+
+
+def test_csv_text_longer_than_the_csv_modules_default_limit(tmp_path):
+    long_text = "word " * 60_000  # 300,000 characters: over csv's default 131,072
+    path = tmp_path / "long.csv"
+    path.write_text(f'text,label\n"{long_text}",a\nshort,b\n', encoding="utf-8")
+    assert data.read_rows(path)[0]["text"] == long_text

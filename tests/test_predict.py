@@ -36,12 +36,13 @@ def test_text_prints_label_and_probabilities(trained_runs, model, capsys):
 
 @pytest.mark.parametrize(("model", "suffix"), [("hf_head", ".csv"), ("custom_head", ".jsonl")])
 def test_file_predictions_match_the_run(trained_runs, tmp_path, model, suffix):
-    """Whole reviews (longer than max_length), so this also checks the run's truncation."""
+    """Whole reviews (longer than max_length), so this also checks the run's truncation; the CSV
+    starts with a byte-order mark, as Excel writes it."""
     split = _test_split()
     rows = [{"id": f"r{i}", "text": t} for i, t in enumerate(split.texts)]
     source = tmp_path / f"reviews{suffix}"
     if suffix == ".csv":
-        with source.open("w", newline="", encoding="utf-8") as f:
+        with source.open("w", newline="", encoding="utf-8-sig") as f:
             writer = csv.DictWriter(f, fieldnames=["id", "text"])
             writer.writeheader()
             writer.writerows(rows)
@@ -62,7 +63,7 @@ def test_file_predictions_match_the_run(trained_runs, tmp_path, model, suffix):
 
 def test_txt_input_writes_beside_it_from_the_model_folder(trained_runs, tmp_path, capsys):
     source = tmp_path / "reviews.txt"
-    source.write_text(f"{REVIEW}\n\nDull and far too long.\n", encoding="utf-8")
+    source.write_text(f"{REVIEW}\n\nDull and far too long.\n", encoding="utf-8-sig")  # a BOM
     predict.main([f"run_dir={trained_runs['custom_head'] / 'best_model'}", f"input={source}"])
     got = list(csv.DictReader((tmp_path / "reviews.predictions.csv").open(encoding="utf-8")))
     assert [r["text"] for r in got] == [REVIEW, "Dull and far too long."]
