@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 TRUNCATIONS = ("head", "tail", "head_tail", "chunks")
 EMPTY_TEXT = ("drop", "error")
 TOKENIZE_CHUNK = 256  # texts per tokenizer call: one progress-bar tick
+MINORITY_SHARE = 0.1  # a class rarer than this in train gets a warning
 FIELD_SIZE_LIMIT = 2**31 - 1  # the largest the csv module takes on every platform (a C long)
 
 
@@ -51,6 +52,25 @@ class Corpus:
     @property
     def id2label(self) -> dict[int, str]:
         return dict(enumerate(self.label_names))
+
+
+def log_label_counts(corpus: Corpus) -> None:
+    """Each split's examples per label; a warning for a class under MINORITY_SHARE of train,
+    where an unweighted loss can learn to never predict it (`class_weights=balanced`)."""
+    names = corpus.label_names
+    for split, shown in (("train", "train"), ("eval", corpus.eval_split), ("test", "test")):
+        if split == "eval" and corpus.eval_split == "test":
+            continue  # the notebook's way: the test split is also the eval split
+        labels = getattr(corpus, split).labels
+        counts = {name: labels.count(i) for i, name in enumerate(names)}
+        log.info(f"labels in {shown}: " + ", ".join(f"{n} {c}" for n, c in counts.items()))
+        if split == "train" and (
+            rare := [n for n, c in counts.items() if c < MINORITY_SHARE * len(labels)]
+        ):
+            log.warning(
+                f"class {', '.join(rare)} is under {MINORITY_SHARE:.0%} of the training data; "
+                "class_weights=balanced weights the loss by inverse class frequency"
+            )
 
 
 def label_list(labels: Sequence[str]) -> list[str]:

@@ -41,6 +41,12 @@ class Knobs(Spec):
     device: str = param("auto", "auto = cuda, else mps, else cpu", **DEVICE)
     compile: bool = param(False, "torch.compile the training forward")
     resume: str | None = param(None, "auto (this run's newest checkpoint) or a run folder")
+    class_weights: str | list | None = param(
+        None, "weights the loss per class: balanced (inverse frequency) or one weight per label",
+        test=lambda v: v == "balanced" or (isinstance(v, list) and len(v) > 0 and all(
+            isinstance(w, int | float) and not isinstance(w, bool) and w > 0 for w in v)),
+        allowed="balanced, or a list of positive numbers (one per label)",
+    )  # fmt: skip
 
     def check_against(self, plain: Mapping[str, Any]) -> None:
         """What one key alone cannot tell: limits of the backbone, paths, devices."""

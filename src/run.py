@@ -53,11 +53,13 @@ def build(cfg: DictConfig, run_dir: Path, logger: Any = None) -> Built:
     from src import data, distributed, progress
     from src.loggers import NullLogger
     from src.optim import build_optimizer
+    from src.trainers.common import class_weights
 
     spec.check_callables(cfg)
     corpus = _make(cfg.dataset).load()  # first: a bad data file fails before the model loads
     sizes = f"{len(corpus.train)} train / {len(corpus.eval)} {corpus.eval_split}"
     log.info(f"dataset: {sizes} / {len(corpus.test)} test, labels {corpus.id2label}")
+    data.log_label_counts(corpus)
     progress.quiet_libraries()
     set_seed(cfg.seed)
     backbone = _make(cfg.backbone)
@@ -74,7 +76,11 @@ def build(cfg: DictConfig, run_dir: Path, logger: Any = None) -> Built:
     if logger is None:
         logger = _make(cfg.logger, run_dir=run_dir) if distributed.is_main() else NullLogger()
     trainer_config = _make(cfg.trainer)
-    trainer = trainer_config.build(logger)
+    weights = class_weights(cfg.class_weights, corpus.train.labels, corpus.label_names)
+    if weights is not None:
+        named = ", ".join(f"{n} {w:.3g}" for n, w in zip(corpus.label_names, weights, strict=True))
+        log.info(f"loss: cross-entropy weighted per class ({named})")
+    trainer = trainer_config.build(logger, weights)
     steps = trainer_config.num_training_steps(len(encoded["train"]))
     optimizer = build_optimizer(_make(cfg.optimizer), model)
     scheduler = _make(cfg.scheduler).build(optimizer, steps)

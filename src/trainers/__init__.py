@@ -79,11 +79,11 @@ class TrainerConfig(Spec):
         per_epoch = optimizer_steps(n_train, self.batch_size, self.grad_accum_steps, world_size())
         return self.epochs * per_epoch
 
-    def build(self, logger=None):
+    def build(self, logger=None, class_weights: list[float] | None = None):
         """The loop this config names (its module imports torch, so it loads only here)."""
         from hydra.utils import get_class
 
-        return get_class(self.LOOP)(self, logger)
+        return get_class(self.LOOP)(self, logger, class_weights)
 
 
 @dataclass

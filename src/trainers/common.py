@@ -70,10 +70,33 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
-class Loop:
-    """What both loops share: their config, device, precision and logger."""
+def class_weights(setting: str | list | None, labels: list[int], names: list[str]) -> list | None:
+    """`class_weights`: null (an unweighted loss), `balanced` (n / (n_classes * count), as
+    scikit-learn's compute_class_weight: each class weighs the same in total), or one weight
+    per label in label-id order."""
+    if setting is None:
+        return None
+    if setting == "balanced":
+        counts = np.bincount(labels, minlength=len(names))
+        if (counts == 0).any():
+            missing = [n for n, c in zip(names, counts, strict=True) if c == 0]
+            raise UserError(f"class_weights=balanced: no training example of {missing}")
+        return (len(labels) / (len(names) * counts)).tolist()
+    if len(setting) != len(names):
+        raise UserError(
+            f"class_weights={setting}: {len(setting)} weights for {len(names)} labels "
+            f"({', '.join(names)}); give one per label in that order, or balanced"
+        )
+    return [float(w) for w in setting]
 
-    def __init__(self, config: TrainerConfig, logger: ScalarLogger | None = None):
+
+class Loop:
+    """What both loops share: their config, device, precision, logger and loss."""
+
+    def __init__(self, config: TrainerConfig, logger: ScalarLogger | None = None,
+                 class_weights: list[float] | None = None):  # fmt: skip
+        import torch
+
         from src.loggers import NullLogger
 
         self.config = config
@@ -81,6 +104,23 @@ class Loop:
         self.device = resolve_device(config.device)
         self.precision = resolve_precision(config.precision, self.device)
         self.logger = logger or NullLogger()
+        self.loss_weight = None if class_weights is None else torch.tensor(class_weights)
+
+    def loss(self, output, labels: torch.Tensor) -> torch.Tensor:
+        """The model's own loss, or, with `class_weights`, each example's cross-entropy times
+        its class's weight, averaged over the batch: one definition for both heads under both
+        trainers.
+
+        Keras' and scikit-learn's class_weight, not torch's `weight=` (which divides by the
+        batch's summed weights, so a batch of one class trains as if unweighted). With
+        `balanced` the weights average 1 over the training data: the loss keeps its scale.
+        """
+        import torch.nn.functional as F
+
+        if self.loss_weight is None:
+            return output.loss
+        losses = F.cross_entropy(output.logits.float(), labels, reduction="none")
+        return (losses * self.loss_weight.to(losses.device)[labels]).mean()
 
     def cleanup(self, output_dir: Path) -> None:
         """After a finished run (its best_model/ and metrics.json written): the resume

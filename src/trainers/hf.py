@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +97,8 @@ class HFTrainer(Loop):
                 callbacks=callbacks,
             )
             timer.trainer = self._trainer
+            if self.loss_weight is not None:
+                self._trainer.loss_of, self._trainer.loss_is_scaled_for_ga = self.loss, False
             self._trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
         if guard.requested:
             raise Preempted(str(self.latest_checkpoint(output_dir)))
@@ -163,8 +166,15 @@ class _Trainer(Trainer):
 
     batch_losses: list[torch.Tensor]
 
+    loss_of: Callable | None = None  # Loop.loss, when `class_weights` weights the loss
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        if self.loss_of is None:
+            out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        else:  # a batch mean, which the Trainer then divides by the accumulation steps
+            outputs = model(**inputs)
+            loss = self.loss_of(outputs, inputs["labels"])
+            out = (loss, outputs) if return_outputs else loss
         if model.training:
             self.batch_losses.append((out[0] if return_outputs else out).detach())
         return out

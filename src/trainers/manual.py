@@ -111,7 +111,8 @@ class ManualTrainer(Loop):
         for i, batch in enumerate(bar, start=state.batches_done):
             steps_now = (i + 1) % cfg.grad_accum_steps == 0 or i + 1 == len(batches)
             with self._sync_gradients(steps_now), self._autocast():
-                loss = self.net(**self._to_device(batch)).loss
+                batch = self._to_device(batch)
+                loss = self.loss(self.net(**batch), batch["labels"])
             self.scaler.scale(loss / cfg.grad_accum_steps).backward()
             losses.append(loss.detach())
             if not steps_now:
