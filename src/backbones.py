@@ -48,6 +48,9 @@ class Backbone(Spec):
 
     name: str = param(MISSING, "a name for logs and reports")
     path: str = param(MISSING, "a local folder, a hub id, or pkg://<package>/<folder>")
+    hub_id: str | None = param(
+        None, "the hub id of these weights (the model card's base_model); null: path, if one"
+    )
     init: str = param("pretrained", "pretrained weights, or random (for tests)", choices=INITS)
     hidden_dropout: float | None = param(
         None, "hidden_dropout_prob; null: the checkpoint's", ge=0, lt=1

@@ -15,15 +15,20 @@ from src.spec import Spec, param
 CORE = ("accuracy", "precision", "recall", "f1")
 
 
+def average(num_labels: int) -> str:
+    """How precision, recall and F1 pool the labels (sklearn's `average`; the model card says it):
+    the positive label (id 1) of two, else the unweighted mean over labels."""
+    return "binary" if num_labels == 2 else "macro"
+
+
 def compute(labels: np.ndarray, preds: np.ndarray, num_labels: int) -> dict[str, float]:
     """accuracy, precision, recall, F1: binary for two labels (positive = id 1), macro for more."""
     from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
-    average = "binary" if num_labels == 2 else "macro"
     precision, recall, f1, _ = precision_recall_fscore_support(
         labels,
         preds,
-        average=average,
+        average=average(num_labels),
         zero_division=0,
         labels=None if num_labels == 2 else range(num_labels),
     )

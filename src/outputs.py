@@ -9,9 +9,12 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from src.trainers.common import TrainResult
+
+if TYPE_CHECKING:
+    from huggingface_hub import ModelCard
 
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "classification_report.txt"
@@ -149,13 +152,14 @@ def _cell(value) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def save_model(folder: Path, model, tokenizer, max_length: int, truncation: str, stride: int = 0,
-               chunk_pooling: str = "logits") -> None:  # fmt: skip
+def save_model(folder: Path, model, tokenizer, card: ModelCard, max_length: int, truncation: str,
+               stride: int = 0, chunk_pooling: str = "logits") -> None:  # fmt: skip
     """A save_pretrained folder (config, safetensors weights, tokenizer) that reloads alone.
 
     It also keeps how training cut the texts (preprocessing.json, read by src.predict) and sets
     the tokenizer's model_max_length to max_length, so that `pipeline(..., truncation=True)`
-    never feeds the model more than it was trained on. README.md says how to load it.
+    never feeds the model more than it was trained on. README.md is `card` (src.card), the
+    Hugging Face model card: how to load it, its test metrics, how it was trained.
     """
     model.save_pretrained(folder)
     tokenizer.model_max_length = max_length
@@ -164,46 +168,4 @@ def save_model(folder: Path, model, tokenizer, max_length: int, truncation: str,
     if truncation == "chunks":
         cut.update(stride=stride, chunk_pooling=chunk_pooling)
     write_json(folder / PREPROCESSING_FILE, cut)
-    labels = ", ".join(f"{i}={n}" for i, n in sorted(model.config.id2label.items()))
-    head = "custom_head" if getattr(model.config, "custom_head", None) else "hf_head"
-    card = _CARD.format(head=head, load=_LOAD[head], labels=labels, truncation=truncation,
-                        max_length=max_length)  # fmt: skip
-    write_atomic(folder / "README.md", card)
-
-
-_CARD = """\
-# Text classifier ({head})
-
-Labels: {labels}. Trained on {max_length} word pieces per text, `{truncation}` truncation.
-
-{load}
-
-To cut long texts exactly as in training (`{truncation}`), predict from the project root:
-
-```bash
-python -m src.predict run_dir=path/to/run text="A gripping, beautifully acted film."
-python -m src.predict run_dir=path/to/run input=reviews.csv
-```
-"""
-_LOAD = {
-    "hf_head": """Load it with transformers alone (`truncation=True` keeps the first word pieces):
-
-```python
-from transformers import pipeline
-
-classify = pipeline("text-classification", model="path/to/best_model")
-classify("A gripping, beautifully acted film.", truncation=True, top_k=None)
-```""",
-    "custom_head": """An encoder with the project's own head (pooling -> dropout -> Linear;
-`custom_head` in config.json), which transformers' Auto classes do not know. From the project
-root:
-
-```python
-from transformers import AutoTokenizer
-
-from src.models import load_trained
-
-model = load_trained("path/to/best_model").eval()
-tokenizer = AutoTokenizer.from_pretrained("path/to/best_model")
-```""",
-}
+    write_atomic(folder / "README.md", str(card))

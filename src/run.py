@@ -127,12 +127,13 @@ def score_test(built: Built) -> tuple[np.ndarray, np.ndarray, dict, dict]:
 
 def save(built: Built, cfg: DictConfig, run_dir: Path, summary, labels, logits) -> None:
     """The best model, the predictions, the reports, and metrics.json last (a finished run)."""
-    from src import metrics, outputs, reports
+    from src import card, metrics, outputs, reports
 
     start = time.perf_counter()
     b, names, preds = built, built.corpus.label_names, logits.argmax(-1)
     cut = {k: cfg[k] for k in ("max_length", "truncation", "stride", "chunk_pooling")}
-    outputs.save_model(run_dir / outputs.BEST_MODEL_DIR, b.model, b.tokenizer, **cut)
+    readme = card.model_card(cfg, summary.to_json())  # a Hugging Face model card
+    outputs.save_model(run_dir / outputs.BEST_MODEL_DIR, b.model, b.tokenizer, readme, **cut)
     report = metrics.report(labels, preds, names)
     outputs.write_atomic(run_dir / outputs.REPORT_FILE, report)
     outputs.write_predictions(run_dir / outputs.PREDICTIONS_FILE, labels, logits, names)

@@ -1,0 +1,220 @@
+"""best_model/README.md as a Hugging Face model card (huggingface_hub's ModelCard).
+
+The YAML metadata is what the Hub indexes: base_model, library_name, pipeline_tag, tags and a
+model-index with every test metric on the test split. The body says how to load the folder
+and how the run made it. Built from the resolved config and metrics.json alone, so any
+finished run's card can be written again from its folder.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from src.backbones import PKG_SCHEME
+from src.metrics import BOOTSTRAP_RESAMPLES, CORE, average
+from src.models import CUSTOM_HEAD_ARCH
+
+TASK = "text-classification"
+
+
+def model_card(cfg: Mapping, metrics: Mapping) -> ModelCard:
+    """The card of a run's best_model/: `cfg` is its resolved config, `metrics` its metrics.json
+    (RunSummary.to_json), so the card reports what the run measured after scoring the test."""
+    head = head_of(metrics)
+    kind, name = dataset_of(cfg["dataset"])
+    data = ModelCardData(
+        base_model=base_model(cfg["backbone"]),
+        library_name="transformers",  # save_pretrained files; custom_head: see the body
+        pipeline_tag=TASK,
+        tags=[TASK, head],
+        model_name=f"{cfg['backbone']['name']}-{head}-{kind}",
+        eval_results=eval_results(cfg, metrics, kind, name),
+    )
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body(cfg, metrics, head, name)}")
+
+
+def head_of(metrics: Mapping) -> str:
+    """The model option: the project's own head is the one the Auto classes cannot load."""
+    return "custom_head" if metrics["model"] == CUSTOM_HEAD_ARCH else "hf_head"
+
+
+def base_model(backbone: Mapping) -> str | None:
+    """The hub id the weights started from: `hub_id`, else `path` when it is one. None for random
+    weights, a pkg:// or local folder: the Hub takes only model ids here."""
+    if backbone["init"] == "random":
+        return None
+    if backbone.get("hub_id"):
+        return backbone["hub_id"]
+    path = backbone["path"]
+    return None if path.startswith(PKG_SCHEME) or Path(path).exists() else path
+
+
+def dataset_of(dataset: Mapping) -> tuple[str, str]:
+    """(type, name) for the model-index: the dataset option (its class in snake_case), and the
+    files it read, if any."""
+    kind = re.sub(r"(?<!^)(?=[A-Z])", "_", dataset["_target_"].rsplit(".", 1)[-1]).lower()
+    files = [dataset[k] for k in ("train_file", "test_file") if dataset.get(k)]
+    return kind, " + ".join(map(str, files)) or kind
+
+
+def eval_results(cfg: Mapping, metrics: Mapping, kind: str, name: str) -> list[EvalResult]:
+    """Every test metric on the test split; the best validation value of the metric that chose
+    the epoch too, when a validation split chose it (a test-split choice is no separate result)."""
+    common = {"task_type": TASK, "dataset_type": kind, "dataset_name": name}
+    pooled = {"average": average(len(metrics["label_names"]))}
+    results = [
+        EvalResult(**common, dataset_split="test", metric_type=m, metric_value=float(v),
+                   metric_name=f"test {m}", metric_args=pooled if m in CORE[1:] else None)
+        for m, v in metrics["test"].items()
+    ]  # fmt: skip
+    metric = cfg["trainer"]["metric_for_best_model"]
+    best = metrics.get(f"best_eval_{metric}")
+    if metrics["eval_split"] == "validation" and best is not None:
+        results.append(
+            EvalResult(**common, dataset_split="validation", metric_type=metric,
+                       metric_value=float(best), metric_name=f"best validation {metric}",
+                       metric_args=pooled if metric in CORE[1:] else None)
+        )  # fmt: skip
+    return results
+
+
+def body(cfg: Mapping, metrics: Mapping, head: str, dataset: str) -> str:
+    """Usage (the load snippet and src.predict), the test metrics, the settings that made it."""
+    labels = ", ".join(f"{i}={n}" for i, n in enumerate(metrics["label_names"]))
+    backbone, cut = cfg["backbone"], (cfg["max_length"], cfg["truncation"])
+    lines = [
+        f"# {backbone['name']} text classifier ({head})",
+        "",
+        _origin(backbone, dataset, metrics["n_train"]),
+        "",
+        f"Labels: {labels}. Trained on {cut[0]} word pieces per text, `{cut[1]}` truncation.",
+        "",
+        "## Usage",
+        "",
+        _LOAD[head],
+        "",
+        _PREDICT.format(truncation=cut[1]),
+        *([_LIBRARY, ""] if head == "custom_head" else []),
+        f"## Test metrics ({metrics['n_test']} texts)",
+        "",
+        "| metric | value | 95% interval |",
+        "|---|---|---|",
+        *(
+            f"| {m} | {v:.4f} | {_interval(metrics['test_ci95'].get(m))} |"
+            for m, v in metrics["test"].items()
+        ),
+        "",
+        f"Intervals: a percentile bootstrap over the test texts ({BOOTSTRAP_RESAMPLES} resamples, "
+        f"seeded). Precision, recall and F1: {_pooling(metrics['label_names'])}.",
+        "",
+        _selection(cfg, metrics),
+        "",
+        "## Training settings",
+        "",
+        "| setting | value |",
+        "|---|---|",
+        *(f"| {k} | {v} |" for k, v in settings(cfg, metrics, head).items()),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def settings(cfg: Mapping, metrics: Mapping, head: str) -> dict[str, Any]:
+    """The settings a user of the model asks about, read where the run read them."""
+    trainer, model, optimizer = cfg["trainer"], cfg["model"], cfg["optimizer"]
+    accum = trainer["grad_accum_steps"]
+    out = {
+        "backbone": f"{cfg['backbone']['name']} (`{cfg['backbone']['path']}`)",
+        "head": head + (f", {model['pooling']} pooling" if "pooling" in model else ""),
+        "trainer": metrics["trainer"],
+        "optimizer": f"{optimizer['_target_'].rsplit('.', 1)[-1]}, lr {optimizer['lr']}",
+        "scheduler": f"{cfg['scheduler']['name']}, warmup {cfg['scheduler']['warmup_ratio']}",
+        "epochs": trainer["epochs"],
+        "batch_size": f"{trainer['batch_size']}" + (f" x {accum} accumulated" if accum > 1 else ""),
+        "max_length": cfg["max_length"],
+        "truncation": cfg["truncation"],
+    }
+    if cfg["truncation"] == "chunks":
+        out.update(stride=cfg["stride"], chunk_pooling=cfg["chunk_pooling"])
+    sizes = f"{metrics['n_train']} train / {metrics['n_eval']} {metrics['eval_split']}"
+    return {
+        **out,
+        "dropout": model["dropout"],
+        "seed": cfg["seed"],
+        "splits": f"{sizes} / {metrics['n_test']} test",
+        "epoch chosen on": f"{metrics['eval_split']} split, by {trainer['metric_for_best_model']}",
+        "precision": f"{metrics['precision']} on {metrics['device']}",
+    }
+
+
+def _origin(backbone: Mapping, dataset: str, n_train: int) -> str:
+    data = f"on `{dataset}` ({n_train} training texts)"
+    if backbone["init"] == "random":
+        where = f"`backbone.init=random`, config from `{backbone['path']}`"
+        return f"Trained from random weights ({where}) {data}: no base model."
+    base = base_model(backbone)
+    if base is None:
+        return f"`{backbone['path']}` fine-tuned {data} (no hub id; `backbone.hub_id` names one)."
+    return f"[{base}](https://huggingface.co/{base}) fine-tuned {data}."
+
+
+def _selection(cfg: Mapping, metrics: Mapping) -> str:
+    metric, split = cfg["trainer"]["metric_for_best_model"], metrics["eval_split"]
+    best = metrics.get(f"best_eval_{metric}")
+    line = (f"The weights are epoch {metrics['best_epoch']}'s, the best {metric} on the {split} "
+            f"split ({best:.4f}).")  # fmt: skip
+    if split == "test":
+        line += (" The test split chose the epoch (the notebook's way, `dataset.val_size=0`), "
+                 "so the test metrics above are optimistic.")  # fmt: skip
+    return line
+
+
+def _pooling(label_names: list[str]) -> str:
+    if average(len(label_names)) == "binary":
+        return f"of the positive label, `{label_names[1]}`"
+    return "the unweighted mean over labels (macro)"
+
+
+def _interval(bounds: list[float] | None) -> str:
+    return f"[{bounds[0]:.4f}, {bounds[1]:.4f}]" if bounds else "-"
+
+
+_LOAD = {
+    "hf_head": """Load it with transformers alone (`truncation=True` keeps the first word pieces):
+
+```python
+from transformers import pipeline
+
+classify = pipeline("text-classification", model="path/to/best_model")
+classify("A gripping, beautifully acted film.", truncation=True, top_k=None)
+```""",
+    "custom_head": """An encoder with the project's own head (pooling -> dropout -> Linear;
+`custom_head` in config.json), which transformers' Auto classes do not know. From the project
+root:
+
+```python
+from transformers import AutoTokenizer
+
+from src.models import load_trained
+
+model = load_trained("path/to/best_model").eval()
+tokenizer = AutoTokenizer.from_pretrained("path/to/best_model")
+```""",
+}
+_PREDICT = """To cut long texts exactly as in training (`{truncation}`), predict from the project
+root:
+
+```bash
+python -m src.predict run_dir=path/to/run text="A gripping, beautifully acted film."
+python -m src.predict run_dir=path/to/run input=reviews.csv
+```
+"""
+_LIBRARY = """`library_name: transformers` above says what the files are: `save_pretrained` output
+(config.json, model.safetensors, tokenizer) of a transformers `PreTrainedModel`. It does not
+mean `pipeline()` or `AutoModel*` can load it: config.json names `CustomHeadClassifier`, so the
+Hub's transformers snippet and widget do not work for this model; use `load_trained` above."""
