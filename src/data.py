@@ -7,10 +7,12 @@ same for all of them and runs once per run over every split.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import logging
 import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -328,6 +330,77 @@ def encode(
     """`encode_texts` plus each example's label (a window carries its document's)."""
     examples = encode_texts(tokenizer, split.texts, max_length, truncation, stride)
     return [{**e, "labels": split.labels[e["doc"]]} for e in examples]
+
+
+# --- the tokenize cache ---------------------------------------------------------------------
+
+CACHE_FORMAT = 1  # bump when encode_texts' output changes: older entries then miss
+
+
+def fingerprint(tokenizer, texts: Sequence[str], max_length: int, truncation: str,
+                stride: int) -> str:  # fmt: skip
+    """What an encoding depends on: the texts, the whole tokenizer (vocab, normalizer, special
+    tokens: its serialized form, not its name) and how texts are cut."""
+    digest = hashlib.sha256()
+    if tokenizer.is_fast:  # less the padding and truncation state its last call left behind
+        state = json.loads(tokenizer.backend_tokenizer.to_str())
+        identity = json.dumps(
+            {k: v for k, v in state.items() if k not in ("padding", "truncation")}
+        )
+    else:
+        identity = json.dumps(sorted(tokenizer.get_vocab().items())) + repr(tokenizer.init_kwargs)
+    cut = [max_length, truncation, stride if truncation == "chunks" else 0]
+    setting = [CACHE_FORMAT, type(tokenizer).__name__, tokenizer.model_input_names, *cut]
+    for part in (json.dumps(setting), identity, *texts):
+        digest.update(part.encode("utf-8"))
+        digest.update(b"\0")
+    return digest.hexdigest()[:32]
+
+
+def encode_cached(tokenizer, split: Split, max_length: int, truncation: str, stride: int = 0,
+                  cache_dir: str | Path | None = None) -> list[dict]:  # fmt: skip
+    """`encode`, read from `cache_dir` when these texts were cut this way before (a sweep's
+    jobs, a rerun), else tokenized and stored there. Entries are written to a temporary file and
+    renamed, so parallel jobs that miss together each write a whole file and readers never see
+    half of one. `cache_dir=None`: tokenize every time."""
+    if cache_dir is None:
+        return encode(tokenizer, split, max_length, truncation, stride)
+    import numpy as np
+
+    path = (
+        Path(cache_dir)
+        / f"{fingerprint(tokenizer, split.texts, max_length, truncation, stride)}.npz"
+    )
+    if path.is_file():
+        with np.load(path) as stored:
+            ids, lengths, doc = stored["input_ids"], stored["lengths"], stored["doc"]
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        with_types = "token_type_ids" in tokenizer.model_input_names
+        examples = []
+        for start, n, d in zip(starts.tolist(), lengths.tolist(), doc.tolist(), strict=True):
+            example = {"input_ids": ids[start : start + n].tolist(), "attention_mask": [1] * n}
+            if with_types:
+                example["token_type_ids"] = [0] * n
+            examples.append({**example, "doc": d, "labels": split.labels[d]})
+        log.info(f"tokenized {len(split)} texts: read from {path}")
+        return examples
+    examples = encode(tokenizer, split, max_length, truncation, stride)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(
+                f,
+                input_ids=np.fromiter((i for e in examples for i in e["input_ids"]), np.int32),
+                lengths=np.array([len(e["input_ids"]) for e in examples], np.int32),
+                doc=np.array([e["doc"] for e in examples], np.int32),
+            )
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    log.info(f"tokenized {len(split)} texts: stored in {path}")
+    return examples
 
 
 def docs(examples: list[dict]) -> list[int]:

@@ -41,6 +41,9 @@ class Knobs(Spec):
     device: str = param("auto", "auto = cuda, else mps, else cpu", **DEVICE)
     compile: bool = param(False, "torch.compile the training forward")
     resume: str | None = param(None, "auto (this run's newest checkpoint) or a run folder")
+    tokenize_cache: str | None = param(
+        "outputs/cache/tokenized", "folder of tokenized splits shared by runs; null: tokenize anew"
+    )
     class_weights: str | list | None = param(
         None, "weights the loss per class: balanced (inverse frequency) or one weight per label",
         test=lambda v: v == "balanced" or (isinstance(v, list) and len(v) > 0 and all(

@@ -65,8 +65,8 @@ def build(cfg: DictConfig, run_dir: Path, logger: Any = None) -> Built:
     backbone = _make(cfg.backbone)
     tokenizer = backbone.tokenizer()
     splits = {"train": corpus.train, "eval": corpus.eval, "test": corpus.test}
-    cut = (cfg.max_length, cfg.truncation, cfg.stride)
-    encoded = {name: data.encode(tokenizer, split, *cut) for name, split in splits.items()}
+    cut = (cfg.max_length, cfg.truncation, cfg.stride, cfg.tokenize_cache)
+    encoded = {name: data.encode_cached(tokenizer, split, *cut) for name, split in splits.items()}
     log.info(f"tokenizer: {backbone.name}, max_length {cfg.max_length}, {cfg.truncation}")
     eval_docs, pooling = data.docs(encoded["eval"]), cfg.chunk_pooling
     scorer = _make(cfg.metrics).build(len(corpus.label_names), eval_docs, pooling)  # loads extras
