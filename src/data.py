@@ -13,9 +13,10 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from src.errors import UserError
 from src.spec import Spec, param
@@ -108,11 +109,14 @@ class Splits(Spec):
     max_train_samples: int | None = param(None, "cap for debugging; null = all", ge=1)
     max_eval_samples: int | None = param(None, "cap for debugging; null = all", ge=1)
 
-    def finish(self, train: Split, test: Split, label_names: list[str]) -> Corpus:
-        """Carve the optional validation split, then apply the sample caps."""
+    def finish(self, train: Split, test: Split, label_names: list[str],
+               validation: Split | None = None) -> Corpus:  # fmt: skip
+        """Carve the optional validation split (unless the data has one), then apply the caps."""
         test = test.head(self.max_eval_samples)
         evaluation, eval_split = test, "test"
-        if self.val_size > 0:
+        if validation is not None:
+            evaluation, eval_split = validation.head(self.max_eval_samples), "validation"
+        elif self.val_size > 0:
             train, evaluation = _split(train.texts, train.labels, self.val_size, self.split_seed)
             evaluation, eval_split = evaluation.head(self.max_eval_samples), "validation"
         return Corpus(train.head(self.max_train_samples), evaluation, test, label_names, eval_split)
@@ -197,67 +201,166 @@ def read_rows(path: Path) -> list[dict]:
 
 
 @dataclass
-class Files(Splits):
-    """Your own CSV / TSV / JSONL; a stratified split when no test file is given."""
+class Columns(Splits):
+    """Tabular data: which column holds the text and which the label (files and `datasets`)."""
 
-    train_file: str | None = param(None, "required: a .csv, .tsv or .jsonl file")
-    test_file: str | None = param(None, "null: a stratified split of train_file by test_size")
     text_column: str = param("text", "the column holding the text")
     label_column: str = param("label", "the column holding the label (any strings)")
     empty_text: str = param(
         "drop", "rows with empty text: drop (counted) or error", choices=EMPTY_TEXT
     )
 
-    def load(self) -> Corpus:
-        if not self.train_file:
-            raise UserError("dataset=files needs dataset.train_file=<path to .csv, .tsv or .jsonl>")
-        train_path = Path(self.train_file)
-        train = self._read(train_path)
-        names = label_list(train.labels)
-        if len(names) < 2:
-            raise UserError(
-                f"{train_path}: only one label ({names[0]}); a classifier needs two or more"
-            )
-        ids = {name: i for i, name in enumerate(names)}
-        train = Split(train.texts, [ids[label] for label in train.labels])
-        if self.test_file:
-            test_path = Path(self.test_file)
-            test = self._read(test_path)
-            if unseen := sorted(set(test.labels) - set(names)):
-                raise UserError(f"{test_path}: labels {unseen} never appear in {train_path}")
-            test = Split(test.texts, [ids[label] for label in test.labels])
-        else:
-            train, test = _split(train.texts, train.labels, self.test_size, self.split_seed)
-        return self.finish(train, test, names)
-
-    def _read(self, path: Path) -> Split:
-        """The file's texts and label strings; empty texts dropped (counted) or refused."""
-        rows, text_column, label_column = read_rows(path), self.text_column, self.label_column
-        for key, column in (("text_column", text_column), ("label_column", label_column)):
-            if column not in rows[0]:
-                found = ", ".join(map(str, rows[0].keys()))
+    def check_columns(self, where: str, found: Sequence[str]) -> None:
+        for key, column in (("text_column", self.text_column), ("label_column", self.label_column)):
+            if column not in found:
+                listed = ", ".join(map(str, found))
                 raise UserError(
-                    f"{path}: no column '{column}' (found: {found}); set dataset.{key}=<column>"
+                    f"{where}: no column '{column}' (found: {listed}); set dataset.{key}=<column>"
                 )
+
+    def keep(self, where: str, rows: Iterable[tuple[Any, Any]]) -> tuple[list[str], list]:
+        """The texts and labels of (text, label) rows; empty texts dropped (counted) or refused."""
         texts, labels, dropped = [], [], 0
-        for n, row in enumerate(rows, start=1):
-            text, label = row.get(text_column), row.get(label_column)
+        for n, (text, label) in enumerate(rows, start=1):
             if label is None or str(label).strip() == "":
-                raise UserError(f"{path} row {n}: missing label in column '{label_column}'")
+                raise UserError(f"{where} row {n}: missing label in column '{self.label_column}'")
             if text is None or not str(text).strip():
                 if self.empty_text == "error":
                     raise UserError(
-                        f"{path} row {n}: empty text in column '{text_column}'; fix the row or "
-                        "set dataset.empty_text=drop"
+                        f"{where} row {n}: empty text in column '{self.text_column}'; fix the row "
+                        "or set dataset.empty_text=drop"
                     )
                 dropped += 1
                 continue
             texts.append(str(text))
-            labels.append(str(label))
+            labels.append(label)
         if dropped:
-            log.warning(f"{path}: dropped {dropped} rows with empty text (dataset.empty_text=drop)")
+            log.warning(
+                f"{where}: dropped {dropped} rows with empty text (dataset.empty_text=drop)"
+            )
         if not texts:
-            raise UserError(f"{path}: every row has empty text in column '{text_column}'")
+            raise UserError(f"{where}: every row has empty text in column '{self.text_column}'")
+        return texts, labels
+
+    def load_splits(self, train: Split, test: Split | None, names: list[str] | None = None,
+                    evaluation: Split | None = None, where: str = "") -> Corpus:  # fmt: skip
+        """Label strings become ids through the train split's sorted list (ids stay ids when
+        `names` is given); no test split: a stratified one from train."""
+        if names is None:
+            names = label_list([str(y) for y in train.labels])
+            ids = {name: i for i, name in enumerate(names)}
+            for split, name in ((test, "test"), (evaluation, "validation")):
+                if split is not None and (
+                    unseen := sorted({str(y) for y in split.labels} - set(ids))
+                ):
+                    raise UserError(f"{where}: {name} labels {unseen} never appear in train")
+            train, test, evaluation = (
+                None if s is None else Split(s.texts, [ids[str(y)] for y in s.labels])
+                for s in (train, test, evaluation)
+            )
+        if len(names) < 2:
+            raise UserError(f"{where}: only one label ({names[0]}); a classifier needs two or more")
+        if test is None:
+            train, test = _split(train.texts, train.labels, self.test_size, self.split_seed)
+        return self.finish(train, test, names, evaluation)
+
+
+@dataclass
+class Files(Columns):
+    """Your own CSV / TSV / JSONL; a stratified split when no test file is given."""
+
+    train_file: str | None = param(None, "required: a .csv, .tsv or .jsonl file")
+    test_file: str | None = param(None, "null: a stratified split of train_file by test_size")
+
+    def load(self) -> Corpus:
+        if not self.train_file:
+            raise UserError("dataset=files needs dataset.train_file=<path to .csv, .tsv or .jsonl>")
+        train = self._read(Path(self.train_file))
+        test = self._read(Path(self.test_file)) if self.test_file else None
+        return self.load_splits(train, test, where=self.train_file)
+
+    def _read(self, path: Path) -> Split:
+        rows = read_rows(path)
+        self.check_columns(str(path), list(rows[0].keys()))
+        pairs = ((row.get(self.text_column), row.get(self.label_column)) for row in rows)
+        return Split(*self.keep(str(path), pairs))
+
+
+def _is_data_files(value: Any) -> bool:
+    return value is None or isinstance(value, str | list | dict)
+
+
+@dataclass
+class HFDataset(Columns):
+    """Anything `datasets.load_dataset` reads: a hub id, a builder (csv, json, parquet) with
+    data_files, or a local folder; `save_to_disk` folders through `load_from_disk`."""
+
+    path: str | None = param(None, "required: a hub id (imdb), a builder (parquet) or a folder")
+    name: str | None = param(None, "the dataset's configuration (load_dataset's `name`)")
+    data_files: str | None = param(
+        None, "files for a builder: a path, a list, or {split: path(s)}", test=_is_data_files,
+        allowed="a path, a list of paths, or {split: path(s)}",
+    )  # fmt: skip
+    revision: str | None = param(None, "a hub dataset's git revision, pinned for reproducibility")
+    train_split: str = param("train", "the split to train on")
+    test_split: str | None = param("test", "null or absent: a stratified split of train")
+    validation_split: str | None = param(None, "a split that picks the epoch; null: val_size")
+
+    def load(self) -> Corpus:
+        if not self.path:
+            raise UserError("dataset=hf needs dataset.path=<hub id, builder or local folder>")
+        found = self._load()
+        where = f"dataset.path={self.path}"
+        wanted = {"train": self.train_split, "test": self.test_split,
+                  "validation": self.validation_split}  # fmt: skip
+        for role, split in wanted.items():
+            if split is not None and split not in found and role != "test":
+                raise UserError(
+                    f"{where}: no split '{split}' (found: {', '.join(found)}); set "
+                    f"dataset.{role}_split=<split>"
+                )
+        if self.test_split is not None and self.test_split not in found:
+            log.info(f"{where}: no split '{self.test_split}': a stratified split of train")
+        feature = found[self.train_split].features.get(self.label_column)
+        names = list(feature.names) if hasattr(feature, "names") else None  # a ClassLabel
+        splits = {
+            role: self._split(found[split], f"{where} split '{split}'", names)
+            for role, split in wanted.items()
+            if split is not None and split in found
+        }
+        return self.load_splits(
+            splits["train"], splits.get("test"), names, splits.get("validation"), where
+        )
+
+    def _load(self):
+        """The DatasetDict, with one line for what `datasets` could not load."""
+        import datasets
+
+        try:
+            if (Path(self.path) / "dataset_dict.json").is_file():
+                return datasets.load_from_disk(self.path)
+            if (Path(self.path) / "state.json").is_file():
+                return datasets.DatasetDict(train=datasets.load_from_disk(self.path))
+            return datasets.load_dataset(
+                self.path, self.name, data_files=self.data_files, revision=self.revision
+            )
+        except Exception as e:  # not found, offline, bad files: the library's own first line
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise UserError(
+                f"dataset.path={self.path}: datasets cannot load it ({reason}); check the id, "
+                "dataset.name and dataset.data_files (offline: a local folder or files)"
+            ) from None
+
+    def _split(self, dataset, where: str, names: list[str] | None) -> Split:
+        """A split's texts and labels; a ClassLabel's ids stay ids, -1 (hidden) is refused."""
+        self.check_columns(where, dataset.column_names)
+        pairs = zip(dataset[self.text_column], dataset[self.label_column], strict=True)
+        texts, labels = self.keep(where, pairs)
+        if names is not None and any(not 0 <= y < len(names) for y in labels):
+            raise UserError(
+                f"{where}: labels outside 0..{len(names) - 1} (-1: hidden, as in GLUE's test "
+                "splits); use another split, e.g. dataset.test_split=null"
+            )
         return Split(texts, labels)
 
 
