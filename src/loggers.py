@@ -12,7 +12,7 @@ import csv
 import importlib.util
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from src.errors import UserError
 
@@ -23,7 +23,11 @@ SCALARS_FILE = "scalars.csv"
 class ScalarLogger(Protocol):
     def log(self, scalars: Mapping[str, float], step: int) -> None: ...
 
-    def close(self) -> None: ...
+    def finish(self, metrics: Mapping[str, Any]) -> None:
+        """The run finished: `metrics` is metrics.json, its files are in the run folder."""
+
+    def close(self) -> None:
+        """Always called last (src.run.train's `finally`), after `finish` or an exception."""
 
 
 class NullLogger:
@@ -33,6 +37,9 @@ class NullLogger:
         pass
 
     def log(self, scalars: Mapping[str, float], step: int) -> None:
+        pass
+
+    def finish(self, metrics: Mapping[str, Any]) -> None:
         pass
 
     def close(self) -> None:
@@ -68,6 +75,9 @@ class TensorBoardLogger:
             self.writer.add_scalar(tag, value, step)
         self.writer.flush()
 
+    def finish(self, metrics: Mapping[str, Any]) -> None:
+        pass
+
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
@@ -94,6 +104,9 @@ class CSVLogger:
             self._writer.writerow(["step", "tag", "value"])
         self._writer.writerows([step, tag, value] for tag, value in scalars.items())
         self._file.flush()
+
+    def finish(self, metrics: Mapping[str, Any]) -> None:
+        pass
 
     def close(self) -> None:
         if self._file is not None:
