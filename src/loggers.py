@@ -8,13 +8,15 @@ logger; a logger is for watching a run while it trains and comparing runs side b
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import importlib.util
 import logging
+import os
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -147,11 +149,13 @@ class MLflowLogger:
         from mlflow.exceptions import MlflowException
 
         self.run_dir = Path(run_dir)
-        self.tracking_uri, self.artifact_location = local_store(tracking_uri)
+        self.tracking_uri, db = local_store(tracking_uri)
+        self.artifact_location = (db.parent / MLFLOW_ARTIFACTS_DIR).as_uri() if db else None
         self.experiment_name = experiment_name or sweep_of(self.run_dir) or self.SINGLE_RUNS
         try:
-            self.client = MlflowClient(tracking_uri=self.tracking_uri)
-            self.experiment_id = self._experiment_id()
+            with one_at_a_time(db):
+                self.client = MlflowClient(tracking_uri=self.tracking_uri)
+                self.experiment_id = self._experiment_id()
         except MlflowException as e:
             reason = str(e).strip().splitlines()[0]
             raise UserError(f"logger.tracking_uri={tracking_uri}: {reason}") from None
@@ -234,17 +238,31 @@ class MLflowLogger:
             log.warning(f"mlflow: could not mark run {self._run_id} {status}: {e}")
 
 
-def local_store(tracking_uri: str) -> tuple[str, str | None]:
-    """A sqlite store's URI made absolute, its folder made, and its experiments' artifact folder
-    beside it (MLflow would write ./mlruns wherever the run starts); other stores as given."""
+def local_store(tracking_uri: str) -> tuple[str, Path | None]:
+    """A sqlite store's URI made absolute and its file, whose folder is made; another store's
+    URI as given, and None. MLflow would put a sqlite store's artifacts in ./mlruns wherever a
+    run starts: they go beside the file instead."""
     prefix = "sqlite:///"
     path, _, query = tracking_uri.removeprefix(prefix).partition("?")
     if not tracking_uri.startswith(prefix) or path in ("", ":memory:"):
         return tracking_uri, None
     db = Path(path).expanduser().resolve()
     db.parent.mkdir(parents=True, exist_ok=True)
-    uri = f"{prefix}{db.as_posix()}" + (f"?{query}" if query else "")
-    return uri, (db.parent / MLFLOW_ARTIFACTS_DIR).as_uri()
+    return f"{prefix}{db.as_posix()}" + (f"?{query}" if query else ""), db
+
+
+@contextlib.contextmanager
+def one_at_a_time(db: Path | None) -> Iterator[None]:
+    """One process at a time opens a sqlite store (a lock file beside it): MLflow makes a new
+    store's tables unlocked, and the parallel jobs of a sweep would collide on a new file."""
+    if db is None or os.name == "nt":
+        yield
+        return
+    import fcntl
+
+    with open(f"{db}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def sweep_of(run_dir: Path) -> str | None:

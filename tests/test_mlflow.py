@@ -151,12 +151,33 @@ def test_an_experiment_made_meanwhile_is_joined(tmp_path, monkeypatch):
     assert mlflow.MlflowClient(uri).search_runs([made]) == []
 
 
+def test_a_sqlite_store_is_opened_one_process_at_a_time(tmp_path):
+    """MLflow makes a new store's tables without a lock: parallel jobs (hydra/launcher=joblib)
+    on a new file failed with `table _alembic_tmp_experiments already exists`."""
+    import fcntl
+    import threading
+
+    db = tmp_path / "m.db"
+    opening = threading.Thread(target=MLflowLogger, args=(tmp_path / "run", f"sqlite:///{db}"))
+    with open(f"{db}.lock", "w") as held:  # another job is opening the store
+        fcntl.flock(held, fcntl.LOCK_EX)
+        opening.start()
+        opening.join(timeout=3)
+        assert opening.is_alive() and not db.exists()  # it waits its turn
+    opening.join(timeout=120)
+    assert not opening.is_alive() and db.exists()
+
+
 def test_a_relative_sqlite_store_resolves_with_its_artifacts_beside_it(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    uri, artifacts = local_store("sqlite:///outputs/mlflow.db")
-    assert uri == f"sqlite:///{tmp_path}/outputs/mlflow.db"
-    assert artifacts == (tmp_path / "outputs" / "mlartifacts").as_uri()
+    uri, db = local_store("sqlite:///outputs/mlflow.db")
+    assert (
+        uri == f"sqlite:///{tmp_path}/outputs/mlflow.db"
+        and db == tmp_path / "outputs" / "mlflow.db"
+    )
     assert (tmp_path / "outputs").is_dir()  # made before the store opens
+    logger = MLflowLogger(tmp_path / "run", "sqlite:///outputs/mlflow.db")
+    assert logger.artifact_location == (tmp_path / "outputs" / MLFLOW_ARTIFACTS_DIR).as_uri()
     assert local_store("http://mlflow.example:5000") == ("http://mlflow.example:5000", None)
 
 
