@@ -100,13 +100,10 @@ def _make(node: DictConfig, **runtime: Any) -> Any:
 
 def fit(built: Built, run_dir: Path, resume_from: Path | None = None):
     """Train (or resume from a checkpoint); the model ends on its best weights. Returns the
-    TrainResult."""
+    TrainResult. The logger stays open: `train` closes it once the run is saved."""
     b = built
-    try:
-        return b.trainer.fit(b.model, b.encoded["train"], b.encoded["eval"], b.collator,
-                             b.optimizer, b.scheduler, b.scorer, run_dir, resume_from)  # fmt: skip
-    finally:
-        b.logger.close()
+    return b.trainer.fit(b.model, b.encoded["train"], b.encoded["eval"], b.collator,
+                         b.optimizer, b.scheduler, b.scorer, run_dir, resume_from)  # fmt: skip
 
 
 def score_test(built: Built) -> tuple[np.ndarray, np.ndarray, dict, dict]:
@@ -157,17 +154,21 @@ def train(cfg: DictConfig, run_dir: Path):
     marks = [time.perf_counter()]  # where a run's wall time goes: metrics.json `seconds`
     built = build(cfg, run_dir)
     marks.append(time.perf_counter())
-    resume_from = find_checkpoint(cfg.resume, run_dir, built.trainer.latest_checkpoint)
-    result = fit(built, run_dir, resume_from)
-    marks.append(time.perf_counter())
-    labels, logits, scores, ci = score_test(built)
-    marks.append(time.perf_counter())
-    seconds = dict(zip(("build", "fit", "test"), np.diff(marks).tolist(), strict=True))
-    resumed = str(resume_from) if resume_from else None
-    summary = outputs.RunSummary.of(built, result, scores, ci, seconds, resumed)
-    if distributed.is_main():  # under torchrun, rank 0 alone writes the run's results
-        save(built, cfg, run_dir, summary, labels, logits)
-        built.trainer.cleanup(run_dir)  # a finished run: no resume checkpoints left behind
+    try:  # the logger ends its run once: finished after `finish`, else failed or killed
+        resume_from = find_checkpoint(cfg.resume, run_dir, built.trainer.latest_checkpoint)
+        result = fit(built, run_dir, resume_from)
+        marks.append(time.perf_counter())
+        labels, logits, scores, ci = score_test(built)
+        marks.append(time.perf_counter())
+        seconds = dict(zip(("build", "fit", "test"), np.diff(marks).tolist(), strict=True))
+        resumed = str(resume_from) if resume_from else None
+        summary = outputs.RunSummary.of(built, result, scores, ci, seconds, resumed)
+        if distributed.is_main():  # under torchrun, rank 0 alone writes the run's results
+            save(built, cfg, run_dir, summary, labels, logits)
+            built.logger.finish(summary.to_json())  # test metrics, reports (logger=mlflow)
+            built.trainer.cleanup(run_dir)  # a finished run: no resume checkpoints left behind
+    finally:
+        built.logger.close()
     return summary
 
 
