@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make run    install into .venv, fetch the corpus if needed, train the default experiment
 #   make test   install into .venv, fetch the corpus if needed, lint and run every test
+#   make mlflow-ui   the MLflow UI on the runs of logger=mlflow (http://127.0.0.1:5000)
 # Pass overrides to a run with ARGS, e.g. make run ARGS="model=custom_head dropout=0.3".
 
 PYTHON ?= python3
@@ -14,7 +15,7 @@ export NLTK_DATA
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup data run test lint
+.PHONY: setup data run test lint mlflow-ui
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,3 +37,11 @@ lint: $(VENV)/.installed
 
 test: setup lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# mlflow's server needs SQLAlchemy 2 and the Optuna that hydra-optuna-sweeper pins needs
+# SQLAlchemy<2, so the UI runs from a venv of its own, with the mlflow version of .venv.
+MLFLOW_UI_VENV ?= .venv-mlflow-ui
+mlflow-ui: $(VENV)/.installed
+	@test -x $(MLFLOW_UI_VENV)/bin/mlflow || { $(PYTHON) -m venv $(MLFLOW_UI_VENV) && \
+	  $(MLFLOW_UI_VENV)/bin/pip install -q "mlflow==$$($(PY) -c 'import mlflow; print(mlflow.__version__)')"; }
+	$(MLFLOW_UI_VENV)/bin/mlflow ui --backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///outputs/mlflow.db}" $(ARGS)
