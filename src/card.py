@@ -57,6 +57,9 @@ def base_model(backbone: Mapping) -> str | None:
 def dataset_of(dataset: Mapping) -> tuple[str, str]:
     """(type, name) for the model-index: the dataset option (its class in snake_case), and the
     files it read, if any."""
+    if dataset.get("path"):  # dataset=hf: its hub id (or builder, or folder) and configuration
+        hub = dataset["path"] if dataset.get("data_files") is None else str(dataset["data_files"])
+        return dataset["path"], hub + (f" ({dataset['name']})" if dataset.get("name") else "")
     kind = re.sub(r"(?<!^)(?=[A-Z])", "_", dataset["_target_"].rsplit(".", 1)[-1]).lower()
     files = [dataset[k] for k in ("train_file", "test_file") if dataset.get(k)]
     return kind, " + ".join(map(str, files)) or kind
@@ -145,6 +148,7 @@ def settings(cfg: Mapping, metrics: Mapping, head: str) -> dict[str, Any]:
     return {
         **out,
         "dropout": model["dropout"],
+        **({"class_weights": cfg["class_weights"]} if cfg.get("class_weights") else {}),
         "seed": cfg["seed"],
         "splits": f"{sizes} / {metrics['n_test']} test",
         "epoch chosen on": f"{metrics['eval_split']} split, by {trainer['metric_for_best_model']}",

@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -242,24 +242,30 @@ class Columns(Splits):
             raise UserError(f"{where}: every row has empty text in column '{self.text_column}'")
         return texts, labels
 
-    def load_splits(self, train: Split, test: Split | None, names: list[str] | None = None,
-                    evaluation: Split | None = None, where: str = "") -> Corpus:  # fmt: skip
+    def load_splits(self, where: Mapping[str, str | None], train: Split, test: Split | None,
+                    names: list[str] | None = None, evaluation: Split | None = None,
+                    ) -> Corpus:  # fmt: skip
         """Label strings become ids through the train split's sorted list (ids stay ids when
-        `names` is given); no test split: a stratified one from train."""
+        `names` is given); no test split: a stratified one from train. `where` names each
+        split's source for the errors."""
         if names is None:
             names = label_list([str(y) for y in train.labels])
             ids = {name: i for i, name in enumerate(names)}
-            for split, name in ((test, "test"), (evaluation, "validation")):
+            for split, role in ((test, "test"), (evaluation, "validation")):
                 if split is not None and (
                     unseen := sorted({str(y) for y in split.labels} - set(ids))
                 ):
-                    raise UserError(f"{where}: {name} labels {unseen} never appear in train")
+                    raise UserError(
+                        f"{where.get(role)}: labels {unseen} never appear in {where.get('train')}"
+                    )
             train, test, evaluation = (
                 None if s is None else Split(s.texts, [ids[str(y)] for y in s.labels])
                 for s in (train, test, evaluation)
             )
         if len(names) < 2:
-            raise UserError(f"{where}: only one label ({names[0]}); a classifier needs two or more")
+            raise UserError(
+                f"{where.get('train')}: only one label ({names[0]}); a classifier needs two or more"
+            )
         if test is None:
             train, test = _split(train.texts, train.labels, self.test_size, self.split_seed)
         return self.finish(train, test, names, evaluation)
@@ -277,7 +283,8 @@ class Files(Columns):
             raise UserError("dataset=files needs dataset.train_file=<path to .csv, .tsv or .jsonl>")
         train = self._read(Path(self.train_file))
         test = self._read(Path(self.test_file)) if self.test_file else None
-        return self.load_splits(train, test, where=self.train_file)
+        where = {"train": self.train_file, "test": self.test_file}
+        return self.load_splits(where, train, test)
 
     def _read(self, path: Path) -> Split:
         rows = read_rows(path)
@@ -292,8 +299,10 @@ def _is_data_files(value: Any) -> bool:
 
 @dataclass
 class HFDataset(Columns):
-    """Anything `datasets.load_dataset` reads: a hub id, a builder (csv, json, parquet) with
-    data_files, or a local folder; `save_to_disk` folders through `load_from_disk`."""
+    """Anything `datasets.load_dataset` reads: a hub id, a builder with files, a local folder.
+
+    A builder is csv, json or parquet with `data_files`; a folder `save_to_disk` wrote loads
+    through `load_from_disk`."""
 
     path: str | None = param(None, "required: a hub id (imdb), a builder (parquet) or a folder")
     name: str | None = param(None, "the dataset's configuration (load_dataset's `name`)")
@@ -323,19 +332,21 @@ class HFDataset(Columns):
             log.info(f"{where}: no split '{self.test_split}': a stratified split of train")
         feature = found[self.train_split].features.get(self.label_column)
         names = list(feature.names) if hasattr(feature, "names") else None  # a ClassLabel
-        splits = {
-            role: self._split(found[split], f"{where} split '{split}'", names)
-            for role, split in wanted.items()
-            if split is not None and split in found
-        }
+        roles = {role: split for role, split in wanted.items() if split in found}
+        origins = {role: f"{where} split '{split}'" for role, split in roles.items()}
+        splits = {role: self._split(found[split], origins[role], names)
+                  for role, split in roles.items()}  # fmt: skip
         return self.load_splits(
-            splits["train"], splits.get("test"), names, splits.get("validation"), where
+            origins, splits["train"], splits.get("test"), names, splits.get("validation")
         )
 
     def _load(self):
         """The DatasetDict, with one line for what `datasets` could not load."""
         import datasets
 
+        hub_log = logging.getLogger("huggingface_hub")
+        level = hub_log.level
+        hub_log.setLevel(logging.ERROR)  # offline: its retry warnings, then our one line
         try:
             if (Path(self.path) / "dataset_dict.json").is_file():
                 return datasets.load_from_disk(self.path)
@@ -350,6 +361,8 @@ class HFDataset(Columns):
                 f"dataset.path={self.path}: datasets cannot load it ({reason}); check the id, "
                 "dataset.name and dataset.data_files (offline: a local folder or files)"
             ) from None
+        finally:
+            hub_log.setLevel(level)
 
     def _split(self, dataset, where: str, names: list[str] | None) -> Split:
         """A split's texts and labels; a ClassLabel's ids stay ids, -1 (hidden) is refused."""

@@ -111,3 +111,7 @@ def test_a_run_on_a_local_folder_end_to_end(tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["label_names"] == NAMES and metrics["n_test"] == 20
     assert (metrics["n_train"], metrics["n_eval"]) == (48, 6)  # 54 / 6 carved, train capped
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(run_dir / "best_model" / "README.md")
+    assert {r.dataset_type for r in card.data.eval_results} == {str(folder)}

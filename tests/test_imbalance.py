@@ -60,6 +60,8 @@ def test_balanced_raises_the_minority_recall(compose_cfg, tmp_path, trainer, cap
     train(compose_cfg(*base, "class_weights=balanced"), tmp_path / "balanced")
 
     assert _minority_recall(tmp_path / "balanced") > _minority_recall(tmp_path / "null")
+    card = (tmp_path / "balanced" / "best_model" / "README.md").read_text()
+    assert "| class_weights | balanced |" in card
 
 
 @pytest.mark.parametrize("trainer", ["manual", "hf"])
