@@ -9,6 +9,7 @@ import json
 import subprocess
 from pathlib import Path
 
+import mlflow
 import pytest
 import yaml
 
@@ -19,8 +20,6 @@ from src.loggers import MLFLOW_ARTIFACTS_DIR, MLflowLogger, local_store, sweep_o
 from src.run import train
 from tests.conftest import ROOT, run_cli
 from tests.test_loggers import EXPECTED_TAGS
-
-mlflow = pytest.importorskip("mlflow")
 
 ARTIFACTS = {
     "report.md",
