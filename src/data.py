@@ -431,13 +431,16 @@ def encode_texts(
                 if truncation == "chunks"
                 else [truncate(ids, budget, truncation)]
             )
-            for cut in cuts:
-                input_ids = prefix + cut + suffix
-                example = {"input_ids": input_ids, "attention_mask": [1] * len(input_ids)}
-                if with_types:
-                    example["token_type_ids"] = [0] * len(input_ids)
-                examples.append({**example, "doc": doc})
+            examples.extend(_example(prefix + cut + suffix, doc, with_types) for cut in cuts)
     return examples
+
+
+def _example(input_ids: list[int], doc: int, with_types: bool) -> dict:
+    """One model input: its ids, a full attention mask, segment 0 where the model takes types."""
+    example = {"input_ids": input_ids, "attention_mask": [1] * len(input_ids)}
+    if with_types:
+        example["token_type_ids"] = [0] * len(input_ids)
+    return {**example, "doc": doc}
 
 
 def encode(
@@ -492,12 +495,10 @@ def encode_cached(tokenizer, split: Split, max_length: int, truncation: str, str
             ids, lengths, doc = stored["input_ids"], stored["lengths"], stored["doc"]
         starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
         with_types = "token_type_ids" in tokenizer.model_input_names
-        examples = []
-        for start, n, d in zip(starts.tolist(), lengths.tolist(), doc.tolist(), strict=True):
-            example = {"input_ids": ids[start : start + n].tolist(), "attention_mask": [1] * n}
-            if with_types:
-                example["token_type_ids"] = [0] * n
-            examples.append({**example, "doc": d, "labels": split.labels[d]})
+        examples = [
+            {**_example(ids[start : start + n].tolist(), d, with_types), "labels": split.labels[d]}
+            for start, n, d in zip(starts.tolist(), lengths.tolist(), doc.tolist(), strict=True)
+        ]
         log.info(f"tokenized {len(split)} texts: read from {path}")
         return examples
     examples = encode(tokenizer, split, max_length, truncation, stride)
