@@ -2,7 +2,7 @@
 
     python -m benchmarks.profile_step [overrides ...]      # e.g. trainer.precision=bf16
 
-Builds the run with src.run.build (backbone MiniLM, real reviews, the config's max_length and
+Builds the run with src.build.build (backbone MiniLM, real reviews, the config's max_length and
 batch size), trains 2 warm-up steps, then profiles 3 steps of the manual loop's forward,
 backward and optimizer step, and prints the operators that took the most CPU time.
 """
@@ -10,14 +10,13 @@ backward and optimizer step, and prints the operators that took the most CPU tim
 from __future__ import annotations
 
 import sys
-import tempfile
-from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
 from benchmarks.common import compose, use_shared_corpus
-from src import run
+from src.build import build
+from src.loggers import NullLogger
 
 WARMUP, STEPS = 2, 3
 
@@ -25,8 +24,7 @@ WARMUP, STEPS = 2, 3
 def main(overrides: list[str]) -> None:
     use_shared_corpus()
     cfg = compose(["trainer=manual", "device=cpu", *overrides])
-    with tempfile.TemporaryDirectory() as out:
-        built = run.build(cfg, Path(out))
+    built = build(cfg, NullLogger())
     trainer, model = built.trainer, built.model
     trainer.model, trainer.optimizer, trainer.scheduler = model, built.optimizer, built.scheduler
     trainer.ddp, trainer.net = None, model

@@ -11,7 +11,6 @@ user waits for; its numbers are read back from the run's metrics.json.
 
 from __future__ import annotations
 
-import json
 import statistics
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from src import data, metrics, outputs
+from src import data, metrics, rundir
 
 # The two speed settings of the issue that made attention dropout a key: the backbone's own
 # attention dropout (0.1) in fp32, against no attention dropout (SDPA's fused kernel) with
@@ -86,7 +85,7 @@ def run_once(overrides: list[str], out_dir: Path, env: dict[str, str]) -> dict[s
     if proc.returncode:
         tail = out_dir.with_suffix(".log").read_text()[-3000:]
         sys.exit(f"[bench] {' '.join(command)} failed (exit {proc.returncode}):\n{tail}")
-    summary = json.loads((out_dir / outputs.METRICS_FILE).read_text())
+    summary = rundir.read_metrics(out_dir)
     return {
         "test": summary["test"],
         "test_ci95": summary.get("test_ci95", {}),

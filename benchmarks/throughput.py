@@ -40,7 +40,8 @@ from transformers import (
 from benchmarks.common import MINILM, compose
 from src import data, run
 from src.backbones import resolve_path
-from src.trainers.common import cpu_has_native_bf16
+from src.build import build, make
+from src.devices import cpu_has_native_bf16
 
 # --shape: the model every variant trains. bert-base's shape has random weights and the embedded
 # tokenizer (the same uncased 30522-piece vocab): the real model's speed without its download.
@@ -261,7 +262,7 @@ def notebook(
     if shape == "minilm":
         model = BertForSequenceClassification.from_pretrained(path, num_labels=2)
     else:  # the project's own bert-base-shaped config, so both sides train the same model
-        backbone = run._make(compose(SHAPES[shape]).backbone)
+        backbone = make(compose(SHAPES[shape]).backbone)
         model = BertForSequenceClassification(backbone.config(num_labels=2))
     total = warmup + steps
     args = TrainingArguments(
@@ -337,7 +338,7 @@ def project(
         ]
     )
     clock = StepClock()
-    built = run.build(cfg, Path(out_dir), logger=clock)
+    built = build(cfg, logger=clock)
     counter = built.collator = CountingCollator(built.collator)
     run.fit(built, Path(out_dir))
     model, loop, eval_set = built.model, built.trainer, built.encoded["eval"]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from benchmarks.common import ROOT, compose, use_shared_corpus
 from src import data
-from src.run import _make
+from src.build import make
 
 WAYS = ("tokenize_cache=null", "empty cache (tokenize, store)", "cache hit (read)")
 
@@ -40,8 +40,8 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     use_shared_corpus()
     cfg = compose(args.overrides)
-    corpus = _make(cfg.dataset).load()
-    tokenizer = _make(cfg.backbone).tokenizer()
+    corpus = make(cfg.dataset).load()
+    tokenizer = make(cfg.backbone).tokenizer()
     cut = (cfg.max_length, cfg.truncation, cfg.stride)
     seconds = {way: [] for way in WAYS}
     for _ in range(args.repeats):

@@ -7,16 +7,21 @@ shipped inside an installed Python package (the embedded default, usable offline
 from __future__ import annotations
 
 import importlib.util
+import json
+import re
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass
 from pathlib import Path
 from typing import Any
 
 from src.errors import UserError
-from src.spec import Spec, param
+from src.schema import Spec, param
 
 PKG_SCHEME = "pkg://"
 INITS = ("pretrained", "random")
+# A Hugging Face model id, `name` or `owner/name` (huggingface_hub's validate_repo_id rule)
+_NAME = r"(?![.-])[\w.-]{1,96}(?<![.-])"
+_HUB_ID = re.compile(rf"^(?!.*(--|\.\.)){_NAME}(/{_NAME})?$")
 
 
 def resolve_path(path: str) -> str:
@@ -36,6 +41,26 @@ def resolve_path(path: str) -> str:
     return str(folder)
 
 
+def _is_location(path: Any) -> bool:
+    """A pkg:// path, a folder that exists, or what the hub could serve: any other path fails
+    in validation, not after the hub client's retries."""
+    if not isinstance(path, str) or not path:
+        return False
+    return path.startswith(PKG_SCHEME) or Path(path).is_dir() or bool(_HUB_ID.match(path))
+
+
+def position_limit(backbone: Mapping) -> int | None:
+    """The backbone's max_position_embeddings when its config.json is on disk (None: hub id)."""
+    overrides = backbone.get("config_overrides") or {}
+    if "max_position_embeddings" in overrides:
+        return overrides["max_position_embeddings"]
+    path = backbone["path"]
+    config_file = Path(resolve_path(path) if path.startswith(PKG_SCHEME) else path) / "config.json"
+    if not config_file.is_file():
+        return None
+    return json.loads(config_file.read_text()).get("max_position_embeddings")
+
+
 def _is_plain(value: Any) -> bool:
     if isinstance(value, list):
         return all(_is_plain(v) for v in value)
@@ -47,7 +72,10 @@ class Backbone(Spec):
     """An encoder checkpoint plus how to initialise it."""
 
     name: str = param(MISSING, "a name for logs and reports")
-    path: str = param(MISSING, "a local folder, a hub id, or pkg://<package>/<folder>")
+    path: str = param(
+        MISSING, "a local folder, a hub id, or pkg://<package>/<folder>", test=_is_location,
+        allowed="an existing folder, a hub id (name or owner/name) or pkg://<package>/<folder>",
+    )  # fmt: skip
     hub_id: str | None = param(
         None, "the hub id of these weights (the model card's base_model); null: path, if one"
     )

@@ -10,9 +10,12 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from src.errors import USER_ERROR_EXIT_CODE, UserError, one_line
+from src.rundir import claim
+
 
 def unwritable_reason(folder: Path) -> str | None:
-    """Why `folder` cannot be created and written, or None if it can."""
+    """Why `folder` cannot be created and written (trying it), or None if it can."""
     probe = folder
     while not probe.exists():
         probe = probe.parent
@@ -20,17 +23,33 @@ def unwritable_reason(folder: Path) -> str | None:
         return f"{probe} is a file, not a folder"
     if not os.access(probe, os.W_OK | os.X_OK):
         return f"{probe} is not writable"
+    try:  # what os.access cannot tell: root on a read-only or virtual file system, a long name
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        return f"it cannot be created ({e.strerror or type(e).__name__})"
     return None
 
 
 class CheckOutputDir(Callback):
-    """Refuse an output folder that cannot be written before Hydra tries to create it, with one
-    line instead of a stack trace."""
+    """Before Hydra writes anything into the run (or sweep) folder: refuse one that cannot be
+    written, and one that a live run is writing, with one line instead of a stack trace. The
+    folder is then held for this process (src.rundir.claim), so a second run into it is
+    refused while this one lives; under torchrun rank 0 holds it for all."""
 
     def _check(self, folder: str, key: str) -> None:
-        if reason := unwritable_reason(Path(folder)):
-            print(f"error: {key}={folder}: {reason}; choose a writable folder", file=sys.stderr)
-            sys.exit(2)
+        from src.distributed import is_main
+
+        try:
+            if reason := unwritable_reason(Path(folder)):
+                raise UserError(f"{key}={folder}: {reason}; choose a writable folder")
+            if is_main():
+                try:
+                    claim(Path(folder))
+                except UserError as e:
+                    raise UserError(f"{key}={e}") from None
+        except UserError as e:
+            print(one_line(e), file=sys.stderr)
+            sys.exit(USER_ERROR_EXIT_CODE)
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._check(config.hydra.run.dir, "hydra.run.dir")

@@ -11,13 +11,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from src.backbones import PKG_SCHEME
-from src.metrics import BOOTSTRAP_RESAMPLES, CORE, average
-from src.models import CUSTOM_HEAD_ARCH
+from src.metrics import REGISTRY, average
+from src.render import BOOTSTRAP, head_of, interval, selection, settings_table
+from src.rundir import best_key
 
 TASK = "text-classification"
 
@@ -36,11 +36,6 @@ def model_card(cfg: Mapping, metrics: Mapping) -> ModelCard:
         eval_results=eval_results(cfg, metrics, kind, name),
     )
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body(cfg, metrics, head, name)}")
-
-
-def head_of(metrics: Mapping) -> str:
-    """The model option: the project's own head is the one the Auto classes cannot load."""
-    return "custom_head" if metrics["model"] == CUSTOM_HEAD_ARCH else "hf_head"
 
 
 def base_model(backbone: Mapping) -> str | None:
@@ -69,19 +64,23 @@ def eval_results(cfg: Mapping, metrics: Mapping, kind: str, name: str) -> list[E
     """Every test metric on the test split; the best validation value of the metric that chose
     the epoch too, when a validation split chose it (a test-split choice is no separate result)."""
     common = {"task_type": TASK, "dataset_type": kind, "dataset_name": name}
-    pooled = {"average": average(len(metrics["label_names"]))}
+    average_of = {"average": average(len(metrics["label_names"]))}
+
+    def args(metric: str) -> dict | None:  # how precision, recall and F1 pooled the labels
+        return average_of if metric in REGISTRY and REGISTRY[metric].pools_labels else None
+
     results = [
         EvalResult(**common, dataset_split="test", metric_type=m, metric_value=float(v),
-                   metric_name=f"test {m}", metric_args=pooled if m in CORE[1:] else None)
+                   metric_name=f"test {m}", metric_args=args(m))
         for m, v in metrics["test"].items()
     ]  # fmt: skip
     metric = cfg["trainer"]["metric_for_best_model"]
-    best = metrics.get(f"best_eval_{metric}")
+    best = metrics.get(best_key(metric))
     if metrics["eval_split"] == "validation" and best is not None:
         results.append(
             EvalResult(**common, dataset_split="validation", metric_type=metric,
                        metric_value=float(best), metric_name=f"best validation {metric}",
-                       metric_args=pooled if metric in CORE[1:] else None)
+                       metric_args=args(metric))
         )  # fmt: skip
     return results
 
@@ -108,52 +107,20 @@ def body(cfg: Mapping, metrics: Mapping, head: str, dataset: str) -> str:
         "| metric | value | 95% interval |",
         "|---|---|---|",
         *(
-            f"| {m} | {v:.4f} | {_interval(metrics['test_ci95'].get(m))} |"
+            f"| {m} | {v:.4f} | {interval(metrics['test_ci95'].get(m))} |"
             for m, v in metrics["test"].items()
         ),
         "",
-        f"Intervals: a percentile bootstrap over the test texts ({BOOTSTRAP_RESAMPLES} resamples, "
-        f"seeded). Precision, recall and F1: {_pooling(metrics['label_names'])}.",
+        f"Intervals: {BOOTSTRAP}. Precision, recall and F1: {_pooling(metrics['label_names'])}.",
         "",
-        _selection(cfg, metrics),
+        selection(cfg, metrics),
         "",
         "## Training settings",
         "",
-        "| setting | value |",
-        "|---|---|",
-        *(f"| {k} | {v} |" for k, v in settings(cfg, metrics, head).items()),
+        *settings_table(cfg, metrics),
         "",
     ]
     return "\n".join(lines)
-
-
-def settings(cfg: Mapping, metrics: Mapping, head: str) -> dict[str, Any]:
-    """The settings a user of the model asks about, read where the run read them."""
-    trainer, model, optimizer = cfg["trainer"], cfg["model"], cfg["optimizer"]
-    accum = trainer["grad_accum_steps"]
-    out = {
-        "backbone": f"{cfg['backbone']['name']} (`{cfg['backbone']['path']}`)",
-        "head": head + (f", {model['pooling']} pooling" if "pooling" in model else ""),
-        "trainer": metrics["trainer"],
-        "optimizer": f"{optimizer['_target_'].rsplit('.', 1)[-1]}, lr {optimizer['lr']}",
-        "scheduler": f"{cfg['scheduler']['name']}, warmup {cfg['scheduler']['warmup_ratio']}",
-        "epochs": trainer["epochs"],
-        "batch_size": f"{trainer['batch_size']}" + (f" x {accum} accumulated" if accum > 1 else ""),
-        "max_length": cfg["max_length"],
-        "truncation": cfg["truncation"],
-    }
-    if cfg["truncation"] == "chunks":
-        out.update(stride=cfg["stride"], chunk_pooling=cfg["chunk_pooling"])
-    sizes = f"{metrics['n_train']} train / {metrics['n_eval']} {metrics['eval_split']}"
-    return {
-        **out,
-        "dropout": model["dropout"],
-        **({"class_weights": cfg["class_weights"]} if cfg.get("class_weights") else {}),
-        "seed": cfg["seed"],
-        "splits": f"{sizes} / {metrics['n_test']} test",
-        "epoch chosen on": f"{metrics['eval_split']} split, by {trainer['metric_for_best_model']}",
-        "precision": f"{metrics['precision']} on {metrics['device']}",
-    }
 
 
 def _origin(backbone: Mapping, dataset: str, n_train: int) -> str:
@@ -167,25 +134,10 @@ def _origin(backbone: Mapping, dataset: str, n_train: int) -> str:
     return f"[{base}](https://huggingface.co/{base}) fine-tuned {data}."
 
 
-def _selection(cfg: Mapping, metrics: Mapping) -> str:
-    metric, split = cfg["trainer"]["metric_for_best_model"], metrics["eval_split"]
-    best = metrics.get(f"best_eval_{metric}")
-    line = (f"The weights are epoch {metrics['best_epoch']}'s, the best {metric} on the {split} "
-            f"split ({best:.4f}).")  # fmt: skip
-    if split == "test":
-        line += (" The test split chose the epoch (the notebook's way, `dataset.val_size=0`), "
-                 "so the test metrics above are optimistic.")  # fmt: skip
-    return line
-
-
 def _pooling(label_names: list[str]) -> str:
     if average(len(label_names)) == "binary":
         return f"of the positive label, `{label_names[1]}`"
     return "the unweighted mean over labels (macro)"
-
-
-def _interval(bounds: list[float] | None) -> str:
-    return f"[{bounds[0]:.4f}, {bounds[1]:.4f}]" if bounds else "-"
 
 
 _LOAD = {

@@ -4,7 +4,7 @@
     python -m src.compare RUN_A RUN_B --csv                # one row per run
 
 A run is any folder `python -m src.run` finished (metrics.json), from `outputs/runs/` or a job
-folder of a sweep, from any sweep. Only Hydra's YAML reader and the standard library load.
+folder of a sweep, from any sweep; its files are read through src.rundir. No torch loads.
 """
 
 from __future__ import annotations
@@ -12,19 +12,17 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from src.errors import UserError
-from src.outputs import CONFIG_FILE, METRICS_FILE
+from src import render
+from src.errors import UserError, one_line
+from src.metrics import CORE
+from src.rundir import CONFIG_FILE, best_eval, best_key, not_finished, read_config, read_metrics
 
 ABSENT = "<absent>"
-CORE = ("accuracy", "f1", "precision", "recall")
 # (label, metrics.json path) of what a reader compares after the test metrics, in this order
 FACTS = (
     ("best epoch", ("best_epoch",)),
@@ -39,16 +37,6 @@ FACTS = (
 )
 
 
-def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    """Dotted key -> value; lists and empty mappings are values."""
-    if not isinstance(node, dict) or not node:
-        return {prefix: node}
-    out: dict[str, Any] = {}
-    for key, value in node.items():
-        out.update(flatten(value, f"{prefix}{key}" if not prefix else f"{prefix}.{key}"))
-    return out
-
-
 @dataclass
 class Run:
     name: str
@@ -57,17 +45,10 @@ class Run:
 
     @classmethod
     def read(cls, folder: Path) -> Run:
-        metrics_file, config_file = folder / METRICS_FILE, folder / CONFIG_FILE
-        if not folder.is_dir():
-            raise UserError(f"{folder}: no such folder; give run folders (outputs/runs/<time>)")
-        if not metrics_file.is_file() or not config_file.is_file():
-            missing = METRICS_FILE if not metrics_file.is_file() else CONFIG_FILE
-            raise UserError(
-                f"{folder}: not a finished run (no {missing}); give a folder that "
-                "`python -m src.run` completed (outputs/runs/<time> or a sweep's job folder)"
-            )
-        config = flatten(yaml.safe_load(config_file.read_text()) or {})
-        return cls(folder.as_posix(), config, json.loads(metrics_file.read_text()))
+        metrics = read_metrics(folder)
+        if not (folder / CONFIG_FILE).is_file():
+            raise not_finished(folder, CONFIG_FILE)
+        return cls(folder.as_posix(), read_config(folder), metrics)
 
     def get(self, path: tuple[str, ...]) -> Any:
         value: Any = self.metrics
@@ -109,16 +90,16 @@ def test_cell(run: Run, name: str) -> str:
     value, interval = run.get(("test", name)), run.get(("test_ci95", name))
     if value is None:
         return "-"
-    return _fmt(value) + (" [{:.4f}, {:.4f}]".format(*interval) if interval else "")
+    return _fmt(value) + (f" {render.interval(interval)}" if interval else "")
 
 
 def metric_rows(runs: list[Run]) -> list[tuple[str, list[str]]]:
     """The comparison's rows: test metrics with intervals, the best eval value, then facts."""
     tested = dict.fromkeys(k for run in runs for k in run.metrics.get("test", {}))
     names = [*CORE, *(k for k in tested if k not in CORE)]
-    best = sorted({k for run in runs for k in run.metrics if k.startswith("best_eval_")})
+    best = sorted({chosen[0] for run in runs if (chosen := best_eval(run.metrics))})
     rows = [(f"test {k}", [test_cell(run, k) for run in runs]) for k in names]
-    rows += [(k.replace("_", " "), [_fmt(run.get((k,))) for run in runs]) for k in best]
+    rows += [(f"best eval {m}", [_fmt(run.get((best_key(m),))) for run in runs]) for m in best]
     rows += [(label, [_fmt(run.get(path)) for run in runs]) for label, path in FACTS]
     return rows
 
@@ -165,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         runs = [Run.read(folder) for folder in args.runs]
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(one_line(e), file=sys.stderr)
         sys.exit(2)
     names = short_names(args.runs)
     sys.stdout.write(to_csv(runs, names) if args.csv else markdown(runs, names))

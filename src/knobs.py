@@ -1,8 +1,10 @@
 """The top-level knobs of conf/config.yaml (what people sweep), declared once.
 
-The groups read them by interpolation (`trainer.epochs: ${epochs}`); the checks that span
-groups (max_length against the backbone, a resume path, a device that is not there) run here,
-before anything loads.
+The groups read them by interpolation (`trainer.epochs: ${epochs}`). A knob that feeds a group's
+key is that key's declaration (`same_as`): one default, one rule, one help line, so
+`python -m src.spec trainer` prints what a run uses. The checks that span groups (max_length
+against the backbone, a resume path, a device that is not there) run here, before anything
+loads.
 """
 
 from __future__ import annotations
@@ -12,11 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from src.data import TRUNCATIONS
+from src.backbones import position_limit
+from src.data.tokenize import TRUNCATIONS
+from src.devices import check_device
 from src.errors import UserError
-from src.metrics import POOLINGS
-from src.spec import Spec, param, position_limit
-from src.trainers import DEVICE, check_device
+from src.metrics import CHUNK_POOLINGS
+from src.models import Head
+from src.optim import TorchOptimizer
+from src.schema import Spec, param, same_as
+from src.trainers import TrainerConfig
 
 MIN_MAX_LENGTH = 3  # [CLS], one word piece, [SEP]
 
@@ -28,18 +34,18 @@ class Knobs(Spec):
     NODES: ClassVar[tuple[str, ...]] = ("dataset", "backbone", "model", "trainer", "optimizer",
                                         "scheduler", "logger", "metrics")  # fmt: skip
 
-    seed: int = param(42, "seeds the weights' init, dropout and batch order (not the split)")
-    lr: float = param(1e-4, "peak learning rate (optimizer.lr)", gt=0)
-    epochs: int = param(2, "passes over the training split", ge=1)
-    batch_size: int = param(16, "training examples per step and process", ge=1)
-    eval_batch_size: int = param(32, "examples per evaluation batch", ge=1)
+    seed: int = same_as(TrainerConfig, "seed")
+    lr: float = same_as(TorchOptimizer, "lr")
+    epochs: int = same_as(TrainerConfig, "epochs")
+    batch_size: int = same_as(TrainerConfig, "batch_size")
+    eval_batch_size: int = same_as(TrainerConfig, "eval_batch_size")
     max_length: int = param(256, "word pieces per text, [CLS] and [SEP] in", ge=MIN_MAX_LENGTH)
     truncation: str = param("head_tail", "which word pieces a long text keeps", choices=TRUNCATIONS)
     stride: int = param(64, "truncation=chunks: word pieces two windows share", ge=0)
-    chunk_pooling: str = param("logits", "chunks: mean of logits or probs", choices=POOLINGS)
-    dropout: float = param(0.1, "the classifier dropout of either head", ge=0, lt=1)
-    device: str = param("auto", "auto = cuda, else mps, else cpu", **DEVICE)
-    compile: bool = param(False, "torch.compile the training forward")
+    chunk_pooling: str = param("logits", "chunks: mean of logits or probs", choices=CHUNK_POOLINGS)
+    dropout: float = same_as(Head, "dropout")
+    device: str = same_as(TrainerConfig, "device")
+    compile: bool = same_as(TrainerConfig, "compile")
     resume: str | None = param(None, "auto (this run's newest checkpoint) or a run folder")
     tokenize_cache: str | None = param(
         "outputs/cache/tokenized", "folder of tokenized splits shared by runs; null: tokenize anew"

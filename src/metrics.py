@@ -1,5 +1,8 @@
 """Metrics: the four core ones computed locally with scikit-learn (offline, fast), plus any
-extra metric module Hugging Face `evaluate` can load (`metrics.extra=[name or local path]`)."""
+extra metric module Hugging Face `evaluate` can load (`metrics.extra=[name or local path]`).
+
+`REGISTRY` owns what every table, sort and card says about a metric: its name, its place in
+the order, which way is better and whether it pools labels."""
 
 from __future__ import annotations
 
@@ -10,9 +13,39 @@ from typing import Any
 import numpy as np
 
 from src.errors import UserError
-from src.spec import Spec, param
+from src.schema import Spec, param
 
-CORE = ("accuracy", "precision", "recall", "f1")
+
+@dataclass(frozen=True)
+class MetricInfo:
+    name: str
+    higher_is_better: bool = True
+    pools_labels: bool = True  # binary (positive label) for two labels, macro for more
+
+
+REGISTRY = {
+    m.name: m
+    for m in (
+        MetricInfo("accuracy", pools_labels=False),
+        MetricInfo("precision"),
+        MetricInfo("recall"),
+        MetricInfo("f1"),
+    )
+}
+CORE = tuple(REGISTRY)  # the core metrics, in the order every table shows them
+
+
+def higher_is_better(name: str) -> bool:
+    """Which way `name` improves; an extra metric (metrics.extra) is taken as a score."""
+    info = REGISTRY.get(name)
+    return info.higher_is_better if info else True
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Class probabilities from logits, row by row (shifted by the row's max: no overflow)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    shifted = np.exp(logits - logits.max(-1, keepdims=True))
+    return shifted / shifted.sum(-1, keepdims=True)
 
 
 def average(num_labels: int) -> str:
@@ -22,22 +55,30 @@ def average(num_labels: int) -> str:
 
 
 def compute(labels: np.ndarray, preds: np.ndarray, num_labels: int) -> dict[str, float]:
-    """accuracy, precision, recall, F1: binary for two labels (positive = id 1), macro for more."""
-    from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+    """accuracy, precision, recall, F1: binary for two labels (positive = id 1), macro for more
+    (scikit-learn's definitions with zero_division=0, from the confusion counts)."""
+    scores = _scores(np.asarray(labels)[None], np.asarray(preds)[None], num_labels)
+    return {m: float(v[0]) for m, v in scores.items()}
 
-    precision, recall, f1, _ = precision_recall_fscore_support(
-        labels,
-        preds,
-        average=average(num_labels),
-        zero_division=0,
-        labels=None if num_labels == 2 else range(num_labels),
-    )
-    return {
-        "accuracy": float(accuracy_score(labels, preds)),
-        "precision": float(precision),
-        "recall": float(recall),
-        "f1": float(f1),
-    }
+
+def _scores(labels: np.ndarray, preds: np.ndarray, k: int) -> dict[str, np.ndarray]:
+    """The core metrics of each row of (rows, n) label and prediction arrays, all rows at once:
+    one confusion matrix per row (a bincount), then the counts' formulas."""
+    rows, n = labels.shape
+    cells = (labels * k + preds + np.arange(rows)[:, None] * k * k).ravel()
+    confusion = np.bincount(cells, minlength=rows * k * k).reshape(rows, k, k)
+    tp = np.diagonal(confusion, axis1=1, axis2=2).astype(np.float64)
+    precision = _ratio(tp, confusion.sum(1))  # of the predicted c, the true c
+    recall = _ratio(tp, confusion.sum(2))  # of the true c, the predicted c
+    f1 = _ratio(2 * precision * recall, precision + recall)
+    pooled = (lambda v: v[:, 1]) if average(k) == "binary" else (lambda v: v.mean(1))
+    return {"accuracy": tp.sum(1) / n, "precision": pooled(precision),
+            "recall": pooled(recall), "f1": pooled(f1)}  # fmt: skip
+
+
+def _ratio(part: np.ndarray, whole: np.ndarray) -> np.ndarray:
+    """part / whole, 0 where whole is 0 (scikit-learn's zero_division=0)."""
+    return np.divide(part, whole, out=np.zeros(part.shape), where=whole > 0)
 
 
 BOOTSTRAP_RESAMPLES = 1000
@@ -52,9 +93,9 @@ def bootstrap_ci(
     resample is scored, and the interval spans the middle `level` of those scores."""
     labels, preds = np.asarray(labels), np.asarray(preds)
     draws = np.random.default_rng(seed).integers(0, len(labels), (resamples, len(labels)))
-    scores = [compute(labels[i], preds[i], num_labels) for i in draws]
+    scores = _scores(labels[draws], preds[draws], num_labels)
     tails = [50 * (1 - level), 50 * (1 + level)]
-    return {m: [float(q) for q in np.percentile([s[m] for s in scores], tails)] for m in CORE}
+    return {m: [float(q) for q in np.percentile(scores[m], tails)] for m in CORE}
 
 
 @dataclass
@@ -73,7 +114,7 @@ class Metrics(Spec):
         return Scorer(num_labels, [_load(name) for name in self.extra], eval_docs, pooling)
 
 
-POOLINGS = ("logits", "probs")
+CHUNK_POOLINGS = ("logits", "probs")  # how a document's windows are pooled (chunk_pooling)
 
 
 def pool(logits: np.ndarray, docs: Sequence[int], how: str = "logits") -> np.ndarray:
@@ -81,8 +122,7 @@ def pool(logits: np.ndarray, docs: Sequence[int], how: str = "logits") -> np.nda
     log of their mean class probabilities, so that a softmax of the result gives that mean."""
     logits, docs = np.asarray(logits, dtype=np.float64), np.asarray(docs)
     if how == "probs":
-        shifted = np.exp(logits - logits.max(-1, keepdims=True))
-        logits = shifted / shifted.sum(-1, keepdims=True)
+        logits = softmax(logits)
     sums = np.zeros((docs.max() + 1, logits.shape[1]))
     np.add.at(sums, docs, logits)
     mean = sums / np.bincount(docs)[:, None]

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from src.spec import Spec, fields, param
+from src.schema import Spec, fields, param
 
 if TYPE_CHECKING:  # the configs are read by validation, which must not load torch
     from torch import nn
@@ -40,8 +40,11 @@ def _betas(value: Any) -> bool:
     )
 
 
+@dataclass
 class TorchOptimizer(Spec):
     """A torch.optim class of the same name, on parameter groups: weight decay for matrices."""
+
+    lr: float = param(1e-4, "the peak learning rate", gt=0)
 
     def build(self, model: nn.Module):
         import torch
@@ -55,7 +58,6 @@ class TorchOptimizer(Spec):
 class AdamW(TorchOptimizer):
     """torch.optim.AdamW."""
 
-    lr: float = param(1e-4, "the peak learning rate", gt=0)
     weight_decay: float = param(0.01, "decoupled weight decay (matrices only)", ge=0)
     betas: list[float] = param(
         [0.9, 0.999], "moment decay rates", test=_betas, allowed="a list of two numbers in [0, 1)"
@@ -68,7 +70,6 @@ class AdamW(TorchOptimizer):
 class SGD(TorchOptimizer):
     """torch.optim.SGD."""
 
-    lr: float = param(1e-4, "the peak learning rate", gt=0)
     momentum: float = param(0.9, "momentum factor", ge=0)
     dampening: float = param(0.0, "dampening for momentum", ge=0)
     weight_decay: float = param(0.0, "L2 penalty (matrices only)", ge=0)

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from src import outputs
-from src.errors import UserError
+from src import rundir
+from src.errors import UserError, one_line
 
 if TYPE_CHECKING:
     import numpy as np
@@ -50,11 +50,11 @@ class Predictor:
     def load(cls, run_dir: str | Path, device: str = "auto") -> Predictor:
         from transformers import AutoTokenizer
 
+        from src.devices import resolve_device
         from src.models import load_trained
-        from src.trainers.common import resolve_device
 
         folder = model_folder(Path(run_dir))
-        settings = json.loads((folder / outputs.PREPROCESSING_FILE).read_text())
+        settings = json.loads((folder / rundir.PREPROCESSING_FILE).read_text())
         torch_device = resolve_device(device)
         return cls(
             model=load_trained(folder).to(torch_device).eval(),
@@ -81,7 +81,7 @@ class Predictor:
         from tqdm.auto import tqdm
 
         from src import data
-        from src.metrics import pool
+        from src.metrics import pool, softmax
 
         cut = (self.max_length, self.truncation, self.stride)
         features = data.encode_texts(self.tokenizer, texts, *cut)
@@ -95,18 +95,17 @@ class Predictor:
                 batch = collate([features[i] for i in rows])
                 batch = {k: v.to(self.device) for k, v in batch.items()}
                 logits[rows] = self.model(**batch).logits.float().cpu().numpy()
-        pooled = pool(logits, data.docs(features), self.chunk_pooling)
-        return torch.softmax(torch.from_numpy(pooled), -1).numpy()
+        return softmax(pool(logits, data.docs(features), self.chunk_pooling))
 
 
 def model_folder(run_dir: Path) -> Path:
     """The best_model folder of a finished run (or `run_dir` itself when it is one)."""
-    settings, best = outputs.PREPROCESSING_FILE, outputs.BEST_MODEL_DIR
+    settings, best = rundir.PREPROCESSING_FILE, rundir.BEST_MODEL_DIR
     if not run_dir.is_dir():
         raise UserError(f"run_dir={run_dir}: no such folder")
     if (run_dir / settings).is_file() and (run_dir / "config.json").is_file():
         return run_dir
-    if missing := [name for name in (outputs.METRICS_FILE, best) if not (run_dir / name).exists()]:
+    if missing := [name for name in (rundir.METRICS_FILE, best) if not (run_dir / name).exists()]:
         raise UserError(
             f"run_dir={run_dir}: not a finished run (no {' or '.join(missing)}); "
             "give a folder under outputs/runs/ that `python -m src.run` completed"
@@ -189,7 +188,9 @@ def predict_file(args: dict) -> None:
     names = predictor.label_names
     probs = predictor.probabilities(texts, int(args["batch_size"]))
     target = Path(args["output"]) if args["output"] else source.with_suffix(".predictions.csv")
-    outputs.write_atomic(target, outputs.predictions_csv(rows, probs, names))
+    from src.outputs import predictions_csv
+
+    rundir.write_atomic(target, predictions_csv(rows, probs, names))
     counts = ", ".join(f"{n} {int((probs.argmax(-1) == i).sum())}" for i, n in enumerate(names))
     print(f"wrote {len(texts)} predictions ({counts}) to {target}")
 
@@ -205,5 +206,5 @@ if __name__ == "__main__":
     try:
         main(sys.argv[1:])
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(one_line(e), file=sys.stderr)
         sys.exit(2)

@@ -8,52 +8,28 @@ state, no display needed, and only runs that get this far pay for the import.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from src.metrics import BOOTSTRAP_RESAMPLES, CORE
-from src.outputs import REPORT_FILE, RunSummary, write_atomic
-
-CONFUSION_PNG = "confusion_matrix.png"
-CURVE_PNG = "learning_curve.png"
-REPORT_MD = "report.md"
+from src.metrics import CORE
+from src.render import BOOTSTRAP, interval, selection, settings_table
+from src.rundir import CONFIG_FILE, CONFUSION_PNG, CURVE_PNG, REPORT_FILE, REPORT_MD, write_atomic
 
 
-def write(
-    run_dir: Path,
-    cfg: DictConfig,
-    summary: RunSummary,
-    labels: np.ndarray,
-    preds: np.ndarray,
-    classification_report: str,
-) -> None:
-    """Both PNGs and report.md."""
-    result = summary.result
-    confusion_matrix_png(run_dir / CONFUSION_PNG, labels, preds, summary.label_names)
-    learning_curve_png(run_dir / CURVE_PNG, result.train_log, result.history, summary.eval_split)
-    report = markdown(settings(cfg, summary), summary, classification_report)
-    write_atomic(run_dir / REPORT_MD, report)
-
-
-def settings(cfg: DictConfig, summary: RunSummary) -> dict:
-    """The settings a reviewer asks about first, read where the run read them."""
-    return {
-        "backbone": cfg.backbone.name,
-        "model": cfg.model._target_.rsplit(".", 1)[-1],
-        "trainer": summary.trainer,
-        "optimizer": cfg.optimizer._target_.rsplit(".", 1)[-1],
-        "lr": cfg.optimizer.lr,
-        "scheduler": f"{cfg.scheduler.name}, warmup {cfg.scheduler.warmup_ratio}",
-        "epochs": cfg.trainer.epochs,
-        "batch_size": cfg.trainer.batch_size,
-        "max_length": cfg.max_length,
-        "truncation": cfg.truncation,
-        "dropout": cfg.model.dropout,
-        "seed": cfg.seed,
-    }
+def write(run_dir: Path, cfg: DictConfig, metrics: Mapping, labels: np.ndarray,
+          preds: np.ndarray, classification_report: str) -> list[Path]:  # fmt: skip
+    """Both PNGs and report.md, from the run's resolved config and its metrics.json record;
+    returns the run's report files (what a logger such as MLflow keeps as artifacts)."""
+    confusion_matrix_png(run_dir / CONFUSION_PNG, labels, preds, metrics["label_names"])
+    learning_curve_png(
+        run_dir / CURVE_PNG, metrics["train_log"], metrics["history"], metrics["eval_split"]
+    )
+    write_atomic(run_dir / REPORT_MD, markdown(cfg, metrics, classification_report))
+    names = (REPORT_MD, CONFIG_FILE, REPORT_FILE, CONFUSION_PNG, CURVE_PNG)
+    return [run_dir / name for name in names]
 
 
 def confusion_matrix_png(
@@ -104,39 +80,34 @@ def learning_curve_png(
     fig.savefig(path, dpi=120)
 
 
-def markdown(settings: dict, summary: RunSummary, classification_report: str) -> str:
+def markdown(cfg: Mapping, metrics: Mapping, classification_report: str) -> str:
     """report.md: settings, test metrics, per-epoch history, both plots, the report."""
-    test, chose, result = summary.test, summary.eval_split, summary.result
-    optimistic = "; the test split chose the epoch, so the test metrics are optimistic."
+    test, n_test = metrics["test"], metrics["n_test"]
+    title = f"# {cfg['model']['_target_'].rsplit('.', 1)[-1]} on {cfg['backbone']['name']}"
+    wall = ", ".join(f"{k} {v:.1f} s" for k, v in metrics["seconds"].items() if k != "total")
     lines = [
-        f"# {settings['model']} on {settings['backbone']} ({settings['trainer']})",
+        f"{title} ({metrics['trainer']})",
         "",
-        "| setting | value |",
-        "|---|---|",
-        *(f"| {k} | {v} |" for k, v in settings.items()),
+        *settings_table(cfg, metrics),
         "",
-        f"## Test metrics ({summary.sizes['n_test']} examples)",
+        f"## Test metrics ({n_test} examples)",
         "",
         "| " + " | ".join(test) + " |",
         "|" + "---|" * len(test),
         "| " + " | ".join(f"{v:.4f}" for v in test.values()) + " |",
-        "| " + " | ".join(_interval(summary.test_ci95.get(k)) for k in test) + " |",
+        "| " + " | ".join(interval(metrics["test_ci95"].get(k)) for k in test) + " |",
         "",
-        f"Second row: 95% intervals, a percentile bootstrap over the {summary.sizes['n_test']} "
-        f"test examples ({BOOTSTRAP_RESAMPLES} resamples, seeded).",
+        f"Second row: 95% intervals, {BOOTSTRAP}.",
         "",
-        f"Best epoch {result.best_epoch} by {summary.metric} on the {chose} split "
-        f"({summary.best_metric:.4f})" + (optimistic if chose == "test" else "."),
-        f"Trained on {summary.sizes['n_train']} examples in {result.train_seconds:.2f} s "
-        f"({result.samples_per_second:.3f} samples/s) on {summary.device}, "
-        f"{summary.precision}" + (", stopped early." if result.stopped_early else "."),
-        "Wall time: "
-        + ", ".join(f"{k} {v:.1f} s" for k, v in summary.seconds.items())
-        + f" (the training steps alone {result.train_seconds:.1f} s).",
+        selection(cfg, metrics),
+        f"Trained on {metrics['n_train']} examples in {metrics['train_seconds']:.2f} s "
+        f"({metrics['train_samples_per_second']:.3f} samples/s) on {metrics['device']}, "
+        f"{metrics['precision']}" + (", stopped early." if metrics["stopped_early"] else "."),
+        f"Wall time: {wall} (the training steps alone {metrics['train_seconds']:.1f} s).",
         "",
         "## Per epoch",
         "",
-        *_history_table(result.history),
+        *_history_table(metrics["history"]),
         "",
         f"![confusion matrix]({CONFUSION_PNG})",
         "",
@@ -157,10 +128,6 @@ def _history_table(history: list[dict]) -> list[str]:
     columns = ["epoch", *scores]
     rows = ["| " + " | ".join(_cell(r.get(c)) for c in columns) + " |" for r in history]
     return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns), *rows]
-
-
-def _interval(bounds: list[float] | None) -> str:
-    return f"[{bounds[0]:.4f}, {bounds[1]:.4f}]" if bounds else "-"
 
 
 def _cell(value) -> str:

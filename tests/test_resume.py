@@ -1,9 +1,13 @@
-"""Checkpoints, exact resume after SIGKILL, preemption by SIGTERM, damaged checkpoints."""
+"""Checkpoints, exact resume after SIGKILL, preemption by SIGTERM, Ctrl-C, damaged checkpoints.
+
+A signal is sent to a real `python -m src.run` process; what needs no process (the reference
+run, a resume, a refused checkpoint) runs in-process through `src.run.train`."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,6 +17,9 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
+from src.compose import compose
+from src.errors import UserError
+from src.run import train
 from tests.conftest import ROOT, run_cli
 
 # custom_head keeps dropout active, so an exact resume needs the RNG state back too
@@ -20,7 +27,7 @@ RUN = [
     "debug=smoke",
     "model=custom_head",
     "trainer=manual",
-    "epochs=3",
+    "epochs=2",
     "dataset.max_train_samples=240",
     "trainer.save_steps=5",
 ]
@@ -53,9 +60,7 @@ def _results(run_dir: Path) -> tuple[dict, dict]:
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory) -> tuple[dict, dict]:
     run_dir = tmp_path_factory.mktemp("full")
-    proc = run_cli(*RUN, f"hydra.run.dir={run_dir}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert json.loads((run_dir / "status.json").read_text())["status"] == "finished"
+    train(compose(RUN), run_dir)
     return _results(run_dir)
 
 
@@ -83,32 +88,42 @@ def test_sigkill_mid_epoch_then_resume_is_exact(tmp_path, uninterrupted):
     _assert_same(run_dir, uninterrupted)
 
 
-def test_sigterm_checkpoints_exits_for_requeue_and_resumes(tmp_path, uninterrupted):
+@pytest.mark.parametrize(
+    ("signum", "code", "status"),
+    [(signal.SIGTERM, 75, "preempted"), (signal.SIGINT, 130, "interrupted")],
+    ids=["SIGTERM", "Ctrl-C"],
+)
+def test_a_signal_checkpoints_exits_and_resumes(tmp_path, uninterrupted, signum, code, status):
+    """SIGTERM (SLURM's warning) and Ctrl-C both stop at the next step with a checkpoint: one
+    line, the exit code a wrapper or a shell expects (75: requeue; 130: interrupted), the
+    status recorded, and `resume=auto` continues to exactly the uninterrupted result."""
     run_dir = tmp_path / "run"
     proc = _start(run_dir)
     _wait_for(run_dir / "checkpoints" / "step-0000005", proc)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 75, err[-2000:]
-    assert "resume=auto" in err and "Traceback" not in err
-    assert json.loads((run_dir / "status.json").read_text())["status"] == "preempted"
+    assert proc.returncode == code, err[-2000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"{status}: saved ")
+    assert last.endswith("rerun with resume=auto to continue")
+    assert json.loads((run_dir / "status.json").read_text())["status"] == status
     assert not (run_dir / "metrics.json").exists()
 
     resumed = run_cli(*RUN, "resume=auto", f"hydra.run.dir={run_dir}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads((run_dir / "status.json").read_text())["start"] == "resumed"
     _assert_same(run_dir, uninterrupted)
 
 
 def test_hf_trainer_resumes_from_its_checkpoint(tmp_path):
     """A finished run trained further: its checkpoints must be kept (keep_checkpoints)."""
     run_dir = tmp_path / "run"
-    args = ["debug=smoke", "trainer=hf", "epochs=2", "trainer.keep_checkpoints=true",
-            f"hydra.run.dir={run_dir}"]  # fmt: skip
-    assert run_cli(*args).returncode == 0
+    args = ["debug=smoke", "trainer=hf", "epochs=2", "trainer.keep_checkpoints=true"]
+    train(compose(args), run_dir)
     first = json.loads((run_dir / "metrics.json").read_text())
     (run_dir / "metrics.json").unlink()
-    proc = run_cli(*args, "epochs=3", "resume=auto")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    train(compose([*args, "epochs=3", "resume=auto"]), run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert [r["epoch"] for r in metrics["history"]] == [1, 2, 3]
     assert metrics["history"][:2] == first["history"]
@@ -122,32 +137,28 @@ def test_half_written_checkpoint_is_never_picked_up(tmp_path):
     assert latest(tmp_path).name == "step-0000005"
 
 
-def _finished_manual_run(tmp_path: Path) -> Path:
+def test_checkpoints_rotate_and_a_truncated_or_foreign_one_is_one_line(tmp_path):
     run_dir = tmp_path / "run"
-    proc = run_cli(
-        "debug=smoke",
-        "model=custom_head",
-        "trainer=manual",
-        "trainer.keep_checkpoints=true",
-        f"hydra.run.dir={run_dir}",
+    train(
+        compose(
+            [
+                "debug=smoke",
+                "model=custom_head",
+                "trainer=manual",
+                "epochs=4",
+                "trainer.save_total_limit=2",
+                "trainer.keep_checkpoints=true",
+            ]
+        ),
+        run_dir,
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return run_dir
+    names = sorted(p.name for p in (run_dir / "checkpoints").glob("step-*"))
+    assert names == ["step-0000018", "step-0000024"]  # save_total_limit=2: the newest two
+    ckpt = run_dir / "checkpoints" / names[0]
 
-
-def test_truncated_or_foreign_checkpoint_is_one_line(tmp_path):
-    run_dir = _finished_manual_run(tmp_path)
-    ckpt = next((run_dir / "checkpoints").glob("step-*"))
-
-    foreign = run_cli(
-        "debug=smoke",
-        "model=hf_head",
-        "trainer=manual",
-        f"resume={ckpt}",
-        f"hydra.run.dir={tmp_path}/other",
-    )
-    assert foreign.returncode == 2 and "different model" in foreign.stderr
-    assert "Traceback" not in foreign.stderr
+    other = compose(["debug=smoke", "model=hf_head", "trainer=manual", f"resume={ckpt}"])
+    with pytest.raises(UserError, match=re.escape(f"checkpoint {ckpt} was saved from a differ")):
+        train(other, tmp_path / "other")
 
     state = ckpt / "state.pt"
     state.write_bytes(state.read_bytes()[: os.path.getsize(state) // 2])
@@ -161,18 +172,3 @@ def test_truncated_or_foreign_checkpoint_is_one_line(tmp_path):
     assert truncated.returncode == 2 and "truncated or corrupt" in truncated.stderr
     assert "Traceback" not in truncated.stderr
     assert json.loads((tmp_path / "again" / "status.json").read_text())["status"] == "failed"
-
-
-def test_checkpoints_rotate(tmp_path):
-    run_dir = tmp_path / "run"
-    proc = run_cli(
-        "debug=smoke",
-        "trainer=manual",
-        "epochs=4",
-        "trainer.save_total_limit=2",
-        "trainer.keep_checkpoints=true",
-        f"hydra.run.dir={run_dir}",
-    )
-    assert proc.returncode == 0
-    names = sorted(p.name for p in (run_dir / "checkpoints").glob("step-*"))
-    assert names == ["step-0000018", "step-0000024"]

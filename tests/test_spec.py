@@ -1,11 +1,14 @@
-"""Config validation through the real entry point: one line, exit 2, before anything loads.
+"""Config validation: one line, exit 2, before anything loads.
 
-The rules come from each component's declaration (src/spec.py); these tests check the
-messages a user sees, not a copy of the rules.
+The rules come from each component's declaration (src/schema.py); these tests check the
+messages a user sees, not a copy of the rules. Every mistake is checked in-process through the
+functions the entry point runs (`first_error`); a few go through `python -m src.run` itself,
+for the exit code, the one-line format and what a failing process imports.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -13,8 +16,8 @@ import pytest
 
 from src import spec
 from src.errors import UserError
-from src.spec import Spec, param
-from tests.conftest import group_options, run_cli
+from src.schema import Spec, param
+from tests.conftest import first_error, group_options, run_cli
 
 ALLOWLIST = "src., torch.optim., torch.nn., transformers."
 
@@ -101,6 +104,16 @@ BAD_OVERRIDES = [
         "of a run folder",
     ),
     (["device=cuda:0"], "device=cuda:0: no CUDA device here; use device=auto or device=cpu"),
+    (  # neither a folder nor a hub id: refused now, not after the hub client's retries
+        ["backbone.path=/no/such/model"],
+        "backbone.path=/no/such/model: an existing folder, a hub id (name or owner/name) or "
+        "pkg://<package>/<folder>",
+    ),
+    (
+        ["backbone.path=./models/bert"],
+        "backbone.path=./models/bert: an existing folder, a hub id (name or owner/name) or "
+        "pkg://<package>/<folder>",
+    ),
 ]
 
 
@@ -111,9 +124,23 @@ def _one_line_error(proc, expected: str) -> None:
 
 
 @pytest.mark.parametrize(("overrides", "expected"), BAD_OVERRIDES)
-def test_bad_value_fails_with_one_line(tmp_path, overrides, expected):
+def test_bad_value_is_one_line(overrides, expected):
+    assert first_error(*overrides) == f"error: {expected}"
+
+
+# One mistake of each path through the real process: validation in the task function, the
+# override preflight for a missing option and for a missing key, a sweep's bad option.
+CLI_CASES = [case for case in BAD_OVERRIDES
+             if case[0] in (["lr=0"], ["trainer.epochz=3"], ["model=custom_hed"],
+                            ["-m", "trainer=hf,manul"])]  # fmt: skip
+
+
+@pytest.mark.parametrize(("overrides", "expected"), CLI_CASES, ids=[c[0][-1] for c in CLI_CASES])
+def test_bad_value_through_the_cli_is_one_line_exit_2(tmp_path, overrides, expected):
+    assert len(CLI_CASES) == 4
     proc = run_cli(*overrides, f"hydra.run.dir={tmp_path}", timeout=60)
     _one_line_error(proc, expected)
+    assert not (tmp_path / "metrics.json").exists()
 
 
 def test_checks_that_need_the_machine_are_fast(tmp_path):
@@ -141,44 +168,38 @@ def test_unknown_key_in_a_group_yaml(tmp_path):
 
 
 @pytest.mark.parametrize("target", ["os.system", "subprocess.run", "builtins.eval"])
-def test_target_outside_the_allowlist_is_refused(tmp_path, target):
-    proc = run_cli(f"optimizer._target_={target}", f"hydra.run.dir={tmp_path}", timeout=60)
-    _one_line_error(
-        proc, f"optimizer._target_={target}: refused; a target must start with {ALLOWLIST}"
+def test_target_outside_the_allowlist_is_refused(target):
+    assert first_error(f"optimizer._target_={target}") == (
+        f"error: optimizer._target_={target}: refused; a target must start with {ALLOWLIST}"
     )
 
 
-def test_nested_target_is_refused(tmp_path):
-    proc = run_cli(
-        "+backbone.config_overrides.hook._target_=os.system", f"hydra.run.dir={tmp_path}"
-    )
-    _one_line_error(
-        proc,
-        "backbone.config_overrides.hook._target_=os.system: refused; "
-        f"a target must start with {ALLOWLIST}",
+def test_nested_target_is_refused():
+    assert first_error("+backbone.config_overrides.hook._target_=os.system") == (
+        "error: backbone.config_overrides.hook._target_=os.system: refused; "
+        f"a target must start with {ALLOWLIST}"
     )
 
 
-def test_own_package_target_must_be_our_own(tmp_path):
-    """src.data imports os: `src.data.os.system` starts with src. but is os.system."""
-    proc = run_cli("optimizer._target_=src.data.os.system", f"hydra.run.dir={tmp_path}")
-    _one_line_error(
-        proc,
-        "optimizer._target_=src.data.os.system: refused; it is posix.system, not a callable "
-        f"defined under {ALLOWLIST}",
+def test_own_package_target_must_be_our_own():
+    """src.data.corpora imports os: `src.data.corpora.os.system` starts with src. but is
+    os.system."""
+    assert first_error("optimizer._target_=src.data.corpora.os.system") == (
+        "error: optimizer._target_=src.data.corpora.os.system: refused; it is posix.system, "
+        f"not a callable defined under {ALLOWLIST}"
     )
 
 
-def test_remote_code_is_refused(tmp_path):
-    proc = run_cli("+backbone.config_overrides.trust_remote_code=true", f"hydra.run.dir={tmp_path}")
-    _one_line_error(
-        proc,
-        "backbone.config_overrides.trust_remote_code=true: false (a config never runs remote code)",
+def test_remote_code_is_refused():
+    assert first_error("+backbone.config_overrides.trust_remote_code=true") == (
+        "error: backbone.config_overrides.trust_remote_code=true: false (a config never runs "
+        "remote code)"
     )
 
 
 def test_allowlisted_prefix_reaching_elsewhere_is_refused_before_anything_is_built(tmp_path):
-    """torch.nn.modules.module imports torch: this path is torch.load, which unpickles."""
+    """torch.nn.modules.module imports torch: this path is torch.load, which unpickles. The
+    process stops before the corpus loads (no `dataset:` line)."""
     proc = run_cli(
         "optimizer._target_=torch.nn.modules.module.torch.load", f"hydra.run.dir={tmp_path}"
     )
@@ -271,6 +292,30 @@ def test_spec_cli_lists_each_key_with_its_rule_and_help(capsys):
     assert "trainer=hf" in out and "save_steps = null  (an integer >= 1, or null)" in out
     assert "grad_accum_steps = 1  (an integer >= 1) batches whose gradients" in out
     assert "lr = 0.0001  (a number > 0)" in out
+    assert "epochs = 2  (an integer >= 1)" in out and "batch_size = 16  (" in out
+
+
+def test_every_declared_default_is_what_the_default_run_uses(compose_cfg):
+    """`python -m src.spec` prints what a run uses: each value the default config gives a knob
+    or a group's key is its declaration's default. A backbone or a schedule option is a preset
+    of its own values (a checkpoint's name, a warmup), so those groups are left out."""
+    from hydra.utils import get_class
+
+    from src.schema import fields
+
+    plain = spec.resolved(compose_cfg())
+    checked = []
+    groups = ("dataset", "model", "trainer", "optimizer", "logger", "metrics")
+    for group, node in [("", plain), *((g, plain[g]) for g in groups)]:
+        cls = get_class("src.knobs.Knobs" if not group else node["_target_"])
+        if not isinstance(cls, type) or not issubclass(cls, Spec):
+            continue
+        for name, (f, _, _) in fields(cls).items():
+            if name in node and f.default is not dataclasses.MISSING:
+                checked.append(f"{group}.{name}")
+                assert node[name] == f.default, f"{group or 'knob'} {name}: {node[name]} != "
+    assert {".epochs", "trainer.epochs", "trainer.batch_size", ".lr", "model.dropout",
+            "dataset.val_size"} <= set(checked)  # fmt: skip
 
 
 def test_check_callables_refuses_a_reexported_callable():

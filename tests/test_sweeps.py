@@ -1,6 +1,7 @@
-"""Sweeps as a user types them: multirun, a failing job, joblib, Optuna resumed, submitit, SLURM.
+"""Sweeps as a user types them: multirun, a failing job, joblib, Optuna resumed, SLURM.
 
-Every job is a `debug=smoke` run (seconds); each sweep writes into tmp_path.
+Every job is a `debug=smoke` run (seconds); each sweep writes into tmp_path. The submitit
+launcher's own test is tests/test_distributed.py's job of two tasks.
 """
 
 from __future__ import annotations
@@ -46,12 +47,13 @@ def test_multirun_2x2_summary(tmp_path):
 
 @pytest.mark.parametrize("launcher", ["basic", "joblib"])
 def test_failed_job_does_not_stop_the_sweep(tmp_path, launcher):
-    """A bad value in one job: the others run, the summary marks it failed, the exit code is 1."""
+    """A bad value in one job: the others run, the summary marks it failed, the exit code is 1.
+    joblib's sweep is then run again with resume=auto: the finished job is skipped (its metric
+    returned, nothing retrained), the failed one runs again (and fails again)."""
     parallel = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"] if launcher == "joblib" else []
-    proc = run_cli(
-        "-m", "debug=smoke", "trainer=manual", "truncation=nope,head", *parallel,
-        f"hydra.sweep.dir={tmp_path}",
-    )  # fmt: skip
+    sweep = ["-m", "debug=smoke", "trainer=manual", "truncation=nope,head", *parallel,
+             f"hydra.sweep.dir={tmp_path}"]  # fmt: skip
+    proc = run_cli(*sweep)
     assert proc.returncode == 1
     assert "truncation=nope: one of head, tail, head_tail, chunks" in proc.stderr
     rows = {r["truncation"]: r for r in _rows(tmp_path)}
@@ -67,6 +69,13 @@ def test_failed_job_does_not_stop_the_sweep(tmp_path, launcher):
 
         log = (tmp_path / "1_debug=smoke,trainer=manual,truncation=head" / "run.log").read_text()
         assert f"{max(1, joblib.cpu_count() // 2)} torch threads" in log
+        again = run_cli(*sweep, "resume=auto")
+        assert again.returncode == 1, again.stderr[-3000:]
+        rows = {r["truncation"]: r for r in _rows(tmp_path)}
+        assert (rows["head"]["status"], rows["head"]["start"]) == ("finished", "skipped")
+        assert (rows["nope"]["status"], rows["nope"]["start"]) == ("failed", "rerun")
+        metrics = tmp_path / "1_debug=smoke,trainer=manual,truncation=head" / "metrics.json"
+        assert json.loads(metrics.read_text()) == head  # not retrained
 
 
 def test_share_machine_spreads_jobs_over_gpus(monkeypatch):
@@ -128,16 +137,6 @@ def test_optuna_study_is_interrupted_and_resumed(tmp_path):
     assert (study / "optimization_results.yaml").is_file()
 
 
-def test_submitit_local_launcher(tmp_path):
-    """The SLURM launcher's code path (submitit: pickled job, separate process) run locally."""
-    proc = run_cli(
-        "-m", "hydra/launcher=submitit_local", "debug=smoke", f"hydra.sweep.dir={tmp_path}"
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert [r["status"] for r in _rows(tmp_path)] == ["finished"]
-    assert list(tmp_path.glob(".submitit/*/*_log.out"))
-
-
 def test_slurm_preset_reaches_sbatch(tmp_path):
     """Up to submission: a stand-in sbatch keeps the script submitit wrote for the preset."""
     bin_dir = tmp_path / "bin"
@@ -183,15 +182,15 @@ def test_launcher_presets_compose():
 
 
 RESUMABLE_SWEEP = [
-    "-m", "debug=smoke", "trainer=manual", "model=custom_head", "seed=1,2,3,4", "epochs=2",
+    "-m", "debug=smoke", "trainer=manual", "model=custom_head", "seed=1,2,3", "epochs=2",
     "dataset.max_train_samples=96", "trainer.save_steps=5",
 ]  # fmt: skip
 
 
-def test_sweep_killed_in_its_third_job_resumes(tmp_path):
-    """SIGKILL during job 3 of 4, then the same command with resume=auto: jobs 1-2 are skipped
-    (metrics.json untouched, their metric returned), job 3 continues from its checkpoint, job 4
-    runs; all four end finished and the summary says how each began."""
+def test_sweep_killed_in_its_second_job_resumes(tmp_path):
+    """SIGKILL during job 2 of 3, then the same command with resume=auto: job 1 is skipped
+    (metrics.json untouched, its metric returned), job 2 continues from its checkpoint, job 3
+    runs; all three end finished and the summary says how each began."""
     sweep = [*RESUMABLE_SWEEP, f"hydra.sweep.dir={tmp_path}"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "src.run", *sweep],
@@ -202,44 +201,48 @@ def test_sweep_killed_in_its_third_job_resumes(tmp_path):
     )
     end = time.monotonic() + 300
     try:
-        while not (checkpoints := list(tmp_path.glob("2_*seed=3*/checkpoints/step-0000005"))):
+        while not (checkpoints := list(tmp_path.glob("1_*seed=2*/checkpoints/step-0000005"))):
             assert proc.poll() is None, f"sweep ended early: {proc.stderr.read()}"
-            assert time.monotonic() < end, "no checkpoint in job 3 after 300 s"
+            assert time.monotonic() < end, "no checkpoint in job 2 after 300 s"
             time.sleep(0.01)
     finally:  # killed at the checkpoint, or when the wait fails: no sweep outlives the test
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    third = checkpoints[0].parents[1]
+    second = checkpoints[0].parents[1]
     jobs = sorted(p for p in tmp_path.iterdir() if p.is_dir() and p.name[0].isdigit())
-    assert [p.name[0] for p in jobs] == ["0", "1", "2"] and not (third / "metrics.json").exists()
-    first_two = {p: (p / "metrics.json").stat().st_mtime_ns for p in jobs[:2]}
-    texts = {p: (p / "metrics.json").read_text() for p in jobs[:2]}
+    assert [p.name[0] for p in jobs] == ["0", "1"] and not (second / "metrics.json").exists()
+    first = {p: (p / "metrics.json").stat().st_mtime_ns for p in jobs[:1]}
+    texts = {p: (p / "metrics.json").read_text() for p in jobs[:1]}
 
     rerun = run_cli(*sweep, "resume=auto")
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    for folder, mtime in first_two.items():  # not retrained, not rewritten
+    for folder, mtime in first.items():  # not retrained, not rewritten
         assert (folder / "metrics.json").stat().st_mtime_ns == mtime
         assert (folder / "metrics.json").read_text() == texts[folder]
-    assert "resumed from" in (third / "run.log").read_text()
-    assert json.loads((third / "metrics.json").read_text())["resumed_from"].endswith("0005")
+    assert "resumed from" in (second / "run.log").read_text()
+    assert json.loads((second / "metrics.json").read_text())["resumed_from"].endswith("0005")
     rows = {r["seed"]: r for r in _rows(tmp_path)}
-    assert [rows[s]["status"] for s in "1234"] == ["finished"] * 4
-    assert [rows[s]["start"] for s in "1234"] == ["skipped", "skipped", "resumed", "fresh"]
+    assert [rows[s]["status"] for s in "123"] == ["finished"] * 3
+    assert [rows[s]["start"] for s in "123"] == ["skipped", "resumed", "fresh"]
     assert (
-        "4 finished, 0 failed, 0 incomplete; 1 fresh, 0 rerun, 1 resumed, 2 skipped."
+        "3 finished, 0 failed, 0 incomplete; 1 fresh, 0 rerun, 1 resumed, 1 skipped."
         in (tmp_path / "summary.md").read_text()
     )
 
 
-def test_finished_joblib_sweep_run_again_is_all_skipped(tmp_path):
-    sweep = [
-        "-m", "debug=smoke", "seed=1,2", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-        f"hydra.sweep.dir={tmp_path}",
-    ]  # fmt: skip
-    assert run_cli(*sweep).returncode == 0
-    again = run_cli(*sweep, "resume=auto")
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert [r["start"] for r in _rows(tmp_path)] == ["skipped", "skipped"]
+def test_a_second_sweep_into_a_live_sweeps_folder_is_refused(tmp_path):
+    """A sweep run again while the first still runs would mix the two: the second is refused
+    before it launches a job (here this test's process holds the folder, as a sweep does)."""
+    from src.rundir import claimed
+
+    with claimed(tmp_path):
+        proc = run_cli("-m", "debug=smoke", "seed=1,2", f"hydra.sweep.dir={tmp_path}")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"error: hydra.sweep.dir={tmp_path}: in use by a run that is still alive "
+        f"(pid {os.getpid()}); wait for it to end or choose another folder"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock"]
 
 
 def test_dry_run_lists_the_jobs_and_creates_nothing(tmp_path):

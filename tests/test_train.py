@@ -14,61 +14,82 @@ from src.backbones import Backbone
 from src.models import CustomHead, load_trained
 from src.models.custom_head import CustomHeadClassifier
 from src.run import train
-from tests.conftest import reloaded_and_saved_probs
+from tests.conftest import PAIRS, reloaded_and_saved_probs
 
 
-@pytest.mark.parametrize("trainer", ["manual", "hf"])
-@pytest.mark.parametrize("model", ["hf_head", "custom_head"])
-def test_pair_trains_saves_and_reloads(compose_cfg, tmp_path, model, trainer):
-    cfg = compose_cfg("debug=smoke", f"model={model}", f"trainer={trainer}")
-    best = train(cfg, tmp_path).best_metric
-
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
+@pytest.mark.parametrize(("model", "trainer"), list(PAIRS))
+def test_pair_trains_saves_and_reloads(trained, compose_cfg, model, trainer):
+    overrides = PAIRS[model, trainer]
+    run_dir, cfg = trained(*overrides), compose_cfg(*overrides)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
     assert set(metrics["test"]) == {"accuracy", "precision", "recall", "f1"}
-    rows = list(csv.DictReader((tmp_path / "test_predictions.csv").open()))
+    rows = list(csv.DictReader((run_dir / "test_predictions.csv").open()))
     right = sum(r["label"] == r["prediction"] for r in rows)
     assert metrics["test"]["accuracy"] == pytest.approx(right / len(rows))  # what it wrote
-    assert metrics["best_eval_f1"] == best == metrics["history"][0]["f1"]
+    best = max(metrics["history"], key=lambda r: r["f1"])  # the first of equal ones
+    assert metrics["best_eval_f1"] == best["f1"] and metrics["best_epoch"] == best["epoch"]
     ci = metrics["test_ci95"]  # a bootstrap interval around each core test metric
     assert set(ci) == set(metrics["test"]) and all(
         low <= metrics["test"][m] <= high for m, (low, high) in ci.items()
     )
     assert metrics["n_train"] == 48 and metrics["n_test"] == len(rows) == 32
     assert metrics["device"] == "cpu" and metrics["train_samples_per_second"] > 0
-    assert len(metrics["history"]) == 1 and math.isfinite(metrics["history"][0]["train_loss"])
+    assert [r["epoch"] for r in metrics["history"]] == list(range(1, cfg.trainer.epochs + 1))
+    assert all(math.isfinite(r["train_loss"]) for r in metrics["history"])
     seconds = metrics["seconds"]  # where the wall time went; training is part of fit
     assert list(seconds) == ["build", "fit", "test", "save", "total"]
     assert 0 < metrics["train_seconds"] <= seconds["fit"]
     assert seconds["total"] == pytest.approx(sum(list(seconds.values())[:-1]), abs=0.05)
-    assert "neg" in (tmp_path / "classification_report.txt").read_text()
+    assert "neg" in (run_dir / "classification_report.txt").read_text()
 
     # The saved best model reloads on its own and predicts what the run predicted.
-    folder = tmp_path / "best_model"
+    folder = run_dir / "best_model"
     assert (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file()
     reloaded = load_trained(folder).eval()
     assert isinstance(reloaded, CustomHeadClassifier) == (model == "custom_head")
     assert reloaded.config.id2label == {0: "neg", 1: "pos"}
-    probs, saved = reloaded_and_saved_probs(tmp_path, cfg)
+    probs, saved = reloaded_and_saved_probs(run_dir, cfg)
     np.testing.assert_allclose(probs, saved, atol=1e-4)
 
 
-def test_same_seed_same_metrics(compose_cfg, tmp_path):
-    cfg = compose_cfg("debug=smoke", "model=custom_head", "trainer=manual", "epochs=2")
-    train(cfg, tmp_path / "a")
-    train(cfg, tmp_path / "b")
-    a, b = (json.loads((tmp_path / r / "metrics.json").read_text()) for r in "ab")
+def test_same_seed_same_metrics(trained, compose_cfg, tmp_path):
+    """The shared custom_head run trained again from scratch, without its TensorBoard
+    logger: the same history and test metrics, to the last bit."""
+    overrides = PAIRS["custom_head", "manual"]
+    again = [o for o in overrides if not o.startswith("logger=")]
+    train(compose_cfg(*again), tmp_path)
+    a, b = (json.loads((r / "metrics.json").read_text()) for r in (trained(*overrides), tmp_path))
     assert a["history"] == b["history"] and a["test"] == b["test"]
 
 
-def test_manual_loop_evaluates_every_epoch_and_restores_best(compose_cfg, tmp_path):
-    cfg = compose_cfg("debug=smoke", "trainer=manual", "epochs=3")
-    train(cfg, tmp_path)
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert [r["epoch"] for r in metrics["history"]] == [1, 2, 3]
+def test_manual_loop_evaluates_every_epoch_and_restores_best(trained, compose_cfg):
+    """Every epoch is scored on the validation split, and the saved model is the best epoch's:
+    scored on that split again, it gives the best epoch's metrics, not the last one's."""
+    from src import data
+    from src.metrics import compute
+
+    overrides = PAIRS["custom_head", "manual"]
+    run_dir, cfg = trained(*overrides), compose_cfg(*overrides)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert [r["epoch"] for r in metrics["history"]] == [1, 2]
     best = max(metrics["history"], key=lambda r: r["f1"])
     assert metrics["best_epoch"] == best["epoch"]
-    # eval split == test split here, so the restored best model scores the best epoch's f1
-    assert metrics["test"]["f1"] == pytest.approx(best["f1"])
+    split = data.MovieReviews(max_train_samples=48, max_eval_samples=32).load().eval
+    assert metrics["eval_split"] == "validation" and len(split) == metrics["n_eval"]
+    model, tokenizer = load_trained(run_dir / "best_model").eval(), _tokenizer(run_dir)
+    batch = data.collator(tokenizer)(data.encode(tokenizer, split, cfg.max_length, cfg.truncation))
+    labels = batch.pop("labels").numpy()
+    with torch.no_grad():
+        preds = model(**batch).logits.argmax(-1).numpy()
+    assert compute(labels, preds, 2) == pytest.approx(
+        {k: best[k] for k in compute(labels, preds, 2)}
+    )
+
+
+def _tokenizer(run_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(run_dir / "best_model")
 
 
 def test_hf_trainer_early_stopping(compose_cfg, tmp_path):

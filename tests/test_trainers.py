@@ -22,7 +22,7 @@ import pytest
 
 from src.compose import CONF
 from src.run import train
-from tests.conftest import ROOT, run_cli
+from tests.conftest import PAIRS, ROOT, run_cli
 
 TRAINERS = ["manual", "hf"]
 NO_DROPOUT = [
@@ -137,7 +137,7 @@ def _write_dataset(path: Path, n_rows: int, seed: int = 0) -> Path:
     ("trainer", "model"),
     [("manual", "custom_head"), ("manual", "hf_head"), ("hf", "custom_head"), ("hf", "hf_head")],
 )
-def test_three_classes_end_to_end(compose_cfg, tmp_path, trainer, model):
+def test_three_classes_end_to_end(compose_cfg, tmp_path, capsys, trainer, model):
     """debug=smoke's one epoch at lr 1e-3 leaves the tiny model far from perfect, so its test
     predictions tell a macro average from the weighted and micro ones (a perfect model would
     score 1.0 under every average)."""
@@ -177,9 +177,11 @@ def test_three_classes_end_to_end(compose_cfg, tmp_path, trainer, model):
         other = f1_score(labels, preds, labels=["a", "b", "c"], average=average, zero_division=0)
         assert other != pytest.approx(f1), f"{average} = macro here; the check cannot tell"
 
-    proc = run_cli(f"run_dir={run_dir}", "text=snow and ice, cold", module="src.predict")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    label_line, probs_line = proc.stdout.strip().splitlines()[-2:]
+    from src import predict
+
+    capsys.readouterr()
+    predict.main([f"run_dir={run_dir}", "text=snow and ice, cold"])  # its CLI: test_predict
+    label_line, probs_line = capsys.readouterr().out.strip().splitlines()[-2:]
     assert label_line.removeprefix("label: ") in {"a", "b", "c"}
     probs = dict(p.split("=") for p in probs_line.removeprefix("probabilities: ").split())
     assert sorted(probs) == ["a", "b", "c"]
@@ -301,17 +303,21 @@ def test_every_scheduler_shapes_the_lr(compose_cfg, tmp_path, scheduler):
     ids=["movie_reviews_smoke", "files_uncapped", "files_capped"],
 )
 def test_validation_split_is_carved_from_train(compose_cfg, tmp_path, overrides, sizes):
+    """The splits the run trains, picks the epoch and tests on (metrics.json's n_train,
+    n_eval, n_test are their sizes: test_train), as the run's first step loads them."""
+    from src.build import make
+
     if overrides:
         data_file = _write_dataset(tmp_path / "data.csv", 100)
         overrides = ["dataset=files", f"dataset.train_file={data_file}", *overrides]
     cfg = compose_cfg("debug=smoke", "dataset.val_size=0.25", *overrides)
-    train(cfg, tmp_path / "run")
-    metrics = _metrics(tmp_path / "run")
-    assert metrics["eval_split"] == "validation"
-    assert (metrics["n_train"], metrics["n_eval"], metrics["n_test"]) == sizes
+    corpus = make(cfg.dataset).load()
+    assert corpus.eval_split == "validation"
+    assert (len(corpus.train), len(corpus.eval), len(corpus.test)) == sizes
+    assert not set(corpus.eval.texts) & set(corpus.test.texts)
     if cfg.dataset.max_train_samples is None and cfg.dataset.max_eval_samples is None:
         # nothing capped: train + validation is the whole training split before carving
-        assert metrics["n_train"] + metrics["n_eval"] == 100 - metrics["n_test"]
+        assert len(corpus.train) + len(corpus.eval) == 100 - len(corpus.test)
 
 
 # --- SIGTERM under trainer=hf ---------------------------------------------------------------
@@ -366,37 +372,33 @@ def test_hf_sigterm_checkpoints_exits_for_requeue_and_resumes(tmp_path):
     assert not (run_dir / "checkpoints").exists()  # kept while preempted, gone once finished
 
 
+def _kept_checkpoints(trainer: str) -> tuple[str, ...]:
+    return ("debug=smoke", f"trainer={trainer}", "trainer.save_steps=2",
+            "trainer.save_total_limit=null", "trainer.keep_checkpoints=true")  # fmt: skip
+
+
 @pytest.mark.parametrize("trainer", ["manual", "hf"])
-def test_save_steps_checkpoints_between_epochs(compose_cfg, tmp_path, trainer):
+def test_save_steps_checkpoints_between_epochs(trained, trainer):
     """trainer.save_steps=2 on 6 steps an epoch: both loops keep a checkpoint at steps 2 and 4
     as well as at the epoch's end (6)."""
-    cfg = compose_cfg(
-        "debug=smoke",
-        f"trainer={trainer}",
-        "trainer.save_steps=2",
-        "trainer.save_total_limit=null",
-        "trainer.keep_checkpoints=true",
-    )
-    train(cfg, tmp_path)
+    run_dir = trained(*_kept_checkpoints(trainer))
     steps = sorted(
         int(p.name.split("-")[1])
-        for p in (tmp_path / "checkpoints").iterdir()
+        for p in (run_dir / "checkpoints").iterdir()
         if "-" in p.name and p.name.split("-")[0] in ("step", "checkpoint")
     )
     assert steps == [2, 4, 6]
 
 
-@pytest.mark.parametrize("trainer", ["manual", "hf"])
-def test_finished_run_deletes_its_resume_checkpoints(compose_cfg, tmp_path, trainer):
+@pytest.mark.parametrize(("model", "trainer"), [("hf_head", "hf"), ("custom_head", "manual")])
+def test_finished_run_deletes_its_resume_checkpoints(trained, model, trainer):
     """A finished run keeps best_model/ and its reports, not the checkpoints it could have
     resumed from (weights plus optimizer state); keep_checkpoints=true keeps them."""
-    train(compose_cfg("debug=smoke", f"trainer={trainer}"), tmp_path / "run")
-    assert not (tmp_path / "run" / "checkpoints").exists()
-    assert (tmp_path / "run" / "best_model" / "model.safetensors").is_file()
-    assert (tmp_path / "run" / "metrics.json").is_file()
-    kept = compose_cfg("debug=smoke", f"trainer={trainer}", "trainer.keep_checkpoints=true")
-    train(kept, tmp_path / "kept")
-    assert any((tmp_path / "kept" / "checkpoints").iterdir())
+    run_dir = trained(*PAIRS[model, trainer])
+    assert not (run_dir / "checkpoints").exists()
+    assert (run_dir / "best_model" / "model.safetensors").is_file()
+    assert (run_dir / "metrics.json").is_file()
+    assert any((trained(*_kept_checkpoints(trainer)) / "checkpoints").iterdir())
 
 
 # --- precision and the backbone's dropout -----------------------------------------------------
@@ -407,20 +409,20 @@ def test_precision_auto_follows_the_hardware(tmp_path, monkeypatch):
     fp32 and bf16 are taken as asked."""
     import torch
 
-    from src.trainers import common
+    from src import devices
 
     flags = tmp_path / "cpuinfo"
     flags.write_text("flags\t\t: fpu avx2 avx512f avx512bw\n")
-    assert not common.cpu_has_native_bf16(flags)
+    assert not devices.cpu_has_native_bf16(flags)
     flags.write_text("flags\t\t: fpu avx2 avx512f avx512_bf16\n")
-    assert common.cpu_has_native_bf16(flags)
-    assert not common.cpu_has_native_bf16(tmp_path / "no such file")  # not Linux: no claim
+    assert devices.cpu_has_native_bf16(flags)
+    assert not devices.cpu_has_native_bf16(tmp_path / "no such file")  # not Linux: no claim
     cpu = torch.device("cpu")
     for native, expected in ((True, "bf16"), (False, "fp32")):
-        monkeypatch.setattr(common, "cpu_has_native_bf16", lambda native=native: native)
-        assert common.resolve_precision("auto", cpu) == expected
-        assert common.resolve_precision("fp32", cpu) == "fp32"
-        assert common.resolve_precision("bf16", cpu) == "bf16"
+        monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda native=native: native)
+        assert devices.resolve_precision("auto", cpu) == expected
+        assert devices.resolve_precision("fp32", cpu) == "fp32"
+        assert devices.resolve_precision("bf16", cpu) == "bf16"
 
 
 @pytest.mark.parametrize("trainer", ["manual", "hf"])

@@ -3,7 +3,7 @@
 Every model takes `input_ids, attention_mask, token_type_ids=None, labels=None` and returns a
 `SequenceClassifierOutput` (loss when labels are given, logits), as transformers' classifiers
 do, so either model runs under either trainer. `num_labels` and `id2label` come from the data.
-The configs here import no torch; `build` loads the torch code in `src/models/heads.py`.
+The configs here import no torch; `build` loads the torch code in `src/models/custom_head.py`.
 """
 
 from __future__ import annotations
@@ -14,10 +14,12 @@ from pathlib import Path
 
 from src.backbones import Backbone
 from src.errors import UserError
-from src.spec import Spec, param
+from src.schema import Spec, param
 
-POOLINGS = ("cls", "mean")
-CUSTOM_HEAD_ARCH = "CustomHeadClassifier"  # config.json's architectures entry for our head
+TOKEN_POOLINGS = ("cls", "mean")  # how custom_head pools the encoder's tokens into one vector
+# config.json's architectures entry for our head: the class name of the torch module in
+# src/models/custom_head.py (which torch-free code must not import to learn it)
+CUSTOM_HEAD_ARCH = "CustomHeadClassifier"
 
 
 def label_maps(id2label: dict[int, str]) -> dict:
@@ -30,10 +32,15 @@ def label_maps(id2label: dict[int, str]) -> dict:
 
 
 @dataclass
-class HFHead(Spec):
-    """AutoModelForSequenceClassification: the backbone's own classification head."""
+class Head(Spec):
+    """What both heads take."""
 
-    dropout: float = param(0.1, "the classifier dropout", ge=0, lt=1)
+    dropout: float = param(0.1, "the classifier dropout of either head", ge=0, lt=1)
+
+
+@dataclass
+class HFHead(Head):
+    """AutoModelForSequenceClassification: the backbone's own classification head."""
 
     def build(self, backbone: Backbone, id2label: dict[int, str]):
         from transformers import AutoModelForSequenceClassification as Auto
@@ -42,14 +49,13 @@ class HFHead(Spec):
 
 
 @dataclass
-class CustomHead(Spec):
+class CustomHead(Head):
     """The notebook's head: encoder -> pooled vector -> dropout -> Xavier-uniform Linear."""
 
-    dropout: float = param(0.1, "the classifier dropout", ge=0, lt=1)
     pooling: str = param(
         "mean",
         "cls: the [CLS] vector (the notebook's); mean: every unpadded token",
-        choices=POOLINGS,
+        choices=TOKEN_POOLINGS,
     )
 
     def build(self, backbone: Backbone, id2label: dict[int, str]):

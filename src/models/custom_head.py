@@ -10,7 +10,6 @@ from transformers import AutoConfig, AutoModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from src.errors import UserError
-from src.models import CUSTOM_HEAD_ARCH
 
 
 class CustomHeadClassifier(nn.Module):
@@ -61,7 +60,7 @@ class CustomHeadClassifier(nn.Module):
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         config = self.encoder.config
-        config.architectures = [CUSTOM_HEAD_ARCH]
+        config.architectures = [type(self).__name__]  # src.models.CUSTOM_HEAD_ARCH
         config.custom_head = {"pooling": self.pooling, "dropout": self.dropout.p}
         config.save_pretrained(folder)
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}

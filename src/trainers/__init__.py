@@ -10,37 +10,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
+from src.devices import DEVICE, PRECISIONS
 from src.distributed import world_size
-from src.errors import UserError
 from src.metrics import CORE
-from src.spec import Spec, param
-
-DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
-
-def _is_device(value: Any) -> bool:
-    kind, _, index = str(value).partition(":")
-    valid_index = not index or (kind == "cuda" and index.isdigit())
-    return isinstance(value, str) and kind in DEVICES and valid_index
-
-
-DEVICE = {"test": _is_device, "allowed": f"one of {', '.join(DEVICES)} (cuda:N for one GPU)"}
-
-
-def check_device(key: str, device: str) -> None:
-    """A device that is not on this machine fails now, not after the model has loaded."""
-    kind = device.split(":")[0]
-    if kind not in ("cuda", "mps"):
-        return
-    import torch
-
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"{key}={device}: no CUDA device here; use device=auto or device=cpu")
-    if kind == "mps" and not torch.backends.mps.is_available():
-        raise UserError(f"{key}={device}: MPS is not available here; use device=auto or device=cpu")
+from src.schema import Spec, param
 
 
 def optimizer_steps(n_train: int, batch_size: int, grad_accum_steps: int, processes: int) -> int:
@@ -55,9 +30,9 @@ def optimizer_steps(n_train: int, batch_size: int, grad_accum_steps: int, proces
 class TrainerConfig(Spec):
     """What both loops share (trainer=hf and trainer=manual read the same keys)."""
 
-    epochs: int = param(3, "passes over the training split", ge=1)
-    batch_size: int = param(8, "examples per step and process (global = x processes)", ge=1)
-    eval_batch_size: int = param(16, "examples per evaluation batch", ge=1)
+    epochs: int = param(2, "passes over the training split", ge=1)
+    batch_size: int = param(16, "examples per step and process (global = x processes)", ge=1)
+    eval_batch_size: int = param(32, "examples per evaluation batch", ge=1)
     grad_accum_steps: int = param(1, "batches whose gradients add up to one step", ge=1)
     max_grad_norm: float | None = param(1.0, "clip gradients to this norm; null: no clip", ge=0)
     metric_for_best_model: str = param("f1", "picks the best epoch on the eval split", choices=CORE)
@@ -66,7 +41,7 @@ class TrainerConfig(Spec):
     precision: str = param("auto", "auto: bf16 where native, fp16/fp32 else", choices=PRECISIONS)
     num_workers: int = param(0, "DataLoader worker processes", ge=0)
     compile: bool = param(False, "torch.compile the training forward")
-    seed: int = param(42, "the batch order and the Trainer's own seeding")
+    seed: int = param(42, "seeds the weights' init, dropout and batch order (not the split)")
     logging_steps: int = param(50, "log the training loss every N optimizer steps", ge=1)
     save_steps: int | None = param(None, "checkpoint every N steps too (and every epoch)", ge=1)
     save_total_limit: int | None = param(2, "checkpoints kept in <run dir>/checkpoints", ge=1)

@@ -1,21 +1,19 @@
-"""What both trainers share at run time: device and precision, the result they report,
-preemption, and finding a checkpoint to resume from."""
+"""What both trainers share at run time: their config, device, precision, logger and loss,
+class weights, preemption and Ctrl-C, and finding a checkpoint to resume from."""
 
 from __future__ import annotations
 
 import logging
-import os
-import re
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from src.errors import UserError
-from src.trainers import check_device
+from src.devices import resolve_device, resolve_precision
+from src.errors import Interrupted, Preempted, UserError
+from src.rundir import CHECKPOINTS_DIR
 
 if TYPE_CHECKING:
     import torch
@@ -25,49 +23,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CHECKPOINTS_DIR = "checkpoints"  # <run dir>/checkpoints: both loops' resume checkpoints
-
 # logits, labels -> metrics dict (accuracy, precision, recall, f1, ...)
 MetricsFn = Callable[[np.ndarray, np.ndarray], dict]
-
-
-def resolve_device(device: str) -> torch.device:
-    """`auto` is cuda, else mps, else cpu (a named device was checked by validation)."""
-    import torch
-
-    if device == "auto":
-        if torch.cuda.is_available():  # under torchrun, each process its own GPU
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    check_device("device", device)
-    return torch.device(device)
-
-
-def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    """Whether the CPU computes bf16 natively (the avx512_bf16 or amx_bf16 flag, read on Linux).
-    Elsewhere bf16 is emulated: an earlier machine without the flag ran it ~400x slower."""
-    try:
-        return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", cpuinfo.read_text()))
-    except OSError:  # not Linux: no flags to read, so no claim
-        return False
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """`auto`: bf16 on CUDA when supported, else fp16 there; bf16 autocast on a CPU that has
-    native bf16 (detected at run time, not from a list of models); fp32 elsewhere."""
-    import torch
-
-    if precision == "auto":
-        if device.type == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
-    if precision == "fp16" and device.type != "cuda":
-        raise UserError(f"trainer.precision=fp16 needs CUDA (device is {device.type}); use fp32")
-    if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
-        log.warning("bf16 on this CPU: no AVX512-BF16 or AMX flag, so it may be very slow")
-    return precision
 
 
 def class_weights(setting: str | list | None, labels: list[int], names: list[str]) -> list | None:
@@ -131,32 +88,15 @@ class Loop:
             log.info(f"deleted {folder} (a finished run; trainer.keep_checkpoints=true keeps it)")
 
 
-@dataclass
-class TrainResult:
-    """Per-epoch history ({epoch, train_loss, eval metrics}), the training loss every
-    `logging_steps` optimizer steps ({step, epoch, loss, lr}), the best epoch and throughput."""
-
-    history: list[dict] = field(default_factory=list)
-    train_log: list[dict] = field(default_factory=list)
-    best_epoch: int | None = None
-    best_metric: float | None = None
-    train_seconds: float = 0.0
-    train_samples: int = 0
-    stopped_early: bool = False
-    final_lr: float | None = None  # after the last step: 0 when a decaying schedule completed
-
-    @property
-    def samples_per_second(self) -> float:
-        return self.train_samples / self.train_seconds if self.train_seconds else 0.0
-
-
 class PreemptionGuard:
-    """Turns SIGTERM / SIGUSR1 (what SLURM and submitit send before the time limit) into a flag
-    the loop reads at the next step boundary, instead of dying mid-step."""
+    """Turns SIGTERM / SIGUSR1 (what SLURM and submitit send before the time limit) and a first
+    Ctrl-C (SIGINT) into a flag the loop reads at the next step boundary, where it checkpoints
+    and raises `stop` instead of dying mid-step. A second Ctrl-C interrupts at once."""
 
-    SIGNALS = ("SIGTERM", "SIGUSR1")
+    SIGNALS = ("SIGTERM", "SIGUSR1", "SIGINT")
 
     requested = False
+    interrupted = False  # the flag came from Ctrl-C
     _previous: dict
 
     def __enter__(self) -> PreemptionGuard:
@@ -170,8 +110,21 @@ class PreemptionGuard:
         return self
 
     def _handle(self, signum, frame) -> None:
-        log.warning(f"received signal {signum}: checkpointing at the next step")
+        import signal
+
+        if signum == signal.SIGINT:
+            if self.interrupted:
+                raise KeyboardInterrupt  # the second Ctrl-C: stop now
+            self.interrupted = True
+            log.warning("Ctrl-C: checkpointing at the next step (Ctrl-C again to stop at once)")
+        else:
+            log.warning(f"received signal {signum}: checkpointing at the next step")
         self.requested = True
+
+    def stop(self, checkpoint: Path | str | None) -> Preempted:
+        """The exception that ends the run once the checkpoint is saved."""
+        saved = str(checkpoint) if checkpoint else None
+        return Interrupted(saved) if self.interrupted else Preempted(saved)
 
     def __exit__(self, *exc) -> None:
         import signal

@@ -19,17 +19,11 @@ from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, Traini
 
 from src import progress
 from src.distributed import world_size
-from src.errors import Preempted, UserError
+from src.errors import UserError
 from src.loggers import NullLogger, ScalarLogger, TensorBoardLogger
+from src.rundir import CHECKPOINTS_DIR, TrainResult
 from src.trainers import checkpoint
-from src.trainers.common import (
-    CHECKPOINTS_DIR,
-    Loop,
-    MetricsFn,
-    PreemptionGuard,
-    TrainResult,
-    check_batches,
-)
+from src.trainers.common import Loop, MetricsFn, PreemptionGuard, check_batches
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +95,7 @@ class HFTrainer(Loop):
                 self._trainer.loss_of, self._trainer.loss_is_scaled_for_ga = self.loss, False
             self._trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
         if guard.requested:
-            raise Preempted(str(self.latest_checkpoint(output_dir)))
+            raise guard.stop(self.latest_checkpoint(output_dir))
         result = TrainResult(
             train_seconds=timer.seconds,
             train_samples=timer.epochs * len(train_set),

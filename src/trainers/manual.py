@@ -21,16 +21,9 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from src import distributed
-from src.errors import Preempted
+from src.rundir import CHECKPOINTS_DIR, TrainResult
 from src.trainers import checkpoint, optimizer_steps
-from src.trainers.common import (
-    CHECKPOINTS_DIR,
-    Loop,
-    MetricsFn,
-    PreemptionGuard,
-    TrainResult,
-    check_batches,
-)
+from src.trainers.common import Loop, MetricsFn, PreemptionGuard, check_batches
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +81,8 @@ class ManualTrainer(Loop):
                 self._train_epoch(train_set, guard)
                 self._evaluate(eval_set)
                 self._save()
+            if guard.requested:  # a signal during the last evaluation: stop all the same
+                raise guard.stop(checkpoint.latest(self.ckpt_dir))
         result = self.state.result
         result.final_lr = self.scheduler.get_last_lr()[0]
         model.load_state_dict(checkpoint.load_file(self.state.best_file))
@@ -127,7 +122,7 @@ class ManualTrainer(Loop):
                 state.result.train_seconds += time.perf_counter() - start
                 path = self._save(losses)
                 if stop:
-                    raise Preempted(str(path))
+                    raise guard.stop(path)
                 start = time.perf_counter()
         self._keep_losses(losses)
         state.result.train_seconds += time.perf_counter() - start

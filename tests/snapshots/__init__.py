@@ -14,8 +14,9 @@ from typing import Any
 import yaml
 from omegaconf import OmegaConf
 
-from src.compare import ABSENT, flatten
+from src.compare import ABSENT
 from src.compose import compose
+from src.rundir import flatten
 from tests.conftest import CONF, ROOT
 
 HERE = Path(__file__).resolve().parent

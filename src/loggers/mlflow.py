@@ -1,128 +1,27 @@
-"""Loggers: where training scalars go while a run trains (`logger=none|tensorboard|csv|mlflow`).
+"""`logger=mlflow`: one MLflow run per run folder, in the store at `logger.tracking_uri`.
 
-Both trainers log the same tags, named as transformers' TensorBoard integration names them:
-`train/loss` and `train/learning_rate` every `logging_steps` optimizer steps, `eval/<metric>`
-every epoch, each at its optimizer step. metrics.json keeps the same numbers whatever the
-logger; a logger is for watching a run while it trains and comparing runs side by side.
+Beside the logger: the sqlite store's location and its lock, the sweep a job belongs to, and
+the git commit, overrides and params a run is tagged with (read from the run folder).
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import importlib.util
 import logging
-import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
-
-import yaml
+from typing import Any
 
 from src.errors import Preempted, UserError
+from src.rundir import HYDRA_DIR, locked, read_config, read_overrides
 
 log = logging.getLogger(__name__)
 
-TENSORBOARD_DIR = "tensorboard"
-SCALARS_FILE = "scalars.csv"
 MLFLOW_ARTIFACTS_DIR = "mlartifacts"  # beside a sqlite store: what `mlflow server` calls it
-
-
-class ScalarLogger(Protocol):
-    def log(self, scalars: Mapping[str, float], step: int) -> None: ...
-
-    def finish(self, metrics: Mapping[str, Any]) -> None:
-        """The run finished: `metrics` is metrics.json, its files are in the run folder."""
-
-    def close(self) -> None:
-        """Always called last (src.run.train's `finally`), after `finish` or an exception."""
-
-
-class NullLogger:
-    """`logger=none`: drops everything."""
-
-    def __init__(self, run_dir: Path | None = None) -> None:
-        pass
-
-    def log(self, scalars: Mapping[str, float], step: int) -> None:
-        pass
-
-    def finish(self, metrics: Mapping[str, Any]) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-class TensorBoardLogger:
-    """`logger=tensorboard`: event files in `<run dir>/tensorboard`.
-
-    `trainer=hf` hands `writer` to transformers' own TensorBoardCallback; the manual loop calls
-    `log`. The writer opens on first use, so a run that logs nothing leaves no empty file.
-    """
-
-    def __init__(self, run_dir: Path) -> None:
-        if importlib.util.find_spec("tensorboard") is None:
-            raise UserError(
-                "logger=tensorboard needs the tensorboard package: pip install tensorboard"
-            )
-        self.log_dir = Path(run_dir) / TENSORBOARD_DIR
-        self._writer = None
-
-    @property
-    def writer(self):
-        """A torch.utils.tensorboard SummaryWriter on `log_dir`."""
-        if self._writer is None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._writer = SummaryWriter(log_dir=str(self.log_dir))
-        return self._writer
-
-    def log(self, scalars: Mapping[str, float], step: int) -> None:
-        for tag, value in scalars.items():
-            self.writer.add_scalar(tag, value, step)
-        self.writer.flush()
-
-    def finish(self, metrics: Mapping[str, Any]) -> None:
-        pass
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-
-
-class CSVLogger:
-    """`logger=csv`: `<run dir>/scalars.csv`, one `step,tag,value` row per scalar.
-
-    Long format, so train rows (every logging step) and eval rows (every epoch) share a file;
-    `pandas.read_csv(...).pivot_table(index="step", columns="tag")` widens it.
-    """
-
-    def __init__(self, run_dir: Path) -> None:
-        self.path = Path(run_dir) / SCALARS_FILE
-        self._file = None
-        self._writer = None
-
-    def log(self, scalars: Mapping[str, float], step: int) -> None:
-        if self._file is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = self.path.open("w", newline="", encoding="utf-8")
-            self._writer = csv.writer(self._file, lineterminator="\n")
-            self._writer.writerow(["step", "tag", "value"])
-        self._writer.writerows([step, tag, value] for tag, value in scalars.items())
-        self._file.flush()
-
-    def finish(self, metrics: Mapping[str, Any]) -> None:
-        pass
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
 
 
 class MLflowLogger:
@@ -130,12 +29,13 @@ class MLflowLogger:
     `tracking_uri`.
 
     Params: the flattened resolved config (config_resolved.yaml, which src.run writes before
-    the logger is built). Metrics: the tags above at their steps, then `test/<metric>` and its
-    `_ci95_low`/`_high`. Artifacts: report.md, the PNGs, the resolved config and the
-    classification report. Tags: the git commit, Hydra's overrides, the run folder. The jobs of
-    a sweep share one experiment named after the sweep folder, so the UI compares them; single
-    runs share `runs`. The experiment is looked up at once (a wrong URI fails before training);
-    the run starts on first use, so a run that fails while it is built leaves no MLflow run.
+    the logger is built). Metrics: the tags of src.loggers at their steps, then `test/<metric>`
+    and its `_ci95_low`/`_high`. Artifacts: the files the run hands `finish` (report.md, the
+    PNGs, the resolved config and the classification report). Tags: the git commit, Hydra's
+    overrides, the run folder. The jobs of a sweep share one experiment named after the sweep
+    folder, so the UI compares them; single runs share `runs`. The experiment is looked up at
+    once (a wrong URI fails before training); the run starts on first use, so a run that fails
+    while it is built leaves no MLflow run.
     """
 
     SINGLE_RUNS = "runs"  # the experiment of the runs outside a sweep
@@ -205,17 +105,13 @@ class MLflowLogger:
         rows = [Metric(tag, float(value), now, step) for tag, value in scalars.items()]
         self.client.log_batch(self.run_id, metrics=rows)
 
-    def finish(self, metrics: Mapping[str, Any]) -> None:
-        """The test metrics and their intervals, the run's reports as artifacts; FINISHED."""
-        from src.outputs import CONFIG_FILE, REPORT_FILE
-        from src.reports import REPORT_MD
-
+    def finish(self, metrics: Mapping[str, Any], artifacts: Sequence[Path] = ()) -> None:
+        """The test metrics and their intervals, the run's files as artifacts; FINISHED."""
         test = {f"test/{k}": v for k, v in metrics.get("test", {}).items()}
         for name, (low, high) in metrics.get("test_ci95", {}).items():
             test[f"test/{name}_ci95_low"], test[f"test/{name}_ci95_high"] = low, high
         self.log(test, step=0)
-        files = [self.run_dir / f for f in (REPORT_MD, CONFIG_FILE, REPORT_FILE)]
-        for path in [*files, *sorted(self.run_dir.glob("*.png"))]:
+        for path in artifacts:
             if path.is_file():
                 self.client.log_artifact(self.run_id, str(path))
         self.client.set_terminated(self.run_id, "FINISHED")
@@ -251,18 +147,10 @@ def local_store(tracking_uri: str) -> tuple[str, Path | None]:
     return f"{prefix}{db.as_posix()}" + (f"?{query}" if query else ""), db
 
 
-@contextlib.contextmanager
-def one_at_a_time(db: Path | None) -> Iterator[None]:
+def one_at_a_time(db: Path | None):
     """One process at a time opens a sqlite store (a lock file beside it): MLflow makes a new
     store's tables unlocked, and the parallel jobs of a sweep would collide on a new file."""
-    if db is None or os.name == "nt":
-        yield
-        return
-    import fcntl
-
-    with open(f"{db}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
+    return contextlib.nullcontext() if db is None else locked(Path(f"{db}.lock"))
 
 
 def sweep_of(run_dir: Path) -> str | None:
@@ -273,7 +161,7 @@ def sweep_of(run_dir: Path) -> str | None:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    hydra_file = run_dir / ".hydra" / "hydra.yaml"
+    hydra_file = run_dir / HYDRA_DIR / "hydra.yaml"
     if not hydra_file.is_file():
         return None
     hydra = OmegaConf.load(hydra_file).get("hydra") or {}
@@ -297,9 +185,7 @@ def run_tags(run_dir: Path) -> dict[str, str]:
     commit = git_commit()
     if commit:
         tags[MLFLOW_GIT_COMMIT] = commit
-    overrides = run_dir / ".hydra" / "overrides.yaml"
-    if overrides.is_file():
-        tags["overrides"] = " ".join(str(o) for o in yaml.safe_load(overrides.read_text()) or [])
+    tags["overrides"] = " ".join(read_overrides(run_dir))
     return {k: v[:MAX_TAG_VAL_LENGTH] for k, v in tags.items() if v}
 
 
@@ -307,14 +193,7 @@ def run_params(run_dir: Path) -> dict[str, str]:
     """config_resolved.yaml as dotted keys, each value cut to MLflow's length limit."""
     from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 
-    from src.compare import flatten
-    from src.outputs import CONFIG_FILE
-
-    path = run_dir / CONFIG_FILE
-    if not path.is_file():
-        return {}
-    config = yaml.safe_load(path.read_text()) or {}
-    return {k: str(v)[:MAX_PARAM_VAL_LENGTH] for k, v in flatten(config).items() if k}
+    return {k: str(v)[:MAX_PARAM_VAL_LENGTH] for k, v in read_config(run_dir).items() if k}
 
 
 def git_commit() -> str | None:

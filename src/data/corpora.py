@@ -1,31 +1,27 @@
-"""Data: corpora -> notebook split -> label map -> tokenization with a truncation strategy.
+"""Corpora: every dataset option returns a `Corpus` of raw texts and integer labels.
 
-Every dataset option returns a `Corpus` of raw texts and integer labels; tokenization is the
-same for all of them and runs once per run over every split.
+The notebook's movie_reviews split, your own CSV / TSV / JSONL files, anything `datasets`
+loads; the stratified splits, the label map and the data files' readers they share.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from src.errors import UserError
-from src.spec import Spec, param
+from src.schema import Spec, param
 
 log = logging.getLogger(__name__)
 
-TRUNCATIONS = ("head", "tail", "head_tail", "chunks")
 EMPTY_TEXT = ("drop", "error")
-TOKENIZE_CHUNK = 256  # texts per tokenizer call: one progress-bar tick
 MINORITY_SHARE = 0.1  # a class rarer than this in train gets a warning
 FIELD_SIZE_LIMIT = 2**31 - 1  # the largest the csv module takes on every platform (a C long)
 
@@ -104,7 +100,7 @@ class Splits(Spec):
     test_size: float = param(0.2, "the test share when there is no test file", gt=0, lt=1)
     split_seed: int = param(42, "fixed apart from `seed`, so a seed sweep keeps one split")
     val_size: float = param(
-        0.0, "share of train held out to pick the epoch; 0: pick on test (optimistic)", ge=0, lt=1
+        0.1, "share of train held out to pick the epoch; 0: pick on test (optimistic)", ge=0, lt=1
     )
     max_train_samples: int | None = param(None, "cap for debugging; null = all", ge=1)
     max_eval_samples: int | None = param(None, "cap for debugging; null = all", ge=1)
@@ -120,6 +116,9 @@ class Splits(Spec):
             train, evaluation = _split(train.texts, train.labels, self.val_size, self.split_seed)
             evaluation, eval_split = evaluation.head(self.max_eval_samples), "validation"
         return Corpus(train.head(self.max_train_samples), evaluation, test, label_names, eval_split)
+
+
+_READ: dict[str, tuple[list[str], list[str]]] = {}  # corpus root -> its reviews and categories
 
 
 @dataclass
@@ -140,8 +139,10 @@ class MovieReviews(Splits):
                 "`python -m nltk.downloader movie_reviews` or set NLTK_DATA to a folder holding "
                 "corpora/movie_reviews.zip"
             ) from None
-        reviews = [mr.raw(fid) for fid in fileids]
-        categories = [mr.categories(fid)[0] for fid in fileids]
+        key = str(mr.root)  # a process reads the corpus once (a sweep's in-process jobs)
+        if key not in _READ:
+            _READ[key] = [mr.raw(f) for f in fileids], [mr.categories(f)[0] for f in fileids]
+        reviews, categories = (list(part) for part in _READ[key])
         names = label_list(categories)
         y = [names.index(c) for c in categories]
         return self.finish(*_split(reviews, y, self.test_size, self.split_seed), names)
@@ -171,7 +172,7 @@ def read_rows(path: Path) -> list[dict]:
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                row = json.loads(line, object_pairs_hook=lambda kv, n=n: _unique(kv, path, n))
             except json.JSONDecodeError as e:
                 raise UserError(
                     f"{path} line {n}: not valid JSON ({e.msg}); one object per line"
@@ -185,7 +186,9 @@ def read_rows(path: Path) -> list[dict]:
         kind = suffix[1:].upper()
         csv.field_size_limit(FIELD_SIZE_LIMIT)  # the default 131,072 characters cuts long texts
         try:
-            rows = list(csv.DictReader(io.StringIO(raw, newline=""), delimiter=delimiter))
+            reader = csv.DictReader(io.StringIO(raw, newline=""), delimiter=delimiter)
+            _unique([(name, None) for name in reader.fieldnames or []], path, "header")
+            rows = list(reader)
         except csv.Error as e:
             raise UserError(f"{path}: not valid {kind} ({e})") from None
         for n, row in enumerate(rows, start=1):
@@ -198,6 +201,17 @@ def read_rows(path: Path) -> list[dict]:
             raise UserError(f"data file {path} has a header but no rows")
         return rows
     raise UserError(f"data file {path}: unsupported extension '{suffix}'; use .csv, .tsv or .jsonl")
+
+
+def _unique(pairs: list[tuple[str, Any]], path: Path, where: int | str) -> dict:
+    """A row's columns as a dict, refusing a column named twice (a dict would keep the last)."""
+    seen: set[str] = set()
+    for name, _ in pairs:
+        if name in seen:
+            at = f"line {where}" if isinstance(where, int) else where
+            raise UserError(f"{path} {at}: column '{name}' appears twice; rename one of them")
+        seen.add(name)
+    return dict(pairs)
 
 
 @dataclass
@@ -375,169 +389,3 @@ class HFDataset(Columns):
                 "splits); use another split, e.g. dataset.test_split=null"
             )
         return Split(texts, labels)
-
-
-# --- tokenization -------------------------------------------------------------------------
-
-
-def truncate(ids: list[int], budget: int, strategy: str) -> list[int]:
-    """Keep `budget` word pieces: the first (head), the last (tail), or a quarter from the start
-    and the rest from the end (head_tail; Sun et al. 2019: reviews state their verdict last)."""
-    if len(ids) <= budget:
-        return ids
-    if strategy == "head":
-        return ids[:budget]
-    if strategy == "tail":
-        return ids[len(ids) - budget :]
-    if strategy == "head_tail":
-        n_head = (budget + 2) // 4  # 128 + 382 at max_length 512
-        return ids[:n_head] + ids[len(ids) - (budget - n_head) :]
-    raise UserError(f"truncation={strategy}: unknown strategy; use one of {', '.join(TRUNCATIONS)}")
-
-
-def windows(ids: list[int], budget: int, stride: int) -> list[list[int]]:
-    """`truncation=chunks`: every word piece, in windows of `budget` that overlap by `stride`
-    (the last one ends at the text's end; a short text is one window)."""
-    step = budget - stride
-    return [ids[start : start + budget] for start in range(0, max(len(ids) - stride, 1), step)]
-
-
-def encode_texts(
-    tokenizer, texts: Sequence[str], max_length: int, truncation: str, stride: int = 0
-) -> list[dict]:
-    """Tokenize without truncation, then cut each text with the chosen strategy; `doc` is the
-    index of the text an example came from (several windows share one with `chunks`).
-
-    Training and `src.predict` both go through here, so a prediction sees exactly the word
-    pieces the model was trained on. Tokenizes in chunks to show progress on a terminal.
-    """
-    from tqdm.auto import tqdm
-
-    # The ids the tokenizer puts before and after a single sequence ([CLS] ... [SEP] for BERT).
-    probe = tokenizer("a", add_special_tokens=False)["input_ids"]
-    full = tokenizer("a")["input_ids"]
-    at = next(i for i in range(len(full)) if full[i : i + len(probe)] == probe)
-    prefix, suffix = full[:at], full[at + len(probe) :]
-    budget = max_length - len(prefix) - len(suffix)
-    with_types = "token_type_ids" in tokenizer.model_input_names
-    examples = []
-    starts = range(0, len(texts), TOKENIZE_CHUNK)
-    for start in tqdm(starts, desc="tokenize", unit="chunk", leave=False, disable=None):
-        chunk = list(texts[start : start + TOKENIZE_CHUNK])
-        tokenized = tokenizer(chunk, add_special_tokens=False, verbose=False)["input_ids"]
-        for doc, ids in enumerate(tokenized, start=start):
-            cuts = (
-                windows(ids, budget, stride)
-                if truncation == "chunks"
-                else [truncate(ids, budget, truncation)]
-            )
-            examples.extend(_example(prefix + cut + suffix, doc, with_types) for cut in cuts)
-    return examples
-
-
-def _example(input_ids: list[int], doc: int, with_types: bool) -> dict:
-    """One model input: its ids, a full attention mask, segment 0 where the model takes types."""
-    example = {"input_ids": input_ids, "attention_mask": [1] * len(input_ids)}
-    if with_types:
-        example["token_type_ids"] = [0] * len(input_ids)
-    return {**example, "doc": doc}
-
-
-def encode(
-    tokenizer, split: Split, max_length: int, truncation: str, stride: int = 0
-) -> list[dict]:
-    """`encode_texts` plus each example's label (a window carries its document's)."""
-    examples = encode_texts(tokenizer, split.texts, max_length, truncation, stride)
-    return [{**e, "labels": split.labels[e["doc"]]} for e in examples]
-
-
-# --- the tokenize cache ---------------------------------------------------------------------
-
-CACHE_FORMAT = 1  # bump when encode_texts' output changes: older entries then miss
-
-
-def fingerprint(tokenizer, texts: Sequence[str], max_length: int, truncation: str,
-                stride: int) -> str:  # fmt: skip
-    """What an encoding depends on: the texts, the whole tokenizer (vocab, normalizer, special
-    tokens: its serialized form, not its name) and how texts are cut."""
-    digest = hashlib.sha256()
-    if tokenizer.is_fast:  # less the padding and truncation state its last call left behind
-        state = json.loads(tokenizer.backend_tokenizer.to_str())
-        identity = json.dumps(
-            {k: v for k, v in state.items() if k not in ("padding", "truncation")}
-        )
-    else:
-        identity = json.dumps(sorted(tokenizer.get_vocab().items())) + repr(tokenizer.init_kwargs)
-    cut = [max_length, truncation, stride if truncation == "chunks" else 0]
-    setting = [CACHE_FORMAT, type(tokenizer).__name__, tokenizer.model_input_names, *cut]
-    for part in (json.dumps(setting), identity, *texts):
-        digest.update(part.encode("utf-8"))
-        digest.update(b"\0")
-    return digest.hexdigest()[:32]
-
-
-def encode_cached(tokenizer, split: Split, max_length: int, truncation: str, stride: int = 0,
-                  cache_dir: str | Path | None = None) -> list[dict]:  # fmt: skip
-    """`encode`, read from `cache_dir` when these texts were cut this way before (a sweep's
-    jobs, a rerun), else tokenized and stored there. Entries are written to a temporary file and
-    renamed, so parallel jobs that miss together each write a whole file and readers never see
-    half of one. `cache_dir=None`: tokenize every time."""
-    if cache_dir is None:
-        return encode(tokenizer, split, max_length, truncation, stride)
-    import numpy as np
-
-    path = (
-        Path(cache_dir)
-        / f"{fingerprint(tokenizer, split.texts, max_length, truncation, stride)}.npz"
-    )
-    if path.is_file():
-        with np.load(path) as stored:
-            ids, lengths, doc = stored["input_ids"], stored["lengths"], stored["doc"]
-        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-        with_types = "token_type_ids" in tokenizer.model_input_names
-        examples = [
-            {**_example(ids[start : start + n].tolist(), d, with_types), "labels": split.labels[d]}
-            for start, n, d in zip(starts.tolist(), lengths.tolist(), doc.tolist(), strict=True)
-        ]
-        log.info(f"tokenized {len(split)} texts: read from {path}")
-        return examples
-    examples = encode(tokenizer, split, max_length, truncation, stride)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(
-                f,
-                input_ids=np.fromiter((i for e in examples for i in e["input_ids"]), np.int32),
-                lengths=np.array([len(e["input_ids"]) for e in examples], np.int32),
-                doc=np.array([e["doc"] for e in examples], np.int32),
-            )
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    log.info(f"tokenized {len(split)} texts: stored in {path}")
-    return examples
-
-
-def docs(examples: list[dict]) -> list[int]:
-    """Each example's document: what predictions are pooled by."""
-    return [e["doc"] for e in examples]
-
-
-class Collator:
-    """Pads each batch to its own longest example, not every review to max_length; the `doc`
-    index stays out of the batch (the models take input_ids, attention_mask, token_type_ids,
-    labels)."""
-
-    def __init__(self, tokenizer) -> None:
-        from transformers import DataCollatorWithPadding
-
-        self.pad = DataCollatorWithPadding(tokenizer)
-
-    def __call__(self, examples: list[dict]) -> dict:
-        return self.pad([{k: v for k, v in e.items() if k != "doc"} for e in examples])
-
-
-def collator(tokenizer) -> Collator:
-    return Collator(tokenizer)

@@ -1,0 +1,73 @@
+"""What report.md, the model card, the run comparison and the sweep summary show alike, rendered
+once: a test metric's interval, the settings table, how the epoch was chosen.
+
+Everything here reads a resolved config and a metrics.json (src.rundir's schema), so any
+finished run can be rendered again from its folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from src.metrics import BOOTSTRAP_RESAMPLES
+from src.models import CUSTOM_HEAD_ARCH
+from src.rundir import best_key
+
+BOOTSTRAP = f"a percentile bootstrap over the test texts ({BOOTSTRAP_RESAMPLES} resamples, seeded)"
+
+
+def interval(bounds: Sequence[float] | None, digits: int = 4) -> str:
+    """A 95% interval as every table writes it: `[low, high]`, or `-` without one."""
+    return f"[{bounds[0]:.{digits}f}, {bounds[1]:.{digits}f}]" if bounds else "-"
+
+
+def head_of(metrics: Mapping) -> str:
+    """The model option: the project's own head is the one the Auto classes cannot load."""
+    return "custom_head" if metrics["model"] == CUSTOM_HEAD_ARCH else "hf_head"
+
+
+def settings(cfg: Mapping, metrics: Mapping) -> dict[str, Any]:
+    """The settings a reviewer and a user of the model ask about, read where the run read them."""
+    trainer, model, optimizer = cfg["trainer"], cfg["model"], cfg["optimizer"]
+    accum = trainer["grad_accum_steps"]
+    out = {
+        "backbone": f"{cfg['backbone']['name']} (`{cfg['backbone']['path']}`)",
+        "head": head_of(metrics) + (f", {model['pooling']} pooling" if "pooling" in model else ""),
+        "trainer": metrics["trainer"],
+        "optimizer": f"{optimizer['_target_'].rsplit('.', 1)[-1]}, lr {optimizer['lr']}",
+        "scheduler": f"{cfg['scheduler']['name']}, warmup {cfg['scheduler']['warmup_ratio']}",
+        "epochs": trainer["epochs"],
+        "batch_size": f"{trainer['batch_size']}" + (f" x {accum} accumulated" if accum > 1 else ""),
+        "max_length": cfg["max_length"],
+        "truncation": cfg["truncation"],
+    }
+    if cfg["truncation"] == "chunks":
+        out.update(stride=cfg["stride"], chunk_pooling=cfg["chunk_pooling"])
+    sizes = f"{metrics['n_train']} train / {metrics['n_eval']} {metrics['eval_split']}"
+    return {
+        **out,
+        "dropout": model["dropout"],
+        **({"class_weights": cfg["class_weights"]} if cfg.get("class_weights") else {}),
+        "seed": cfg["seed"],
+        "splits": f"{sizes} / {metrics['n_test']} test",
+        "epoch chosen on": f"{metrics['eval_split']} split, by {trainer['metric_for_best_model']}",
+        "precision": f"{metrics['precision']} on {metrics['device']}",
+    }
+
+
+def settings_table(cfg: Mapping, metrics: Mapping) -> list[str]:
+    rows = settings(cfg, metrics).items()
+    return ["| setting | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
+
+
+def selection(cfg: Mapping, metrics: Mapping) -> str:
+    """Which epoch's weights these are and what chose them; a test-split choice is flagged."""
+    metric, split = cfg["trainer"]["metric_for_best_model"], metrics["eval_split"]
+    best = metrics.get(best_key(metric))
+    line = (f"The weights are epoch {metrics['best_epoch']}'s, the best {metric} on the {split} "
+            f"split ({best:.4f}).")  # fmt: skip
+    if split == "test":
+        line += (" The test split chose the epoch (the notebook's way, `dataset.val_size=0`), "
+                 "so the test metrics above are optimistic.")  # fmt: skip
+    return line
