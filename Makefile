@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make run    install into .venv, fetch the corpus if needed, train the default experiment
 #   make test   install into .venv, fetch the corpus if needed, lint and run every test
+#               (PYTEST_WORKERS=0: in this process, no xdist workers)
 #   make mlflow-ui   the MLflow UI on the runs of logger=mlflow (http://127.0.0.1:5000)
 # Pass overrides to a run with ARGS, e.g. make run ARGS="model=custom_head dropout=0.3".
 
@@ -14,6 +15,8 @@ NLTK_DATA ?= $(abspath $(firstword $(wildcard ../shared/nltk_data) $(HOME)/nltk_
 export NLTK_DATA
 ARGS ?=
 PYTEST_ARGS ?=
+# pytest-xdist workers: one per core (tests/conftest.py gives each worker's torch one thread)
+PYTEST_WORKERS ?= auto
 
 .PHONY: setup data run test lint mlflow-ui
 
@@ -36,7 +39,7 @@ lint: $(VENV)/.installed
 	$(PY) -m ruff check src tests benchmarks
 
 test: setup lint
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 # mlflow's server needs SQLAlchemy 2 and the Optuna that hydra-optuna-sweeper pins needs
 # SQLAlchemy<2, so the UI runs from a venv of its own, with the mlflow version of .venv.
