@@ -5,6 +5,10 @@
 
 A run is any folder `python -m src.run` finished (metrics.json), from `outputs/runs/` or a job
 folder of a sweep, from any sweep; its files are read through src.rundir. No torch loads.
+
+Runs scored on the same test examples (the same texts in the same order: metrics.json's
+`test_sha256`) get a paired test, each against the first: B - A for each core metric with a
+95% paired-bootstrap interval, McNemar's exact p-value for accuracy, and a verdict.
 """
 
 from __future__ import annotations
@@ -19,8 +23,16 @@ from typing import Any
 
 from src import render
 from src.errors import UserError, one_line
-from src.metrics import CORE
-from src.rundir import CONFIG_FILE, best_eval, best_key, not_finished, read_config, read_metrics
+from src.metrics import CORE, PairedDifference, paired_differences
+from src.rundir import (
+    CONFIG_FILE,
+    best_eval,
+    best_key,
+    not_finished,
+    read_config,
+    read_metrics,
+    read_predictions,
+)
 
 ABSENT = "<absent>"
 # (label, metrics.json path) of what a reader compares after the test metrics, in this order
@@ -120,7 +132,42 @@ def markdown(runs: list[Run], names: list[str]) -> str:
     lines.append("|---|" + "---|" * len(runs))
     lines += [f"| {label} | " + " | ".join(cells) + " |" for label, cells in metric_rows(runs)]
     lines += ["", "Test metrics: [95% interval], a bootstrap over each run's test examples."]
+    lines += ["", f"## Paired tests, against {names[0]}", ""]
+    for name, run in zip(names[1:], runs[1:], strict=True):
+        found = paired(runs[0], run)
+        if isinstance(found, str):
+            lines.append(f"- **{name}**: no paired test: {found}")
+            continue
+        n = run.metrics["n_test"]
+        lines.append(f"- **{name}** minus {names[0]}, on the same {n} test examples:")
+        lines += [f"  - {verdict(d, name)}" for d in found]
     return "\n".join(lines) + "\n"
+
+
+def paired(a: Run, b: Run) -> list[PairedDifference] | str:
+    """B - A on the test examples both were scored on, or why there is no paired test."""
+    fingerprints = [run.metrics.get("test_sha256") for run in (a, b)]
+    if not all(fingerprints):
+        return "a run records no fingerprint of its test texts (made before paired tests)"
+    if fingerprints[0] != fingerprints[1]:
+        return "the runs were tested on different texts (another split, dataset or order)"
+    if a.metrics["label_names"] != b.metrics["label_names"]:
+        return "the runs have different labels"
+    names = a.metrics["label_names"]
+    (labels, preds_a), (labels_b, preds_b) = (read_predictions(Path(r.name), names) for r in (a, b))
+    if labels != labels_b:
+        return "the runs' test_predictions.csv hold different labels"
+    return paired_differences(labels, preds_a, preds_b, len(names))
+
+
+def verdict(d: PairedDifference, name: str) -> str:
+    """`accuracy +0.020 [-0.015, +0.055], McNemar p = 0.31: not distinguishable`."""
+    line = f"{d.metric} {d.difference:+.3f} [{d.interval[0]:+.3f}, {d.interval[1]:+.3f}]"
+    if d.p_value is not None:
+        line += f", McNemar p = {d.p_value:.2g}"
+    if not d.distinguishable:
+        return f"{line}: not distinguishable"
+    return f"{line}: {name} is {'better' if d.b_is_better else 'worse'}"
 
 
 def to_csv(runs: list[Run], names: list[str]) -> str:

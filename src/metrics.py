@@ -98,6 +98,58 @@ def bootstrap_ci(
     return {m: [float(q) for q in np.percentile(scores[m], tails)] for m in CORE}
 
 
+@dataclass(frozen=True)
+class PairedDifference:
+    """How run B's score on a test split differs from run A's on the same examples."""
+
+    metric: str
+    difference: float  # B - A on the whole split
+    interval: tuple[float, float]  # the paired bootstrap's 95% interval of B - A
+    p_value: float | None = None  # McNemar's exact test (accuracy)
+
+    @property
+    def distinguishable(self) -> bool:
+        """For accuracy, McNemar's exact test at 5%; for the others, an interval without 0."""
+        if self.p_value is not None:
+            return self.p_value < 0.05
+        return self.interval[0] > 0 or self.interval[1] < 0
+
+    @property
+    def b_is_better(self) -> bool:
+        return (self.difference > 0) == higher_is_better(self.metric)
+
+
+def paired_differences(labels: np.ndarray, preds_a: np.ndarray, preds_b: np.ndarray,
+                       num_labels: int, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
+                       ) -> list[PairedDifference]:  # fmt: skip
+    """Each core metric's B - A with a paired-bootstrap interval: every resample draws the same
+    examples for both runs, so what the two runs share (which examples are hard) cancels out;
+    accuracy also gets McNemar's exact p-value."""
+    labels, a, b = (np.asarray(x) for x in (labels, preds_a, preds_b))
+    draws = np.random.default_rng(seed).integers(0, len(labels), (resamples, len(labels)))
+    of_a, of_b = (
+        _scores(labels[draws], a[draws], num_labels),
+        _scores(labels[draws], b[draws], num_labels),
+    )
+    whole_a, whole_b = compute(labels, a, num_labels), compute(labels, b, num_labels)
+    out = []
+    for m in CORE:
+        low, high = (float(q) for q in np.percentile(of_b[m] - of_a[m], [2.5, 97.5]))
+        p_value = mcnemar(labels, a, b) if m == "accuracy" else None
+        out.append(PairedDifference(m, whole_b[m] - whole_a[m], (low, high), p_value))
+    return out
+
+
+def mcnemar(labels: np.ndarray, preds_a: np.ndarray, preds_b: np.ndarray) -> float:
+    """McNemar's exact test: the two-sided binomial p-value of the examples exactly one of the
+    two runs got right (1.0 when there are none)."""
+    from scipy.stats import binomtest
+
+    right_a, right_b = np.asarray(preds_a) == labels, np.asarray(preds_b) == labels
+    only_a, only_b = int((right_a & ~right_b).sum()), int((~right_a & right_b).sum())
+    return float(binomtest(only_b, only_a + only_b).pvalue) if only_a + only_b else 1.0
+
+
 @dataclass
 class Metrics(Spec):
     """What every evaluation and the test split are scored with."""

@@ -11,6 +11,7 @@ at the bottom of src/: the standard library, PyYAML and `src.errors`.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -248,6 +249,7 @@ class RunSummary:
     label_names: list[str]
     seconds: dict[str, float]  # wall time of build (data, tokenizer, model), fit, test, save
     resumed_from: str | None  # the checkpoint this attempt continued from
+    test_sha256: str = ""  # the test texts, in order: runs scored on the same ones pair up
 
     @classmethod
     def of(cls, built: Any, result: TrainResult, test: dict, ci: dict, seconds: dict[str, float],
@@ -259,7 +261,7 @@ class RunSummary:
         return cls(test, ci, result, trainer.metric, corpus.eval_split, str(trainer.device),
                    trainer.precision, processes, built.backbone.name, type(built.model).__name__,
                    type(trainer).__name__, sizes, list(corpus.label_names), seconds,
-                   resumed_from)  # fmt: skip
+                   resumed_from, texts_sha256(corpus.test.texts))  # fmt: skip
 
     @property
     def best_metric(self) -> float | None:
@@ -276,6 +278,27 @@ class RunSummary:
         seconds = {k: round(v, 2) for k, v in rest.pop("seconds").items()}
         seconds["total"] = round(sum(seconds.values()), 2)  # from config to metrics.json
         return {**out, **rest.pop("sizes"), **rest, "seconds": seconds}
+
+
+def texts_sha256(texts: list[str]) -> str:
+    """A fingerprint of texts in their order (each one's end marked, so no two lists share it)."""
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(text.encode("utf-8") + b"\0")
+    return digest.hexdigest()
+
+
+def read_predictions(folder: Path, label_names: list[str]) -> tuple[list[int], list[int]]:
+    """test_predictions.csv as (true label ids, predicted label ids), in test-split order."""
+    import csv
+
+    path = folder / PREDICTIONS_FILE
+    if not path.is_file():
+        raise not_finished(folder, PREDICTIONS_FILE)
+    ids = {name: i for i, name in enumerate(label_names)}
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return [ids[r["label"]] for r in rows], [ids[r["prediction"]] for r in rows]
 
 
 def best_key(metric: str) -> str:

@@ -7,8 +7,11 @@ import io
 import json
 import shutil
 
+import numpy as np
+import pytest
+
 from src import compare
-from tests.conftest import run_cli
+from tests.conftest import copy_run, run_cli
 
 
 def test_two_runs_markdown(trained_runs):
@@ -63,3 +66,65 @@ def test_three_runs_table_and_unfinished_folder(trained_runs, tmp_path):
         f"error: {third.as_posix()}: not a finished run (no metrics.json); give a folder that "
         "`python -m src.run` completed (outputs/runs/<time> or a sweep's job folder)"
     ]
+
+
+def test_paired_test_of_two_real_runs(trained_runs):
+    """Both tiny runs were tested on the smoke run's 32 test reviews (the fingerprint says so):
+    each core metric's difference, the paired interval and McNemar's p from their predictions."""
+    from scipy.stats import binomtest
+
+    from src import data
+    from src.rundir import texts_sha256
+
+    hf, manual = trained_runs["hf_head"], trained_runs["custom_head"]
+    a, b = (json.loads((p / "metrics.json").read_text()) for p in (hf, manual))
+    split = data.MovieReviews(max_train_samples=48, max_eval_samples=32).load().test
+    assert a["test_sha256"] == b["test_sha256"] == texts_sha256(split.texts)
+    proc = run_cli(str(hf), str(manual), module="src.compare")
+    assert proc.returncode == 0, proc.stderr
+    first, second = compare.short_names([hf, manual])
+    section = proc.stdout.split(f"## Paired tests, against {first}")[1].strip().splitlines()
+    assert section[0] == f"- **{second}** minus {first}, on the same 32 test examples:"
+    assert [line.split()[1] for line in section[1:]] == ["accuracy", "precision", "recall", "f1"]
+    rows = [list(csv.DictReader((p / "test_predictions.csv").open())) for p in (hf, manual)]
+    right = [[r["label"] == r["prediction"] for r in run] for run in rows]
+    only_a = sum(x and not y for x, y in zip(*right, strict=True))
+    only_b = sum(y and not x for x, y in zip(*right, strict=True))
+    p = binomtest(only_b, only_a + only_b).pvalue if only_a + only_b else 1.0
+    difference = b["test"]["accuracy"] - a["test"]["accuracy"]
+    assert section[1].startswith(f"  - accuracy {difference:+.3f} [")
+    assert f", McNemar p = {p:.2g}: " in section[1]
+
+
+def test_paired_differences_tell_a_real_gap_from_noise():
+    from src.metrics import mcnemar, paired_differences
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 400)
+    a = np.where(rng.random(400) < 0.7, labels, 1 - labels)  # about 70% right
+    b = np.where(rng.random(400) < 0.67, labels, a)  # B fixes two thirds of A's mistakes
+    found = {d.metric: d for d in paired_differences(labels, a, b, 2)}
+    acc = found["accuracy"]
+    assert acc.difference == pytest.approx(np.mean(b == labels) - np.mean(a == labels))
+    assert 0 < acc.interval[0] < acc.difference < acc.interval[1]
+    assert acc.p_value < 1e-6 and acc.distinguishable and acc.b_is_better
+    same = {d.metric: d for d in paired_differences(labels, a, a.copy(), 2)}
+    assert all(d.difference == 0 and d.interval == (0, 0) for d in same.values())
+    assert same["accuracy"].p_value == 1.0 and not same["f1"].distinguishable
+    # McNemar counts only the examples exactly one run got right: 3 for B, 1 for A
+    y = np.array([1, 1, 1, 1, 0, 0])
+    assert mcnemar(y, np.array([0, 0, 0, 1, 0, 0]), np.array([1, 1, 1, 0, 0, 0])) == 0.625
+
+
+def test_no_paired_test_across_test_sets(trained_runs, tmp_path):
+    other = copy_run(trained_runs["custom_head"], tmp_path / "other")
+    metrics = json.loads((other / "metrics.json").read_text())
+    runs = [compare.Run.read(trained_runs["hf_head"]), None]
+    for fingerprint, reason in (("0" * 64, "tested on different texts"),
+                                (None, "records no fingerprint of its test texts")):  # fmt: skip
+        metrics["test_sha256"] = fingerprint
+        (other / "metrics.json").write_text(json.dumps(metrics))
+        runs[1] = compare.Run.read(other)
+        why = compare.paired(*runs)
+        assert isinstance(why, str) and reason in why
+        assert f"- **other**: no paired test: {why}" in compare.markdown(runs, ["hf_head", "other"])
