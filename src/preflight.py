@@ -19,7 +19,7 @@ _CONFIG_FLAGS = ("-cp", "-cn", "-cd", "--config-path", "--config-name", "--confi
 _MISSING = object()
 
 
-def check(args: list[str], conf: Path = CONF) -> None:
+def check(args: list[str], conf: Path = CONF, config_name: str = "config") -> None:
     """Raise UserError for the first override that names a missing group option or key."""
     if any(a.split("=")[0] in _CONFIG_FLAGS or "hydra.searchpath" in a for a in args):
         return  # other config folders may hold options and keys conf/ does not
@@ -44,7 +44,7 @@ def check(args: list[str], conf: Path = CONF) -> None:
         elif not (override.is_add() or override.is_force_add()):
             keys.append((text, key))
     if keys:
-        _check_keys(keys, groups, conf)
+        _check_keys(keys, groups, conf, config_name)
 
 
 def _values(override) -> list[str] | None:
@@ -71,12 +71,13 @@ def _check_options(text: str, group: str, values: list[str], conf: Path) -> None
             )
 
 
-def _check_keys(keys: list[tuple[str, str]], groups: list[str], conf: Path) -> None:
+def _check_keys(keys: list[tuple[str, str]], groups: list[str], conf: Path,
+                config_name: str) -> None:  # fmt: skip
     """Compose with the group choices alone, then look each key up in the result."""
     from omegaconf import OmegaConf
 
     try:
-        cfg = compose(groups, conf)
+        cfg = compose(groups, conf, config_name=config_name)
     except Exception:  # let Hydra report what composing the groups alone cannot
         return
     for text, key in keys:

@@ -25,7 +25,8 @@ LAYERS = {
                    "src.loggers", "src.loggers.mlflow"],
     "assembly": ["src.knobs", "src.spec", "src.preflight", "src.build", "src.render",
                  "src.card", "src.reports", "src.outputs", "src.callbacks"],
-    "entry points": ["src.run", "src.predict", "src.compare", "src.summarize", "src.preview"],
+    "entry points": ["src.run", "src.predict", "src.compare", "src.summarize", "src.preview",
+                     "src.evaluate"],
 }  # fmt: skip
 
 

@@ -295,12 +295,13 @@ class Files(Columns):
     def load(self) -> Corpus:
         if not self.train_file:
             raise UserError("dataset=files needs dataset.train_file=<path to .csv, .tsv or .jsonl>")
-        train = self._read(Path(self.train_file))
-        test = self._read(Path(self.test_file)) if self.test_file else None
+        train = self.read(Path(self.train_file))
+        test = self.read(Path(self.test_file)) if self.test_file else None
         where = {"train": self.train_file, "test": self.test_file}
         return self.load_splits(where, train, test)
 
-    def _read(self, path: Path) -> Split:
+    def read(self, path: Path) -> Split:
+        """One data file as a split of texts and label strings, as read."""
         rows = read_rows(path)
         self.check_columns(str(path), list(rows[0].keys()))
         pairs = ((row.get(self.text_column), row.get(self.label_column)) for row in rows)

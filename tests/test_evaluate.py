@@ -1,0 +1,107 @@
+"""`python -m src.evaluate`: a finished run scored on labelled data, without training."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from src.compose import compose
+from src.errors import UserError
+from src.evaluate import CONFIG_NAME, evaluate
+from tests.conftest import run_cli
+
+SMOKE_CAPS = ["dataset.max_train_samples=48", "dataset.max_eval_samples=32"]
+
+
+def _evaluation(*overrides: str):
+    return compose(list(overrides), config_name=CONFIG_NAME)
+
+
+@pytest.mark.parametrize("model", ["hf_head", "custom_head"])
+def test_the_runs_own_test_split_gives_its_test_metrics(trained_runs, tmp_path, model):
+    """Scored again on the split it was tested on, cut as in training: the same predictions,
+    metrics and intervals as the run's own, and the texts' fingerprint pairs them up."""
+    run = trained_runs[model]
+    record = evaluate(_evaluation(f"run_dir={run}", *SMOKE_CAPS), tmp_path)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert record == json.loads((tmp_path / "metrics.json").read_text())
+    assert record["test"] == pytest.approx(metrics["test"])
+    assert record["test_ci95"] == metrics["test_ci95"]  # the same predictions, the same draws
+    assert record["test_sha256"] == metrics["test_sha256"] and record["n_test"] == 32
+    ours, theirs = (
+        list(csv.DictReader((p / "test_predictions.csv").open())) for p in (tmp_path, run)
+    )
+    assert [r["prediction"] for r in ours] == [r["prediction"] for r in theirs]
+    probs = [[float(r[f"p_{n}"]) for n in ("neg", "pos")] for r in (*ours, *theirs)]
+    np.testing.assert_allclose(probs[:32], probs[32:], atol=1e-5)
+    text = (tmp_path / "report.md").read_text()
+    assert "| accuracy |" in text and "confusion_matrix.png" in text
+    assert (tmp_path / "confusion_matrix.png").stat().st_size > 10_000
+
+
+def _labelled_csv(path, labels: list[str]):
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["review", "sentiment"])
+        writer.writerows([f"a {'fine' if y == 'pos' else 'dull'} film number {i}", y]
+                         for i, y in enumerate(labels))  # fmt: skip
+    return path
+
+
+def test_a_test_file_alone_is_scored_whole(trained_runs, tmp_path):
+    """dataset=files with only a test_file (no train_file needed): all its rows, labels mapped
+    to the run's by name; the metrics are scikit-learn's on the written predictions."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    data = _labelled_csv(tmp_path / "new.csv", ["pos", "neg", "neg", "pos", "pos", "neg"] * 3)
+    cfg = _evaluation(f"run_dir={trained_runs['custom_head']}", "dataset=files",
+                      f"dataset.test_file={data}", "dataset.text_column=review",
+                      "dataset.label_column=sentiment")  # fmt: skip
+    record = evaluate(cfg, tmp_path / "out")
+    assert record["n_test"] == 18 and record["label_names"] == ["neg", "pos"]
+    rows = list(csv.DictReader((tmp_path / "out" / "test_predictions.csv").open()))
+    truth, said = [r["label"] for r in rows], [r["prediction"] for r in rows]
+    assert truth == ["pos", "neg", "neg", "pos", "pos", "neg"] * 3
+    assert record["test"]["accuracy"] == pytest.approx(accuracy_score(truth, said))
+    assert record["test"]["f1"] == pytest.approx(f1_score(truth, said, pos_label="pos"))
+
+
+def test_labels_the_run_never_saw_are_one_line(trained_runs, tmp_path):
+    data = _labelled_csv(tmp_path / "new.csv", ["pos", "meh", "neg", "great"])
+    cfg = _evaluation(f"run_dir={trained_runs['hf_head']}", "dataset=files",
+                      f"dataset.test_file={data}", "dataset.text_column=review",
+                      "dataset.label_column=sentiment")  # fmt: skip
+    with pytest.raises(UserError, match=r"new.csv: labels \['great', 'meh'\] were never seen"):
+        evaluate(cfg, tmp_path / "out")
+    assert not (tmp_path / "out" / "metrics.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ([], "run_dir=null: required; give a finished run: run_dir=outputs/runs/<run>"),
+        (["run_dir=x", "batch_size=0"], "batch_size=0: an integer >= 1"),
+        (["run_dir=x", "+epochs=3"], "epochs=3: not a top-level key of src.evaluate"),
+        (["run_dir=x", "+dataset.val_sise=0"], "dataset.val_sise=0: not a key of"),
+    ],
+)
+def test_config_mistakes_are_one_line(overrides, message):
+    from src.evaluate import validate
+
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        validate(_evaluation(*overrides))
+
+
+def test_the_cli_scores_a_run_and_refuses_a_folder_that_is_no_run(trained_runs, tmp_path):
+    out = tmp_path / "evaluation"
+    proc = run_cli(f"run_dir={trained_runs['custom_head']}", *SMOKE_CAPS,
+                   f"hydra.run.dir={out}", module="src.evaluate")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().startswith("32 texts: accuracy=")
+    assert json.loads((out / "metrics.json").read_text())["n_test"] == 32
+    bad = run_cli(f"run_dir={tmp_path}", f"hydra.run.dir={tmp_path}/x", module="src.evaluate")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    assert "not a finished run (no metrics.json or best_model)" in bad.stderr
