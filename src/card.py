@@ -101,6 +101,11 @@ def body(cfg: Mapping, metrics: Mapping, head: str, dataset: str) -> str:
         _LOAD[head],
         "",
         _PREDICT.format(truncation=cut[1]),
+        *(
+            [_PAIRS.format(column=cfg["dataset"]["text_pair_column"]), ""]
+            if cfg["dataset"].get("text_pair_column")
+            else []
+        ),  # fmt: skip
         *([_LIBRARY, ""] if head == "custom_head" else []),
         f"## Test metrics ({metrics['n_test']} texts)",
         "",
@@ -170,6 +175,9 @@ python -m src.predict run_dir=path/to/run text="A gripping, beautifully acted fi
 python -m src.predict run_dir=path/to/run input=reviews.csv
 ```
 """
+_PAIRS = """A sentence-pair model: give each example's two texts, `pipeline()` as
+`{{"text": ..., "text_pair": ...}}`, `src.predict` as `text=... text_pair=...` or, for a file,
+`text_pair_column={column}` (max_length is shared: each text is cut to its share)."""
 _LIBRARY = """`library_name: transformers` above says what the files are: `save_pretrained` output
 (config.json, model.safetensors, tokenizer) of a transformers `PreTrainedModel`. It does not
 mean `pipeline()` or `AutoModel*` can load it: config.json names `CustomHeadClassifier`, so the

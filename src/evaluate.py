@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass
+from dataclasses import MISSING, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,7 @@ def validate(cfg: DictConfig | Mapping) -> Evaluation:
 
 def labelled(dataset: Any, names: list[str], run: str):
     """The split to score, its labels mapped to the run's ids (by name)."""
-    from src.data import Files, Split
+    from src.data import Files
 
     if isinstance(dataset, Files) and dataset.test_file and not dataset.train_file:
         where, split = dataset.test_file, dataset.read(Path(dataset.test_file))
@@ -66,14 +66,14 @@ def labelled(dataset: Any, names: list[str], run: str):
     else:
         corpus = dataset.load()
         where = f"the test split of {type(dataset).__name__}"
-        split = Split(corpus.test.texts, [corpus.label_names[y] for y in corpus.test.labels])
+        split = replace(corpus.test, labels=[corpus.label_names[y] for y in corpus.test.labels])
     ids = {name: i for i, name in enumerate(names)}
     if unseen := sorted({str(y) for y in split.labels} - set(ids)):
         raise UserError(
             f"{where}: labels {unseen} were never seen by the run {run} (its labels: "
             f"{', '.join(names)}); score data labelled with those"
         )
-    return Split(split.texts, [ids[str(y)] for y in split.labels])
+    return replace(split, labels=[ids[str(y)] for y in split.labels])
 
 
 def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
@@ -92,7 +92,7 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     predictor = Predictor.load(folder, settings.device)
     names = predictor.label_names
     split = labelled(make(cfg.dataset), names, settings.run_dir)
-    probs = predictor.probabilities(split.texts, settings.batch_size)
+    probs = predictor.probabilities(split.texts, settings.batch_size, split.pairs)
     labels, preds = np.asarray(split.labels), probs.argmax(-1)
     scores = metrics.compute(labels, preds, len(names))
     record = {

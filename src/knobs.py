@@ -65,6 +65,11 @@ class Knobs(Spec):
                 f"max_length={self.max_length}: an integer from {MIN_MAX_LENGTH} to {limit} "
                 f"(max_position_embeddings of backbone {plain['backbone'].get('name')})"
             )
+        if self.truncation == "chunks" and plain["dataset"].get("text_pair_column"):
+            raise UserError(
+                "truncation=chunks: no meaning for sentence pairs (dataset.text_pair_column); "
+                "use head, tail or head_tail, which cut each text of a pair to its share"
+            )
         if self.truncation == "chunks" and self.stride > self.max_length // 2:
             raise UserError(
                 f"stride={self.stride}: an integer from 0 to {self.max_length // 2} (half of "

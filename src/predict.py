@@ -8,6 +8,8 @@
 line); the predictions go to `output`, else to `<input>.predictions.csv` beside it: the input's
 columns, then `prediction` and one `p_<label>` probability column per label.
 Other keys: `batch_size` (32), `device` (auto | cpu | cuda | mps), `text_column` (text).
+A sentence-pair model takes its second text as `text_pair="..."`, or from a file's
+`text_pair_column` (the run's `dataset.text_pair_column`).
 
 Texts are cut as in training (the run's max_length and truncation strategy, kept in
 best_model/preprocessing.json), through the same code. Arguments are plain `key=value` rather
@@ -30,8 +32,9 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
-DEFAULTS = dict(run_dir=None, text=None, input=None, output=None, text_column="text",
-                batch_size="32", device="auto")  # fmt: skip
+DEFAULTS = dict(run_dir=None, text=None, text_pair=None, input=None, output=None,
+                text_column="text", text_pair_column=None, batch_size="32",
+                device="auto")  # fmt: skip
 
 
 @dataclass
@@ -71,9 +74,10 @@ class Predictor:
         id2label = self.model.config.id2label
         return [id2label[i] for i in range(len(id2label))]
 
-    def probabilities(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        """Class probabilities, one row per text, in input order (a text cut into windows gets
-        its windows' pooled prediction, as in training's evaluation).
+    def probabilities(self, texts: Sequence[str], batch_size: int = 32,
+                      pairs: Sequence[str] | None = None) -> np.ndarray:  # fmt: skip
+        """Class probabilities, one row per text (or pair), in input order (a text cut into
+        windows gets its windows' pooled prediction, as in training's evaluation).
 
         Batches hold texts of similar length, so little compute goes to padding."""
         import numpy as np
@@ -84,7 +88,7 @@ class Predictor:
         from src.metrics import pool, softmax
 
         cut = (self.max_length, self.truncation, self.stride)
-        features = data.encode_texts(self.tokenizer, texts, *cut)
+        features = data.encode_texts(self.tokenizer, texts, *cut, pairs=pairs)
         collate = data.collator(self.tokenizer)
         order = np.argsort([len(f["input_ids"]) for f in features], kind="stable")
         logits = np.zeros((len(features), len(self.label_names)), dtype=np.float32)
@@ -118,27 +122,37 @@ def model_folder(run_dir: Path) -> Path:
     return run_dir / best
 
 
-def read_texts(path: Path, text_column: str) -> tuple[list[dict], list[str]]:
-    """The input rows (kept for the output) and their texts."""
+def read_texts(path: Path, text_column: str, text_pair_column: str | None = None,
+               ) -> tuple[list[dict], list[str], list[str] | None]:  # fmt: skip
+    """The input rows (kept for the output), their texts and (for pairs) their second texts."""
     from src import data
 
     if not path.is_file():
         raise UserError(f"input={path}: no such file")
     if path.suffix.lower() == ".txt":
+        if text_pair_column:
+            raise UserError(f"input={path}: a .txt holds one text a line; pairs need a table")
         texts = [line for line in data.read_text(path).splitlines() if line.strip()]
-        rows = [{"text": t} for t in texts]
-    else:
-        rows = data.read_rows(path)
-        if rows and text_column not in rows[0]:
+        return [{"text": t} for t in texts], _some(path, texts), None
+    rows = data.read_rows(path)
+    columns = [(text_column, "text_column")]
+    columns += [(text_pair_column, "text_pair_column")] if text_pair_column else []
+    for column, key in columns:
+        if rows and column not in rows[0]:
             found = ", ".join(map(str, rows[0]))
-            raise UserError(f"{path}: no column '{text_column}' (found: {found}); set text_column=")
+            raise UserError(f"{path}: no column '{column}' (found: {found}); set {key}=")
         for n, row in enumerate(rows, start=1):
-            if row.get(text_column) is None or not str(row[text_column]).strip():
-                raise UserError(f"{path} row {n}: empty text in column '{text_column}'")
-        texts = [str(row[text_column]) for row in rows]
+            if row.get(column) is None or not str(row[column]).strip():
+                raise UserError(f"{path} row {n}: empty text in column '{column}'")
+    texts = _some(path, [str(row[text_column]) for row in rows])
+    pairs = [str(row[text_pair_column]) for row in rows] if text_pair_column else None
+    return rows, texts, pairs
+
+
+def _some(path: Path, texts: list[str]) -> list[str]:
     if not texts:
         raise UserError(f"input={path}: no texts in it")
-    return rows, texts
+    return texts
 
 
 def parse_args(argv: Sequence[str]) -> dict:
@@ -154,6 +168,8 @@ def parse_args(argv: Sequence[str]) -> dict:
         raise UserError('give one of text="..." or input=<file.csv|.jsonl|.txt>')
     if args["text"] is not None and not args["text"].strip():
         raise UserError("text= is empty")
+    if args["text_pair"] is not None and args["text"] is None:
+        raise UserError('text_pair= goes with text="..." (a file: text_pair_column=)')
     if args["output"] and not args["input"]:
         raise UserError("output= goes with input=<file>")
     if not args["batch_size"].isdigit() or int(args["batch_size"]) < 1:
@@ -176,17 +192,19 @@ def main(argv: Sequence[str]) -> None:
 def predict_text(args: dict) -> None:
     predictor = _load(args)
     names = predictor.label_names
-    probs = predictor.probabilities([args["text"]])[0]
+    pair = None if args["text_pair"] is None else [args["text_pair"]]
+    probs = predictor.probabilities([args["text"]], pairs=pair)[0]
     print(f"label: {names[int(probs.argmax())]}")
     print("probabilities: " + " ".join(f"{n}={p:.4f}" for n, p in zip(names, probs, strict=True)))
 
 
 def predict_file(args: dict) -> None:
     source = Path(args["input"])
-    rows, texts = read_texts(source, args["text_column"])  # bad input fails before torch loads
+    # bad input fails before torch loads
+    rows, texts, pairs = read_texts(source, args["text_column"], args["text_pair_column"])
     predictor = _load(args)
     names = predictor.label_names
-    probs = predictor.probabilities(texts, int(args["batch_size"]))
+    probs = predictor.probabilities(texts, int(args["batch_size"]), pairs)
     target = Path(args["output"]) if args["output"] else source.with_suffix(".predictions.csv")
     from src.outputs import predictions_csv
 

@@ -7,6 +7,7 @@ loads; the stratified splits, the label map and the data files' readers they sha
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import logging
@@ -28,14 +29,22 @@ FIELD_SIZE_LIMIT = 2**31 - 1  # the largest the csv module takes on every platfo
 
 @dataclass
 class Split:
+    """Texts and their labels; `pairs`, for sentence-pair tasks, the second text of each."""
+
     texts: list[str]
-    labels: list[int]
+    labels: list
+    pairs: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.texts)
 
     def head(self, n: int | None) -> Split:
-        return self if n is None else Split(self.texts[:n], self.labels[:n])
+        return self if n is None else self.take(range(min(n, len(self))))
+
+    def take(self, rows: Iterable[int]) -> Split:
+        rows = list(rows)
+        pairs = None if self.pairs is None else [self.pairs[i] for i in rows]
+        return Split([self.texts[i] for i in rows], [self.labels[i] for i in rows], pairs)
 
 
 @dataclass
@@ -81,16 +90,20 @@ def label_list(labels: Sequence[str]) -> list[str]:
         return sorted(unique)
 
 
-def _split(texts: list[str], labels: list[int], test_size: float, seed: int) -> tuple[Split, Split]:
+def _split(split: Split, test_size: float, seed: int, key: str = "test_size",
+           ) -> tuple[Split, Split]:  # fmt: skip
+    """A stratified split (scikit-learn's train_test_split, as the notebook: the same rows
+    whatever the split carries besides its texts)."""
     from sklearn.model_selection import train_test_split
 
     try:
-        x_tr, x_te, y_tr, y_te = train_test_split(
-            texts, labels, stratify=labels, random_state=seed, test_size=test_size, shuffle=True
-        )
+        rows_tr, rows_te = train_test_split(
+            range(len(split)), stratify=split.labels, random_state=seed, test_size=test_size,
+            shuffle=True,
+        )  # fmt: skip
     except ValueError as e:  # too few examples of a class to stratify, or test_size out of range
-        raise UserError(f"dataset.test_size={test_size}: cannot split the data ({e})") from None
-    return Split(list(x_tr), list(y_tr)), Split(list(x_te), list(y_te))
+        raise UserError(f"dataset.{key}={test_size}: cannot split the data ({e})") from None
+    return split.take(rows_tr), split.take(rows_te)
 
 
 @dataclass
@@ -113,7 +126,7 @@ class Splits(Spec):
         if validation is not None:
             evaluation, eval_split = validation.head(self.max_eval_samples), "validation"
         elif self.val_size > 0:
-            train, evaluation = _split(train.texts, train.labels, self.val_size, self.split_seed)
+            train, evaluation = _split(train, self.val_size, self.split_seed, "val_size")
             evaluation, eval_split = evaluation.head(self.max_eval_samples), "validation"
         return Corpus(train.head(self.max_train_samples), evaluation, test, label_names, eval_split)
 
@@ -145,7 +158,7 @@ class MovieReviews(Splits):
         reviews, categories = (list(part) for part in _READ[key])
         names = label_list(categories)
         y = [names.index(c) for c in categories]
-        return self.finish(*_split(reviews, y, self.test_size, self.split_seed), names)
+        return self.finish(*_split(Split(reviews, y), self.test_size, self.split_seed), names)
 
 
 def read_text(path: Path) -> str:
@@ -219,34 +232,50 @@ class Columns(Splits):
     """Tabular data: which column holds the text and which the label (files and `datasets`)."""
 
     text_column: str = param("text", "the column holding the text")
+    text_pair_column: str | None = param(
+        None, "sentence pairs: the column holding each example's second text"
+    )
     label_column: str = param("label", "the column holding the label (any strings)")
     empty_text: str = param(
         "drop", "rows with empty text: drop (counted) or error", choices=EMPTY_TEXT
     )
 
     def check_columns(self, where: str, found: Sequence[str]) -> None:
-        for key, column in (("text_column", self.text_column), ("label_column", self.label_column)):
+        wanted = [("text_column", self.text_column), ("label_column", self.label_column)]
+        if self.text_pair_column is not None:
+            wanted.append(("text_pair_column", self.text_pair_column))
+        for key, column in wanted:
             if column not in found:
                 listed = ", ".join(map(str, found))
                 raise UserError(
                     f"{where}: no column '{column}' (found: {listed}); set dataset.{key}=<column>"
                 )
 
-    def keep(self, where: str, rows: Iterable[tuple[Any, Any]]) -> tuple[list[str], list]:
-        """The texts and labels of (text, label) rows; empty texts dropped (counted) or refused."""
-        texts, labels, dropped = [], [], 0
-        for n, (text, label) in enumerate(rows, start=1):
+    def rows(self, row: Mapping) -> tuple[Any, Any, Any]:
+        """(text, second text or None, label) of one row of a table."""
+        pair = row.get(self.text_pair_column) if self.text_pair_column is not None else None
+        return row.get(self.text_column), pair, row.get(self.label_column)
+
+    def keep(self, where: str, rows: Iterable[tuple[Any, Any, Any]]) -> Split:
+        """The split of (text, pair, label) rows; an empty text (or second text) is dropped
+        (counted) or refused."""
+        texts, pairs, labels, dropped = [], [], [], 0
+        columns = [self.text_column, *([self.text_pair_column] if self.text_pair_column else [])]
+        for n, (text, pair, label) in enumerate(rows, start=1):
             if label is None or str(label).strip() == "":
                 raise UserError(f"{where} row {n}: missing label in column '{self.label_column}'")
-            if text is None or not str(text).strip():
+            given = zip(columns, (text, pair), strict=False)  # the pair only where there is one
+            empty = [c for c, t in given if t is None or not str(t).strip()]
+            if empty:
                 if self.empty_text == "error":
                     raise UserError(
-                        f"{where} row {n}: empty text in column '{self.text_column}'; fix the row "
+                        f"{where} row {n}: empty text in column '{empty[0]}'; fix the row "
                         "or set dataset.empty_text=drop"
                     )
                 dropped += 1
                 continue
             texts.append(str(text))
+            pairs.append(str(pair))
             labels.append(label)
         if dropped:
             log.warning(
@@ -254,7 +283,7 @@ class Columns(Splits):
             )
         if not texts:
             raise UserError(f"{where}: every row has empty text in column '{self.text_column}'")
-        return texts, labels
+        return Split(texts, labels, pairs if self.text_pair_column else None)
 
     def load_splits(self, where: Mapping[str, str | None], train: Split, test: Split | None,
                     names: list[str] | None = None, evaluation: Split | None = None,
@@ -273,7 +302,9 @@ class Columns(Splits):
                         f"{where.get(role)}: labels {unseen} never appear in {where.get('train')}"
                     )
             train, test, evaluation = (
-                None if s is None else Split(s.texts, [ids[str(y)] for y in s.labels])
+                None
+                if s is None
+                else dataclasses.replace(s, labels=[ids[str(y)] for y in s.labels])
                 for s in (train, test, evaluation)
             )
         if len(names) < 2:
@@ -281,7 +312,7 @@ class Columns(Splits):
                 f"{where.get('train')}: only one label ({names[0]}); a classifier needs two or more"
             )
         if test is None:
-            train, test = _split(train.texts, train.labels, self.test_size, self.split_seed)
+            train, test = _split(train, self.test_size, self.split_seed)
         return self.finish(train, test, names, evaluation)
 
 
@@ -304,8 +335,7 @@ class Files(Columns):
         """One data file as a split of texts and label strings, as read."""
         rows = read_rows(path)
         self.check_columns(str(path), list(rows[0].keys()))
-        pairs = ((row.get(self.text_column), row.get(self.label_column)) for row in rows)
-        return Split(*self.keep(str(path), pairs))
+        return self.keep(str(path), map(self.rows, rows))
 
 
 def _is_data_files(value: Any) -> bool:
@@ -382,11 +412,12 @@ class HFDataset(Columns):
     def _split(self, dataset, where: str, names: list[str] | None) -> Split:
         """A split's texts and labels; a ClassLabel's ids stay ids, -1 (hidden) is refused."""
         self.check_columns(where, dataset.column_names)
-        pairs = zip(dataset[self.text_column], dataset[self.label_column], strict=True)
-        texts, labels = self.keep(where, pairs)
-        if names is not None and any(not 0 <= y < len(names) for y in labels):
+        second = dataset[self.text_pair_column] if self.text_pair_column else [None] * len(dataset)
+        rows = zip(dataset[self.text_column], second, dataset[self.label_column], strict=True)
+        split = self.keep(where, rows)
+        if names is not None and any(not 0 <= y < len(names) for y in split.labels):
             raise UserError(
                 f"{where}: labels outside 0..{len(names) - 1} (-1: hidden, as in GLUE's test "
                 "splits); use another split, e.g. dataset.test_split=null"
             )
-        return Split(texts, labels)
+        return split

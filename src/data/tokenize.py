@@ -37,44 +37,90 @@ def windows(ids: list[int], budget: int, stride: int) -> list[list[int]]:
     return [ids[start : start + budget] for start in range(0, max(len(ids) - stride, 1), step)]
 
 
-def encode_texts(
-    tokenizer, texts: Sequence[str], max_length: int, truncation: str, stride: int = 0
-) -> list[dict]:
+def allot(len_a: int, len_b: int, budget: int) -> tuple[int, int]:
+    """How many word pieces each text of a pair keeps when both cannot: the shorter keeps all
+    of its own up to half the budget, the longer the rest (what transformers' `longest_first`
+    arrives at). Each text is then cut to its share by the truncation strategy."""
+    if len_a + len_b <= budget:
+        return len_a, len_b
+    if len_a <= len_b:
+        keep_a = min(len_a, budget // 2)
+        return keep_a, budget - keep_a
+    keep_b = min(len_b, budget // 2)
+    return budget - keep_b, keep_b
+
+
+class _Layout:
+    """Where the tokenizer puts its special tokens around one text, or around a pair ([CLS] a
+    [SEP] for BERT; [CLS] a [SEP] b [SEP]), and the segment id of each part: read from the
+    tokenizer itself, so any BERT-family layout works."""
+
+    def __init__(self, tokenizer, pair: bool) -> None:
+        probes = ["a", "b"] if pair else ["a"]
+        pieces = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in probes]
+        full = tokenizer(*probes, return_token_type_ids=True)
+        ids, types = full["input_ids"], full["token_type_ids"]
+        self.parts, self.types, start = [], [], 0
+        for piece in pieces:  # the special tokens before each text, and the text's segment id
+            at = next(i for i in range(start, len(ids)) if ids[i : i + len(piece)] == piece)
+            self.parts.append(ids[start:at])
+            self.types += [types[start:at], types[at]]
+            start = at + len(piece)
+        self.parts.append(ids[start:])
+        self.types.append(types[start:])
+        self.special = sum(map(len, self.parts))
+
+    def join(self, cuts: list[list[int]]) -> tuple[list[int], list[int]]:
+        """The model input of the cut text(s), and its segment ids."""
+        ids, types = list(self.parts[0]), list(self.types[0])
+        for i, cut in enumerate(cuts):
+            ids += cut + self.parts[i + 1]
+            types += [self.types[2 * i + 1]] * len(cut) + self.types[2 * i + 2]
+        return ids, types
+
+
+def encode_texts(tokenizer, texts: Sequence[str], max_length: int, truncation: str,
+                 stride: int = 0, pairs: Sequence[str] | None = None) -> list[dict]:  # fmt: skip
     """Tokenize without truncation, then cut each text with the chosen strategy; `doc` is the
     index of the text an example came from (several windows share one with `chunks`).
 
-    Training and `src.predict` both go through here, so a prediction sees exactly the word
-    pieces the model was trained on. Tokenizes in chunks to show progress on a terminal.
+    With `pairs` (a second text per example: sentence-pair tasks) both go in as the tokenizer
+    pairs them, segment ids 0 and 1, sharing max_length: `allot` splits it, and each text is
+    cut to its share by the strategy (`chunks` has no meaning for pairs: validation refuses it).
+    Training, evaluation and `src.predict` all go through here, so a prediction sees exactly
+    the word pieces the model was trained on. Tokenizes in chunks to show progress.
     """
     from tqdm.auto import tqdm
 
-    # The ids the tokenizer puts before and after a single sequence ([CLS] ... [SEP] for BERT).
-    probe = tokenizer("a", add_special_tokens=False)["input_ids"]
-    full = tokenizer("a")["input_ids"]
-    at = next(i for i in range(len(full)) if full[i : i + len(probe)] == probe)
-    prefix, suffix = full[:at], full[at + len(probe) :]
-    budget = max_length - len(prefix) - len(suffix)
+    layout = _Layout(tokenizer, pair=pairs is not None)
+    budget = max_length - layout.special
     with_types = "token_type_ids" in tokenizer.model_input_names
     examples = []
     starts = range(0, len(texts), TOKENIZE_CHUNK)
     for start in tqdm(starts, desc="tokenize", unit="chunk", leave=False, disable=None):
-        chunk = list(texts[start : start + TOKENIZE_CHUNK])
-        tokenized = tokenizer(chunk, add_special_tokens=False, verbose=False)["input_ids"]
-        for doc, ids in enumerate(tokenized, start=start):
-            cuts = (
-                windows(ids, budget, stride)
-                if truncation == "chunks"
-                else [truncate(ids, budget, truncation)]
-            )
-            examples.extend(example(prefix + cut + suffix, doc, with_types) for cut in cuts)
+        stop = start + TOKENIZE_CHUNK
+        sides = [texts[start:stop]] + ([pairs[start:stop]] if pairs is not None else [])
+        tokenized = [tokenizer(list(side), add_special_tokens=False, verbose=False)["input_ids"]
+                     for side in sides]  # fmt: skip
+        for doc, ids in enumerate(zip(*tokenized, strict=True), start=start):
+            if pairs is not None:
+                shares = allot(len(ids[0]), len(ids[1]), budget)
+                pair = zip(ids, shares, strict=True)
+                cuts = [[truncate(side, share, truncation) for side, share in pair]]
+            elif truncation == "chunks":
+                cuts = [[window] for window in windows(ids[0], budget, stride)]
+            else:
+                cuts = [[truncate(ids[0], budget, truncation)]]
+            examples.extend(example(*layout.join(cut), doc, with_types) for cut in cuts)
     return examples
 
 
-def example(input_ids: list[int], doc: int, with_types: bool) -> dict:
-    """One model input: its ids, a full attention mask, segment 0 where the model takes types."""
+def example(input_ids: list[int], token_types: list[int], doc: int, with_types: bool) -> dict:
+    """One model input: its ids, a full attention mask, its segment ids where the model takes
+    them."""
     example = {"input_ids": input_ids, "attention_mask": [1] * len(input_ids)}
     if with_types:
-        example["token_type_ids"] = [0] * len(input_ids)
+        example["token_type_ids"] = token_types
     return {**example, "doc": doc}
 
 
@@ -82,7 +128,7 @@ def encode(
     tokenizer, split: Split, max_length: int, truncation: str, stride: int = 0
 ) -> list[dict]:
     """`encode_texts` plus each example's label (a window carries its document's)."""
-    examples = encode_texts(tokenizer, split.texts, max_length, truncation, stride)
+    examples = encode_texts(tokenizer, split.texts, max_length, truncation, stride, split.pairs)
     return [{**e, "labels": split.labels[e["doc"]]} for e in examples]
 
 
