@@ -16,13 +16,16 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from src import errors, rundir, spec
 from src.build import Built, build, make
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger("src.run")
 
@@ -48,7 +51,7 @@ def fit(built: Built, run_dir: Path, resume_from: Path | None = None):
                          b.optimizer, b.scheduler, b.scorer, run_dir, resume_from)  # fmt: skip
 
 
-def score_test(built: Built):
+def score_test(built: Built) -> tuple[np.ndarray, np.ndarray, dict, dict]:
     """The test split, scored once: labels, logits (one row per text), metrics, 95% intervals."""
     import numpy as np
 
