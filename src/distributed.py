@@ -82,6 +82,19 @@ def hydra_overrides(argv: list[str]) -> list[str]:
     return extra
 
 
+def shutdown() -> None:
+    """End a run of several processes together: every rank waits for the others (rank 0 may
+    still be saving), then the process group is destroyed before the interpreter exits. A rank
+    that left first, with gloo's threads still working, was killed by SIGABRT ("terminate called
+    without an active exception")."""
+    if world_size() > 1:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+
+
 def barrier() -> None:
     if world_size() > 1:
         import torch.distributed as dist

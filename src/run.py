@@ -113,7 +113,9 @@ def main(cfg: DictConfig) -> float | None:
         return attempt.skip(cfg.trainer.metric_for_best_model, write=distributed.is_main())
     if not distributed.is_main():  # one run folder, written by rank 0 alone
         spec.validate(cfg)
-        return train(cfg, run_dir).best_metric
+        best = train(cfg, run_dir).best_metric
+        distributed.shutdown()
+        return best
     try:
         with rundir.claimed(run_dir), attempt:  # status.json: running, then how it ended
             spec.validate(cfg)
@@ -129,6 +131,7 @@ def main(cfg: DictConfig) -> float | None:
             raise  # in a sweep Hydra records the failed job and runs the others
         print(errors.one_line(mistake), file=sys.stderr)
         sys.exit(errors.USER_ERROR_EXIT_CODE)
+    distributed.shutdown()  # under torchrun: the other ranks wait for this one's files
     return summary.best_metric
 
 
