@@ -1,4 +1,4 @@
-"""The run's objects, built from a validated config: data, tokenizer, model, trainer,
+"""The run's objects, built from a validated config: task, data, tokenizer, model, trainer,
 optimizer and schedule, each logged as it is built (src.run calls it; so does the benchmark).
 Runtime values go in where objects are built: `num_labels` from the data, the model's
 parameters into the optimizer, the number of optimizer steps into the schedule."""
@@ -6,12 +6,13 @@ parameters into the optimizer, the number of optimizer steps into the schedule."
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from omegaconf import DictConfig
 
 from src import spec
+from src.errors import UserError
 
 log = logging.getLogger("src.run")
 
@@ -21,6 +22,7 @@ class Built:
     """What `build` made from a config: the run's objects, for `fit` and for the benchmark."""
 
     corpus: Any
+    task: Any  # src.tasks: what a label is, its loss, predictions and metrics
     backbone: Any
     tokenizer: Any
     encoded: dict[str, list[dict]]
@@ -39,40 +41,48 @@ def build(cfg: DictConfig, logger: Any) -> Built:
 
     from src import data, progress
     from src.optim import build_optimizer
-    from src.trainers.common import check_batches, class_weights
+    from src.trainers.common import check_batches
 
     spec.check_callables(cfg)
-    corpus = make(cfg.dataset).load()  # first: a bad data file fails before the model loads
+    task = make(cfg.task)
+    corpus = make(cfg.dataset).load(task)  # first: a bad data file fails before the model loads
     sizes = f"{len(corpus.train)} train / {len(corpus.eval)} {corpus.eval_split}"
-    log.info(f"dataset: {sizes} / {len(corpus.test)} test, labels {corpus.id2label}")
-    data.log_label_counts(corpus)
+    log.info(f"dataset: {sizes} / {len(corpus.test)} test, {task.NAME}, labels {corpus.id2label}")
+    data.log_label_counts(corpus, task)
+    if getattr(task, "tune_threshold", False) and corpus.eval_split == "test":
+        raise UserError(
+            "task.tune_threshold=true: the test split would choose the threshold it is then "
+            "scored with; keep a validation split (dataset.val_size > 0)"
+        )
+    task.fit(corpus.train.labels)
     check_batches(len(corpus.train), cfg.trainer.batch_size)
     progress.quiet_libraries()
     set_seed(cfg.seed)
     backbone = make(cfg.backbone)
     tokenizer = backbone.tokenizer()
-    splits = {"train": corpus.train, "eval": corpus.eval, "test": corpus.test}
+    k = len(corpus.label_names)
+    splits = {name: replace(split, labels=task.targets(split.labels, k)) for name, split in
+              (("train", corpus.train), ("eval", corpus.eval), ("test", corpus.test))}  # fmt: skip
     cut = (cfg.max_length, cfg.truncation, cfg.stride, cfg.tokenize_cache)
     encoded = {name: data.encode_cached(tokenizer, split, *cut) for name, split in splits.items()}
     log.info(f"tokenizer: {backbone.name}, max_length {cfg.max_length}, {cfg.truncation}")
     eval_docs, pooling = data.docs(encoded["eval"]), cfg.chunk_pooling
-    scorer = make(cfg.metrics).build(len(corpus.label_names), eval_docs, pooling)  # loads extras
-    model = make(cfg.model).build(backbone, corpus.id2label)
+    scorer = make(cfg.metrics).build(task, k, eval_docs, pooling)  # loads the extra metrics
+    model = make(cfg.model).build(backbone, corpus.id2label, task.PROBLEM_TYPE)
     millions = sum(p.numel() for p in model.parameters()) / 1e6
     log.info(f"model: {type(model).__name__} on {backbone.name} ({millions:.1f}M parameters)")
     trainer_config = make(cfg.trainer)
-    weights = class_weights(cfg.class_weights, corpus.train.labels, corpus.label_names)
+    weights = task.weights(cfg.class_weights, corpus.train.labels, corpus.label_names)
     if weights is not None:
-        named = ", ".join(f"{n} {w:.3g}" for n, w in zip(corpus.label_names, weights, strict=True))
-        log.info(f"loss: cross-entropy weighted per class ({named})")
-    trainer = trainer_config.build(logger, weights)
+        log.info(task.loss_line(weights, corpus.label_names))
+    trainer = trainer_config.build(logger, task.loss(weights))
     steps = trainer_config.num_training_steps(len(encoded["train"]))
     optimizer = build_optimizer(make(cfg.optimizer), model)
     scheduler = make(cfg.scheduler).build(optimizer, steps)
     where = f"{trainer.device} ({trainer.precision}), {steps} optimizer steps"
     log.info(f"trainer: {type(trainer).__name__} on {where}, logger {type(logger).__name__}")
-    return Built(corpus, backbone, tokenizer, encoded, data.collator(tokenizer), model, logger,
-                 trainer, optimizer, scheduler, scorer)  # fmt: skip
+    return Built(corpus, task, backbone, tokenizer, encoded, data.collator(tokenizer), model,
+                 logger, trainer, optimizer, scheduler, scorer)  # fmt: skip
 
 
 def make(node: DictConfig, **runtime: Any) -> Any:

@@ -15,7 +15,7 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from src.backbones import PKG_SCHEME
-from src.metrics import REGISTRY, average
+from src.metrics import REGISTRY, average, task_of
 from src.render import BOOTSTRAP, head_of, interval, selection, settings_table
 from src.rundir import best_key
 
@@ -87,18 +87,19 @@ def eval_results(cfg: Mapping, metrics: Mapping, kind: str, name: str) -> list[E
 
 def body(cfg: Mapping, metrics: Mapping, head: str, dataset: str) -> str:
     """Usage (the load snippet and src.predict), the test metrics, the settings that made it."""
-    labels = ", ".join(f"{i}={n}" for i, n in enumerate(metrics["label_names"]))
+    task = task_of(metrics)
+    labels = _labels_line(task, metrics)
     backbone, cut = cfg["backbone"], (cfg["max_length"], cfg["truncation"])
     lines = [
         f"# {backbone['name']} text classifier ({head})",
         "",
         _origin(backbone, dataset, metrics["n_train"]),
         "",
-        f"Labels: {labels}. Trained on {cut[0]} word pieces per text, `{cut[1]}` truncation.",
+        f"{labels} Trained on {cut[0]} word pieces per text, `{cut[1]}` truncation.",
         "",
         "## Usage",
         "",
-        _LOAD[head],
+        _LOAD[head].replace(_PIPELINE_CALL, _CALL[task]),
         "",
         _PREDICT.format(truncation=cut[1]),
         *(
@@ -116,7 +117,12 @@ def body(cfg: Mapping, metrics: Mapping, head: str, dataset: str) -> str:
             for m, v in metrics["test"].items()
         ),
         "",
-        f"Intervals: {BOOTSTRAP}. Precision, recall and F1: {_pooling(metrics['label_names'])}.",
+        f"Intervals: {BOOTSTRAP}."
+        + (
+            f" Precision, recall and F1: {_pooling(metrics['label_names'])}."
+            if task == "single_label"
+            else ""
+        ),  # fmt: skip
         "",
         selection(cfg, metrics),
         "",
@@ -137,6 +143,21 @@ def _origin(backbone: Mapping, dataset: str, n_train: int) -> str:
     if base is None:
         return f"`{backbone['path']}` fine-tuned {data} (no hub id; `backbone.hub_id` names one)."
     return f"[{base}](https://huggingface.co/{base}) fine-tuned {data}."
+
+
+def _labels_line(task: str, metrics: Mapping) -> str:
+    """What the model outputs, by task."""
+    names = metrics["label_names"]
+    listed = ", ".join(f"{i}={n}" for i, n in enumerate(names))
+    if task == "regression":
+        return (
+            f"Regression: one output, `{names[0]}` in its own units (`problem_type: regression`)."
+        )
+    if task == "multi_label":
+        threshold = (metrics.get("task") or {}).get("threshold", 0.5)
+        return (f"Multi-label: one sigmoid per label ({listed}); a label is predicted when its "
+                f"probability reaches {threshold} (`multi_label_classification`).")  # fmt: skip
+    return f"Labels: {listed}."
 
 
 def _pooling(label_names: list[str]) -> str:
@@ -166,6 +187,14 @@ from src.models import load_trained
 model = load_trained("path/to/best_model").eval()
 tokenizer = AutoTokenizer.from_pretrained("path/to/best_model")
 ```""",
+}
+_PIPELINE_CALL = 'classify("A gripping, beautifully acted film.", truncation=True, top_k=None)'
+_CALL = {  # what pipeline() returns, by task: each label's softmax or sigmoid, or the value
+    "single_label": _PIPELINE_CALL,
+    "multi_label": 'classify("A gripping, beautifully acted film.", truncation=True, top_k=None,'
+    ' function_to_apply="sigmoid")',
+    "regression": 'classify("A gripping, beautifully acted film.", truncation=True,'
+    ' function_to_apply="none")',
 }
 _PREDICT = """To cut long texts exactly as in training (`{truncation}`), predict from the project
 root:

@@ -23,7 +23,7 @@ from typing import Any
 
 from src import render
 from src.errors import UserError, one_line
-from src.metrics import CORE, PairedDifference, paired_differences
+from src.metrics import PairedDifference, paired_differences, task_of
 from src.rundir import (
     CONFIG_FILE,
     best_eval,
@@ -33,6 +33,7 @@ from src.rundir import (
     read_metrics,
     read_predictions,
 )
+from src.tasks import task_class
 
 ABSENT = "<absent>"
 # (label, metrics.json path) of what a reader compares after the test metrics, in this order
@@ -108,7 +109,7 @@ def test_cell(run: Run, name: str) -> str:
 def metric_rows(runs: list[Run]) -> list[tuple[str, list[str]]]:
     """The comparison's rows: test metrics with intervals, the best eval value, then facts."""
     tested = dict.fromkeys(k for run in runs for k in run.metrics.get("test", {}))
-    names = [*CORE, *(k for k in tested if k not in CORE)]
+    names = list(tested)  # each run's task's metrics, in the task's order
     best = sorted({chosen[0] for run in runs if (chosen := best_eval(run.metrics))})
     rows = [(f"test {k}", [test_cell(run, k) for run in runs]) for k in names]
     rows += [(f"best eval {m}", [_fmt(run.get((best_key(m),))) for run in runs]) for m in best]
@@ -151,13 +152,18 @@ def paired(a: Run, b: Run) -> list[PairedDifference] | str:
         return "a run records no fingerprint of its test texts (made before paired tests)"
     if fingerprints[0] != fingerprints[1]:
         return "the runs were tested on different texts (another split, dataset or order)"
+    if task_of(a.metrics) != task_of(b.metrics):
+        return f"the runs learnt different tasks ({task_of(a.metrics)}, {task_of(b.metrics)})"
     if a.metrics["label_names"] != b.metrics["label_names"]:
         return "the runs have different labels"
-    names = a.metrics["label_names"]
-    (labels, preds_a), (labels_b, preds_b) = (read_predictions(Path(r.name), names) for r in (a, b))
+    names, kind = a.metrics["label_names"], task_class(task_of(a.metrics))()
+    (labels, preds_a), (labels_b, preds_b) = (read_predictions(Path(r.name)) for r in (a, b))
     if labels != labels_b:
         return "the runs' test_predictions.csv hold different labels"
-    return paired_differences(labels, preds_a, preds_b, len(names))
+    truth, a_preds, b_preds = (
+        kind.read_cells(cells, names) for cells in (labels, preds_a, preds_b)
+    )
+    return paired_differences(truth, a_preds, b_preds, len(names), task=kind.NAME)
 
 
 def verdict(d: PairedDifference, name: str) -> str:

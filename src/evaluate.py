@@ -56,50 +56,53 @@ def validate(cfg: DictConfig | Mapping) -> Evaluation:
     return Evaluation.parse({k: v for k, v in plain.items() if k != "dataset"})
 
 
-def labelled(dataset: Any, names: list[str], run: str):
-    """The split to score, its labels mapped to the run's ids (by name)."""
+def labelled(dataset: Any, names: list[str], run: str, task: Any):
+    """The split to score, its labels as the run's task holds them (by name: ids, id sets;
+    numbers)."""
     from src.data import Files
 
     if isinstance(dataset, Files) and dataset.test_file and not dataset.train_file:
-        where, split = dataset.test_file, dataset.read(Path(dataset.test_file))
+        where, split = dataset.test_file, dataset.read(Path(dataset.test_file), task)
         split = split.head(dataset.max_eval_samples)
     else:
-        corpus = dataset.load()
+        corpus = dataset.load(task)
         where = f"the test split of {type(dataset).__name__}"
-        split = replace(corpus.test, labels=[corpus.label_names[y] for y in corpus.test.labels])
-    ids = {name: i for i, name in enumerate(names)}
-    if unseen := sorted({str(y) for y in split.labels} - set(ids)):
+        ids = corpus.test.labels if task.NAME == "regression" else [  # back to names
+            [corpus.label_names[i] for i in y] if isinstance(y, list) else corpus.label_names[y]
+            for y in corpus.test.labels
+        ]  # fmt: skip
+        split = replace(corpus.test, labels=ids)
+    if unseen := task.unseen(split.labels, names, dataset):
         raise UserError(
             f"{where}: labels {unseen} were never seen by the run {run} (its labels: "
             f"{', '.join(names)}); score data labelled with those"
         )
-    return replace(split, labels=[ids[str(y)] for y in split.labels])
+    return replace(split, labels=task.encode(split.labels, names, str(where), dataset))
 
 
 def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     """Score the run on the dataset into `out_dir`; returns what metrics.json holds."""
-    import numpy as np
-
     from src import metrics, progress, render
     from src.build import make
     from src.outputs import predictions_csv
     from src.predict import Predictor, model_folder
-    from src.reports import confusion_matrix_png
+    from src.reports import PLOT_TITLE, test_plot
 
     settings = validate(cfg)
     folder = model_folder(Path(settings.run_dir))  # a wrong folder fails before torch loads
     progress.quiet_libraries()
     predictor = Predictor.load(folder, settings.device)
-    names = predictor.label_names
-    split = labelled(make(cfg.dataset), names, settings.run_dir)
-    probs = predictor.probabilities(split.texts, settings.batch_size, split.pairs)
-    labels, preds = np.asarray(split.labels), probs.argmax(-1)
-    scores = metrics.compute(labels, preds, len(names))
+    names, task, k = predictor.label_names, predictor.task, len(predictor.label_names)
+    split = labelled(make(cfg.dataset), names, settings.run_dir, task)
+    logits = predictor.logits(split.texts, settings.batch_size, split.pairs)
+    truth, preds = task.truth(split.labels, k), task.decide(logits)
+    scores = task.score(truth, preds, k)
     record = {
         "test": scores,
-        "test_ci95": metrics.bootstrap_ci(labels, preds, len(names)),
+        "test_ci95": metrics.bootstrap_ci(truth, preds, k, task=task.NAME),
         "n_test": len(split),
         "label_names": names,
+        "task": task.state(),
         "test_sha256": rundir.texts_sha256(split.texts),
         "model": type(predictor.model).__name__,
         "evaluated": {
@@ -108,11 +111,12 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
             "dataset": OmegaConf.to_container(cfg.dataset, resolve=True),
         },  # fmt: skip
     }
-    rows = [{"index": i, "label": names[y]} for i, y in enumerate(labels)]
-    rundir.write_atomic(out_dir / rundir.PREDICTIONS_FILE, predictions_csv(rows, probs, names))
-    report = metrics.report(labels, preds, names)
+    rows = [{"index": i, "label": task.label_cell(y, names)} for i, y in enumerate(split.labels)]
+    table = predictions_csv(rows, task.outputs(logits), names, task)
+    rundir.write_atomic(out_dir / rundir.PREDICTIONS_FILE, table)
+    report = metrics.report(truth, preds, names, task.NAME)
     rundir.write_atomic(out_dir / rundir.REPORT_FILE, report)
-    confusion_matrix_png(out_dir / rundir.CONFUSION_PNG, labels, preds, names)
+    plot = test_plot(out_dir, task.NAME, truth, preds, names)
     rundir.write_atomic(out_dir / rundir.CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
     table = [f"| {m} | {v:.4f} | {render.interval(record['test_ci95'].get(m))} |"
              for m, v in scores.items()]  # fmt: skip
@@ -120,7 +124,7 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
         f"# {settings.run_dir} on {record['evaluated']['dataset']['_target_']}", "",
         f"{len(split)} texts, cut as the run cut them in training; labels {', '.join(names)}.",
         "", "| metric | value | 95% interval |", "|---|---|---|", *table, "",
-        f"Intervals: {render.BOOTSTRAP}.", "", f"![confusion matrix]({rundir.CONFUSION_PNG})",
+        f"Intervals: {render.BOOTSTRAP}.", "", f"![{PLOT_TITLE[task.NAME]}]({plot.name})",
         "", "```text", report.rstrip(), "```", "",
     ]))  # fmt: skip
     rundir.write_json(out_dir / rundir.METRICS_FILE, record)  # last: a finished evaluation

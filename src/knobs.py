@@ -22,6 +22,7 @@ from src.metrics import CHUNK_POOLINGS
 from src.models import Head
 from src.optim import TorchOptimizer
 from src.schema import Spec, param, same_as
+from src.tasks import Task
 from src.trainers import TrainerConfig
 
 MIN_MAX_LENGTH = 3  # [CLS], one word piece, [SEP]
@@ -31,8 +32,8 @@ MIN_MAX_LENGTH = 3  # [CLS], one word piece, [SEP]
 class Knobs(Spec):
     """The run's top-level knobs."""
 
-    NODES: ClassVar[tuple[str, ...]] = ("dataset", "backbone", "model", "trainer", "optimizer",
-                                        "scheduler", "logger", "metrics")  # fmt: skip
+    NODES: ClassVar[tuple[str, ...]] = ("dataset", "task", "backbone", "model", "trainer",
+                                        "optimizer", "scheduler", "logger", "metrics")  # fmt: skip
 
     seed: int = same_as(TrainerConfig, "seed")
     lr: float = same_as(TorchOptimizer, "lr")
@@ -82,3 +83,8 @@ class Knobs(Spec):
             )
         check_device("device", self.device)
         check_device("trainer.device", plain["trainer"].get("device", "auto"))
+        from hydra.utils import get_class
+
+        task = get_class(plain["task"]["_target_"])  # validated: one of src.tasks
+        if isinstance(task, type) and issubclass(task, Task):  # the metric, dataset, weights
+            task.parse(plain["task"], "task.").check(plain)

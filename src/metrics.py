@@ -1,8 +1,11 @@
-"""Metrics: the four core ones computed locally with scikit-learn (offline, fast), plus any
-extra metric module Hugging Face `evaluate` can load (`metrics.extra=[name or local path]`).
+"""Metrics: each task's own (single-label, multi-label, regression), computed locally with numpy
+from their definitions (offline, fast; tested equal to scikit-learn and scipy), plus any extra
+metric module Hugging Face `evaluate` can load (`metrics.extra=[name or local path]`).
 
-`REGISTRY` owns what every table, sort and card says about a metric: its name, its place in
-the order, which way is better and whether it pools labels."""
+`REGISTRY` owns what every table, sort and card says about a metric: its name, its task, its
+place in the order, which way is better and whether it pools labels. Every task's scores are
+computed for many rows of (truth, prediction) arrays at once, so the bootstrap scores all of
+its resamples in one pass (in blocks that bound the memory)."""
 
 from __future__ import annotations
 
@@ -19,20 +22,45 @@ from src.schema import Spec, param
 @dataclass(frozen=True)
 class MetricInfo:
     name: str
+    task: str = "single_label"
     higher_is_better: bool = True
-    pools_labels: bool = True  # binary (positive label) for two labels, macro for more
+    pools_labels: bool = False  # single-label: binary (positive label) for two labels, else macro
 
 
 REGISTRY = {
     m.name: m
     for m in (
-        MetricInfo("accuracy", pools_labels=False),
-        MetricInfo("precision"),
-        MetricInfo("recall"),
-        MetricInfo("f1"),
+        MetricInfo("accuracy"),
+        MetricInfo("precision", pools_labels=True),
+        MetricInfo("recall", pools_labels=True),
+        MetricInfo("f1", pools_labels=True),
+        MetricInfo("f1_micro", "multi_label"),
+        MetricInfo("f1_macro", "multi_label"),
+        MetricInfo("precision_micro", "multi_label"),
+        MetricInfo("recall_micro", "multi_label"),
+        MetricInfo("subset_accuracy", "multi_label"),
+        MetricInfo("hamming_loss", "multi_label", higher_is_better=False),
+        MetricInfo("mse", "regression", higher_is_better=False),
+        MetricInfo("mae", "regression", higher_is_better=False),
+        MetricInfo("pearson", "regression"),
+        MetricInfo("spearman", "regression"),
     )
 }
-CORE = tuple(REGISTRY)  # the core metrics, in the order every table shows them
+TASKS = ("single_label", "multi_label", "regression")
+# each task's metrics, in the order every table shows them
+TASK_METRICS = {t: tuple(m for m, info in REGISTRY.items() if info.task == t) for t in TASKS}
+CORE = TASK_METRICS["single_label"]
+# per task: the two test metrics a sweep's table shows beside the best eval value
+HEADLINE = {"single_label": ("accuracy", "f1"), "multi_label": ("f1_micro", "subset_accuracy"),
+            "regression": ("mse", "pearson")}  # fmt: skip
+# the per-example right-or-wrong metric McNemar's test pairs (none for regression)
+EXACT = {"single_label": "accuracy", "multi_label": "subset_accuracy"}
+
+
+def task_of(record: dict) -> str:
+    """A metrics.json's task (runs from before tasks existed are single-label)."""
+    task = record.get("task") or {}
+    return task.get("name", "single_label") if isinstance(task, dict) else str(task)
 
 
 def higher_is_better(name: str) -> bool:
@@ -54,14 +82,18 @@ def average(num_labels: int) -> str:
     return "binary" if num_labels == 2 else "macro"
 
 
-def compute(labels: np.ndarray, preds: np.ndarray, num_labels: int) -> dict[str, float]:
-    """accuracy, precision, recall, F1: binary for two labels (positive = id 1), macro for more
-    (scikit-learn's definitions with zero_division=0, from the confusion counts)."""
-    scores = _scores(np.asarray(labels)[None], np.asarray(preds)[None], num_labels)
+def compute(labels: np.ndarray, preds: np.ndarray, num_labels: int,
+            task: str = "single_label") -> dict[str, float]:  # fmt: skip
+    """The task's metrics of one set of predictions. Single-label: accuracy, precision, recall,
+    F1, binary for two labels (positive = id 1), macro for more (scikit-learn's definitions with
+    zero_division=0, from the confusion counts). Multi-label (multi-hot truth and predictions):
+    micro and macro F1, micro precision and recall, subset accuracy, Hamming loss. Regression:
+    MSE, MAE, Pearson's and Spearman's correlation (0 where one side is constant)."""
+    scores = SCORES[task](np.asarray(labels)[None], np.asarray(preds)[None], num_labels)
     return {m: float(v[0]) for m, v in scores.items()}
 
 
-def _scores(labels: np.ndarray, preds: np.ndarray, k: int) -> dict[str, np.ndarray]:
+def _single_label(labels: np.ndarray, preds: np.ndarray, k: int) -> dict[str, np.ndarray]:
     """The core metrics of each row of (rows, n) label and prediction arrays, all rows at once:
     one confusion matrix per row (a bincount), then the counts' formulas."""
     rows, n = labels.shape
@@ -76,26 +108,75 @@ def _scores(labels: np.ndarray, preds: np.ndarray, k: int) -> dict[str, np.ndarr
             "recall": pooled(recall), "f1": pooled(f1)}  # fmt: skip
 
 
+def _multi_label(labels: np.ndarray, preds: np.ndarray, k: int) -> dict[str, np.ndarray]:
+    """(rows, n, labels) multi-hot truth and predictions -> each row's multi-label metrics."""
+    truth, guess = labels.astype(bool), preds.astype(bool)
+    tp = (truth & guess).sum(1).astype(np.float64)  # (rows, labels)
+    fp, fn = (~truth & guess).sum(1), (truth & ~guess).sum(1)
+    all_tp, all_fp, all_fn = tp.sum(-1), fp.sum(-1), fn.sum(-1)
+    return {
+        "f1_micro": _ratio(2 * all_tp, 2 * all_tp + all_fp + all_fn),
+        "f1_macro": _ratio(2 * tp, 2 * tp + fp + fn).mean(-1),
+        "precision_micro": _ratio(all_tp, all_tp + all_fp),
+        "recall_micro": _ratio(all_tp, all_tp + all_fn),
+        "subset_accuracy": (truth == guess).all(-1).mean(-1),
+        "hamming_loss": (truth != guess).mean((-2, -1)),
+    }
+
+
+def _regression(labels: np.ndarray, preds: np.ndarray, k: int = 1) -> dict[str, np.ndarray]:
+    """(rows, n) true and predicted values -> each row's regression metrics."""
+    from scipy.stats import rankdata
+
+    truth, guess = labels.astype(np.float64), preds.astype(np.float64)
+    error = guess - truth
+    return {
+        "mse": (error**2).mean(-1),
+        "mae": np.abs(error).mean(-1),
+        "pearson": _correlation(truth, guess),
+        "spearman": _correlation(rankdata(truth, axis=-1), rankdata(guess, axis=-1)),
+    }
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson's r of each row's pair of vectors; 0 where either is constant."""
+    a, b = a - a.mean(-1, keepdims=True), b - b.mean(-1, keepdims=True)
+    return np.clip(_ratio((a * b).sum(-1), np.sqrt((a * a).sum(-1) * (b * b).sum(-1))), -1, 1)
+
+
 def _ratio(part: np.ndarray, whole: np.ndarray) -> np.ndarray:
     """part / whole, 0 where whole is 0 (scikit-learn's zero_division=0)."""
+    part, whole = np.broadcast_arrays(np.asarray(part, np.float64), whole)
     return np.divide(part, whole, out=np.zeros(part.shape), where=whole > 0)
 
 
+SCORES = {"single_label": _single_label, "multi_label": _multi_label, "regression": _regression}
 BOOTSTRAP_RESAMPLES = 1000
+BLOCK_CELLS = 2**24  # resampled cells scored at once: bounds the bootstrap's memory
+
+
+def resampled(labels: np.ndarray, preds: np.ndarray, k: int, task: str,
+              draws: np.ndarray) -> dict[str, np.ndarray]:  # fmt: skip
+    """The task's metrics of each resample (a row of `draws`: example indices), in blocks."""
+    cells = max(1, labels[:1].size) * draws.shape[1]
+    block = max(1, BLOCK_CELLS // cells)
+    parts = [SCORES[task](labels[rows], preds[rows], k)
+             for rows in (draws[i : i + block] for i in range(0, len(draws), block))]  # fmt: skip
+    return {m: np.concatenate([p[m] for p in parts]) for m in parts[0]}
 
 
 def bootstrap_ci(
     labels: np.ndarray, preds: np.ndarray, num_labels: int, resamples: int = BOOTSTRAP_RESAMPLES,
-    seed: int = 0, level: float = 0.95,
+    seed: int = 0, level: float = 0.95, task: str = "single_label",
 ) -> dict[str, list[float]]:  # fmt: skip
-    """A percentile bootstrap interval for each core metric: the test examples are resampled
-    with replacement `resamples` times (seeded, so a rerun gives the same interval), each
-    resample is scored, and the interval spans the middle `level` of those scores."""
+    """A percentile bootstrap interval for each of the task's metrics: the test examples are
+    resampled with replacement `resamples` times (seeded, so a rerun gives the same interval),
+    each resample is scored, and the interval spans the middle `level` of those scores."""
     labels, preds = np.asarray(labels), np.asarray(preds)
     draws = np.random.default_rng(seed).integers(0, len(labels), (resamples, len(labels)))
-    scores = _scores(labels[draws], preds[draws], num_labels)
+    scores = resampled(labels, preds, num_labels, task, draws)
     tails = [50 * (1 - level), 50 * (1 + level)]
-    return {m: [float(q) for q in np.percentile(scores[m], tails)] for m in CORE}
+    return {m: [float(q) for q in np.percentile(scores[m], tails)] for m in TASK_METRICS[task]}
 
 
 @dataclass(frozen=True)
@@ -121,31 +202,33 @@ class PairedDifference:
 
 def paired_differences(labels: np.ndarray, preds_a: np.ndarray, preds_b: np.ndarray,
                        num_labels: int, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
-                       ) -> list[PairedDifference]:  # fmt: skip
-    """Each core metric's B - A with a paired-bootstrap interval: every resample draws the same
-    examples for both runs, so what the two runs share (which examples are hard) cancels out;
-    accuracy also gets McNemar's exact p-value."""
+                       task: str = "single_label") -> list[PairedDifference]:  # fmt: skip
+    """Each of the task's metrics' B - A with a paired-bootstrap interval: every resample draws
+    the same examples for both runs, so what the two runs share (which examples are hard)
+    cancels out; the per-example exact metric (accuracy, subset accuracy) also gets McNemar's
+    exact p-value."""
     labels, a, b = (np.asarray(x) for x in (labels, preds_a, preds_b))
     draws = np.random.default_rng(seed).integers(0, len(labels), (resamples, len(labels)))
-    of_a, of_b = (
-        _scores(labels[draws], a[draws], num_labels),
-        _scores(labels[draws], b[draws], num_labels),
-    )
-    whole_a, whole_b = compute(labels, a, num_labels), compute(labels, b, num_labels)
+    of_a, of_b = (resampled(labels, p, num_labels, task, draws) for p in (a, b))
+    whole_a, whole_b = (compute(labels, p, num_labels, task) for p in (a, b))
     out = []
-    for m in CORE:
+    for m in TASK_METRICS[task]:
         low, high = (float(q) for q in np.percentile(of_b[m] - of_a[m], [2.5, 97.5]))
-        p_value = mcnemar(labels, a, b) if m == "accuracy" else None
+        p_value = mcnemar(labels, a, b) if m == EXACT.get(task) else None
         out.append(PairedDifference(m, whole_b[m] - whole_a[m], (low, high), p_value))
     return out
 
 
 def mcnemar(labels: np.ndarray, preds_a: np.ndarray, preds_b: np.ndarray) -> float:
     """McNemar's exact test: the two-sided binomial p-value of the examples exactly one of the
-    two runs got right (1.0 when there are none)."""
+    two runs got right (1.0 when there are none); a multi-label example is right when its
+    whole label set is."""
     from scipy.stats import binomtest
 
-    right_a, right_b = np.asarray(preds_a) == labels, np.asarray(preds_b) == labels
+    labels, a, b = (np.asarray(x) for x in (labels, preds_a, preds_b))
+    right_a, right_b = a == labels, b == labels
+    if right_a.ndim > 1:
+        right_a, right_b = right_a.all(-1), right_b.all(-1)
     only_a, only_b = int((right_a & ~right_b).sum()), int((~right_a & right_b).sum())
     return float(binomtest(only_b, only_a + only_b).pvalue) if only_a + only_b else 1.0
 
@@ -161,9 +244,10 @@ class Metrics(Spec):
         allowed="a list of evaluate metric names or paths",
     )
 
-    def build(self, num_labels: int, eval_docs: Sequence[int] = (), pooling: str = "logits"):
+    def build(self, task: Any, num_labels: int, eval_docs: Sequence[int] = (),
+              pooling: str = "logits") -> Scorer:  # fmt: skip
         """Load every extra module now, so that a bad name fails before any training."""
-        return Scorer(num_labels, [_load(name) for name in self.extra], eval_docs, pooling)
+        return Scorer(task, num_labels, [_load(name) for name in self.extra], eval_docs, pooling)
 
 
 CHUNK_POOLINGS = ("logits", "probs")  # how a document's windows are pooled (chunk_pooling)
@@ -182,36 +266,38 @@ def pool(logits: np.ndarray, docs: Sequence[int], how: str = "logits") -> np.nda
 
 
 def doc_labels(labels: np.ndarray, docs: Sequence[int]) -> np.ndarray:
-    """One label per document (its windows all carry it)."""
-    out = np.zeros(max(docs) + 1, dtype=np.asarray(labels).dtype)
+    """One label per document (its windows all carry it): an id, a multi-hot row, a value."""
+    labels = np.asarray(labels)
+    out = np.zeros((max(docs) + 1, *labels.shape[1:]), dtype=labels.dtype)
     out[np.asarray(docs)] = labels
     return out
 
 
 class Scorer:
-    """logits, labels -> {core metrics, extra metrics}: the trainers' `metrics_fn`. Window rows
-    of the eval split are pooled into documents first (`eval_docs`), so every evaluation counts
-    documents, never windows."""
+    """logits, labels -> {the task's metrics, extra metrics}: the trainers' `metrics_fn`.
+    Window rows of the eval split are pooled into documents first (`eval_docs`), so every
+    evaluation counts documents, never windows. `task` (src.tasks) turns the examples' targets
+    back into labels and logits into predictions."""
 
-    def __init__(self, num_labels: int, extra: Sequence[Any] = (), eval_docs: Sequence[int] = (),
-                 pooling: str = "logits") -> None:  # fmt: skip
-        self.num_labels, self.extra = num_labels, list(extra)
+    def __init__(self, task: Any, num_labels: int, extra: Sequence[Any] = (),
+                 eval_docs: Sequence[int] = (), pooling: str = "logits") -> None:  # fmt: skip
+        self.task, self.num_labels, self.extra = task, num_labels, list(extra)
         self.eval_docs, self.pooling = list(eval_docs), pooling
 
-    def __call__(self, logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    def __call__(self, logits: np.ndarray, targets: np.ndarray) -> dict[str, float]:
         if self.eval_docs and len(logits) == len(self.eval_docs):
             logits = pool(logits, self.eval_docs, self.pooling)
-            labels = doc_labels(labels, self.eval_docs)
-        return self.score(logits, labels)
+            targets = doc_labels(targets, self.eval_docs)
+        return self.score(logits, self.task.truth_of_targets(targets))
 
-    def score(self, logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-        """Document-level logits and labels -> metrics."""
-        preds = np.asarray(logits).argmax(-1)
-        out = compute(labels, preds, self.num_labels)
+    def score(self, logits: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+        """Document-level logits and true labels (ids, multi-hot rows or values) -> metrics."""
+        preds = self.task.decide(logits)
+        out = compute(truth, preds, self.num_labels, self.task.NAME)
         for module in self.extra:
-            result = module.compute(predictions=preds, references=labels) or {}
+            result = module.compute(predictions=preds, references=truth) or {}
             for key, value in result.items():
-                if np.isscalar(value) and key not in CORE:  # the core four stay sklearn's
+                if np.isscalar(value) and key not in REGISTRY:  # the task's own stay ours
                     out[key] = float(value)
         return out
 
@@ -230,9 +316,21 @@ def _load(name: str):
         ) from None
 
 
-def report(labels: np.ndarray, preds: np.ndarray, label_names: Sequence[str]) -> str:
+def report(labels: np.ndarray, preds: np.ndarray, label_names: Sequence[str],
+           task: str = "single_label") -> str:  # fmt: skip
+    """classification_report.txt: scikit-learn's per-label report (multi-label: on the label
+    indicator matrix, with micro, macro and per-example averages); for regression, the metrics
+    and the residuals' spread."""
     from sklearn.metrics import classification_report
 
+    if task == "regression":
+        truth, guess = np.asarray(labels, np.float64), np.asarray(preds, np.float64)
+        scores, residual = compute(truth, guess, 1, task), guess - truth
+        rows = [*scores.items(), ("mean residual", residual.mean()),
+                ("residual std", residual.std()), ("true mean", truth.mean()),
+                ("true std", truth.std()), ("examples", len(truth))]  # fmt: skip
+        return "".join(f"{name:>16}  {value:.4f}\n" if isinstance(value, float)
+                       else f"{name:>16}  {value}\n" for name, value in rows)  # fmt: skip
     return classification_report(
         labels,
         preds,

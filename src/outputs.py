@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from src.metrics import softmax
 from src.rundir import (
     BEST_MODEL_DIR,
     METRICS_FILE,
@@ -28,25 +27,31 @@ from src.rundir import (
 if TYPE_CHECKING:
     from huggingface_hub import ModelCard
 
+    from src.tasks import Task
+
 log = logging.getLogger("src.run")
 
 
-def write_predictions(path: Path, labels, logits, label_names: list[str]) -> None:
-    """One row per test example (split order): true label, predicted label, class probabilities."""
-    rows = [{"index": i, "label": label_names[y]} for i, y in enumerate(labels)]
-    write_atomic(path, predictions_csv(rows, softmax(logits), label_names))
+def write_predictions(path: Path, corpus_labels, logits, label_names: list[str],
+                      task: Task) -> None:  # fmt: skip
+    """One row per test example (split order): the true label (a label, a JSON list of labels,
+    a value), the prediction and, for classification, each label's probability."""
+    rows = [{"index": i, "label": task.label_cell(y, label_names)}
+            for i, y in enumerate(corpus_labels)]  # fmt: skip
+    write_atomic(path, predictions_csv(rows, task.outputs(logits), label_names, task))
 
 
-def predictions_csv(rows: list[dict], probs, label_names: list[str]) -> str:
-    """`rows`' columns, then `prediction` and one `p_<label>` probability column per label."""
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    extra = ["prediction", *(f"p_{n}" for n in label_names)]
+def predictions_csv(rows: list[dict], outputs, label_names: list[str], task: Task) -> str:
+    """`rows`' columns, then the task's: `prediction` (a label, a JSON list of the labels
+    predicted, a value) and, for classification, one `p_<label>` probability per label."""
+    cells = [task.prediction_cells(out, label_names) for out in outputs]
+    extra = list(cells[0]) if cells else ["prediction"]
+    columns = [c for c in dict.fromkeys(key for row in rows for key in row) if c not in extra]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([c for c in columns if c not in extra] + extra)
-    for row, p in zip(rows, probs, strict=True):
-        kept = [_cell(row.get(c)) for c in columns if c not in extra]
-        writer.writerow([*kept, label_names[int(p.argmax())], *(f"{v:.6f}" for v in p)])
+    writer.writerow(columns + extra)
+    for row, cell in zip(rows, cells, strict=True):
+        writer.writerow([_cell(row.get(c)) for c in columns] + [_cell(cell[c]) for c in extra])
     return buffer.getvalue()
 
 
@@ -57,10 +62,12 @@ def _cell(value) -> str:
 
 
 def save_model(folder: Path, model, tokenizer, card: ModelCard, max_length: int, truncation: str,
-               stride: int = 0, chunk_pooling: str = "logits") -> None:  # fmt: skip
+               stride: int = 0, chunk_pooling: str = "logits",
+               task: dict | None = None) -> None:  # fmt: skip
     """A save_pretrained folder (config, safetensors weights, tokenizer) that reloads alone.
 
-    It also keeps how training cut the texts (preprocessing.json, read by src.predict) and sets
+    It also keeps how training cut the texts and what the task decides with (preprocessing.json,
+    read by src.predict: multi_label's threshold) and sets
     the tokenizer's model_max_length to max_length, so that `pipeline(..., truncation=True)`
     never feeds the model more than it was trained on. README.md is `card` (src.card), the
     Hugging Face model card: how to load it, its test metrics, how it was trained.
@@ -71,23 +78,30 @@ def save_model(folder: Path, model, tokenizer, card: ModelCard, max_length: int,
     cut = {"max_length": max_length, "truncation": truncation}
     if truncation == "chunks":
         cut.update(stride=stride, chunk_pooling=chunk_pooling)
+    if task:
+        cut["task"] = task
     write_json(folder / PREPROCESSING_FILE, cut)
     write_atomic(folder / "README.md", str(card))
 
 
-def save_run(built, cfg, run_dir: Path, summary: RunSummary, labels, logits) -> list[Path]:
+def save_run(built, cfg, run_dir: Path, summary: RunSummary, truth, logits) -> list[Path]:
     """What a finished run leaves: the best model, the predictions, the reports, and
-    metrics.json last. Returns the report files (what the logger keeps as artifacts)."""
+    metrics.json last. Returns the report files (what the logger keeps as artifacts).
+    `truth` is the test labels as the metrics take them (src.run.score_test)."""
     from src import card, metrics, reports
 
-    start, names, preds = time.perf_counter(), built.corpus.label_names, logits.argmax(-1)
+    task, names = built.task, built.corpus.label_names
+    start, preds = time.perf_counter(), task.decide(logits)
+    write_predictions(run_dir / PREDICTIONS_FILE, built.corpus.test.labels, logits, names, task)
+    task.export(built.model)  # regression: the saved model predicts in the label's units
     record, folder = summary.to_json(), run_dir / BEST_MODEL_DIR
     cut = {k: cfg[k] for k in ("max_length", "truncation", "stride", "chunk_pooling")}
-    save_model(folder, built.model, built.tokenizer, card.model_card(cfg, record), **cut)
-    report = metrics.report(labels, preds, names)
+    decides = {k: v for k, v in record["task"].items() if k in ("name", "threshold")}
+    save_model(folder, built.model, built.tokenizer, card.model_card(cfg, record), **cut,
+               task=decides)  # fmt: skip
+    report = metrics.report(truth, preds, names, task.NAME)
     write_atomic(run_dir / REPORT_FILE, report)
-    write_predictions(run_dir / PREDICTIONS_FILE, labels, logits, names)
-    artifacts = reports.write(run_dir, cfg, record, labels, preds, report)
+    artifacts = reports.write(run_dir, cfg, record, truth, preds, report)
     summary.seconds["save"] = time.perf_counter() - start
     write_json(run_dir / METRICS_FILE, summary.to_json())
     log.info("wrote %s", run_dir)

@@ -6,7 +6,10 @@
 `run_dir` is a finished run (its metrics.json and best_model/), or a best_model folder itself.
 `input` is .csv / .tsv / .jsonl (texts in `text_column`, default `text`) or .txt (one text a
 line); the predictions go to `output`, else to `<input>.predictions.csv` beside it: the input's
-columns, then `prediction` and one `p_<label>` probability column per label.
+columns, then `prediction` and one `p_<label>` probability column per label. What a
+prediction is follows the task the run was trained for: a label (single_label), the JSON list
+of labels whose probability reaches the run's threshold (multi_label), a number in the label's
+units (regression).
 Other keys: `batch_size` (32), `device` (auto | cpu | cuda | mps), `text_column` (text).
 A sentence-pair model takes its second text as `text_pair="..."`, or from a file's
 `text_pair_column` (the run's `dataset.text_pair_column`).
@@ -23,7 +26,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from src import rundir
 from src.errors import UserError, one_line
@@ -39,7 +42,7 @@ DEFAULTS = dict(run_dir=None, text=None, text_pair=None, input=None, output=None
 
 @dataclass
 class Predictor:
-    """A trained model, its tokenizer and how training cut the texts."""
+    """A trained model, its tokenizer, how training cut the texts and the task it learnt."""
 
     model: torch.nn.Module
     tokenizer: object  # a transformers tokenizer
@@ -48,6 +51,7 @@ class Predictor:
     device: torch.device
     stride: int = 0  # truncation=chunks: windows, pooled per text
     chunk_pooling: str = "logits"
+    task: Any = None  # src.tasks: what the outputs are (the model's problem_type)
 
     @classmethod
     def load(cls, run_dir: str | Path, device: str = "auto") -> Predictor:
@@ -55,18 +59,21 @@ class Predictor:
 
         from src.devices import resolve_device
         from src.models import load_trained
+        from src.tasks import of_model
 
         folder = model_folder(Path(run_dir))
         settings = json.loads((folder / rundir.PREPROCESSING_FILE).read_text())
         torch_device = resolve_device(device)
+        model = load_trained(folder).to(torch_device).eval()
         return cls(
-            model=load_trained(folder).to(torch_device).eval(),
+            model=model,
             tokenizer=AutoTokenizer.from_pretrained(folder),
             max_length=int(settings["max_length"]),
             truncation=str(settings["truncation"]),
             device=torch_device,
             stride=int(settings.get("stride", 0)),
             chunk_pooling=str(settings.get("chunk_pooling", "logits")),
+            task=of_model(model.config, settings.get("task") or {}),
         )
 
     @property
@@ -76,8 +83,15 @@ class Predictor:
 
     def probabilities(self, texts: Sequence[str], batch_size: int = 32,
                       pairs: Sequence[str] | None = None) -> np.ndarray:  # fmt: skip
-        """Class probabilities, one row per text (or pair), in input order (a text cut into
-        windows gets its windows' pooled prediction, as in training's evaluation).
+        """What the task outputs, one row per text (or pair), in input order: class
+        probabilities (softmax), each label's probability (sigmoid, multi_label), the value
+        (regression). A text cut into windows gets its windows' pooled prediction, as in
+        training's evaluation."""
+        return self.task.outputs(self.logits(texts, batch_size, pairs))
+
+    def logits(self, texts: Sequence[str], batch_size: int = 32,
+               pairs: Sequence[str] | None = None) -> np.ndarray:  # fmt: skip
+        """The model's logits, one row per text (or pair), in input order (windows pooled).
 
         Batches hold texts of similar length, so little compute goes to padding."""
         import numpy as np
@@ -85,7 +99,7 @@ class Predictor:
         from tqdm.auto import tqdm
 
         from src import data
-        from src.metrics import pool, softmax
+        from src.metrics import pool
 
         cut = (self.max_length, self.truncation, self.stride)
         features = data.encode_texts(self.tokenizer, texts, *cut, pairs=pairs)
@@ -99,7 +113,7 @@ class Predictor:
                 batch = collate([features[i] for i in rows])
                 batch = {k: v.to(self.device) for k, v in batch.items()}
                 logits[rows] = self.model(**batch).logits.float().cpu().numpy()
-        return softmax(pool(logits, data.docs(features), self.chunk_pooling))
+        return pool(logits, data.docs(features), self.chunk_pooling)
 
 
 def model_folder(run_dir: Path) -> Path:
@@ -193,9 +207,14 @@ def predict_text(args: dict) -> None:
     predictor = _load(args)
     names = predictor.label_names
     pair = None if args["text_pair"] is None else [args["text_pair"]]
-    probs = predictor.probabilities([args["text"]], pairs=pair)[0]
-    print(f"label: {names[int(probs.argmax())]}")
-    print("probabilities: " + " ".join(f"{n}={p:.4f}" for n, p in zip(names, probs, strict=True)))
+    output = predictor.probabilities([args["text"]], pairs=pair)[0]
+    predicted = predictor.task.prediction_cells(output, names)["prediction"]
+    if predictor.task.NAME == "regression":
+        print(f"{names[0]}: {predicted}")
+        return
+    shown = ", ".join(predicted) or "(none)" if isinstance(predicted, list) else predicted
+    print(f"{'labels' if isinstance(predicted, list) else 'label'}: {shown}")
+    print("probabilities: " + " ".join(f"{n}={p:.4f}" for n, p in zip(names, output, strict=True)))
 
 
 def predict_file(args: dict) -> None:
@@ -204,13 +223,26 @@ def predict_file(args: dict) -> None:
     rows, texts, pairs = read_texts(source, args["text_column"], args["text_pair_column"])
     predictor = _load(args)
     names = predictor.label_names
-    probs = predictor.probabilities(texts, int(args["batch_size"]), pairs)
+    task = predictor.task
+    outputs = predictor.probabilities(texts, int(args["batch_size"]), pairs)
     target = Path(args["output"]) if args["output"] else source.with_suffix(".predictions.csv")
     from src.outputs import predictions_csv
 
-    rundir.write_atomic(target, predictions_csv(rows, probs, names))
-    counts = ", ".join(f"{n} {int((probs.argmax(-1) == i).sum())}" for i, n in enumerate(names))
-    print(f"wrote {len(texts)} predictions ({counts}) to {target}")
+    rundir.write_atomic(target, predictions_csv(rows, outputs, names, task))
+    print(f"wrote {len(texts)} predictions ({_tally(task, outputs, names)}) to {target}")
+
+
+def _tally(task: Any, outputs: np.ndarray, names: list[str]) -> str:
+    """How many texts got each label (multi_label: each label), or the values' mean."""
+    import numpy as np
+
+    if task.NAME == "regression":
+        return f"mean {names[0]} {outputs.mean():.4g}"
+    if task.NAME == "multi_label":
+        per = (outputs >= task.threshold).sum(0)
+    else:
+        per = np.bincount(outputs.argmax(-1), minlength=len(names))
+    return ", ".join(f"{n} {int(c)}" for n, c in zip(names, per, strict=True))
 
 
 def _load(args: dict) -> Predictor:

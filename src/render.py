@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from src.metrics import BOOTSTRAP_RESAMPLES
+from src.metrics import BOOTSTRAP_RESAMPLES, task_of
 from src.models import CUSTOM_HEAD_ARCH
 from src.rundir import best_key
 
@@ -46,6 +46,7 @@ def settings(cfg: Mapping, metrics: Mapping) -> dict[str, Any]:
         out.update(stride=cfg["stride"], chunk_pooling=cfg["chunk_pooling"])
     sizes = f"{metrics['n_train']} train / {metrics['n_eval']} {metrics['eval_split']}"
     return {
+        **({"task": task_line(metrics)} if task_of(metrics) != "single_label" else {}),
         **out,
         "dropout": model["dropout"],
         **({"class_weights": cfg["class_weights"]} if cfg.get("class_weights") else {}),
@@ -54,6 +55,21 @@ def settings(cfg: Mapping, metrics: Mapping) -> dict[str, Any]:
         "epoch chosen on": f"{metrics['eval_split']} split, by {trainer['metric_for_best_model']}",
         "precision": f"{metrics['precision']} on {metrics['device']}",
     }
+
+
+def task_line(metrics: Mapping) -> str:
+    """The task and what it decided with: a threshold (tuned or set), the targets' scale."""
+    task = metrics.get("task") or {}
+    line = task_of(metrics)
+    if "threshold" in task:
+        line += f", threshold {task['threshold']}" + (
+            " (tuned on validation)" if task.get("threshold_tuned") else ""
+        )
+    if task.get("standardize"):
+        line += (
+            f", targets standardized (mean {task['target_mean']:.4g}, std {task['target_std']:.4g})"
+        )
+    return line
 
 
 def settings_table(cfg: Mapping, metrics: Mapping) -> list[str]:

@@ -51,20 +51,30 @@ def fit(built: Built, run_dir: Path, resume_from: Path | None = None):
                          b.optimizer, b.scheduler, b.scorer, run_dir, resume_from)  # fmt: skip
 
 
-def score_test(built: Built) -> tuple[np.ndarray, np.ndarray, dict, dict]:
-    """The test split, scored once: labels, logits (one row per text), metrics, 95% intervals."""
-    import numpy as np
-
+def doc_logits(built: Built, split: str) -> np.ndarray:
+    """The model's logits on an encoded split, one row per text (windows pooled)."""
     from src.data import docs
-    from src.metrics import bootstrap_ci, pool
+    from src.metrics import pool
 
-    labels = np.asarray(built.corpus.test.labels)
-    windows = built.trainer.predict(built.model, built.encoded["test"], built.collator)
-    logits = pool(windows, docs(built.encoded["test"]), built.scorer.pooling)
-    scores = built.scorer.score(logits, labels)
-    ci = bootstrap_ci(labels, logits.argmax(-1), len(built.corpus.label_names))
+    windows = built.trainer.predict(built.model, built.encoded[split], built.collator)
+    return pool(windows, docs(built.encoded[split]), built.scorer.pooling)
+
+
+def score_test(built: Built) -> tuple[np.ndarray, np.ndarray, dict, dict]:
+    """The test split, scored once: its true labels as the metrics take them (ids, multi-hot
+    rows, values), the logits (one row per text), the metrics and their 95% intervals. First,
+    a task that decides by a threshold tuned on validation (task.tune_threshold) tunes it."""
+    from src.metrics import bootstrap_ci
+
+    task, corpus, k = built.task, built.corpus, len(built.corpus.label_names)
+    if getattr(task, "tune_threshold", False):
+        task.tune(doc_logits(built, "eval"), task.truth(corpus.eval.labels, k), k)
+        log.info(f"threshold tuned on the {corpus.eval_split} split: {task.threshold}")
+    truth, logits = task.truth(corpus.test.labels, k), doc_logits(built, "test")
+    scores = built.scorer.score(logits, truth)
+    ci = bootstrap_ci(truth, task.decide(logits), k, task=task.NAME)
     log.info("test: " + " ".join(f"{k}={v:.4f}" for k, v in scores.items()))
-    return labels, logits, scores, ci
+    return truth, logits, scores, ci
 
 
 def train(cfg: DictConfig, run_dir: Path) -> rundir.RunSummary:

@@ -30,7 +30,9 @@ STATUS_FILE = "status.json"
 CONFIG_FILE = "config_resolved.yaml"
 REPORT_FILE = "classification_report.txt"
 REPORT_MD = "report.md"
-CONFUSION_PNG = "confusion_matrix.png"
+CONFUSION_PNG = "confusion_matrix.png"  # the test split's picture: single_label's
+PER_LABEL_PNG = "per_label.png"  # multi_label's
+SCATTER_PNG = "scatter.png"  # regression's
 CURVE_PNG = "learning_curve.png"
 PREDICTIONS_FILE = "test_predictions.csv"
 BEST_MODEL_DIR = "best_model"
@@ -250,6 +252,7 @@ class RunSummary:
     seconds: dict[str, float]  # wall time of build (data, tokenizer, model), fit, test, save
     resumed_from: str | None  # the checkpoint this attempt continued from
     test_sha256: str = ""  # the test texts, in order: runs scored on the same ones pair up
+    task: dict = field(default_factory=dict)  # the task's name and what it decided with
 
     @classmethod
     def of(cls, built: Any, result: TrainResult, test: dict, ci: dict, seconds: dict[str, float],
@@ -261,7 +264,7 @@ class RunSummary:
         return cls(test, ci, result, trainer.metric, corpus.eval_split, str(trainer.device),
                    trainer.precision, processes, built.backbone.name, type(built.model).__name__,
                    type(trainer).__name__, sizes, list(corpus.label_names), seconds,
-                   resumed_from, texts_sha256(corpus.test.texts))  # fmt: skip
+                   resumed_from, texts_sha256(corpus.test.texts), built.task.state())  # fmt: skip
 
     @property
     def best_metric(self) -> float | None:
@@ -288,17 +291,17 @@ def texts_sha256(texts: list[str]) -> str:
     return digest.hexdigest()
 
 
-def read_predictions(folder: Path, label_names: list[str]) -> tuple[list[int], list[int]]:
-    """test_predictions.csv as (true label ids, predicted label ids), in test-split order."""
+def read_predictions(folder: Path) -> tuple[list[str], list[str]]:
+    """test_predictions.csv's `label` and `prediction` columns as written, in test-split order
+    (what they hold is the task's: src.tasks' `read_cells` reads them)."""
     import csv
 
     path = folder / PREDICTIONS_FILE
     if not path.is_file():
         raise not_finished(folder, PREDICTIONS_FILE)
-    ids = {name: i for i, name in enumerate(label_names)}
     with path.open(newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    return [ids[r["label"]] for r in rows], [ids[r["prediction"]] for r in rows]
+    return [r["label"] for r in rows], [r["prediction"] for r in rows]
 
 
 def best_key(metric: str) -> str:

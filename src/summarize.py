@@ -27,7 +27,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from src.errors import UserError
-from src.metrics import CORE, higher_is_better
+from src.metrics import HEADLINE, REGISTRY, higher_is_better, task_of
 from src.render import interval
 from src.rundir import (
     BEST,
@@ -84,12 +84,13 @@ def read_job(folder: Path, sweep_dir: Path) -> Job:
 
 
 def _flat_metrics(metrics: dict) -> dict[str, float]:
-    """The numbers a sweep compares: best eval value of the chosen metric, test accuracy and f1,
+    """The numbers a sweep compares: best eval value of the chosen metric, the task's two
+    headline test metrics (accuracy and f1; f1_micro and subset_accuracy; mse and pearson),
     and any extra test metric (metrics.extra)."""
     chosen = best_eval(metrics)
     flat = {best_key(chosen[0]): float(chosen[1])} if chosen and chosen[1] is not None else {}
     test = metrics.get("test", {})
-    for name in ("accuracy", "f1", *(k for k in test if k not in CORE)):
+    for name in (*HEADLINE[task_of(metrics)], *(k for k in test if k not in REGISTRY)):
         if name in test:
             flat[f"test_{name}"] = float(test[name])
     return flat

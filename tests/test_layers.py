@@ -18,8 +18,9 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 LAYERS = {
     "foundation": ["src", "src.errors", "src.schema", "src.rundir", "src.distributed",
                    "src.progress", "src.compose", "src.devices"],
-    "components": ["src.data", "src.data.corpora", "src.data.tokenize", "src.data.cache",
-                   "src.data.collate", "src.backbones", "src.models", "src.models.custom_head",
+    "components": ["src.tasks", "src.data", "src.data.corpora", "src.data.tokenize",
+                   "src.data.cache", "src.data.collate", "src.backbones", "src.models",
+                   "src.models.custom_head",
                    "src.metrics", "src.optim", "src.trainers", "src.trainers.common",
                    "src.trainers.checkpoint", "src.trainers.hf", "src.trainers.manual",
                    "src.loggers", "src.loggers.mlflow"],

@@ -101,6 +101,7 @@ def test_model_folder_explains_how_to_load_it(trained_runs, model):
     assert json.loads((folder / "preprocessing.json").read_text()) == {
         "max_length": 64,
         "truncation": "head_tail",
+        "task": {"name": "single_label"},
     }
 
 

@@ -1,4 +1,7 @@
-"""Corpora: every dataset option returns a `Corpus` of raw texts and integer labels.
+"""Corpora: every dataset option returns a `Corpus` of raw texts and their labels.
+
+What a label is (an id, a set of ids, a number) is the task's (src.tasks): `load(task)` reads
+and splits the labels through it; without a task, labels are single-label ids.
 
 The notebook's movie_reviews split, your own CSV / TSV / JSONL files, anything `datasets`
 loads; the stratified splits, the label map and the data files' readers they share.
@@ -15,10 +18,11 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from src.errors import UserError
 from src.schema import Spec, param
+from src.tasks import SingleLabel, Task, label_list
 
 log = logging.getLogger(__name__)
 
@@ -62,18 +66,26 @@ class Corpus:
         return dict(enumerate(self.label_names))
 
 
-def log_label_counts(corpus: Corpus) -> None:
-    """Each split's examples per label; a warning for a class under MINORITY_SHARE of train,
-    where an unweighted loss can learn to never predict it (`class_weights=balanced`)."""
-    names = corpus.label_names
+def log_label_counts(corpus: Corpus, task: Task | None = None) -> None:
+    """Each split's examples per label (regression: the values' spread); a warning for a class
+    under MINORITY_SHARE of train, where an unweighted loss can learn to never predict it
+    (`class_weights=balanced`)."""
+    task, names = task or SingleLabel(), corpus.label_names
     for split, shown in (("train", "train"), ("eval", corpus.eval_split), ("test", "test")):
         if split == "eval" and corpus.eval_split == "test":
             continue  # the notebook's way: the test split is also the eval split
         labels = getattr(corpus, split).labels
-        counts = {name: labels.count(i) for i, name in enumerate(names)}
+        counts = task.counts(labels, names)
+        if counts is None:
+            log.info(f"labels in {shown}: {task.describe(labels)}")
+            continue
         log.info(f"labels in {shown}: " + ", ".join(f"{n} {c}" for n, c in counts.items()))
         if split == "train" and (
-            rare := [n for n, c in counts.items() if c < MINORITY_SHARE * len(labels)]
+            rare := [
+                n
+                for n, c in counts.items()
+                if c < MINORITY_SHARE * len(labels) and not n.startswith("(")
+            ]
         ):
             log.warning(
                 f"class {', '.join(rare)} is under {MINORITY_SHARE:.0%} of the training data; "
@@ -81,25 +93,17 @@ def log_label_counts(corpus: Corpus) -> None:
             )
 
 
-def label_list(labels: Sequence[str]) -> list[str]:
-    """Sorted unique labels (run_classification.py's rule); numeric labels sort as numbers."""
-    unique = set(labels)
-    try:
-        return sorted(unique, key=float)
-    except ValueError:
-        return sorted(unique)
-
-
 def _split(split: Split, test_size: float, seed: int, key: str = "test_size",
-           ) -> tuple[Split, Split]:  # fmt: skip
+           stratify: bool = True) -> tuple[Split, Split]:  # fmt: skip
     """A stratified split (scikit-learn's train_test_split, as the notebook: the same rows
-    whatever the split carries besides its texts)."""
+    whatever the split carries besides its texts); `stratify=False` (label sets, numbers): a
+    seeded random one."""
     from sklearn.model_selection import train_test_split
 
     try:
         rows_tr, rows_te = train_test_split(
-            range(len(split)), stratify=split.labels, random_state=seed, test_size=test_size,
-            shuffle=True,
+            range(len(split)), stratify=split.labels if stratify else None, random_state=seed,
+            test_size=test_size, shuffle=True,
         )  # fmt: skip
     except ValueError as e:  # too few examples of a class to stratify, or test_size out of range
         raise UserError(f"dataset.{key}={test_size}: cannot split the data ({e})") from None
@@ -119,14 +123,15 @@ class Splits(Spec):
     max_eval_samples: int | None = param(None, "cap for debugging; null = all", ge=1)
 
     def finish(self, train: Split, test: Split, label_names: list[str],
-               validation: Split | None = None) -> Corpus:  # fmt: skip
+               validation: Split | None = None, stratify: bool = True) -> Corpus:  # fmt: skip
         """Carve the optional validation split (unless the data has one), then apply the caps."""
         test = test.head(self.max_eval_samples)
         evaluation, eval_split = test, "test"
         if validation is not None:
             evaluation, eval_split = validation.head(self.max_eval_samples), "validation"
         elif self.val_size > 0:
-            train, evaluation = _split(train, self.val_size, self.split_seed, "val_size")
+            cut = (self.val_size, self.split_seed, "val_size", stratify)
+            train, evaluation = _split(train, *cut)
             evaluation, eval_split = evaluation.head(self.max_eval_samples), "validation"
         return Corpus(train.head(self.max_train_samples), evaluation, test, label_names, eval_split)
 
@@ -138,7 +143,9 @@ _READ: dict[str, tuple[list[str], list[str]]] = {}  # corpus root -> its reviews
 class MovieReviews(Splits):
     """NLTK movie_reviews split as the notebook did (pos=1, neg=0; 1600/400 at test_size 0.2)."""
 
-    def load(self) -> Corpus:
+    TASKS: ClassVar[tuple[str, ...]] = ("single_label",)  # one label per review
+
+    def load(self, task: Task | None = None) -> Corpus:
         import nltk
         from nltk.corpus import movie_reviews as mr
 
@@ -235,7 +242,13 @@ class Columns(Splits):
     text_pair_column: str | None = param(
         None, "sentence pairs: the column holding each example's second text"
     )
-    label_column: str = param("label", "the column holding the label (any strings)")
+    label_column: str = param(
+        "label", "the column holding the label (strings; a list or a number, by task)"
+    )
+    label_separator: str = param(
+        "|", "task=multi_label in CSV/TSV: what separates a row's labels (a|b)",
+        test=lambda v: isinstance(v, str) and v != "", allowed="a non-empty string",
+    )  # fmt: skip
     empty_text: str = param(
         "drop", "rows with empty text: drop (counted) or error", choices=EMPTY_TEXT
     )
@@ -256,13 +269,17 @@ class Columns(Splits):
         pair = row.get(self.text_pair_column) if self.text_pair_column is not None else None
         return row.get(self.text_column), pair, row.get(self.label_column)
 
-    def keep(self, where: str, rows: Iterable[tuple[Any, Any, Any]]) -> Split:
+    def keep(self, where: str, rows: Iterable[tuple[Any, Any, Any]],
+             task: Task | None = None) -> Split:  # fmt: skip
         """The split of (text, pair, label) rows; an empty text (or second text) is dropped
-        (counted) or refused."""
+        (counted) or refused. An empty label is refused, but for multi_label (no label)."""
         texts, pairs, labels, dropped = [], [], [], 0
         columns = [self.text_column, *([self.text_pair_column] if self.text_pair_column else [])]
+        may_be_empty = task is not None and task.NAME == "multi_label"
         for n, (text, pair, label) in enumerate(rows, start=1):
-            if label is None or str(label).strip() == "":
+            if label is None and may_be_empty:
+                label = []
+            elif label is None or (str(label).strip() == "" and not may_be_empty):
                 raise UserError(f"{where} row {n}: missing label in column '{self.label_column}'")
             given = zip(columns, (text, pair), strict=False)  # the pair only where there is one
             empty = [c for c, t in given if t is None or not str(t).strip()]
@@ -287,33 +304,27 @@ class Columns(Splits):
 
     def load_splits(self, where: Mapping[str, str | None], train: Split, test: Split | None,
                     names: list[str] | None = None, evaluation: Split | None = None,
-                    ) -> Corpus:  # fmt: skip
-        """Label strings become ids through the train split's sorted list (ids stay ids when
-        `names` is given); no test split: a stratified one from train. `where` names each
-        split's source for the errors."""
-        if names is None:
-            names = label_list([str(y) for y in train.labels])
-            ids = {name: i for i, name in enumerate(names)}
-            for split, role in ((test, "test"), (evaluation, "validation")):
-                if split is not None and (
-                    unseen := sorted({str(y) for y in split.labels} - set(ids))
-                ):
-                    raise UserError(
-                        f"{where.get(role)}: labels {unseen} never appear in {where.get('train')}"
-                    )
-            train, test, evaluation = (
-                None
-                if s is None
-                else dataclasses.replace(s, labels=[ids[str(y)] for y in s.labels])
-                for s in (train, test, evaluation)
-            )
-        if len(names) < 2:
-            raise UserError(
-                f"{where.get('train')}: only one label ({names[0]}); a classifier needs two or more"
-            )
+                    task: Task | None = None) -> Corpus:  # fmt: skip
+        """Labels as read become what the task holds (single_label: ids through the train
+        split's sorted label list, or `names` when the data names them); no test split: one
+        split off train (stratified for single_label). `where` names each split's source."""
+        task = task or SingleLabel()
+        names = names or task.label_names(train.labels, self)
+        for split, role in ((test, "test"), (evaluation, "validation")):
+            if split is not None and (unseen := task.unseen(split.labels, names, self)):
+                raise UserError(
+                    f"{where.get(role)}: labels {unseen} never appear in {where.get('train')}"
+                )
+        roles = (("train", train), ("test", test), ("validation", evaluation))
+        train, test, evaluation = (
+            None if s is None else dataclasses.replace(
+                s, labels=task.encode(s.labels, names, str(where.get(role)), self))
+            for role, s in roles
+        )  # fmt: skip
+        task.check_names(names, str(where.get("train")))
         if test is None:
-            train, test = _split(train, self.test_size, self.split_seed)
-        return self.finish(train, test, names, evaluation)
+            train, test = _split(train, self.test_size, self.split_seed, stratify=task.STRATIFY)
+        return self.finish(train, test, names, evaluation, task.STRATIFY)
 
 
 @dataclass
@@ -323,19 +334,19 @@ class Files(Columns):
     train_file: str | None = param(None, "required: a .csv, .tsv or .jsonl file")
     test_file: str | None = param(None, "null: a stratified split of train_file by test_size")
 
-    def load(self) -> Corpus:
+    def load(self, task: Task | None = None) -> Corpus:
         if not self.train_file:
             raise UserError("dataset=files needs dataset.train_file=<path to .csv, .tsv or .jsonl>")
-        train = self.read(Path(self.train_file))
-        test = self.read(Path(self.test_file)) if self.test_file else None
+        train = self.read(Path(self.train_file), task)
+        test = self.read(Path(self.test_file), task) if self.test_file else None
         where = {"train": self.train_file, "test": self.test_file}
-        return self.load_splits(where, train, test)
+        return self.load_splits(where, train, test, task=task)
 
-    def read(self, path: Path) -> Split:
-        """One data file as a split of texts and label strings, as read."""
+    def read(self, path: Path, task: Task | None = None) -> Split:
+        """One data file as a split of texts and labels, as read."""
         rows = read_rows(path)
         self.check_columns(str(path), list(rows[0].keys()))
-        return self.keep(str(path), map(self.rows, rows))
+        return self.keep(str(path), map(self.rows, rows), task)
 
 
 def _is_data_files(value: Any) -> bool:
@@ -360,7 +371,7 @@ class HFDataset(Columns):
     test_split: str | None = param("test", "null or absent: a stratified split of train")
     validation_split: str | None = param(None, "a split that picks the epoch; null: val_size")
 
-    def load(self) -> Corpus:
+    def load(self, task: Task | None = None) -> Corpus:
         if not self.path:
             raise UserError("dataset=hf needs dataset.path=<hub id, builder or local folder>")
         found = self._load()
@@ -376,14 +387,14 @@ class HFDataset(Columns):
         if self.test_split is not None and self.test_split not in found:
             log.info(f"{where}: no split '{self.test_split}': a stratified split of train")
         feature = found[self.train_split].features.get(self.label_column)
-        names = list(feature.names) if hasattr(feature, "names") else None  # a ClassLabel
+        inner = getattr(feature, "feature", feature)  # Sequence(ClassLabel): multi_label
+        names = list(inner.names) if hasattr(inner, "names") else None  # a ClassLabel's
         roles = {role: split for role, split in wanted.items() if split in found}
         origins = {role: f"{where} split '{split}'" for role, split in roles.items()}
-        splits = {role: self._split(found[split], origins[role], names)
+        splits = {role: self._split(found[split], origins[role], names, task)
                   for role, split in roles.items()}  # fmt: skip
-        return self.load_splits(
-            origins, splits["train"], splits.get("test"), names, splits.get("validation")
-        )
+        return self.load_splits(origins, splits["train"], splits.get("test"), names,
+                                splits.get("validation"), task)  # fmt: skip
 
     def _load(self):
         """The DatasetDict, with one line for what `datasets` could not load."""
@@ -409,15 +420,21 @@ class HFDataset(Columns):
         finally:
             hub_log.setLevel(level)
 
-    def _split(self, dataset, where: str, names: list[str] | None) -> Split:
-        """A split's texts and labels; a ClassLabel's ids stay ids, -1 (hidden) is refused."""
+    def _split(self, dataset, where: str, names: list[str] | None, task: Task | None) -> Split:
+        """A split's texts and labels; a ClassLabel's ids become its names (then the task's
+        ids, in the ClassLabel's order), -1 (hidden) is refused."""
         self.check_columns(where, dataset.column_names)
         second = dataset[self.text_pair_column] if self.text_pair_column else [None] * len(dataset)
         rows = zip(dataset[self.text_column], second, dataset[self.label_column], strict=True)
-        split = self.keep(where, rows)
-        if names is not None and any(not 0 <= y < len(names) for y in split.labels):
+        split = self.keep(where, rows, task)
+        if names is None:
+            return split
+        ids = [y for ys in split.labels for y in (ys if isinstance(ys, list) else [ys])]
+        if any(not 0 <= y < len(names) for y in ids):
             raise UserError(
                 f"{where}: labels outside 0..{len(names) - 1} (-1: hidden, as in GLUE's test "
                 "splits); use another split, e.g. dataset.test_split=null"
             )
-        return split
+        named = [[names[y] for y in ys] if isinstance(ys, list) else names[ys]
+                 for ys in split.labels]  # fmt: skip
+        return dataclasses.replace(split, labels=named)

@@ -2,7 +2,8 @@
 
 Every model takes `input_ids, attention_mask, token_type_ids=None, labels=None` and returns a
 `SequenceClassifierOutput` (loss when labels are given, logits), as transformers' classifiers
-do, so either model runs under either trainer. `num_labels` and `id2label` come from the data.
+do, so either model runs under either trainer. `num_labels` and `id2label` come from the data,
+`problem_type` from the task (src.tasks): both heads compute transformers' loss for it.
 The configs here import no torch; `build` loads the torch code in `src/models/custom_head.py`.
 """
 
@@ -22,13 +23,16 @@ TOKEN_POOLINGS = ("cls", "mean")  # how custom_head pools the encoder's tokens i
 CUSTOM_HEAD_ARCH = "CustomHeadClassifier"
 
 
-def label_maps(id2label: dict[int, str]) -> dict:
-    """num_labels, id2label and label2id for a transformers config, from the data."""
-    return {
+def label_maps(id2label: dict[int, str], problem_type: str | None = None) -> dict:
+    """num_labels, id2label and label2id for a transformers config, from the data, and the
+    task's `problem_type` (single_label_classification, multi_label_classification or
+    regression: what transformers' heads compute their loss and pipelines their scores by)."""
+    maps = {
         "num_labels": len(id2label),
         "id2label": {int(i): str(n) for i, n in id2label.items()},
         "label2id": {str(n): int(i) for i, n in id2label.items()},
     }
+    return {**maps, "problem_type": problem_type} if problem_type else maps
 
 
 @dataclass
@@ -42,10 +46,11 @@ class Head(Spec):
 class HFHead(Head):
     """AutoModelForSequenceClassification: the backbone's own classification head."""
 
-    def build(self, backbone: Backbone, id2label: dict[int, str]):
+    def build(self, backbone: Backbone, id2label: dict[int, str], problem_type: str | None = None):
         from transformers import AutoModelForSequenceClassification as Auto
 
-        return backbone.load(Auto, classifier_dropout=self.dropout, **label_maps(id2label))
+        maps = label_maps(id2label, problem_type)
+        return backbone.load(Auto, classifier_dropout=self.dropout, **maps)
 
 
 @dataclass
@@ -58,12 +63,12 @@ class CustomHead(Head):
         choices=TOKEN_POOLINGS,
     )
 
-    def build(self, backbone: Backbone, id2label: dict[int, str]):
+    def build(self, backbone: Backbone, id2label: dict[int, str], problem_type: str | None = None):
         from transformers import AutoModel
 
         from src.models.custom_head import CustomHeadClassifier
 
-        encoder = backbone.load(AutoModel, **label_maps(id2label))
+        encoder = backbone.load(AutoModel, **label_maps(id2label, problem_type))
         return CustomHeadClassifier(encoder, len(id2label), self.dropout, self.pooling)
 
 

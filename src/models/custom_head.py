@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel
+from transformers.loss.loss_utils import ForSequenceClassificationLoss
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from src.errors import UserError
@@ -50,7 +51,11 @@ class CustomHeadClassifier(nn.Module):
             mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
         logits = self.classifier(self.dropout(pooled))
-        loss = None if labels is None else nn.functional.cross_entropy(logits, labels)
+        # transformers' own loss for the config's problem_type (cross-entropy, BCE or MSE),
+        # as hf_head computes it
+        loss = (
+            None if labels is None else ForSequenceClassificationLoss(labels, logits, self.config)
+        )
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
     def save_pretrained(self, folder: str | Path) -> None:

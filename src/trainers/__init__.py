@@ -14,7 +14,7 @@ from typing import ClassVar
 
 from src.devices import DEVICE, PRECISIONS
 from src.distributed import world_size
-from src.metrics import CORE
+from src.metrics import REGISTRY
 from src.schema import Spec, param
 
 
@@ -35,7 +35,9 @@ class TrainerConfig(Spec):
     eval_batch_size: int = param(32, "examples per evaluation batch", ge=1)
     grad_accum_steps: int = param(1, "batches whose gradients add up to one step", ge=1)
     max_grad_norm: float | None = param(1.0, "clip gradients to this norm; null: no clip", ge=0)
-    metric_for_best_model: str = param("f1", "picks the best epoch on the eval split", choices=CORE)
+    metric_for_best_model: str = param(
+        "f1", "picks the best epoch on the eval split (one of the task's)", choices=tuple(REGISTRY)
+    )
     early_stopping_patience: int | None = param(None, "stop after N epochs of no gain", ge=1)
     device: str = param("auto", "auto = cuda, else mps, else cpu", **DEVICE)
     precision: str = param("auto", "auto: bf16 where native, fp16/fp32 else", choices=PRECISIONS)
@@ -54,11 +56,12 @@ class TrainerConfig(Spec):
         per_epoch = optimizer_steps(n_train, self.batch_size, self.grad_accum_steps, world_size())
         return self.epochs * per_epoch
 
-    def build(self, logger=None, class_weights: list[float] | None = None):
-        """The loop this config names (its module imports torch, so it loads only here)."""
+    def build(self, logger=None, loss=None):
+        """The loop this config names (its module imports torch, so it loads only here).
+        `loss`: (logits, targets) -> loss, the task's weighted one; None: the model's own."""
         from hydra.utils import get_class
 
-        return get_class(self.LOOP)(self, logger, class_weights)
+        return get_class(self.LOOP)(self, logger, loss)
 
 
 @dataclass

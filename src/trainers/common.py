@@ -1,5 +1,6 @@
 """What both trainers share at run time: their config, device, precision, logger and loss,
-class weights, preemption and Ctrl-C, and finding a checkpoint to resume from."""
+which way the chosen metric improves, preemption and Ctrl-C, and finding a checkpoint to
+resume from."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import numpy as np
 
 from src.devices import resolve_device, resolve_precision
 from src.errors import Interrupted, Preempted, UserError
+from src.metrics import higher_is_better
 from src.rundir import CHECKPOINTS_DIR
 
 if TYPE_CHECKING:
@@ -23,61 +25,36 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# logits, labels -> metrics dict (accuracy, precision, recall, f1, ...)
+# logits, labels -> metrics dict (the task's metrics: accuracy, precision, recall, f1, ...)
 MetricsFn = Callable[[np.ndarray, np.ndarray], dict]
-
-
-def class_weights(setting: str | list | None, labels: list[int], names: list[str]) -> list | None:
-    """`class_weights`: null (an unweighted loss), `balanced` (n / (n_classes * count), as
-    scikit-learn's compute_class_weight: each class weighs the same in total), or one weight
-    per label in label-id order."""
-    if setting is None:
-        return None
-    if setting == "balanced":
-        counts = np.bincount(labels, minlength=len(names))
-        if (counts == 0).any():
-            missing = [n for n, c in zip(names, counts, strict=True) if c == 0]
-            raise UserError(f"class_weights=balanced: no training example of {missing}")
-        return (len(labels) / (len(names) * counts)).tolist()
-    if len(setting) != len(names):
-        raise UserError(
-            f"class_weights={setting}: {len(setting)} weights for {len(names)} labels "
-            f"({', '.join(names)}); give one per label in that order, or balanced"
-        )
-    return [float(w) for w in setting]
+LossFn = Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]  # logits, targets -> loss
 
 
 class Loop:
     """What both loops share: their config, device, precision, logger and loss."""
 
     def __init__(self, config: TrainerConfig, logger: ScalarLogger | None = None,
-                 class_weights: list[float] | None = None):  # fmt: skip
-        import torch
-
+                 loss: LossFn | None = None):  # fmt: skip
         from src.loggers import NullLogger
 
         self.config = config
         self.metric = config.metric_for_best_model
+        self.greater_is_better = higher_is_better(self.metric)
         self.device = resolve_device(config.device)
         self.precision = resolve_precision(config.precision, self.device)
         self.logger = logger or NullLogger()
-        self.loss_weight = None if class_weights is None else torch.tensor(class_weights)
+        self.loss_fn = loss
 
     def loss(self, output, labels: torch.Tensor) -> torch.Tensor:
-        """The model's own loss, or, with `class_weights`, each example's cross-entropy times
-        its class's weight, averaged over the batch: one definition for both heads under both
-        trainers.
+        """The model's own loss (transformers' for its problem_type, under either head), or the
+        task's weighted one with `class_weights` (src.tasks): one definition for both heads
+        under both trainers."""
+        return output.loss if self.loss_fn is None else self.loss_fn(output.logits, labels)
 
-        Keras' and scikit-learn's class_weight, not torch's `weight=` (which divides by the
-        batch's summed weights, so a batch of one class trains as if unweighted). With
-        `balanced` the weights average 1 over the training data: the loss keeps its scale.
-        """
-        import torch.nn.functional as F
-
-        if self.loss_weight is None:
-            return output.loss
-        losses = F.cross_entropy(output.logits.float(), labels, reduction="none")
-        return (losses * self.loss_weight.to(losses.device)[labels]).mean()
+    def improved(self, value: float, best: float | None) -> bool:
+        """Whether `value` of the chosen metric beats the best so far (lower is better for
+        mse, mae, hamming_loss)."""
+        return best is None or (value > best if self.greater_is_better else value < best)
 
     def cleanup(self, output_dir: Path) -> None:
         """After a finished run (its best_model/ and metrics.json written): the resume

@@ -45,7 +45,7 @@ class HFTrainer(Loop):
             save_total_limit=cfg.save_total_limit,
             load_best_model_at_end=True,
             metric_for_best_model=self.metric,
-            greater_is_better=True,
+            greater_is_better=self.greater_is_better,
             logging_steps=cfg.logging_steps,
             report_to="none",
             seed=cfg.seed,
@@ -91,7 +91,7 @@ class HFTrainer(Loop):
                 callbacks=callbacks,
             )
             timer.trainer = self._trainer
-            if self.loss_weight is not None:
+            if self.loss_fn is not None:
                 self._trainer.loss_of, self._trainer.loss_is_scaled_for_ga = self.loss, False
             self._trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
         if guard.requested:
@@ -126,7 +126,8 @@ class HFTrainer(Loop):
                 if key.startswith("eval_") and name != "loss" and name not in _EVAL_TIMINGS:
                     row[name] = float(value)
             result.history.append(row)
-        best = max(result.history, key=lambda r: r[self.metric])
+        pick = max if self.greater_is_better else min
+        best = pick(result.history, key=lambda r: r[self.metric])
         result.best_epoch, result.best_metric = best["epoch"], best[self.metric]
         result.stopped_early = state.epoch < self.config.epochs - 1e-6
         return result
@@ -160,7 +161,7 @@ class _Trainer(Trainer):
 
     batch_losses: list[torch.Tensor]
 
-    loss_of: Callable | None = None  # Loop.loss, when `class_weights` weights the loss
+    loss_of: Callable | None = None  # Loop.loss, when the task weights the loss (class_weights)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.loss_of is None:

@@ -141,7 +141,7 @@ class ManualTrainer(Loop):
         self.logger.log({f"eval/{k}": v for k, v in metrics.items()}, state.step)
         scores = " ".join(f"{k}={v:.4f}" for k, v in row.items() if isinstance(v, float))
         log.info(f"epoch {state.epoch}/{self.config.epochs} {scores}")
-        if result.best_metric is None or metrics[self.metric] > result.best_metric:
+        if self.improved(metrics[self.metric], result.best_metric):
             result.best_metric, result.best_epoch = metrics[self.metric], state.epoch
             state.bad_epochs = 0
             self._keep_best(checkpoint.cpu_state(self.model))
