@@ -64,6 +64,7 @@ class Task(Spec):
     NAME: ClassVar[str] = "single_label"
     PROBLEM_TYPE: ClassVar[str] = "single_label_classification"
     STRATIFY: ClassVar[bool] = True  # splits keep each label's share
+    WEIGHTED_LOSS: ClassVar[str] = "cross-entropy weighted per class"  # with class_weights
 
     best_metric: str = _metric("single_label", "f1")
 
@@ -166,7 +167,7 @@ class Task(Spec):
 
     def loss_line(self, weights: list[float], names: Sequence[str]) -> str:
         named = ", ".join(f"{n} {w:.3g}" for n, w in zip(names, weights, strict=True))
-        return f"loss: cross-entropy weighted per class ({named})"
+        return f"loss: {self.WEIGHTED_LOSS} ({named})"
 
     # --- predictions ----------------------------------------------------------------------------
 
@@ -239,6 +240,7 @@ class MultiLabel(Task):
     NAME: ClassVar[str] = "multi_label"
     PROBLEM_TYPE: ClassVar[str] = "multi_label_classification"
     STRATIFY: ClassVar[bool] = False  # label sets do not stratify: a seeded random split
+    WEIGHTED_LOSS: ClassVar[str] = "binary cross-entropy, pos_weight per label"
 
     best_metric: str = _metric("multi_label", "f1_micro")
     threshold: float = param(0.5, "a label is predicted when its probability reaches this", gt=0,
@@ -314,10 +316,6 @@ class MultiLabel(Task):
             )
 
         return weighted
-
-    def loss_line(self, weights: list[float], names: Sequence[str]) -> str:
-        named = ", ".join(f"{n} {w:.3g}" for n, w in zip(names, weights, strict=True))
-        return f"loss: binary cross-entropy, pos_weight per label ({named})"
 
     def outputs(self, logits: np.ndarray) -> np.ndarray:
         return sigmoid(logits)
