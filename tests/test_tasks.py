@@ -323,3 +323,20 @@ def test_single_label_is_unchanged_by_default():
     assert SingleLabel().metrics == ("accuracy", "precision", "recall", "f1")
     assert Regression().metrics == ("mse", "mae", "pearson", "spearman")
     assert metrics.higher_is_better("mse") is False and metrics.higher_is_better("f1") is True
+
+
+def test_the_sweep_summary_follows_the_task(trained, tags, scores):
+    """A sweep's table shows each task's headline metrics beside its best eval value, sorted
+    the metric's way (lower first for mse)."""
+    from src import summarize
+
+    regression = read(regression_run(trained, scores, "custom_head", "manual"))
+    assert set(summarize._flat_metrics(regression)) == {"best_eval_mse", "test_mse", "test_pearson"}
+    multi = read(multi_label_run(trained, tags, "custom_head", "manual"))
+    assert set(summarize._flat_metrics(multi)) == {
+        "best_eval_f1_micro", "test_f1_micro", "test_subset_accuracy",
+    }  # fmt: skip
+    jobs = [summarize.Job(name, {}, "finished", {"best_eval_mse": v})
+            for name, v in (("worse", 2.0), ("better", 1.0))]  # fmt: skip
+    assert [j.name for j in summarize.sort_jobs(jobs, "best_eval_mse")] == ["better", "worse"]
+    assert "lower is better" in summarize.to_markdown(jobs, "best_eval_mse", "sweep")
