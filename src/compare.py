@@ -7,8 +7,10 @@ A run is any folder `python -m src.run` finished (metrics.json), from `outputs/r
 folder of a sweep, from any sweep; its files are read through src.rundir. No torch loads.
 
 Runs scored on the same test examples (the same texts in the same order: metrics.json's
-`test_sha256`) get a paired test, each against the first: B - A for each core metric with a
-95% paired-bootstrap interval, McNemar's exact p-value for accuracy, and a verdict.
+`test_sha256`) of the same task get a paired test, each against the first: B - A for each of
+the task's metrics with a 95% paired-bootstrap interval, McNemar's exact p-value for the
+per-example exact metric (accuracy; subset accuracy for multi-label; none for regression),
+and a verdict.
 """
 
 from __future__ import annotations
