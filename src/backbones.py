@@ -49,16 +49,22 @@ def _is_location(path: Any) -> bool:
     return path.startswith(PKG_SCHEME) or Path(path).is_dir() or bool(_HUB_ID.match(path))
 
 
-def position_limit(backbone: Mapping) -> int | None:
-    """The backbone's max_position_embeddings when its config.json is on disk (None: hub id)."""
+def config_value(backbone: Mapping, key: str) -> Any:
+    """A config.json key of the backbone, its overrides applied, when config.json is on disk
+    (None: a hub id, or no such key)."""
     overrides = backbone.get("config_overrides") or {}
-    if "max_position_embeddings" in overrides:
-        return overrides["max_position_embeddings"]
+    if key in overrides:
+        return overrides[key]
     path = backbone["path"]
     config_file = Path(resolve_path(path) if path.startswith(PKG_SCHEME) else path) / "config.json"
     if not config_file.is_file():
         return None
-    return json.loads(config_file.read_text()).get("max_position_embeddings")
+    return json.loads(config_file.read_text()).get(key)
+
+
+def position_limit(backbone: Mapping) -> int | None:
+    """The backbone's max_position_embeddings when its config.json is on disk (None: hub id)."""
+    return config_value(backbone, "max_position_embeddings")
 
 
 def _is_plain(value: Any) -> bool:
@@ -92,6 +98,12 @@ class Backbone(Spec):
         "config.json keys to change, e.g. attention_probs_dropout_prob",
         test=lambda v: isinstance(v, Mapping) and all(_is_plain(x) for x in v.values()),
         allowed="a mapping of config.json keys to plain values",
+    )
+    freeze_layers: int = param(
+        0, "freeze the embeddings and the lower N encoder layers (no gradients, no dropout)", ge=0
+    )
+    cache_frozen: bool = param(
+        False, "compute the frozen layers' output once per example and reuse it every epoch"
     )
 
     @property

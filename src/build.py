@@ -33,6 +33,7 @@ class Built:
     optimizer: Any
     scheduler: Any
     scorer: Any
+    frozen: Any = None  # src.models.frozen.FrozenCache (backbone.cache_frozen), else None
 
 
 def build(cfg: DictConfig, logger: Any) -> Built:
@@ -69,8 +70,11 @@ def build(cfg: DictConfig, logger: Any) -> Built:
     eval_docs, pooling = data.docs(encoded["eval"]), cfg.chunk_pooling
     scorer = make(cfg.metrics).build(task, k, eval_docs, pooling)  # loads the extra metrics
     model = make(cfg.model).build(backbone, corpus.id2label, task.PROBLEM_TYPE)
-    millions = sum(p.numel() for p in model.parameters()) / 1e6
-    log.info(f"model: {type(model).__name__} on {backbone.name} ({millions:.1f}M parameters)")
+    if backbone.freeze_layers:
+        from src.models.frozen import freeze
+
+        freeze(model, backbone.freeze_layers)
+    log.info(f"model: {type(model).__name__} on {backbone.name} ({parameters(model)})")
     trainer_config = make(cfg.trainer)
     weights = task.weights(cfg.class_weights, corpus.train.labels, corpus.label_names)
     if weights is not None:
@@ -81,8 +85,35 @@ def build(cfg: DictConfig, logger: Any) -> Built:
     scheduler = make(cfg.scheduler).build(optimizer, steps)
     where = f"{trainer.device} ({trainer.precision}), {steps} optimizer steps"
     log.info(f"trainer: {type(trainer).__name__} on {where}, logger {type(logger).__name__}")
+    frozen = None
+    if backbone.cache_frozen:
+        encoded, frozen = cache_frozen(model, backbone.freeze_layers, encoded, trainer.precision)
     return Built(corpus, task, backbone, tokenizer, encoded, data.collator(tokenizer), model,
-                 logger, trainer, optimizer, scheduler, scorer)  # fmt: skip
+                 logger, trainer, optimizer, scheduler, scorer, frozen)  # fmt: skip
+
+
+def parameters(model: Any) -> str:
+    """How many parameters the model has, and how many of them train."""
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return f"{total / 1e6:.1f}M parameters, {trainable / 1e6:.2f}M trainable"
+
+
+def cache_frozen(model: Any, n: int, encoded: dict[str, list[dict]], precision: str):
+    """Every split's examples numbered into one frozen cache (train, eval, test rows), and the
+    cache, stored in the training precision (src.models.frozen)."""
+    import torch
+
+    from src.data.collate import CACHE_ROW
+    from src.models.frozen import FrozenCache
+
+    numbered, start = {}, 0
+    for name, examples in encoded.items():
+        numbered[name] = [{**e, CACHE_ROW: start + i} for i, e in enumerate(examples)]
+        start += len(examples)
+    lengths = [len(e["input_ids"]) for examples in encoded.values() for e in examples]
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+    return numbered, FrozenCache(model, n, lengths, dtype)
 
 
 def make(node: DictConfig, **runtime: Any) -> Any:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from src.backbones import position_limit
+from src.backbones import config_value, position_limit
 from src.data.tokenize import TRUNCATIONS
 from src.devices import check_device
 from src.errors import UserError
@@ -66,6 +66,7 @@ class Knobs(Spec):
                 f"max_length={self.max_length}: an integer from {MIN_MAX_LENGTH} to {limit} "
                 f"(max_position_embeddings of backbone {plain['backbone'].get('name')})"
             )
+        check_frozen(plain["backbone"], plain["trainer"].get("compile", self.compile))
         if self.truncation == "chunks" and plain["dataset"].get("text_pair_column"):
             raise UserError(
                 "truncation=chunks: no meaning for sentence pairs (dataset.text_pair_column); "
@@ -88,3 +89,24 @@ class Knobs(Spec):
         task = get_class(plain["task"]["_target_"])  # validated: one of src.tasks
         if isinstance(task, type) and issubclass(task, Task):  # the metric, dataset, weights
             task.parse(plain["task"], "task.").check(plain)
+
+
+def check_frozen(backbone: Mapping[str, Any], compile_: bool) -> None:
+    """backbone.freeze_layers within the backbone's layers; cache_frozen with something frozen
+    and an eager forward (its hooks swap layers, which torch.compile cannot trace)."""
+    n, layers = backbone.get("freeze_layers", 0), config_value(backbone, "num_hidden_layers")
+    if layers is not None and n > layers:
+        raise UserError(
+            f"backbone.freeze_layers={n}: backbone {backbone.get('name')} has {layers} encoder "
+            f"layers; use 0 to {layers}"
+        )
+    if backbone.get("cache_frozen") and not n:
+        raise UserError(
+            "backbone.cache_frozen=true: nothing is frozen to cache; set backbone.freeze_layers "
+            "to 1 or more"
+        )
+    if backbone.get("cache_frozen") and compile_:
+        raise UserError(
+            "backbone.cache_frozen=true: torch.compile cannot trace the cached forward; set "
+            "compile=false"
+        )

@@ -35,6 +35,11 @@ class CustomHeadClassifier(nn.Module):
     def config(self):
         return self.encoder.config
 
+    @property
+    def base_model(self) -> nn.Module:
+        """The encoder, as transformers names a classifier's (src.models.frozen freezes it)."""
+        return self.encoder
+
     def forward(
         self,
         input_ids: torch.Tensor,
