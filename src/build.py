@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 
 from src import spec
 from src.errors import UserError
+from src.rundir import parameter_counts
 
 log = logging.getLogger("src.run")
 
@@ -75,7 +76,11 @@ def build(cfg: DictConfig, logger: Any) -> Built:
 
         freeze(model, backbone.freeze_layers)
     log.info(f"model: {type(model).__name__} on {backbone.name} ({parameters(model)})")
-    trainer_config = make(cfg.trainer)
+    trainer_config = make(cfg.trainer).sized(len(encoded["train"]))
+    if trainer_config.epochs != cfg.trainer.epochs:
+        per_epoch = trainer_config.steps_per_epoch(len(encoded["train"]))
+        log.info(f"epochs: {cfg.trainer.epochs} -> {trainer_config.epochs} (trainer.min_steps="
+                 f"{trainer_config.min_steps}; {per_epoch} optimizer steps per epoch)")  # fmt: skip
     weights = task.weights(cfg.class_weights, corpus.train.labels, corpus.label_names)
     if weights is not None:
         log.info(task.loss_line(weights, corpus.label_names))
@@ -94,9 +99,8 @@ def build(cfg: DictConfig, logger: Any) -> Built:
 
 def parameters(model: Any) -> str:
     """How many parameters the model has, and how many of them train."""
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return f"{total / 1e6:.1f}M parameters, {trainable / 1e6:.2f}M trainable"
+    counts = parameter_counts(model)
+    return f"{counts['total'] / 1e6:.1f}M parameters, {counts['trainable'] / 1e6:.2f}M trainable"
 
 
 def cache_frozen(model: Any, n: int, encoded: dict[str, list[dict]], precision: str):

@@ -97,8 +97,16 @@ def save_run(built, cfg, run_dir: Path, summary: RunSummary, truth, logits) -> l
     record, folder = summary.to_json(), run_dir / BEST_MODEL_DIR
     cut = {k: cfg[k] for k in ("max_length", "truncation", "stride", "chunk_pooling")}
     decides = {k: v for k, v in record["task"].items() if k in ("name", "threshold")}
+    trained = None
+    if cfg.model.get("peft") == "lora":  # best_model/: the adapters merged in; adapter/: them
+        from src.models import lora
+
+        trained = lora.merge(built.model)
     save_model(folder, built.model, built.tokenizer, card.model_card(cfg, record), **cut,
                task=decides)  # fmt: skip
+    if trained is not None:
+        size = lora.save_adapter(folder / lora.ADAPTER_DIR, trained, dict(cfg.model.lora))
+        summary.parameters["adapter_bytes"] = size
     report = metrics.report(truth, preds, names, task.NAME)
     write_atomic(run_dir / REPORT_FILE, report)
     artifacts = reports.write(run_dir, cfg, record, truth, preds, report)

@@ -253,6 +253,7 @@ class RunSummary:
     resumed_from: str | None  # the checkpoint this attempt continued from
     test_sha256: str = ""  # the test texts, in order: runs scored on the same ones pair up
     task: dict = field(default_factory=dict)  # the task's name and what it decided with
+    parameters: dict = field(default_factory=dict)  # total, trainable; LoRA: adapter_bytes
 
     @classmethod
     def of(cls, built: Any, result: TrainResult, test: dict, ci: dict, seconds: dict[str, float],
@@ -264,7 +265,8 @@ class RunSummary:
         return cls(test, ci, result, trainer.metric, corpus.eval_split, str(trainer.device),
                    trainer.precision, processes, built.backbone.name, type(built.model).__name__,
                    type(trainer).__name__, sizes, list(corpus.label_names), seconds,
-                   resumed_from, texts_sha256(corpus.test.texts), built.task.state())  # fmt: skip
+                   resumed_from, texts_sha256(corpus.test.texts), built.task.state(),
+                   parameter_counts(built.model))  # fmt: skip
 
     @property
     def best_metric(self) -> float | None:
@@ -281,6 +283,13 @@ class RunSummary:
         seconds = {k: round(v, 2) for k, v in rest.pop("seconds").items()}
         seconds["total"] = round(sum(seconds.values()), 2)  # from config to metrics.json
         return {**out, **rest.pop("sizes"), **rest, "seconds": seconds}
+
+
+def parameter_counts(model: Any) -> dict[str, int]:
+    """How many parameters a model has, and how many of them train."""
+    params = list(model.parameters())
+    return {"total": sum(p.numel() for p in params),
+            "trainable": sum(p.numel() for p in params if p.requires_grad)}  # fmt: skip
 
 
 def texts_sha256(texts: list[str]) -> str:

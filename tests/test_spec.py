@@ -73,7 +73,8 @@ BAD_OVERRIDES = [
     ),
     (
         ["model=hf_head", "model.pooling=cls"],
-        "model.pooling=cls: model (src.models.HFHead) has no key pooling; keys: dropout",
+        "model.pooling=cls: model (src.models.HFHead) has no key pooling; keys: dropout, peft, "
+        "lora",
     ),
     (
         ["backbone.config_overrides.layer_norm_eps=1e-6"],

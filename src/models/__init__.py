@@ -10,13 +10,17 @@ The configs here import no torch; `build` loads the torch code in `src/models/cu
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from src.backbones import Backbone
 from src.errors import UserError
+from src.models.lora import LORA
 from src.schema import Spec, param
 
+PEFT_METHODS = ("lora",)  # model.peft (src/models/lora.py)
 TOKEN_POOLINGS = ("cls", "mean")  # how custom_head pools the encoder's tokens into one vector
 # config.json's architectures entry for our head: the class name of the torch module in
 # src/models/custom_head.py (which torch-free code must not import to learn it)
@@ -37,16 +41,61 @@ def label_maps(id2label: dict[int, str], problem_type: str | None = None) -> dic
 
 @dataclass
 class Head(Spec):
-    """What both heads take."""
+    """What both heads take: the classifier dropout, and LoRA adapters in the encoder."""
 
     dropout: float = param(0.1, "the classifier dropout of either head", ge=0, lt=1)
+    peft: str | None = param(
+        None, "lora: LoRA adapters train in the frozen encoder", choices=PEFT_METHODS
+    )
+    lora: Mapping[str, Any] = param(
+        LORA, "model.peft=lora: r, alpha, dropout and target_modules (peft's LoraConfig)",
+        test=lambda v: isinstance(v, Mapping), allowed="a mapping of LoRA keys",
+    )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_lora(self.lora)
+
+    def build(self, backbone: Backbone, id2label: dict[int, str], problem_type: str | None = None):
+        """The model, with LoRA adapters in its encoder when `peft=lora`."""
+        model = self.model(backbone, id2label, problem_type)
+        if self.peft == "lora":
+            from src.models.lora import add_lora
+
+            add_lora(model, dict(self.lora))
+        return model
+
+
+def check_lora(lora: Mapping[str, Any]) -> None:
+    """Each LoRA key known and in range (one line naming it, as for any other key)."""
+    rules = {
+        "r": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+        "alpha": (lambda v: _number(v) and v > 0, "a number > 0"),
+        "dropout": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
+        "target_modules": (lambda v: isinstance(v, Sequence) and not isinstance(v, str) and v and
+                           all(isinstance(m, str) and m for m in v), "a list of module names"),
+    }  # fmt: skip
+    for key, value in lora.items():
+        if key not in rules:
+            raise UserError(f"lora.{key}: not a LoRA key; use {', '.join(rules)}")
+        ok, words = rules[key]
+        if not ok(value):
+            raise UserError(f"lora.{key}={value}: {words}")
+
+
+def _int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
 
 
 @dataclass
 class HFHead(Head):
     """AutoModelForSequenceClassification: the backbone's own classification head."""
 
-    def build(self, backbone: Backbone, id2label: dict[int, str], problem_type: str | None = None):
+    def model(self, backbone: Backbone, id2label: dict[int, str], problem_type: str | None):
         from transformers import AutoModelForSequenceClassification as Auto
 
         maps = label_maps(id2label, problem_type)
@@ -63,7 +112,7 @@ class CustomHead(Head):
         choices=TOKEN_POOLINGS,
     )
 
-    def build(self, backbone: Backbone, id2label: dict[int, str], problem_type: str | None = None):
+    def model(self, backbone: Backbone, id2label: dict[int, str], problem_type: str | None):
         from transformers import AutoModel
 
         from src.models.custom_head import CustomHeadClassifier

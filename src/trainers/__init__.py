@@ -9,7 +9,7 @@ imports no torch: config validation reads it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from src.devices import DEVICE, PRECISIONS
@@ -30,7 +30,11 @@ def optimizer_steps(n_train: int, batch_size: int, grad_accum_steps: int, proces
 class TrainerConfig(Spec):
     """What both loops share (trainer=hf and trainer=manual read the same keys)."""
 
-    epochs: int = param(2, "passes over the training split", ge=1)
+    epochs: int = param(2, "passes over the training split (more to reach min_steps)", ge=1)
+    min_steps: int = param(
+        150, "optimizer steps a run takes at least: a small dataset gets more epochs", ge=0
+    )
+    max_epochs: int = param(20, "the most epochs min_steps may raise `epochs` to", ge=1)
     batch_size: int = param(16, "examples per step and process (global = x processes)", ge=1)
     eval_batch_size: int = param(32, "examples per evaluation batch", ge=1)
     grad_accum_steps: int = param(1, "batches whose gradients add up to one step", ge=1)
@@ -38,7 +42,7 @@ class TrainerConfig(Spec):
     metric_for_best_model: str = param(
         "f1", "picks the best epoch on the eval split (one of the task's)", choices=tuple(REGISTRY)
     )
-    early_stopping_patience: int | None = param(None, "stop after N epochs of no gain", ge=1)
+    early_stopping_patience: int | None = param(3, "stop after N epochs of no gain", ge=1)
     device: str = param("auto", "auto = cuda, else mps, else cpu", **DEVICE)
     precision: str = param("auto", "auto: bf16 where native, fp16/fp32 else", choices=PRECISIONS)
     num_workers: int = param(0, "DataLoader worker processes", ge=0)
@@ -51,10 +55,20 @@ class TrainerConfig(Spec):
         False, "keep <run dir>/checkpoints once the run has finished (resume data, ~3x the model)"
     )
 
+    def steps_per_epoch(self, n_train: int) -> int:
+        return optimizer_steps(n_train, self.batch_size, self.grad_accum_steps, world_size())
+
+    def sized(self, n_train: int) -> TrainerConfig:
+        """This config with the epochs a training split of `n_train` examples gets: `epochs`,
+        or as many more as reach `min_steps` optimizer steps, up to `max_epochs` (a small
+        dataset trains long enough; a large one is not made longer)."""
+        needed = math.ceil(self.min_steps / self.steps_per_epoch(n_train))
+        epochs = max(self.epochs, min(needed, self.max_epochs))
+        return self if epochs == self.epochs else replace(self, epochs=epochs)
+
     def num_training_steps(self, n_train: int) -> int:
         """All optimizer steps of the run, on every process: what the scheduler spans."""
-        per_epoch = optimizer_steps(n_train, self.batch_size, self.grad_accum_steps, world_size())
-        return self.epochs * per_epoch
+        return self.epochs * self.steps_per_epoch(n_train)
 
     def build(self, logger=None, loss=None):
         """The loop this config names (its module imports torch, so it loads only here).
