@@ -313,6 +313,8 @@ def project(
     shape: str = "minilm",
 ) -> dict[str, Any]:
     """`python -m src.run trainer=<trainer> [overrides]` on exactly warmup + steps batches.
+    With `backbone.cache_frozen`, the cache is filled first (timed apart: `cache_fill_s`), so
+    the steps timed are those of every epoch after the first.
 
     The objects come from src.run's own `build`, so the timed loop is the project's: per-batch
     padding, the config's truncation, its optimizer and scheduler. The timing logger goes in
@@ -326,6 +328,7 @@ def project(
             "model=hf_head",
             f"trainer={trainer}",
             "epochs=1",
+            "trainer.min_steps=0",  # exactly the batches asked for
             f"max_length={max_length}",
             f"batch_size={batch_size}",
             f"eval_batch_size={eval_batch_size}",
@@ -339,6 +342,11 @@ def project(
     )
     clock = StepClock()
     built = build(cfg, logger=clock)
+    fill_s = None
+    if built.frozen is not None:  # backbone.cache_frozen: time the steady state, cache filled
+        start = now()
+        built.trainer.predict(built.model, built.encoded["train"], built.collator)
+        fill_s = now() - start
     counter = built.collator = CountingCollator(built.collator)
     run.fit(built, Path(out_dir))
     model, loop, eval_set = built.model, built.trainer, built.encoded["eval"]
@@ -346,5 +354,6 @@ def project(
     start = now()
     loop.predict(model, eval_set, counter)
     result["eval_samples_per_s"] = len(eval_set) / (now() - start)
-    result.update(truncation=cfg.truncation, precision=loop.precision)
+    result.update(truncation=cfg.truncation, precision=loop.precision, cache_fill_s=fill_s)
+    result["trainable_params"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return result
