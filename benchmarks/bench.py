@@ -467,7 +467,11 @@ def quality_rows(args: argparse.Namespace, work: Path, env: dict[str, str]) -> l
         extra.append(f"backbone.path={args.backbone_path}")
     if args.quality_cap:
         cap = args.quality_cap
-        extra += [f"dataset.max_train_samples={cap}", f"dataset.max_eval_samples={cap}"]
+        extra += [
+            f"dataset.max_train_samples={cap}",
+            f"dataset.max_eval_samples={cap}",
+            "trainer.min_steps=0",
+        ]  # a check of the harness: the rows' epochs as given
     rows = []
     for name in args.quality_configs:
         config, runs = q.CONFIGS[name], {}

@@ -26,7 +26,7 @@ class Built:
     task: Any  # src.tasks: what a label is, its loss, predictions and metrics
     backbone: Any
     tokenizer: Any
-    encoded: dict[str, list[dict]]
+    encoded: dict[str, Any]  # src.data.Encoded per split: train, eval, test
     collator: Any
     model: Any
     logger: Any
@@ -103,19 +103,19 @@ def parameters(model: Any) -> str:
     return f"{counts['total'] / 1e6:.1f}M parameters, {counts['trainable'] / 1e6:.2f}M trainable"
 
 
-def cache_frozen(model: Any, n: int, encoded: dict[str, list[dict]], precision: str):
+def cache_frozen(model: Any, n: int, encoded: dict[str, Any], precision: str):
     """Every split's examples numbered into one frozen cache (train, eval, test rows), and the
     cache, stored in the training precision (src.models.frozen)."""
+    import numpy as np
     import torch
 
-    from src.data.collate import CACHE_ROW
     from src.models.frozen import FrozenCache
 
     numbered, start = {}, 0
     for name, examples in encoded.items():
-        numbered[name] = [{**e, CACHE_ROW: start + i} for i, e in enumerate(examples)]
+        numbered[name] = examples.numbered(start)
         start += len(examples)
-    lengths = [len(e["input_ids"]) for examples in encoded.values() for e in examples]
+    lengths = np.concatenate([examples.lengths for examples in encoded.values()])
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
     return numbered, FrozenCache(model, n, lengths, dtype)
 

@@ -21,10 +21,12 @@ from src.data.corpora import (
     read_rows,
     read_text,
 )
+from src.data.encoded import Encoded
 from src.data.tokenize import TRUNCATIONS, docs, encode, encode_texts, truncate, windows
 
 __all__ = [
-    "TRUNCATIONS", "Collator", "Columns", "Corpus", "Files", "HFDataset", "MovieReviews", "Split",
-    "Splits", "collator", "docs", "encode", "encode_cached", "encode_texts", "fingerprint",
-    "label_list", "log_label_counts", "read_rows", "read_text", "truncate", "windows",
+    "TRUNCATIONS", "Collator", "Columns", "Corpus", "Encoded", "Files", "HFDataset",
+    "MovieReviews", "Split", "Splits", "collator", "docs", "encode", "encode_cached",
+    "encode_texts", "fingerprint", "label_list", "log_label_counts", "read_rows", "read_text",
+    "truncate", "windows",
 ]  # fmt: skip

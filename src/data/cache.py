@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from src.data.tokenize import encode, example
+from src.data.encoded import Encoded
+from src.data.tokenize import encode
 from src.rundir import atomic
 
 if TYPE_CHECKING:
@@ -43,11 +44,13 @@ def fingerprint(tokenizer, texts: Sequence[str], max_length: int, truncation: st
 
 
 def encode_cached(tokenizer, split: Split, max_length: int, truncation: str, stride: int = 0,
-                  cache_dir: str | Path | None = None) -> list[dict]:  # fmt: skip
+                  cache_dir: str | Path | None = None) -> Encoded:  # fmt: skip
     """`encode`, read from `cache_dir` when these texts were cut this way before (a sweep's
     jobs, a rerun), else tokenized and stored there. Entries are written whole or not at all
     (src.rundir.atomic), so parallel jobs that miss together each write a whole file and
-    readers never see half of one. `cache_dir=None`: tokenize every time."""
+    readers never see half of one. An entry is an uncompressed .npz of the split's arrays,
+    which a hit memory-maps (`_mapped`): the pages are read as batches need them, and jobs on
+    one machine share them. `cache_dir=None`: tokenize every time."""
     if cache_dir is None:
         return encode(tokenizer, split, max_length, truncation, stride)
     import numpy as np
@@ -58,31 +61,26 @@ def encode_cached(tokenizer, split: Split, max_length: int, truncation: str, str
         log.info(f"tokenized {len(split)} texts: read from {path}")
         return examples
     examples = encode(tokenizer, split, max_length, truncation, stride)
-    arrays = {
-        "input_ids": np.fromiter((i for e in examples for i in e["input_ids"]), np.int32),
-        "lengths": np.array([len(e["input_ids"]) for e in examples], np.int32),
-        "doc": np.array([e["doc"] for e in examples], np.int32),
-    }
-    if split.pairs is not None and examples and "token_type_ids" in examples[0]:
-        arrays["types"] = np.fromiter((t for e in examples for t in e["token_type_ids"]), np.int8)
+    arrays = {"input_ids": examples.ids, "lengths": examples.lengths, "doc": examples.doc}
+    if examples.types is not None:
+        arrays["types"] = examples.types
     with atomic(path, "wb") as f:
         np.savez(f, **arrays)
     log.info(f"tokenized {len(split)} texts: stored in {path}")
     return examples
 
 
-def _read(path: Path, tokenizer, split: Split) -> list[dict] | None:
+def _read(path: Path, tokenizer, split: Split) -> Encoded | None:
     """A stored entry's examples, with the split's labels; None (the entry dropped, with a
     warning) when it cannot be read: truncated by a full disk, damaged, of another layout."""
-    import numpy as np
-
     try:
-        with np.load(path) as stored:
-            ids, lengths, doc = stored["input_ids"], stored["lengths"], stored["doc"]
-            types = stored["types"] if "types" in stored else np.zeros_like(ids)  # one text: 0
+        stored = _mapped(path)
+        ids, lengths, doc = stored["input_ids"], stored["lengths"], stored["doc"]
+        types = stored.get("types")
         if (
             lengths.sum() != len(ids)
-            or len(types) != len(ids)
+            or (types is not None and len(types) != len(ids))
+            or len(doc) != len(lengths)
             or (len(doc) and doc.max() >= len(split))
         ):
             raise ValueError("its arrays do not fit together")
@@ -91,13 +89,37 @@ def _read(path: Path, tokenizer, split: Split) -> list[dict] | None:
                     f"({type(e).__name__}: {e}); tokenizing again")  # fmt: skip
         path.unlink(missing_ok=True)
         return None
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     with_types = "token_type_ids" in tokenizer.model_input_names
-    cut = [(start, start + n) for start, n in zip(starts.tolist(), lengths.tolist(), strict=True)]
-    return [
-        {
-            **example(ids[a:b].tolist(), types[a:b].tolist(), d, with_types),
-            "labels": split.labels[d],
-        }
-        for (a, b), d in zip(cut, doc.tolist(), strict=True)
-    ]
+    return Encoded(ids, lengths, doc, types, with_types, labels=split.labels)
+
+
+def _mapped(path: Path) -> dict:
+    """The arrays of an uncompressed .npz (what np.savez writes), memory-mapped where they lie
+    in the file: np.load would read each one whole into memory."""
+    import struct
+    import zipfile
+
+    import numpy as np
+
+    arrays = {}
+    with zipfile.ZipFile(path) as archive, path.open("rb") as f:
+        for info in archive.infolist():
+            if info.compress_type != zipfile.ZIP_STORED or not info.filename.endswith(".npy"):
+                raise ValueError(f"{info.filename}: not an uncompressed array")
+            f.seek(info.header_offset)
+            local = f.read(30)
+            if local[:4] != b"PK\x03\x04":
+                raise ValueError(f"{info.filename}: no local file header")
+            name_length, extra_length = struct.unpack("<HH", local[26:30])
+            f.seek(info.header_offset + 30 + name_length + extra_length)
+            version = np.lib.format.read_magic(f)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)  # fmt: skip
+            shape, fortran, dtype = read_header(f)
+            name = info.filename[: -len(".npy")]
+            if int(np.prod(shape)) == 0:
+                arrays[name] = np.zeros(shape, dtype)
+            else:
+                arrays[name] = np.memmap(path, dtype=dtype, mode="r", offset=f.tell(),
+                                         shape=shape, order="F" if fortran else "C")  # fmt: skip
+    return arrays

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import io
+import itertools
 import json
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -179,48 +179,80 @@ def read_text(path: Path) -> str:
 
 
 def read_rows(path: Path) -> list[dict]:
-    """The rows of a CSV / TSV / JSONL file as dicts (training data and `src.predict` input)."""
+    """The rows of a CSV / TSV / JSONL file as dicts (`src.predict`'s input)."""
+    return list(iter_rows(path))
+
+
+def iter_rows(path: Path) -> Iterator[dict]:
+    """The rows of a CSV / TSV / JSONL file as dicts, one at a time: a large file is read as it
+    is consumed, never whole into memory next to its rows."""
     if not path.is_file():
         raise UserError(f"data file {path} does not exist; check dataset.train_file/test_file")
-    raw = read_text(path)
-    if not raw.strip():
+    if _blank(path):
         raise UserError(f"data file {path} is empty")
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json"):
-        rows = []
-        for n, line in enumerate(raw.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line, object_pairs_hook=lambda kv, n=n: _unique(kv, path, n))
-            except json.JSONDecodeError as e:
-                raise UserError(
-                    f"{path} line {n}: not valid JSON ({e.msg}); one object per line"
-                ) from None
-            if not isinstance(row, dict):
-                raise UserError(f"{path} line {n}: expected a JSON object per line")
-            rows.append(row)
-        return rows
+        return _json_rows(path)
     if suffix in (".csv", ".tsv"):
-        delimiter = "\t" if suffix == ".tsv" else ","
-        kind = suffix[1:].upper()
-        csv.field_size_limit(FIELD_SIZE_LIMIT)  # the default 131,072 characters cuts long texts
+        return _table_rows(path, "\t" if suffix == ".tsv" else ",", suffix[1:].upper())
+    raise UserError(f"data file {path}: unsupported extension '{suffix}'; use .csv, .tsv or .jsonl")
+
+
+def _blank(path: Path, probe: int = 1 << 16) -> bool:
+    """Whether the file holds nothing but whitespace (a large one is not read to find out)."""
+    with path.open("rb") as f:
+        head = f.read(probe)
+    return len(head) < probe and not head.strip()
+
+
+def _lines(path: Path) -> Iterator[str]:
+    """The file's lines as UTF-8 text, without the byte-order mark Excel and Notepad put first;
+    a byte that is not UTF-8 is named by its offset in the file."""
+    offset = 0
+    with path.open("rb") as f:
+        for n, raw in enumerate(f):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise UserError(
+                    f"data file {path} is not UTF-8 (byte {offset + e.start}); re-save it as UTF-8"
+                ) from None
+            offset += len(raw)
+            yield line.removeprefix("\ufeff") if n == 0 else line
+
+
+def _json_rows(path: Path) -> Iterator[dict]:
+    for n, line in enumerate(_lines(path), start=1):
+        if not line.strip():
+            continue
         try:
-            reader = csv.DictReader(io.StringIO(raw, newline=""), delimiter=delimiter)
-            _unique([(name, None) for name in reader.fieldnames or []], path, "header")
-            rows = list(reader)
-        except csv.Error as e:
-            raise UserError(f"{path}: not valid {kind} ({e})") from None
-        for n, row in enumerate(rows, start=1):
+            row = json.loads(line, object_pairs_hook=lambda kv, n=n: _unique(kv, path, n))
+        except json.JSONDecodeError as e:
+            raise UserError(
+                f"{path} line {n}: not valid JSON ({e.msg}); one object per line"
+            ) from None
+        if not isinstance(row, dict):
+            raise UserError(f"{path} line {n}: expected a JSON object per line")
+        yield row
+
+
+def _table_rows(path: Path, delimiter: str, kind: str) -> Iterator[dict]:
+    csv.field_size_limit(FIELD_SIZE_LIMIT)  # the default 131,072 characters cuts long texts
+    rows = 0
+    try:
+        reader = csv.DictReader(_lines(path), delimiter=delimiter)
+        _unique([(name, None) for name in reader.fieldnames or []], path, "header")
+        for rows, row in enumerate(reader, start=1):
             if None in row or None in row.values():  # more / fewer fields than the header
                 raise UserError(
-                    f"{path} row {n}: not valid {kind}: its field count differs from the header's; "
-                    "quote fields that contain the delimiter"
+                    f"{path} row {rows}: not valid {kind}: its field count differs from the "
+                    "header's; quote fields that contain the delimiter"
                 )
-        if not rows:
-            raise UserError(f"data file {path} has a header but no rows")
-        return rows
-    raise UserError(f"data file {path}: unsupported extension '{suffix}'; use .csv, .tsv or .jsonl")
+            yield row
+    except csv.Error as e:
+        raise UserError(f"{path}: not valid {kind} ({e})") from None
+    if not rows:
+        raise UserError(f"data file {path} has a header but no rows")
 
 
 def _unique(pairs: list[tuple[str, Any]], path: Path, where: int | str) -> dict:
@@ -292,7 +324,8 @@ class Columns(Splits):
                 dropped += 1
                 continue
             texts.append(str(text))
-            pairs.append(str(pair))
+            if self.text_pair_column:
+                pairs.append(str(pair))
             labels.append(label)
         if dropped:
             log.warning(
@@ -343,10 +376,12 @@ class Files(Columns):
         return self.load_splits(where, train, test, task=task)
 
     def read(self, path: Path, task: Task | None = None) -> Split:
-        """One data file as a split of texts and labels, as read."""
-        rows = read_rows(path)
-        self.check_columns(str(path), list(rows[0].keys()))
-        return self.keep(str(path), map(self.rows, rows), task)
+        """One data file as a split of texts and labels, as read (row by row: a row's dict
+        goes once its texts and label are kept)."""
+        rows = iter_rows(path)
+        first = next(rows)
+        self.check_columns(str(path), list(first.keys()))
+        return self.keep(str(path), map(self.rows, itertools.chain([first], rows)), task)
 
 
 def _is_data_files(value: Any) -> bool:

@@ -6,6 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import numpy as np
+
+from src.data.encoded import Encoded, from_parts
 from src.errors import UserError
 
 if TYPE_CHECKING:
@@ -80,7 +83,7 @@ class _Layout:
 
 
 def encode_texts(tokenizer, texts: Sequence[str], max_length: int, truncation: str,
-                 stride: int = 0, pairs: Sequence[str] | None = None) -> list[dict]:  # fmt: skip
+                 stride: int = 0, pairs: Sequence[str] | None = None) -> Encoded:  # fmt: skip
     """Tokenize without truncation, then cut each text with the chosen strategy; `doc` is the
     index of the text an example came from (several windows share one with `chunks`).
 
@@ -88,20 +91,22 @@ def encode_texts(tokenizer, texts: Sequence[str], max_length: int, truncation: s
     pairs them, segment ids 0 and 1, sharing max_length: `allot` splits it, and each text is
     cut to its share by the strategy (`chunks` has no meaning for pairs: validation refuses it).
     Training, evaluation and `src.predict` all go through here, so a prediction sees exactly
-    the word pieces the model was trained on. Tokenizes in chunks to show progress.
+    the word pieces the model was trained on. Tokenizes in chunks (a progress-bar tick each),
+    each chunk's word pieces going straight into an int32 array (src.data.encoded).
     """
     from tqdm.auto import tqdm
 
     layout = _Layout(tokenizer, pair=pairs is not None)
     budget = max_length - layout.special
     with_types = "token_type_ids" in tokenizer.model_input_names
-    examples = []
+    id_parts, type_parts, lengths, doc_of = [], [] if pairs is not None else None, [], []
     starts = range(0, len(texts), TOKENIZE_CHUNK)
     for start in tqdm(starts, desc="tokenize", unit="chunk", leave=False, disable=None):
         stop = start + TOKENIZE_CHUNK
         sides = [texts[start:stop]] + ([pairs[start:stop]] if pairs is not None else [])
         tokenized = [tokenizer(list(side), add_special_tokens=False, verbose=False)["input_ids"]
                      for side in sides]  # fmt: skip
+        chunk_ids, chunk_types = [], []
         for doc, ids in enumerate(zip(*tokenized, strict=True), start=start):
             if pairs is not None:
                 shares = allot(len(ids[0]), len(ids[1]), budget)
@@ -111,27 +116,25 @@ def encode_texts(tokenizer, texts: Sequence[str], max_length: int, truncation: s
                 cuts = [[window] for window in windows(ids[0], budget, stride)]
             else:
                 cuts = [[truncate(ids[0], budget, truncation)]]
-            examples.extend(example(*layout.join(cut), doc, with_types) for cut in cuts)
-    return examples
+            for cut in cuts:
+                input_ids, token_types = layout.join(cut)
+                chunk_ids += input_ids
+                if type_parts is not None:
+                    chunk_types += token_types
+                lengths.append(len(input_ids))
+                doc_of.append(doc)
+        id_parts.append(np.asarray(chunk_ids, dtype=np.int32))
+        if type_parts is not None:
+            type_parts.append(np.asarray(chunk_types, dtype=np.int8))
+    return from_parts(id_parts, type_parts, lengths, doc_of, with_types)
 
 
-def example(input_ids: list[int], token_types: list[int], doc: int, with_types: bool) -> dict:
-    """One model input: its ids, a full attention mask, its segment ids where the model takes
-    them."""
-    example = {"input_ids": input_ids, "attention_mask": [1] * len(input_ids)}
-    if with_types:
-        example["token_type_ids"] = token_types
-    return {**example, "doc": doc}
-
-
-def encode(
-    tokenizer, split: Split, max_length: int, truncation: str, stride: int = 0
-) -> list[dict]:
-    """`encode_texts` plus each example's label (a window carries its document's)."""
+def encode(tokenizer, split: Split, max_length: int, truncation: str, stride: int = 0) -> Encoded:
+    """`encode_texts` with the split's labels (a window carries its document's)."""
     examples = encode_texts(tokenizer, split.texts, max_length, truncation, stride, split.pairs)
-    return [{**e, "labels": split.labels[e["doc"]]} for e in examples]
+    return examples.with_labels(split.labels)
 
 
-def docs(examples: list[dict]) -> list[int]:
+def docs(examples: Encoded) -> list[int]:
     """Each example's document: what predictions are pooled by."""
-    return [e["doc"] for e in examples]
+    return examples.doc.tolist()

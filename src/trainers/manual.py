@@ -49,6 +49,13 @@ class LoopState:
         return cls(**{**saved, "result": TrainResult(**saved["result"])})
 
 
+def targets(examples) -> np.ndarray:
+    """Every example's label: an encoded split's arrays (src.data.Encoded), or a list's dicts."""
+    if hasattr(examples, "targets"):
+        return examples.targets()
+    return np.asarray([ex["labels"] for ex in examples])
+
+
 class ManualTrainer(Loop):
     @staticmethod
     def latest_checkpoint(folder: Path) -> Path | None:
@@ -131,10 +138,8 @@ class ManualTrainer(Loop):
     def _evaluate(self, eval_set) -> None:
         """Score the epoch, keep the best weights, decide on early stopping, move on."""
         state, result = self.state, self.state.result
-        metrics = self.metrics_fn(
-            self.predict(self.model, eval_set, self.collator),
-            np.asarray([ex["labels"] for ex in eval_set]),
-        )
+        logits = self.predict(self.model, eval_set, self.collator)
+        metrics = self.metrics_fn(logits, targets(eval_set))
         train_loss = float(np.mean(state.epoch_losses))
         row = {"epoch": state.epoch, "step": state.step, "train_loss": train_loss, **metrics}
         result.history.append(row)
