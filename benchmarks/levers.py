@@ -3,6 +3,8 @@ cached, LoRA, and what the freed time buys.
 
     python -m benchmarks.levers                     # training samples/s of every lever (~15 min)
     python -m benchmarks.levers --quality --seeds 3 # + whole runs over seeds (hours on 2 cores)
+    python -m benchmarks.levers --variants= --quality --quality-configs freeze4+cache+chunks \
+        --seeds 3 --out benchmarks/RESULTS_levers_quality.md      # one row only
 
 Throughput: the manual loop on the embedded MiniLM (the default model, custom_head) in fp32, the
 precision of a CPU without native bf16, at the default's max_length and batch size, each lever
@@ -38,19 +40,27 @@ THROUGHPUT = {
     "lora8": ("model.peft=lora", "model.lora.r=8"),
     "lora16": ("model.peft=lora", "model.lora.r=16"),
 }  # fmt: skip
-# label -> overrides of a whole run (quality rows), the default first
+# label -> overrides of a whole run (quality rows), the default first; every row in fp32, the
+# precision of a CPU without native bf16 (precision=auto would take bf16 where the CPU has it)
 QUALITY = {
-    "default": (),
-    "full-fp32": ("trainer.precision=fp32",),
-    **{f"freeze{n}+cache": (f"backbone.freeze_layers={n}", "backbone.cache_frozen=true")
-       for n in (2, 3, 4)},
-    **{f"freeze{n}": (f"backbone.freeze_layers={n}",) for n in (2, 3, 4)},
-    "lora8": ("model.peft=lora", "model.lora.r=8"),
-    "lora16": ("model.peft=lora", "model.lora.r=16"),
-    "freeze4+cache+512": ("backbone.freeze_layers=4", "backbone.cache_frozen=true",
-                          "max_length=512"),
-    "freeze4+cache+epochs6": ("backbone.freeze_layers=4", "backbone.cache_frozen=true",
-                              "epochs=6"),
+    name: ("trainer.precision=fp32", *overrides)
+    for name, overrides in {
+        "default": (),
+        **{f"freeze{n}": (f"backbone.freeze_layers={n}",) for n in (2, 3, 4)},
+        **{f"freeze{n}+cache": (f"backbone.freeze_layers={n}", "backbone.cache_frozen=true")
+           for n in (2, 3, 4)},
+        "lora8": ("model.peft=lora", "model.lora.r=8"),
+        "lora16": ("model.peft=lora", "model.lora.r=16"),
+        # what the freed time buys: whole reviews' heads and tails, more epochs, every word piece
+        "freeze4+cache+512": ("backbone.freeze_layers=4", "backbone.cache_frozen=true",
+                              "max_length=512"),
+        "freeze4+cache+512+epochs4": ("backbone.freeze_layers=4", "backbone.cache_frozen=true",
+                                      "max_length=512", "epochs=4"),
+        "freeze3+cache+chunks": ("backbone.freeze_layers=3", "backbone.cache_frozen=true",
+                                 "truncation=chunks"),
+        "freeze4+cache+chunks": ("backbone.freeze_layers=4", "backbone.cache_frozen=true",
+                                 "truncation=chunks"),
+    }.items()
 }  # fmt: skip
 
 
@@ -158,6 +168,10 @@ def main(argv: list[str] | None = None) -> None:
         work = Path(tmp)
         runs = throughput(args, work, env) if args.variants else {}
         rows = quality(args, work, env) if args.quality else []
+        if rows:
+            svm = run_worker("tfidf_svm", "tfidf-svm", work, env)
+            rows.append(f"| TF-IDF + LinearSVC | `python -m benchmarks.worker tfidf_svm` | - | "
+                        f"{svm['accuracy']:.4f} | - | - | {svm['wall_s']:.1f} | - |")  # fmt: skip
     minutes = (time.perf_counter() - started) / 60
     lines = [
         "# Cheaper fine-tuning: the levers side by side",

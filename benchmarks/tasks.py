@@ -10,6 +10,8 @@ NLTK_DATA, and a TF-IDF baseline on exactly the splits a run makes of them.
   12 most frequent product features; `label` is the JSON list of those features.
 - `product_scores.csv` (regression): every sentence tagged with a feature; `score` is the mean
   of its features' scores (-3 to +3).
+- `product_topics.csv` (many classes, few examples): the sentences that mention exactly one of
+  the 12 features; `label` is that feature.
 
 The corpora are read in place, never copied into the project; outputs/ is not committed.
 """
@@ -36,6 +38,7 @@ RUNS = {
                     f"dataset.train_file={OUT}/product_tags.jsonl", "max_length=64"],
     "regression": ["task=regression", "dataset=files", "dataset.label_column=score",
                    f"dataset.train_file={OUT}/product_scores.csv", "max_length=64"],
+    "topics": ["dataset=files", f"dataset.train_file={OUT}/product_topics.csv", "max_length=64"],
 }  # fmt: skip
 
 
@@ -54,18 +57,25 @@ def write() -> None:
         f
         for f, _ in Counter(f for line in lines for f, _ in line.features).most_common(TOP_FEATURES)
     }
+    topics = []
     with (OUT / "product_tags.jsonl").open("w", encoding="utf-8") as out:
         for line in lines:
             tags = sorted({f for f, _ in line.features} & top)
             if tags:
                 out.write(json.dumps({"text": " ".join(line.sent), "label": tags}) + "\n")
+            if len(tags) == 1 and len({f for f, _ in line.features}) == 1:
+                topics.append((" ".join(line.sent), tags[0]))
+    _csv(OUT / "product_topics.csv", ["text", "label"], topics)
     scored = []
     for line in lines:
         values = [int(m.group()) for _, s in line.features if (m := SCORE.search(s))]
         if values:
             scored.append((" ".join(line.sent), round(sum(values) / len(values), 4)))
     _csv(OUT / "product_scores.csv", ["text", "score"], scored)
-    print(f"wrote {OUT}/: rte_train.csv, rte_test.csv, product_tags.jsonl, product_scores.csv")
+    print(
+        f"wrote {OUT}/: rte_train.csv, rte_test.csv, product_tags.jsonl, product_scores.csv, "
+        "product_topics.csv"
+    )
 
 
 def _csv(path: Path, header: list[str], rows: list) -> None:
