@@ -41,7 +41,7 @@ class Knobs(Spec):
     batch_size: int = same_as(TrainerConfig, "batch_size")
     eval_batch_size: int = same_as(TrainerConfig, "eval_batch_size")
     max_length: int = param(256, "word pieces per text, [CLS] and [SEP] in", ge=MIN_MAX_LENGTH)
-    truncation: str = param("head_tail", "which word pieces a long text keeps", choices=TRUNCATIONS)
+    truncation: str = param("chunks", "which word pieces a long text keeps", choices=TRUNCATIONS)
     stride: int = param(64, "truncation=chunks: word pieces two windows share", ge=0)
     chunk_pooling: str = param("logits", "chunks: mean of logits or probs", choices=CHUNK_POOLINGS)
     dropout: float = same_as(Head, "dropout")
@@ -108,5 +108,5 @@ def check_frozen(backbone: Mapping[str, Any], compile_: bool) -> None:
     if backbone.get("cache_frozen") and compile_:
         raise UserError(
             "backbone.cache_frozen=true: torch.compile cannot trace the cached forward; set "
-            "compile=false"
+            "compile=false, or backbone.cache_frozen=false to compile"
         )

@@ -19,6 +19,7 @@ def test_minilm_learns_movie_reviews(compose_cfg, tmp_path):
         "epochs=1",
         "trainer.min_steps=0",  # one epoch: what the test needs (it would otherwise take 3)
         "max_length=128",
+        "truncation=head_tail",
         "batch_size=16",
         "lr=2e-4",
         "dataset.max_train_samples=800",
