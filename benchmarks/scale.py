@@ -6,7 +6,8 @@
 
 Each size is a CSV of reviews of about 3,000 characters (movie_reviews' texts, cycled), with a
 test file of 1,000 rows. One fresh process per measurement runs `src.build.build` on it
-(`dataset=files`, the tiny backbone, `tokenize_cache=null`, max_length 256): reading the file,
+(`dataset=files`, the tiny backbone, `tokenize_cache=null`, max_length 256, head_tail: one
+example per row, the same at every commit): reading the file,
 splitting off validation, tokenizing every split, building the model and trainer; its wall time
 and peak RSS are what is reported. `--before REF` runs the same measurement on a git worktree
 of REF (removed afterwards). The table goes to benchmarks/RESULTS_scale.md with this command.
@@ -57,7 +58,7 @@ def write_rows(path: Path, n: int, texts: list[str], labels: list[str]) -> None:
 def measure(root: Path, train: Path, test: Path, out: Path) -> dict:
     overrides = ["dataset=files", f"dataset.train_file={train}", f"dataset.test_file={test}",
                  "backbone=tiny", "tokenize_cache=null", "max_length=256",
-                 "device=cpu"]  # fmt: skip
+                 "truncation=head_tail", "device=cpu"]  # fmt: skip  # one example per row
     proc = subprocess.run([sys.executable, "-c", MEASURE, str(out), *overrides], cwd=root,
                           capture_output=True, text=True)  # fmt: skip
     if proc.returncode:
@@ -119,7 +120,8 @@ def main(argv: list[str] | None = None) -> None:
         f"{info['mem_gib']:.0f} GiB.",
         "",
         f"Rows of about {TEXT_CHARS} characters; `src.build.build` with `dataset=files "
-        "backbone=tiny tokenize_cache=null max_length=256`, in a fresh process each.",
+        "backbone=tiny tokenize_cache=null max_length=256 truncation=head_tail`, in a fresh "
+        "process each.",
         "",
         "| code | training rows | examples encoded | build s | s per 10k rows | peak RSS MiB "
         "| RSS KiB per row |",
