@@ -45,7 +45,10 @@ from src.devices import cpu_has_native_bf16
 
 # --shape: the model every variant trains. bert-base's shape has random weights and the embedded
 # tokenizer (the same uncased 30522-piece vocab): the real model's speed without its download.
-SHAPES = {"minilm": ["backbone=minilm"], "bert-base": ["backbone=bert_base_shape"]}
+# full fine-tuning in every variant (the default freezes and caches MiniLM's lower layers;
+# benchmarks/levers.py compares that), so the notebook and the loops do the same work
+FULL = ["backbone.freeze_layers=0", "backbone.cache_frozen=false"]
+SHAPES = {"minilm": ["backbone=minilm", *FULL], "bert-base": ["backbone=bert_base_shape", *FULL]}
 NOTEBOOK_LR = 2e-5  # the notebook's TrainingArguments; the rate does not change the speed
 NOTEBOOK_WEIGHT_DECAY = 0.01
 
