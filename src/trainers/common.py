@@ -110,6 +110,40 @@ class PreemptionGuard:
             signal.signal(num, handler)
 
 
+# transformers' group_by_length: a megabatch of this many batches is sorted by length
+MEGABATCH = 50
+
+
+def lengths_of(examples) -> np.ndarray:
+    """Every example's word pieces: an encoded split's arrays, or a list's dicts."""
+    if hasattr(examples, "lengths"):
+        return np.asarray(examples.lengths)
+    return np.asarray([len(ex["input_ids"]) for ex in examples])
+
+
+def length_grouped(order: list[int], lengths: np.ndarray, batch_size: int,
+                   rng: np.random.Generator) -> list[int]:  # fmt: skip
+    """`order` (a shuffled epoch) regrouped so that a batch pads little, as transformers'
+    `group_by_length`: each run of MEGABATCH batches is sorted longest first, then the full
+    batches are shuffled (so an epoch does not sweep long to short), the partial one last.
+    The same examples, each once; a function of `order` and `rng` alone."""
+    size = MEGABATCH * batch_size
+    keyed = np.asarray(lengths)
+    grouped = []
+    for start in range(0, len(order), size):
+        mega = order[start : start + size]
+        grouped += [mega[i] for i in np.argsort(-keyed[mega], kind="stable")]
+    batches = [grouped[i : i + batch_size] for i in range(0, len(grouped), batch_size)]
+    partial = [batches.pop()] if len(batches[-1]) < batch_size else []
+    return [i for b in [batches[j] for j in rng.permutation(len(batches))] + partial for i in b]
+
+
+def longest_first(examples) -> list[int]:
+    """Prediction order: longest first, so an evaluation batch pads little (the rows are
+    put back in dataset order after)."""
+    return np.argsort(-lengths_of(examples), kind="stable").tolist()
+
+
 def check_batches(n_train: int, batch_size: int) -> None:
     if n_train < batch_size:
         raise UserError(

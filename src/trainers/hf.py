@@ -39,6 +39,7 @@ class HFTrainer(Loop):
             per_device_train_batch_size=cfg.batch_size,
             per_device_eval_batch_size=cfg.eval_batch_size,
             gradient_accumulation_steps=cfg.grad_accum_steps,
+            **_sampling(cfg.group_by_length),
             max_grad_norm=cfg.max_grad_norm or 0.0,
             eval_strategy="epoch",
             save_strategy="epoch",
@@ -149,6 +150,16 @@ class HFTrainer(Loop):
         if self._trainer is None or self._trainer.model is not model:
             raise RuntimeError("HFTrainer.predict runs after fit, on the model it trained")
         return np.asarray(self._trainer.predict(dataset).predictions)
+
+
+def _sampling(group_by_length: bool) -> dict:
+    """transformers' LengthGroupedSampler, under the argument's name in this version (5.x:
+    `train_sampling_strategy`; earlier: `group_by_length`)."""
+    if not group_by_length:
+        return {}
+    if "train_sampling_strategy" in TrainingArguments.__dataclass_fields__:
+        return {"train_sampling_strategy": "group_by_length"}
+    return {"group_by_length": True}
 
 
 EPOCH_LOSS = "epoch_train_loss"  # our entry in the Trainer's log history

@@ -23,7 +23,15 @@ from tqdm.auto import tqdm
 from src import distributed
 from src.rundir import CHECKPOINTS_DIR, TrainResult
 from src.trainers import checkpoint, optimizer_steps
-from src.trainers.common import Loop, MetricsFn, PreemptionGuard, check_batches
+from src.trainers.common import (
+    Loop,
+    MetricsFn,
+    PreemptionGuard,
+    check_batches,
+    length_grouped,
+    lengths_of,
+    longest_first,
+)
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +107,7 @@ class ManualTrainer(Loop):
 
     def _train_epoch(self, train_set, guard: PreemptionGuard) -> None:
         cfg, state = self.config, self.state
-        batches = self._batches(len(train_set), state.epoch)
+        batches = self._batches(train_set, state.epoch)
         steps = optimizer_steps(
             len(train_set), cfg.batch_size, cfg.grad_accum_steps, distributed.world_size()
         )
@@ -249,13 +257,19 @@ class ManualTrainer(Loop):
     def _to_device(self, batch: dict) -> dict:
         return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
 
-    def _batches(self, n: int, epoch: int) -> list[list[int]]:
+    def _batches(self, train_set, epoch: int) -> list[list[int]]:
         """This rank's shuffled batches for `epoch`: a function of (seed, epoch) alone, so a
         resumed run sees the same order and can skip the batches it already trained on.
-        `batch_size` is per process, as in transformers (global = batch_size x processes)."""
+        `batch_size` is per process, as in transformers (global = batch_size x processes);
+        with `group_by_length`, a global batch's examples are of similar length."""
         seed, size = self.config.seed, self.config.batch_size
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch))
-        mine = distributed.shard(order.tolist())
+        generator = torch.Generator().manual_seed(seed + epoch)
+        order = torch.randperm(len(train_set), generator=generator).tolist()
+        if self.config.group_by_length:
+            rng = np.random.default_rng(seed + epoch)
+            global_size = size * distributed.world_size()
+            order = length_grouped(order, lengths_of(train_set), global_size, rng)
+        mine = distributed.shard(order)
         return [mine[i : i + size] for i in range(0, len(mine), size)]
 
     def _loader(self, dataset, batch_sampler, collator=None) -> DataLoader:
@@ -272,15 +286,20 @@ class ManualTrainer(Loop):
 
     @torch.no_grad()
     def predict(self, model: torch.nn.Module, dataset, collator) -> np.ndarray:
-        """Logits for every example, in dataset order (each process predicts its share)."""
+        """Logits for every example, in dataset order (each process predicts its share). The
+        batches go longest first, so each pads little; the rows come back in dataset order."""
         model.to(self.device).eval()
         size = self.config.eval_batch_size
-        order = distributed.shard(list(range(len(dataset))))
-        batches = [order[i : i + size] for i in range(0, len(order), size)]
+        order = longest_first(dataset)
+        mine = distributed.shard(order)
+        batches = [mine[i : i + size] for i in range(0, len(mine), size)]
         out = []
         loader = self._loader(dataset, batches, collator)
         for batch in tqdm(loader, desc="eval", leave=False, disable=None):
             batch = self._to_device({k: v for k, v in batch.items() if k != "labels"})
             with self._autocast():
                 out.append(model(**batch).logits.float().cpu())
-        return distributed.gather_rows(torch.cat(out).numpy(), len(dataset))
+        rows = distributed.gather_rows(torch.cat(out).numpy(), len(dataset))
+        logits = np.empty_like(rows)
+        logits[order] = rows
+        return logits
