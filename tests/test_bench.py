@@ -73,3 +73,22 @@ def test_quality_table_over_seeds_end_to_end(tmp_path) -> None:
     assert "trainer.precision=auto backbone.attention_dropout=0.0`" in rows[1]
     assert "a check of the harness, not a result" in text
     assert "- `python -m src.run` beats TF-IDF's test accuracy, mean of 2 seed(s):" in text
+
+
+def test_levers_rows_are_valid_configs_that_change_one_lever() -> None:
+    """Every row of benchmarks.levers composes and validates; each lever's whole run is the
+    fast recipe of before with that lever alone (a full row really trains every layer)."""
+    from benchmarks import levers
+    from tests.conftest import compose, first_error
+
+    for name, overrides in {**levers.QUALITY, **{
+        f"throughput {k}": (*levers.FP32, *v) for k, v in levers.THROUGHPUT.items()
+    }}.items():  # fmt: skip
+        assert first_error(*overrides) == "", name
+    full = compose(list(levers.QUALITY["quickstart"]))
+    assert (full.backbone.freeze_layers, full.truncation, full.trainer.precision) == (
+        0, "head_tail", "fp32")  # fmt: skip
+    cached = compose(list(levers.QUALITY["quickstart+freeze3+cache"]))
+    assert (cached.backbone.freeze_layers, cached.backbone.cache_frozen) == (3, True)
+    assert compose([*levers.FP32, *levers.THROUGHPUT["full"]]).backbone.freeze_layers == 0
+    assert compose(list(levers.QUALITY["default"])).truncation == "chunks"
