@@ -42,7 +42,7 @@ class Knobs(Spec):
     eval_batch_size: int = same_as(TrainerConfig, "eval_batch_size")
     max_length: int = param(256, "word pieces per text, [CLS] and [SEP] in", ge=MIN_MAX_LENGTH)
     truncation: str = param("chunks", "which word pieces a long text keeps", choices=TRUNCATIONS)
-    stride: int = param(64, "truncation=chunks: word pieces two windows share", ge=0)
+    stride: int = param(0, "truncation=chunks: word pieces two windows share", ge=0)
     chunk_pooling: str = param("logits", "chunks: mean of logits or probs", choices=CHUNK_POOLINGS)
     dropout: float = same_as(Head, "dropout")
     device: str = same_as(TrainerConfig, "device")

@@ -35,9 +35,6 @@ if TYPE_CHECKING:
 OmegaConf.register_new_resolver(
     "direction_of", lambda m: "maximize" if higher_is_better(m) else "minimize", replace=True
 )
-# conf/config.yaml `stride: ${quarter_of:${max_length}}`: a quarter of the window by default,
-# so a shorter max_length keeps a valid overlap (validation caps stride at half of it)
-OmegaConf.register_new_resolver("quarter_of", lambda n: int(n) // 4, replace=True)
 
 THRESHOLD_GRID = tuple(round(0.05 * i, 2) for i in range(1, 20))  # tune_threshold's candidates
 

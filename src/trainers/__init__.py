@@ -39,7 +39,7 @@ class TrainerConfig(Spec):
     eval_batch_size: int = param(32, "examples per evaluation batch", ge=1)
     grad_accum_steps: int = param(1, "batches whose gradients add up to one step", ge=1)
     group_by_length: bool = param(
-        False, "batch examples of similar length (less padding), as transformers' option"
+        True, "batch examples of similar length (less padding), as transformers' option"
     )
     max_grad_norm: float | None = param(1.0, "clip gradients to this norm; null: no clip", ge=0)
     metric_for_best_model: str = param(

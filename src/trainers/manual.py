@@ -261,14 +261,15 @@ class ManualTrainer(Loop):
         """This rank's shuffled batches for `epoch`: a function of (seed, epoch) alone, so a
         resumed run sees the same order and can skip the batches it already trained on.
         `batch_size` is per process, as in transformers (global = batch_size x processes);
-        with `group_by_length`, a global batch's examples are of similar length."""
+        with `group_by_length`, one optimizer step's examples are of similar length."""
         seed, size = self.config.seed, self.config.batch_size
         generator = torch.Generator().manual_seed(seed + epoch)
         order = torch.randperm(len(train_set), generator=generator).tolist()
         if self.config.group_by_length:
             rng = np.random.default_rng(seed + epoch)
-            global_size = size * distributed.world_size()
-            order = length_grouped(order, lengths_of(train_set), global_size, rng)
+            # one optimizer step's examples on every process (transformers' grouping too)
+            step_size = size * self.config.grad_accum_steps * distributed.world_size()
+            order = length_grouped(order, lengths_of(train_set), step_size, rng)
         mine = distributed.shard(order)
         return [mine[i : i + size] for i in range(0, len(mine), size)]
 
