@@ -92,3 +92,14 @@ def test_levers_rows_are_valid_configs_that_change_one_lever() -> None:
     assert (cached.backbone.freeze_layers, cached.backbone.cache_frozen) == (3, True)
     assert compose([*levers.FP32, *levers.THROUGHPUT["full"]]).backbone.freeze_layers == 0
     assert compose(list(levers.QUALITY["default"])).truncation == "chunks"
+
+
+def test_padding_share_counts_the_padded_positions() -> None:
+    import numpy as np
+
+    from benchmarks.padding import padding_share
+
+    lengths = np.array([2, 4, 4, 1])
+    # [2, 4] pads to 8 positions with 6 real; [4, 1] to 8 with 5 real
+    assert padding_share([[0, 1], [2, 3]], lengths) == pytest.approx(1 - 11 / 16)
+    assert padding_share([[1, 2], [0, 3]], lengths) == pytest.approx(1 - 11 / 12)

@@ -101,6 +101,26 @@ def test_manual_two_processes_match_one(tmp_path, one):
     assert [r["step"] for r in two["history"]] == [r["step"] for r in single["history"]]
 
 
+def test_frozen_cache_and_lora_under_two_processes_match_one(tmp_path):
+    """LoRA adapters above a frozen, cached lower layer: each process fills the cache rows of
+    the examples it is given (a different share each epoch), and the run is the single
+    process's, its best_model merged (no adapter tensors)."""
+    from safetensors import safe_open
+
+    levers = ["trainer=manual", "backbone.freeze_layers=1", "backbone.cache_frozen=true",
+              "model.peft=lora", "model.lora.dropout=0.0"]  # fmt: skip
+    single = tmp_path / "single"
+    _run(tmp_path, *SAME_MATH, *levers, "batch_size=16", f"hydra.run.dir={single}")
+    ddp = _ddp_run(tmp_path, *levers)
+    np.testing.assert_allclose(_probabilities(ddp), _probabilities(single), atol=1e-4)
+    two = json.loads((ddp / "metrics.json").read_text())
+    assert two["test"] == pytest.approx(json.loads((single / "metrics.json").read_text())["test"],
+                                        abs=1e-6)  # fmt: skip
+    assert two["parameters"]["trainable"] < two["parameters"]["total"] / 2
+    with safe_open(str(ddp / "best_model" / "model.safetensors"), "pt") as weights:
+        assert not [k for k in weights.keys() if "lora_" in k]  # noqa: SIM118
+
+
 def test_hf_trainer_under_torchrun(tmp_path):
     """transformers' own DDP (its sampler orders data differently, so no exact match)."""
     ddp = _ddp_run(tmp_path, "trainer=hf")
