@@ -352,7 +352,7 @@ METHOD = """## Method
   max_length=L)` over the whole split (every review padded to L), a `Dataset` of those tensors,
   `BertForSequenceClassification` under a plain `Trainer` (notebook `TrainingArguments`, cut to
   `max_steps`). (b) and (c) build the objects as `src.run.train` does, from the composed config
-  (`trainer=hf|manual`, the default `head_tail` truncation, per-batch padding), on exactly
+  (`trainer=hf|manual`, `head_tail` truncation: one cut per review, per-batch padding), on exactly
   warm-up + timed batches.
 - A step is timed from the end of the previous one: a `TrainerCallback` (`on_step_end`) in (a),
   the project's own `ScalarLogger` hook at `trainer.logging_steps=1` in (b) and (c). Real tokens

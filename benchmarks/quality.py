@@ -62,11 +62,12 @@ def seeds(n: int) -> list[int]:
 
 
 def tfidf_svm() -> dict[str, Any]:
-    """TF-IDF over word 1-2 grams + LinearSVC, trained on the 1600 training reviews."""
+    """TF-IDF over word 1-2 grams + LinearSVC, trained on the 1600 training reviews: it has
+    nothing to pick on a validation split, so it gets the 160 the fine-tuned runs hold out."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.svm import LinearSVC
 
-    corpus = data.MovieReviews().load()
+    corpus = data.MovieReviews(val_size=0.0).load()
     start = time.perf_counter()
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2)
     classifier = LinearSVC().fit(vectorizer.fit_transform(corpus.train.texts), corpus.train.labels)

@@ -332,6 +332,7 @@ def project(
             f"trainer={trainer}",
             "epochs=1",
             "trainer.min_steps=0",  # exactly the batches asked for
+            "truncation=head_tail",  # one cut per review, so as many steps as batches of reviews
             f"max_length={max_length}",
             f"batch_size={batch_size}",
             f"eval_batch_size={eval_batch_size}",
