@@ -58,6 +58,8 @@ QUALITY = {
     "default": ("trainer.precision=fp32",),
     **{f"quickstart+{name}" if name != "full" else "quickstart": (*LEVER_BASE, *overrides)
        for name, overrides in LEVERS.items()},
+    # LoRA's adapters start at zero and take a larger step than full fine-tuning's 1e-4
+    "quickstart+lora8+lr1e-3": (*LEVER_BASE, *LEVERS["lora8"], "lr=1e-3"),
     "freeze4+cache+chunks": ("trainer.precision=fp32", "backbone.freeze_layers=4"),
     "freeze4+cache+512": (*LEVER_BASE, "backbone.freeze_layers=4", "backbone.cache_frozen=true",
                           "max_length=512"),
