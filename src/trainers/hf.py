@@ -40,6 +40,9 @@ class HFTrainer(Loop):
             per_device_eval_batch_size=cfg.eval_batch_size,
             gradient_accumulation_steps=cfg.grad_accum_steps,
             **_sampling(cfg.group_by_length),
+            # our collator makes exactly the model's batch; the Trainer's column filter would
+            # drop each example's frozen-cache row (the model's forward hook takes it)
+            remove_unused_columns=False,
             max_grad_norm=cfg.max_grad_norm or 0.0,
             eval_strategy="epoch",
             save_strategy="epoch",
