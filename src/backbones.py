@@ -14,8 +14,10 @@ from dataclasses import MISSING, dataclass
 from pathlib import Path
 from typing import Any
 
+from src import encoders
 from src.errors import UserError
-from src.schema import Spec, param
+from src.optim import TorchOptimizer
+from src.schema import Spec, param, same_as
 
 PKG_SCHEME = "pkg://"
 INITS = ("pretrained", "random")
@@ -49,22 +51,35 @@ def _is_location(path: Any) -> bool:
     return path.startswith(PKG_SCHEME) or Path(path).is_dir() or bool(_HUB_ID.match(path))
 
 
-def config_value(backbone: Mapping, key: str) -> Any:
-    """A config.json key of the backbone, its overrides applied, when config.json is on disk
-    (None: a hub id, or no such key)."""
-    overrides = backbone.get("config_overrides") or {}
-    if key in overrides:
-        return overrides[key]
+def local_config(backbone: Mapping) -> dict[str, Any] | None:
+    """The backbone's config.json with its config_overrides, where it can be read without the
+    network: a folder, a pkg:// path, or a hub id already in the local HF cache (None: not)."""
     path = backbone["path"]
-    config_file = Path(resolve_path(path) if path.startswith(PKG_SCHEME) else path) / "config.json"
-    if not config_file.is_file():
+    try:
+        folder = Path(resolve_path(path))
+        config_file = folder / "config.json"
+        if not config_file.is_file() and _HUB_ID.match(path) and not folder.is_dir():
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(path, "config.json")
+            config_file = Path(cached) if isinstance(cached, str) else config_file
+        if not config_file.is_file():
+            return None
+        return {**json.loads(config_file.read_text()), **(backbone.get("config_overrides") or {})}
+    except (OSError, ValueError, UserError):
         return None
-    return json.loads(config_file.read_text()).get(key)
+
+
+def config_value(backbone: Mapping, key: str) -> Any:
+    """A config.json key of the backbone, its overrides applied (None: unknown offline)."""
+    return (local_config(backbone) or {}).get(key)
 
 
 def position_limit(backbone: Mapping) -> int | None:
-    """The backbone's max_position_embeddings when its config.json is on disk (None: hub id)."""
-    return config_value(backbone, "max_position_embeddings")
+    """The longest input the backbone's positions allow (src.encoders: RoBERTa's offset
+    counted), when its config.json can be read (None: a hub id not in the cache)."""
+    config = local_config(backbone)
+    return encoders.position_limit(config) if config else None
 
 
 def _is_plain(value: Any) -> bool:
@@ -87,10 +102,12 @@ class Backbone(Spec):
     )
     init: str = param("pretrained", "pretrained weights, or random (for tests)", choices=INITS)
     hidden_dropout: float | None = param(
-        None, "hidden_dropout_prob; null: the checkpoint's", ge=0, lt=1
+        None, "the hidden dropout (hidden_dropout_prob, or the family's keys: src/encoders.py); "
+        "null: the checkpoint's", ge=0, lt=1,
     )
     attention_dropout: float | None = param(
-        None, "attention_probs_dropout_prob; null: the checkpoint's (0 lets SDPA fuse on CPU)",
+        None, "the attention dropout (attention_probs_dropout_prob, or the family's keys); null: "
+        "the checkpoint's (0 lets SDPA fuse on CPU)",
         ge=0, lt=1,
     )  # fmt: skip
     config_overrides: Mapping[str, Any] = param(
@@ -99,8 +116,14 @@ class Backbone(Spec):
         test=lambda v: isinstance(v, Mapping) and all(_is_plain(x) for x in v.values()),
         allowed="a mapping of config.json keys to plain values",
     )
+    lr: float = same_as(TorchOptimizer, "lr")  # the lr knob reads it: a step for this size
+    max_length: int = param(
+        256, "word pieces per text, [CLS] and [SEP] in: this checkpoint's (the knob reads it)",
+        ge=3,
+    )
     freeze_layers: int = param(
-        0, "freeze the embeddings and the lower N encoder layers (no gradients, no dropout)", ge=0
+        0, "freeze the embeddings (and what else runs before layer 0) and the lower N layers "
+        "(no gradients, no dropout)", ge=0,
     )
     cache_frozen: bool = param(
         False, "compute the frozen layers' output once per example and reuse it every epoch"
@@ -111,27 +134,35 @@ class Backbone(Spec):
         return resolve_path(self.path)
 
     def tokenizer(self):
+        """The checkpoint's tokenizer, without segment ids where the encoder reads none
+        (src.encoders: RoBERTa, DistilBERT, DeBERTa-v3, ModernBERT), also once saved."""
         from transformers import AutoTokenizer
 
         try:
-            return AutoTokenizer.from_pretrained(self.location)
+            tokenizer = AutoTokenizer.from_pretrained(self.location)
         except OSError as e:
             raise UserError(self._load_hint(e)) from None
-
-    def overrides(self) -> dict[str, Any]:
-        """config.json changes: the dropout keys (when set), then `config_overrides`."""
-        dropouts = {"hidden_dropout_prob": self.hidden_dropout,
-                    "attention_probs_dropout_prob": self.attention_dropout}  # fmt: skip
-        return {**{k: v for k, v in dropouts.items() if v is not None}, **self.config_overrides}
+        names = tokenizer.model_input_names
+        takes = encoders.takes_token_types(self.config().to_dict())
+        if "token_type_ids" in names and takes is False:
+            names = [n for n in names if n != "token_type_ids"]
+            tokenizer.model_input_names = tokenizer.init_kwargs["model_input_names"] = names
+        return tokenizer
 
     def config(self, **extra: Any):
-        """The model config with this backbone's overrides and the caller's extras applied."""
+        """The model config with this backbone's dropout knobs (the family's keys:
+        src.encoders), then its config_overrides and the caller's extras applied."""
         from transformers import AutoConfig
 
         try:
-            return AutoConfig.from_pretrained(self.location, **self.overrides(), **extra)
+            config = AutoConfig.from_pretrained(self.location)
         except OSError as e:
             raise UserError(self._load_hint(e)) from None
+        plain = {**config.to_dict(), **self.config_overrides}
+        dropouts = encoders.dropout_overrides(plain, self.hidden_dropout, self.attention_dropout)
+        for key, value in {**dropouts, **self.config_overrides, **extra}.items():
+            setattr(config, key, value)
+        return config
 
     def load(self, auto_class, **config_extra: Any):
         """Build `auto_class` (e.g. AutoModel) from this backbone: pretrained weights or random."""
@@ -145,6 +176,13 @@ class Backbone(Spec):
 
     def _load_hint(self, error: Exception) -> str:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if _HUB_ID.match(self.path) and not Path(self.path).exists():
+            return (
+                f"backbone.path={self.path}: not in the local HF cache, and the hub did not "
+                f"answer ({first}); a hub checkpoint needs the network once, then loads from "
+                "the cache; offline, point backbone.path at a local copy or use backbone=minilm "
+                "(embedded)"
+            )
         return (
             f"backbone.path={self.path}: cannot load it ({first}). Offline, point "
             "backbone.path at a local model folder or use backbone=minilm (embedded)."

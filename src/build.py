@@ -42,6 +42,7 @@ def build(cfg: DictConfig, logger: Any) -> Built:
     from transformers import set_seed
 
     from src import data, progress
+    from src.encoders import check_levers
     from src.optim import build_optimizer
     from src.trainers.common import check_batches
 
@@ -61,6 +62,8 @@ def build(cfg: DictConfig, logger: Any) -> Built:
     progress.quiet_libraries()
     set_seed(cfg.seed)
     backbone = make(cfg.backbone)
+    check_levers(backbone.config().to_dict(), cfg.backbone,  # a hub id: its config, no weights
+                 cfg.model.lora if cfg.model.get("peft") == "lora" else None)
     tokenizer = backbone.tokenizer()
     k = len(corpus.label_names)
     splits = {name: replace(split, labels=task.targets(split.labels, k)) for name, split in
@@ -68,6 +71,9 @@ def build(cfg: DictConfig, logger: Any) -> Built:
     cut = (cfg.max_length, cfg.truncation, cfg.stride, cfg.tokenize_cache)
     encoded = {name: data.encode_cached(tokenizer, split, *cut) for name, split in splits.items()}
     log.info(f"tokenizer: {backbone.name}, max_length {cfg.max_length}, {cfg.truncation}")
+    if corpus.train.pairs is not None and cfg.truncation in data.FOR_PAIRS:
+        log.info(f"truncation={cfg.truncation}: sentence pairs share each window, so each text "
+                 f"of a pair is cut to its share by {data.FOR_PAIRS[cfg.truncation]}")
     eval_docs, pooling = data.docs(encoded["eval"]), cfg.chunk_pooling
     scorer = make(cfg.metrics).build(task, k, eval_docs, pooling)  # loads the extra metrics
     model = make(cfg.model).build(backbone, corpus.id2label, task.PROBLEM_TYPE)

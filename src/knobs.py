@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from src.backbones import config_value, position_limit
+from src.backbones import Backbone, local_config, position_limit
 from src.data.tokenize import TRUNCATIONS
 from src.devices import check_device
+from src.encoders import check_levers
 from src.errors import UserError
 from src.metrics import CHUNK_POOLINGS
 from src.models import Head
@@ -40,7 +41,7 @@ class Knobs(Spec):
     epochs: int = same_as(TrainerConfig, "epochs")
     batch_size: int = same_as(TrainerConfig, "batch_size")
     eval_batch_size: int = same_as(TrainerConfig, "eval_batch_size")
-    max_length: int = param(256, "word pieces per text, [CLS] and [SEP] in", ge=MIN_MAX_LENGTH)
+    max_length: int = same_as(Backbone, "max_length")
     truncation: str = param("chunks", "which word pieces a long text keeps", choices=TRUNCATIONS)
     stride: int = param(0, "truncation=chunks: word pieces two windows share", ge=0)
     chunk_pooling: str = param("logits", "chunks: mean of logits or probs", choices=CHUNK_POOLINGS)
@@ -64,14 +65,13 @@ class Knobs(Spec):
         if limit is not None and self.max_length > limit:
             raise UserError(
                 f"max_length={self.max_length}: an integer from {MIN_MAX_LENGTH} to {limit} "
-                f"(max_position_embeddings of backbone {plain['backbone'].get('name')})"
+                f"(the positions of backbone {plain['backbone'].get('name')} allow {limit})"
             )
         check_frozen(plain["backbone"], plain["trainer"].get("compile", self.compile))
-        if self.truncation == "chunks" and plain["dataset"].get("text_pair_column"):
-            raise UserError(
-                "truncation=chunks: no meaning for sentence pairs (dataset.text_pair_column); "
-                "use head, tail or head_tail, which cut each text of a pair to its share"
-            )
+        config = local_config(plain["backbone"])  # None: a hub id not in the cache (build checks)
+        if config is not None:
+            lora = plain["model"].get("lora") if plain["model"].get("peft") == "lora" else None
+            check_levers(config, plain["backbone"], lora)
         if self.truncation == "chunks" and self.stride > self.max_length // 2:
             raise UserError(
                 f"stride={self.stride}: an integer from 0 to {self.max_length // 2} (half of "
@@ -92,14 +92,9 @@ class Knobs(Spec):
 
 
 def check_frozen(backbone: Mapping[str, Any], compile_: bool) -> None:
-    """backbone.freeze_layers within the backbone's layers; cache_frozen with something frozen
-    and an eager forward (its hooks swap layers, which torch.compile cannot trace)."""
-    n, layers = backbone.get("freeze_layers", 0), config_value(backbone, "num_hidden_layers")
-    if layers is not None and n > layers:
-        raise UserError(
-            f"backbone.freeze_layers={n}: backbone {backbone.get('name')} has {layers} encoder "
-            f"layers; use 0 to {layers}"
-        )
+    """cache_frozen with something frozen and an eager forward (its hooks swap layers, which
+    torch.compile cannot trace); the encoder's own limits are src.encoders.check_levers'."""
+    n = backbone.get("freeze_layers", 0)
     if backbone.get("cache_frozen") and not n:
         raise UserError(
             "backbone.cache_frozen=true: nothing is frozen to cache; set backbone.freeze_layers "

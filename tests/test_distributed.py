@@ -101,14 +101,18 @@ def test_manual_two_processes_match_one(tmp_path, one):
     assert [r["step"] for r in two["history"]] == [r["step"] for r in single["history"]]
 
 
-def test_frozen_cache_and_lora_under_two_processes_match_one(tmp_path):
+@pytest.mark.parametrize("family", ["bert", "electra"])
+def test_frozen_cache_and_lora_under_two_processes_match_one(tmp_path, family, encoder_folder):
     """LoRA adapters above a frozen, cached lower layer: each process fills the cache rows of
     the examples it is given (a different share each epoch), and the run is the single
-    process's, its best_model merged (no adapter tensors)."""
+    process's, its best_model merged (no adapter tensors). ELECTRA's too (its embedding
+    projection frozen and cached with the embeddings)."""
     from safetensors import safe_open
 
     levers = ["trainer=manual", "backbone.freeze_layers=1", "backbone.cache_frozen=true",
               "model.peft=lora", "model.lora.dropout=0.0"]  # fmt: skip
+    if family != "bert":  # bert: the tiny preset of debug=smoke
+        levers.append(f"backbone.path={encoder_folder(family)}")
     single = tmp_path / "single"
     _run(tmp_path, *SAME_MATH, *levers, "batch_size=16", f"hydra.run.dir={single}")
     ddp = _ddp_run(tmp_path, *levers)

@@ -87,9 +87,11 @@ def test_frozen_parameters_get_no_gradient_and_no_optimizer_state():
     frozen = [p for p in built.model.encoder.embeddings.parameters()]
     assert in_optimizer == trainable
     assert frozen and not any(p.requires_grad for p in frozen)
-    dropouts = [m.p for m in built.model.encoder.encoder.layer[0].modules()
-                if isinstance(m, torch.nn.Dropout)]  # fmt: skip
-    assert dropouts and set(dropouts) == {0.0}
+    # while the model trains, the frozen layer runs in eval mode (no dropout), the upper one not
+    net, ids = built.model.train(), torch.tensor([[101, 2023, 102]])
+    net(input_ids=ids, attention_mask=torch.ones_like(ids))
+    lower, upper = net.encoder.encoder.layer
+    assert not any(m.training for m in lower.modules()) and upper.training
 
 
 @pytest.mark.parametrize(

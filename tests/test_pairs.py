@@ -68,11 +68,15 @@ def test_each_text_of_a_long_pair_is_cut_to_its_share_by_the_strategy(tokenizer)
         assert got["input_ids"][types.index(1) : -1] == second  # the short text whole
 
 
-def test_chunks_have_no_meaning_for_pairs():
-    assert first_error("truncation=chunks", *PAIR, "dataset.train_file=x.csv") == (
-        "error: truncation=chunks: no meaning for sentence pairs (dataset.text_pair_column); "
-        "use head, tail or head_tail, which cut each text of a pair to its share"
-    )
+def test_chunks_cut_each_text_of_a_pair_as_head_tail(tokenizer):
+    """The default's truncation=chunks takes pairs: a pair shares one window, so each text is
+    cut to its share as head_tail cuts it (src.build says so in the log)."""
+    assert first_error("truncation=chunks", *PAIR, "dataset.train_file=x.csv") == ""
+    long, short = " ".join(f"word{i}" for i in range(80)), "a short one"
+    chunks = data.encode_texts(tokenizer, [long], 32, "chunks", pairs=[short])
+    assert len(chunks) == 1  # one example per pair, not windows
+    assert chunks == data.encode_texts(tokenizer, [long], 32, "head_tail", pairs=[short])
+    assert chunks != data.encode_texts(tokenizer, [long], 32, "head", pairs=[short])
 
 
 @pytest.mark.parametrize("trainer", ["manual", "hf"])

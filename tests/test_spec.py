@@ -34,7 +34,7 @@ BAD_OVERRIDES = [
     (
         ["max_length=1024"],
         "max_length=1024: an integer from 3 to 512 "
-        "(max_position_embeddings of backbone all-MiniLM-L6-v2)",
+        "(the positions of backbone all-MiniLM-L6-v2 allow 512)",
     ),
     (["max_length=2"], "max_length=2: an integer >= 3"),
     (["truncation=middle"], "truncation=middle: one of head, tail, head_tail, chunks"),

@@ -22,10 +22,18 @@ from src.data.corpora import (
     read_text,
 )
 from src.data.encoded import Encoded
-from src.data.tokenize import TRUNCATIONS, docs, encode, encode_texts, truncate, windows
+from src.data.tokenize import (
+    FOR_PAIRS,
+    TRUNCATIONS,
+    docs,
+    encode,
+    encode_texts,
+    truncate,
+    windows,
+)
 
 __all__ = [
-    "TRUNCATIONS", "Collator", "Columns", "Corpus", "Encoded", "Files", "HFDataset",
+    "FOR_PAIRS", "TRUNCATIONS", "Collator", "Columns", "Corpus", "Encoded", "Files", "HFDataset",
     "MovieReviews", "Split", "Splits", "collator", "docs", "encode", "encode_cached",
     "encode_texts", "fingerprint", "label_list", "log_label_counts", "read_rows", "read_text",
     "truncate", "windows",

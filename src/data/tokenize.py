@@ -15,6 +15,9 @@ if TYPE_CHECKING:
     from src.data.corpora import Split
 
 TRUNCATIONS = ("head", "tail", "head_tail", "chunks")
+# A pair's texts share one window, so `chunks` cuts each text of a pair to its share as head_tail
+# does (windows over two texts at once have no one meaning); src.build says so in the log.
+FOR_PAIRS = {"chunks": "head_tail"}
 TOKENIZE_CHUNK = 256  # texts per tokenizer call: one progress-bar tick
 
 
@@ -89,7 +92,7 @@ def encode_texts(tokenizer, texts: Sequence[str], max_length: int, truncation: s
 
     With `pairs` (a second text per example: sentence-pair tasks) both go in as the tokenizer
     pairs them, segment ids 0 and 1, sharing max_length: `allot` splits it, and each text is
-    cut to its share by the strategy (`chunks` has no meaning for pairs: validation refuses it).
+    cut to its share by the strategy (`chunks` by head_tail's: FOR_PAIRS).
     Training, evaluation and `src.predict` all go through here, so a prediction sees exactly
     the word pieces the model was trained on. Tokenizes in chunks (a progress-bar tick each),
     each chunk's word pieces going straight into an int32 array (src.data.encoded).
@@ -110,8 +113,8 @@ def encode_texts(tokenizer, texts: Sequence[str], max_length: int, truncation: s
         for doc, ids in enumerate(zip(*tokenized, strict=True), start=start):
             if pairs is not None:
                 shares = allot(len(ids[0]), len(ids[1]), budget)
-                pair = zip(ids, shares, strict=True)
-                cuts = [[truncate(side, share, truncation) for side, share in pair]]
+                pair, cut_by = zip(ids, shares, strict=True), FOR_PAIRS.get(truncation, truncation)
+                cuts = [[truncate(side, share, cut_by) for side, share in pair]]
             elif truncation == "chunks":
                 cuts = [[window] for window in windows(ids[0], budget, stride)]
             else:

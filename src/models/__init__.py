@@ -72,8 +72,9 @@ def check_lora(lora: Mapping[str, Any]) -> None:
         "r": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
         "alpha": (lambda v: _number(v) and v > 0, "a number > 0"),
         "dropout": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
-        "target_modules": (lambda v: isinstance(v, Sequence) and not isinstance(v, str) and v and
-                           all(isinstance(m, str) and m for m in v), "a list of module names"),
+        "target_modules": (lambda v: v is None or (isinstance(v, Sequence) and not isinstance(
+                           v, str) and v and all(isinstance(m, str) and m for m in v)),
+                           "null (the family's: src/encoders.py) or a list of module names"),
     }  # fmt: skip
     for key, value in lora.items():
         if key not in rules:
@@ -98,8 +99,12 @@ class HFHead(Head):
     def model(self, backbone: Backbone, id2label: dict[int, str], problem_type: str | None):
         from transformers import AutoModelForSequenceClassification as Auto
 
+        from src.encoders import head_dropout_keys
+
         maps = label_maps(id2label, problem_type)
-        return backbone.load(Auto, classifier_dropout=self.dropout, **maps)
+        config = backbone.config()  # the keys of this family's classifier dropout
+        dropouts = dict.fromkeys(head_dropout_keys(config.to_dict()), self.dropout)
+        return backbone.load(Auto, **dropouts, **maps)
 
 
 @dataclass

@@ -21,7 +21,8 @@ if TYPE_CHECKING:  # the model configs (src.models) read LORA, and must not load
     from torch import nn
 
 # model.lora's defaults (conf/model/_shared.yaml)
-LORA = {"r": 8, "alpha": 16, "dropout": 0.1, "target_modules": ["query", "key", "value", "dense"]}
+# target_modules null: the family's Linear layers (src.encoders: query/key/value/dense for BERT)
+LORA = {"r": 8, "alpha": 16, "dropout": 0.1, "target_modules": None}
 
 ADAPTER_DIR = "adapter"  # in best_model/: the adapters and the head that trained
 ADAPTER_FILE = "adapter_model.safetensors"
@@ -34,7 +35,7 @@ def add_lora(model: nn.Module, settings: dict[str, Any]) -> nn.Module:
 
     targets = {**LORA, **settings}["target_modules"]
     try:
-        inject_adapter_in_model(lora_config(settings), model.base_model)
+        inject_adapter_in_model(lora_config(settings, model.config.model_type), model.base_model)
     except ValueError as e:  # no module of that name in the encoder
         first = str(e).splitlines()[0]
         raise UserError(f"model.lora.target_modules={targets}: {first}") from None
@@ -77,22 +78,27 @@ def merge(model: nn.Module) -> dict[str, torch.Tensor]:
     return trained
 
 
-def lora_config(settings: dict[str, Any]):
+def lora_config(settings: dict[str, Any], model_type: str | None):
+    """peft's LoraConfig; target_modules null names the family's (src.encoders)."""
     from peft import LoraConfig
 
+    from src.encoders import lora_targets
+
     lora = {**LORA, **settings}
+    targets = lora_targets(model_type, lora["target_modules"])
     return LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
-                      target_modules=list(lora["target_modules"]), bias="none")  # fmt: skip
+                      target_modules=targets, bias="none")  # fmt: skip
 
 
-def save_adapter(folder: Path, trained: dict[str, torch.Tensor], settings: dict[str, Any]) -> int:
+def save_adapter(folder: Path, trained: dict[str, torch.Tensor], settings: dict[str, Any],
+                 model_type: str | None) -> int:  # fmt: skip
     """best_model/adapter/: the adapters and the head (safetensors), and the LoRA settings.
     Returns the size of the weights in bytes."""
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
     save_file(trained, str(folder / ADAPTER_FILE), metadata={"format": "pt"})
-    lora_config(settings).save_pretrained(str(folder))
+    lora_config(settings, model_type).save_pretrained(str(folder))
     return (folder / ADAPTER_FILE).stat().st_size
 
 
