@@ -28,7 +28,8 @@ pytestmark = [
 def test_overfit_on_gpu_in_mixed_precision(compose_cfg, tmp_path, model, trainer):
     """debug=overfit on cuda: the loss still falls to ~0 under autocast, and the best model
     trained on the GPU reloads on the CPU and predicts what the run predicted."""
-    cfg = compose_cfg("debug=overfit", "device=cuda", f"model={model}", f"trainer={trainer}")
+    cfg = compose_cfg("debug=overfit", "device=cuda", f"model={model}", f"trainer={trainer}",
+                      "trainer.precision=auto")  # debug=overfit pins fp32 for the CPU tests
     train(cfg, tmp_path)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["device"].startswith("cuda")
@@ -41,8 +42,26 @@ def test_overfit_on_gpu_in_mixed_precision(compose_cfg, tmp_path, model, trainer
     np.testing.assert_allclose(probs, saved, atol=0.05)  # the run scored them in bf16/fp16
 
 
-def test_auto_precision_is_fp32_on_cpu_and_mixed_on_cuda():
-    from src.devices import resolve_precision
+def test_auto_precision_is_mixed_on_cuda_and_on_a_cpu_with_native_bf16():
+    from src.devices import cpu_has_native_bf16, resolve_precision
 
-    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+    native = cpu_has_native_bf16()  # AVX512-BF16 or AMX: bf16 autocast on the CPU too
+    assert resolve_precision("auto", torch.device("cpu")) == ("bf16" if native else "fp32")
     assert resolve_precision("auto", torch.device("cuda")) in ("bf16", "fp16")
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta", "distilbert", "deberta-v2", "electra",
+                                    "modernbert"])  # fmt: skip
+def test_every_family_caches_on_cuda(family, encoder_folder, tmp_path):
+    """Each family's frozen cache on the GPU: in fp32 it gives the uncached run's predictions
+    and runs the frozen layer once per example; under trainer=hf in mixed precision too."""
+    from tests.test_encoders import CACHE, FREEZE, fit_counting, small
+
+    folder, cuda = encoder_folder(family), ("device=cuda", "trainer.precision=fp32")
+    cached, rows, examples = fit_counting(small(folder, *CACHE, *cuda), tmp_path / "c")
+    plain, _, _ = fit_counting(small(folder, *FREEZE, *cuda), tmp_path / "p")
+    assert rows == examples
+    np.testing.assert_allclose(cached, plain, atol=1e-3, rtol=1e-3)
+    mixed = small(folder, *CACHE, "device=cuda", "trainer=hf", "model=hf_head")
+    logits, rows, examples = fit_counting(mixed, tmp_path / "m")
+    assert rows == examples and np.isfinite(logits).all()
