@@ -4,7 +4,9 @@
     python -m src.compare RUN_A RUN_B --csv                # one row per run
 
 A run is any folder `python -m src.run` finished (metrics.json), from `outputs/runs/` or a job
-folder of a sweep, from any sweep; its files are read through src.rundir. No torch loads.
+folder of a sweep, from any sweep; its files are read through src.rundir. No torch loads. A
+folder of `python -m src.evaluate` is compared as the run it scored (that run's settings) on
+the dataset it was scored on, and the list of folders says which kind each is.
 
 Runs scored on the same test examples (the same texts in the same order: metrics.json's
 `test_sha256`) of the same task get a paired test, each against the first: B - A for each of
@@ -57,13 +59,29 @@ class Run:
     name: str
     config: dict[str, Any]  # dotted keys of config_resolved.yaml
     metrics: dict[str, Any]  # metrics.json
+    kind: str = "run"  # or "evaluation" (src.evaluate's folder: a run scored on a dataset)
 
     @classmethod
     def read(cls, folder: Path) -> Run:
+        """A finished run; or an evaluation, compared as the run it scored (that run's
+        settings) on the dataset it was scored on, so that like is set against like."""
         metrics = read_metrics(folder)
         if not (folder / CONFIG_FILE).is_file():
             raise not_finished(folder, CONFIG_FILE)
-        return cls(folder.as_posix(), read_config(folder), metrics)
+        config = read_config(folder)
+        if "evaluated" not in metrics:
+            return cls(folder.as_posix(), config, metrics)
+        scored = Path(metrics["evaluated"]["run_dir"])
+        scored = scored.parent if scored.name == "best_model" else scored
+        trained = {k: v for k, v in read_config(scored).items() if not k.startswith("dataset.")}
+        dataset = {k: v for k, v in config.items() if k.startswith("dataset.")}
+        return cls(folder.as_posix(), {**trained, **dataset}, metrics, "evaluation")
+
+    @property
+    def what(self) -> str:
+        if self.kind == "run":
+            return "a training run"
+        return f"an evaluation of `{self.metrics['evaluated']['run_dir']}` (its settings shown)"
 
     def get(self, path: tuple[str, ...]) -> Any:
         value: Any = self.metrics
@@ -122,7 +140,8 @@ def metric_rows(runs: list[Run]) -> list[tuple[str, list[str]]]:
 def markdown(runs: list[Run], names: list[str]) -> str:
     diff = differences(runs)
     lines = ["# Runs compared", ""]
-    lines += [f"- **{name}**: `{run.name}`" for name, run in zip(names, runs, strict=True)]
+    lines += [f"- **{name}**: `{run.name}`, {run.what}"
+              for name, run in zip(names, runs, strict=True)]  # fmt: skip
     lines += ["", "## Settings that differ", ""]
     if not diff:
         lines.append("None: the resolved configs are identical.")

@@ -8,9 +8,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def options(group: str, conf: Path = CONF) -> list[str]:
+    """A group's options: its YAML files, less the private ones (`_shared.yaml`, which every
+    option of the group includes, is no option of its own)."""
+    return sorted(p.stem for p in (conf / group).glob("*.yaml") if not p.stem.startswith("_"))
+
+
+def group_lines(conf: Path = CONF) -> str:
+    """`group: option, ...` for each group of conf/ (Hydra's own groups aside): what `--help`
+    lists (resolver `project_groups`, in conf/hydra/help/project.yaml)."""
+    groups = sorted(p.name for p in conf.iterdir() if p.is_dir() and p.name != "hydra")
+    return "\n".join(f"{g}: {', '.join(options(g, conf))}" for g in groups if options(g, conf))
 
 
 def compose(overrides: list[str], conf: Path = CONF, hydra: bool = False,
@@ -29,3 +42,33 @@ def compose(overrides: list[str], conf: Path = CONF, hydra: bool = False,
             )
     finally:
         GlobalHydra.instance().clear()
+
+
+# --help lists each group's options, its private _shared.yaml left out (Hydra's own list has it);
+# registered wherever a config composes, so the hydra node resolves in tools and tests too
+OmegaConf.register_new_resolver("project_groups", lambda: group_lines(), replace=True)
+
+
+def study_name(dataset, task: str, backbone: str, model: str, params) -> str:
+    """hparams_search=optuna's study: named after the dataset it tunes on, and a fingerprint of
+    the dataset, the task, backbone, head and the search space, so that another dataset or
+    search starts a study of its own instead of resuming one with other trials in it. Cached
+    (as `${now:}` is), so every trial of a sweep resolves the name the sweep started with."""
+    import hashlib
+    import json
+
+    def plain(node):
+        return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+    params = plain(params) or {}
+    dataset = {k: v for k, v in (plain(dataset) or {}).items() if f"dataset.{k}" not in params}
+    fixed = {"dataset": dataset, "params": params, "task": task, "backbone": backbone,
+             "model": model}  # fmt: skip
+    digest = hashlib.sha1(json.dumps(fixed, sort_keys=True, default=str).encode()).hexdigest()
+    where = dataset.get("train_file") or dataset.get("path") or dataset.get("name")
+    target = str(dataset.get("_target_", "")).rsplit(".", 1)[-1]
+    label = Path(str(where)).stem if where else {"MovieReviews": "movie_reviews"}.get(target)
+    return f"{label or target or 'dataset'}-{digest[:8]}"
+
+
+OmegaConf.register_new_resolver("study_name", study_name, replace=True, use_cache=True)

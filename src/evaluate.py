@@ -1,6 +1,6 @@
 """Score a finished run on a labelled dataset, without training.
 
-    python -m src.evaluate run_dir=outputs/runs/<run>                      # its test split again
+    python -m src.evaluate run_dir=outputs/runs/<run>      # its own dataset's test split again
     python -m src.evaluate run_dir=<run> dataset=files dataset.test_file=new.csv
     python -m src.evaluate run_dir=<run> dataset=hf dataset.path=<hub id or folder>
 
@@ -131,12 +131,35 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     return record
 
 
+def with_run_dataset(cfg: DictConfig, overrides: list[str]) -> DictConfig:
+    """Without `dataset=<option>` on the command line, the run's own dataset (its
+    config_resolved.yaml), with any `dataset.<key>=` given applied on top: `run_dir=R` alone
+    scores R's own test split again, whatever data R trained on."""
+    keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
+    if "dataset" in keys or cfg.get("run_dir") is None:
+        return cfg
+    run = Path(cfg.run_dir)
+    run = run.parent if run.name == rundir.BEST_MODEL_DIR else run
+    saved = run / rundir.CONFIG_FILE
+    if not saved.is_file():
+        return cfg  # a best_model folder alone: the composed default (src.predict's checks)
+    own = OmegaConf.load(saved).get("dataset")
+    if own is None:
+        return cfg
+    for key in (k for k in keys if k.startswith("dataset.")):
+        OmegaConf.update(own, key[len("dataset."):], OmegaConf.select(cfg, key), merge=False)
+    out = cfg.copy()
+    out.dataset = own
+    return out
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name=CONFIG_NAME)
 def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
+        cfg = with_run_dataset(cfg, list(HydraConfig.get().overrides.task))
         record = evaluate(cfg, out_dir)
     except Exception as e:
         if (mistake := user_error(e)) is None:

@@ -41,14 +41,29 @@ def write_predictions(path: Path, corpus_labels, logits, label_names: list[str],
     write_atomic(path, predictions_csv(rows, task.outputs(logits), label_names, task))
 
 
-def predictions_csv(rows: list[dict], outputs, label_names: list[str], task: Task) -> str:
+PREDICTION_FORMATS = (".csv", ".tsv", ".jsonl")  # src.predict's output=, by its extension
+
+
+def predictions_csv(rows: list[dict], outputs, label_names: list[str], task: Task,
+                    suffix: str = ".csv") -> str:  # fmt: skip
     """`rows`' columns, then the task's: `prediction` (a label, a JSON list of the labels
-    predicted, a value) and, for classification, one `p_<label>` probability per label."""
-    cells = [task.prediction_cells(out, label_names) for out in outputs]
-    extra = list(cells[0]) if cells else ["prediction"]
+    predicted, a value) and, for classification, one `p_<label>` probability per label; as
+    CSV, TSV (`suffix` .tsv) or JSON Lines (.jsonl: one object a row, lists and numbers as
+    JSON has them)."""
+    cells = [None if out is None else task.prediction_cells(out, label_names) for out in outputs]
+    extra = list(next((c for c in cells if c is not None), None) or {"prediction": ""})
+    blank = "" if suffix != ".jsonl" else None  # a row with no text: no prediction
+    cells = [c if c is not None else dict.fromkeys(extra, blank) for c in cells]
     columns = [c for c in dict.fromkeys(key for row in rows for key in row) if c not in extra]
+    if suffix == ".jsonl":
+        numbers = [c for c in extra if c.startswith("p_")]
+        numbers += ["prediction"] if task.NAME == "regression" else []
+        return "".join(json.dumps({**{c: row.get(c) for c in columns}, **cell,
+                                   **{c: float(cell[c]) for c in numbers if cell[c] is not None}},
+                                  ensure_ascii=False) + "\n"
+                       for row, cell in zip(rows, cells, strict=True))  # fmt: skip
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csv.writer(buffer, lineterminator="\n", delimiter="\t" if suffix == ".tsv" else ",")
     writer.writerow(columns + extra)
     for row, cell in zip(rows, cells, strict=True):
         writer.writerow([_cell(row.get(c)) for c in columns] + [_cell(cell[c]) for c in extra])
@@ -63,7 +78,7 @@ def _cell(value) -> str:
 
 def save_model(folder: Path, model, tokenizer, card: ModelCard, max_length: int, truncation: str,
                stride: int = 0, chunk_pooling: str = "logits",
-               task: dict | None = None) -> None:  # fmt: skip
+               task: dict | None = None, pairs: dict | None = None) -> None:  # fmt: skip
     """A save_pretrained folder (config, safetensors weights, tokenizer) that reloads alone.
 
     It also keeps how training cut the texts and what the task decides with (preprocessing.json,
@@ -80,6 +95,8 @@ def save_model(folder: Path, model, tokenizer, card: ModelCard, max_length: int,
         cut.update(stride=stride, chunk_pooling=chunk_pooling)
     if task:
         cut["task"] = task
+    if pairs:  # a sentence-pair model: its columns, so src.predict asks for both texts
+        cut["pairs"] = pairs
     write_json(folder / PREPROCESSING_FILE, cut)
     write_atomic(folder / "README.md", str(card))
 
@@ -102,8 +119,11 @@ def save_run(built, cfg, run_dir: Path, summary: RunSummary, truth, logits) -> l
         from src.models import lora
 
         trained = lora.merge(built.model)
+    pair_column = cfg.dataset.get("text_pair_column")
+    pairs = {"text_column": cfg.dataset.get("text_column", "text"),
+             "text_pair_column": pair_column} if pair_column else None  # fmt: skip
     save_model(folder, built.model, built.tokenizer, card.model_card(cfg, record), **cut,
-               task=decides)  # fmt: skip
+               task=decides, pairs=pairs)  # fmt: skip
     if trained is not None:
         size = lora.save_adapter(folder / lora.ADAPTER_DIR, trained, dict(cfg.model.lora),
                                  built.model.config.model_type)

@@ -5,14 +5,18 @@
 
 `run_dir` is a finished run (its metrics.json and best_model/), or a best_model folder itself.
 `input` is .csv / .tsv / .jsonl (texts in `text_column`, default `text`) or .txt (one text a
-line); the predictions go to `output`, else to `<input>.predictions.csv` beside it: the input's
-columns, then `prediction` and one `p_<label>` probability column per label. What a
+line); an empty text keeps its row in the output, with empty prediction cells, and the count
+is printed; the predictions go to `output` (.csv, .tsv or .jsonl, as its extension says), else to
+`<input>.predictions.csv` beside it: the input's columns, then `prediction` and one
+`p_<label>` probability column per label. What a
 prediction is follows the task the run was trained for: a label (single_label), the JSON list
 of labels whose probability reaches the run's threshold (multi_label), a number in the label's
 units (regression).
-Other keys: `batch_size` (32), `device` (auto | cpu | cuda | mps), `text_column` (text).
-A sentence-pair model takes its second text as `text_pair="..."`, or from a file's
-`text_pair_column` (the run's `dataset.text_pair_column`).
+Other keys: `batch_size` (32), `device` (auto | cpu | cuda | mps), `text_column` (text; for a
+sentence-pair model, the run's).
+A sentence-pair model takes its second text as `text_pair="..."` (required: a lone text is
+refused), or from a file's `text_pair_column` (default: the run's `dataset.text_pair_column`,
+kept in best_model/preprocessing.json).
 
 Texts are cut as in training (the run's max_length and truncation strategy, kept in
 best_model/preprocessing.json), through the same code. Arguments are plain `key=value` rather
@@ -36,7 +40,7 @@ if TYPE_CHECKING:
     import torch
 
 DEFAULTS = dict(run_dir=None, text=None, text_pair=None, input=None, output=None,
-                text_column="text", text_pair_column=None, batch_size="32",
+                text_column=None, text_pair_column=None, batch_size="32",
                 device="auto")  # fmt: skip
 
 
@@ -52,6 +56,7 @@ class Predictor:
     stride: int = 0  # truncation=chunks: windows, pooled per text
     chunk_pooling: str = "logits"
     task: Any = None  # src.tasks: what the outputs are (the model's problem_type)
+    pairs: dict | None = None  # a sentence-pair model: the run's text and pair columns
 
     @classmethod
     def load(cls, run_dir: str | Path, device: str = "auto") -> Predictor:
@@ -74,6 +79,7 @@ class Predictor:
             stride=int(settings.get("stride", 0)),
             chunk_pooling=str(settings.get("chunk_pooling", "logits")),
             task=of_model(model.config, settings.get("task") or {}),
+            pairs=settings.get("pairs"),
         )
 
     @property
@@ -146,7 +152,7 @@ def read_texts(path: Path, text_column: str, text_pair_column: str | None = None
     if path.suffix.lower() == ".txt":
         if text_pair_column:
             raise UserError(f"input={path}: a .txt holds one text a line; pairs need a table")
-        texts = [line for line in data.read_text(path).splitlines() if line.strip()]
+        texts = data.read_text(path).splitlines()  # a blank line keeps its place (no prediction)
         return [{"text": t} for t in texts], _some(path, texts), None
     rows = data.read_rows(path)
     columns = [(text_column, "text_column")]
@@ -155,16 +161,17 @@ def read_texts(path: Path, text_column: str, text_pair_column: str | None = None
         if rows and column not in rows[0]:
             found = ", ".join(map(str, rows[0]))
             raise UserError(f"{path}: no column '{column}' (found: {found}); set {key}=")
-        for n, row in enumerate(rows, start=1):
-            if row.get(column) is None or not str(row[column]).strip():
-                raise UserError(f"{path} row {n}: empty text in column '{column}'")
-    texts = _some(path, [str(row[text_column]) for row in rows])
-    pairs = [str(row[text_pair_column]) for row in rows] if text_pair_column else None
+    texts = _some(path, [_text(row.get(text_column)) for row in rows])
+    pairs = [_text(row.get(text_pair_column)) for row in rows] if text_pair_column else None
     return rows, texts, pairs
 
 
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
 def _some(path: Path, texts: list[str]) -> list[str]:
-    if not texts:
+    if not any(t.strip() for t in texts):
         raise UserError(f"input={path}: no texts in it")
     return texts
 
@@ -186,6 +193,11 @@ def parse_args(argv: Sequence[str]) -> dict:
         raise UserError('text_pair= goes with text="..." (a file: text_pair_column=)')
     if args["output"] and not args["input"]:
         raise UserError("output= goes with input=<file>")
+    from src.outputs import PREDICTION_FORMATS
+
+    if args["output"] and Path(args["output"]).suffix.lower() not in PREDICTION_FORMATS:
+        raise UserError(f"output={args['output']}: predictions are written as "
+                        f"{', '.join(PREDICTION_FORMATS)}; name the file so")  # fmt: skip
     if not args["batch_size"].isdigit() or int(args["batch_size"]) < 1:
         raise UserError(f"batch_size={args['batch_size']}: a positive integer")
     return args
@@ -196,11 +208,35 @@ def main(argv: Sequence[str]) -> None:
         print(__doc__)
         return
     args = parse_args(argv)
-    model_folder(Path(args["run_dir"]))  # a wrong folder fails before torch loads
+    folder = model_folder(Path(args["run_dir"]))  # a wrong folder fails before torch loads
+    check_pairs(args, json.loads((folder / rundir.PREPROCESSING_FILE).read_text()).get("pairs"))
     if args["text"] is not None:
         predict_text(args)
     else:
         predict_file(args)
+
+
+def check_pairs(args: dict, pairs: dict | None) -> None:
+    """A sentence-pair model takes two texts (a file's second column defaults to the run's);
+    a single-text model takes one. Either mistake is one line, before torch loads."""
+    if not args["text_column"]:  # a pair model's: the run's own; else `text`
+        args["text_column"] = pairs["text_column"] if pairs else "text"
+    if pairs is None:
+        if args["text_pair"] is not None or args["text_pair_column"]:
+            given = "text_pair=" if args["text_pair"] is not None else "text_pair_column="
+            raise UserError(f"{given}: this run was trained on single texts; drop it")
+        return
+    column = pairs["text_pair_column"]
+    if args["text"] is not None and args["text_pair"] is None:
+        raise UserError(
+            f'text_pair= is missing: this run was trained on sentence pairs (its second text: '
+            f'column {column}); give text="..." text_pair="..."'
+        )
+    if args["input"] is not None and not args["text_pair_column"]:
+        if Path(args["input"]).suffix.lower() == ".txt":
+            raise UserError(f"input={args['input']}: this run takes sentence pairs; a .txt holds "
+                            f"one text a line: give a table with a '{column}' column")  # fmt: skip
+        args["text_pair_column"] = column  # the run's own pair column
 
 
 def predict_text(args: dict) -> None:
@@ -224,12 +260,22 @@ def predict_file(args: dict) -> None:
     predictor = _load(args)
     names = predictor.label_names
     task = predictor.task
-    outputs = predictor.probabilities(texts, int(args["batch_size"]), pairs)
+    # an empty text (or pair text) keeps its row, with empty prediction cells: row i of the
+    # output is row i of the input
+    kept = [i for i, t in enumerate(texts) if t.strip() and (pairs is None or pairs[i].strip())]
+    found = predictor.probabilities([texts[i] for i in kept], int(args["batch_size"]),
+                                    None if pairs is None else [pairs[i] for i in kept])
+    outputs: list = [None] * len(texts)
+    for i, output in zip(kept, found, strict=True):
+        outputs[i] = output
     target = Path(args["output"]) if args["output"] else source.with_suffix(".predictions.csv")
     from src.outputs import predictions_csv
 
-    rundir.write_atomic(target, predictions_csv(rows, outputs, names, task))
-    print(f"wrote {len(texts)} predictions ({_tally(task, outputs, names)}) to {target}")
+    table = predictions_csv(rows, outputs, names, task, target.suffix.lower())
+    rundir.write_atomic(target, table)
+    empty = len(texts) - len(kept)
+    note = f"; {empty} empty text{'s' * (empty > 1)} kept its row, no prediction" if empty else ""
+    print(f"wrote {len(kept)} predictions ({_tally(task, found, names)}) to {target}{note}")
 
 
 def _tally(task: Any, outputs: np.ndarray, names: list[str]) -> str:

@@ -13,6 +13,7 @@ import difflib
 from pathlib import Path
 
 from src.compose import CONF, compose
+from src.compose import options as group_options
 from src.errors import UserError
 
 _CONFIG_FLAGS = ("-cp", "-cn", "-cd", "--config-path", "--config-name", "--config-dir")
@@ -60,7 +61,7 @@ def _values(override) -> list[str] | None:
 
 
 def _check_options(text: str, group: str, values: list[str], conf: Path) -> None:
-    options = sorted(p.stem for p in (conf / group).glob("*.yaml") if not p.stem.startswith("_"))
+    options = group_options(group, conf)
     for value in values:
         if value not in options and value not in ("null", "None"):
             close = difflib.get_close_matches(value, options, n=1)

@@ -8,6 +8,7 @@ No torch is imported here or by the declarations.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -143,12 +144,31 @@ def check_callables(cfg: DictConfig | Mapping) -> None:
 # --- python -m src.spec [group]: the declarations, for people ------------------------------
 
 
+USAGE = """usage: python -m src.spec [GROUP ...]
+
+Every key of each GROUP (all of them when none is named) with its default, what it allows and
+a help line: what a run is checked against before anything loads. GROUP: {groups}."""
+
+
 def main(argv: list[str] | None = None) -> None:
     import sys
 
     from src.compose import CONF
+    from src.errors import USER_ERROR_EXIT_CODE, one_line
 
-    for group in (argv if argv is not None else sys.argv[1:]) or ["knobs", *Knobs.NODES]:
+    args = argv if argv is not None else sys.argv[1:]
+    groups = ["knobs", *Knobs.NODES]
+    if any(a in ("-h", "--help") for a in args):
+        print(USAGE.format(groups=", ".join(groups)))
+        return
+    unknown = [a for a in args if a not in groups]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], groups, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        error = UserError(f"src.spec: no group '{unknown[0]}'; {hint}groups: {', '.join(groups)}")
+        print(one_line(error), file=sys.stderr)
+        sys.exit(USER_ERROR_EXIT_CODE)
+    for group in args or groups:
         options = {"knobs": Knobs} if group == "knobs" else {}
         for path in sorted((CONF / group).glob("[!_]*.yaml")):  # _shared.yaml: no option
             spec = spec_class(OmegaConf.load(path).get("_target_") or "")

@@ -18,6 +18,7 @@ import io
 import logging
 import math
 import re
+import sys
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from src.errors import UserError
+from src.errors import USER_ERROR_EXIT_CODE, UserError, one_line
 from src.metrics import HEADLINE, REGISTRY, higher_is_better, task_of
 from src.render import interval
 from src.rundir import (
@@ -301,16 +302,21 @@ def plot(jobs: list[Job], metric: str, path: Path) -> bool:
     return True
 
 
+def sorted_jobs(sweep_dir: Path, metric: str | None) -> tuple[list[Job], str | None]:
+    """The sweep's jobs, sorted by `metric` (default: the best-eval metric), and that metric."""
+    jobs = find_jobs(sweep_dir)
+    columns = sorted({k for j in jobs for k in j.metrics})
+    if metric and columns and metric not in columns:
+        raise UserError(f"--metric {metric}: no job has it; use one of {', '.join(columns)}")
+    metric = metric or default_metric(jobs)
+    return sort_jobs(jobs, metric), metric
+
+
 def summarize(sweep_dir: Path, metric: str | None = None) -> list[Job]:
     """Write summary.md, summary.csv and summary.png into `sweep_dir`; return the sorted jobs."""
     sweep_dir = Path(sweep_dir)
     with locked(sweep_dir / ".summary.lock"):  # parallel jobs rewrite it one at a time
-        jobs = find_jobs(sweep_dir)
-        columns = sorted({k for j in jobs for k in j.metrics})
-        if metric and columns and metric not in columns:
-            raise UserError(f"--metric {metric}: no job has it; use one of {', '.join(columns)}")
-        metric = metric or default_metric(jobs)
-        jobs = sort_jobs(jobs, metric)
+        jobs, metric = sorted_jobs(sweep_dir, metric)
         write_atomic(sweep_dir / SUMMARY_MD, to_markdown(jobs, metric, sweep_dir.name))
         write_atomic(sweep_dir / SUMMARY_CSV, to_csv(jobs, metric))
         if grouped := seeds_table(jobs, metric, for_csv=True):
@@ -320,6 +326,23 @@ def summarize(sweep_dir: Path, metric: str | None = None) -> list[Job]:
         if metric and jobs:
             plot(jobs, metric, sweep_dir / SUMMARY_PNG)
     return jobs
+
+
+def check_sweep(folder: Path) -> None:
+    """A folder of sweep jobs, or one line saying what it is instead."""
+    if not folder.is_dir():
+        raise UserError(f"{folder}: no such folder; give a sweep folder (outputs/multirun/<time>)")
+    if (folder / HYDRA_DIR / "overrides.yaml").is_file():
+        raise UserError(
+            f"{folder}: a single run, not a sweep (its results: metrics.json, report.md); "
+            "src.summarize takes the folder of a `python -m src.run -m` sweep, "
+            "outputs/multirun/<time>"
+        )
+    if not find_jobs(folder):
+        raise UserError(
+            f"{folder}: no sweep jobs in it (no <job>/{HYDRA_DIR}/overrides.yaml); give the "
+            "folder of a `python -m src.run -m` sweep, outputs/multirun/<time>"
+        )
 
 
 class SweepSummary(Callback):
@@ -355,19 +378,21 @@ class SweepSummary(Callback):
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Print the sweep's summary, sorted by --metric; writes nothing (the sweep keeps its
+    summary.* files, which a running sweep rewrites after each job)."""
     parser = argparse.ArgumentParser(
-        prog="python -m src.summarize", description="Summarize a sweep folder (src.run -m)."
+        prog="python -m src.summarize", description="Print the summary of a sweep folder."
     )
     parser.add_argument("sweep_dir", type=Path, help="e.g. outputs/multirun/<time>")
-    parser.add_argument("--metric", help="sort and plot by this column (default: best_eval_*)")
+    parser.add_argument("--metric", help="sort by this column (default: best_eval_*)")
     args = parser.parse_args(argv)
-    if not args.sweep_dir.is_dir():
-        parser.error(f"{args.sweep_dir} is not a folder")
     try:
-        summarize(args.sweep_dir, args.metric)
+        check_sweep(args.sweep_dir)
+        jobs, metric = sorted_jobs(args.sweep_dir, args.metric)
     except UserError as e:
-        parser.error(str(e))
-    print((args.sweep_dir / SUMMARY_MD).read_text(), end="")
+        print(one_line(e), file=sys.stderr)
+        sys.exit(USER_ERROR_EXIT_CODE)
+    print(to_markdown(jobs, metric, args.sweep_dir.name), end="")
 
 
 if __name__ == "__main__":

@@ -128,3 +128,21 @@ def test_no_paired_test_across_test_sets(trained_runs, tmp_path):
         why = compare.paired(*runs)
         assert isinstance(why, str) and reason in why
         assert f"- **other**: no paired test: {why}" in compare.markdown(runs, ["hf_head", "other"])
+
+
+def test_a_run_against_its_evaluation_compares_like_with_like(trained_runs, tmp_path):
+    """An evaluation folder is the run it scored on the data it scored: against that run on
+    its own test split, no setting differs, the paired test finds no difference, and the list
+    says which folder is which kind."""
+    from src.compare import Run, markdown
+    from src.evaluate import CONFIG_NAME, evaluate, with_run_dataset
+    from tests.conftest import compose
+
+    run = trained_runs["hf_head"]
+    cfg = compose([f"run_dir={run}"], config_name=CONFIG_NAME)
+    evaluate(with_run_dataset(cfg, [f"run_dir={run}"]), tmp_path / "eval")
+    out = markdown([Run.read(run), Run.read(tmp_path / "eval")], ["run", "eval"])
+    assert f"- **run**: `{run.as_posix()}`, a training run" in out
+    assert f"- **eval**: `{(tmp_path / 'eval').as_posix()}`, an evaluation of `{run}`" in out
+    assert "None: the resolved configs are identical." in out
+    assert "accuracy +0.000 [+0.000, +0.000]" in out

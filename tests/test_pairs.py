@@ -68,10 +68,10 @@ def test_each_text_of_a_long_pair_is_cut_to_its_share_by_the_strategy(tokenizer)
         assert got["input_ids"][types.index(1) : -1] == second  # the short text whole
 
 
-def test_chunks_cut_each_text_of_a_pair_as_head_tail(tokenizer):
+def test_chunks_cut_each_text_of_a_pair_as_head_tail(tokenizer, same_or_not):
     """The default's truncation=chunks takes pairs: a pair shares one window, so each text is
     cut to its share as head_tail cuts it (src.build says so in the log)."""
-    assert first_error("truncation=chunks", *PAIR, "dataset.train_file=x.csv") == ""
+    assert first_error("truncation=chunks", *PAIR, f"dataset.train_file={same_or_not}") == ""
     long, short = " ".join(f"word{i}" for i in range(80)), "a short one"
     chunks = data.encode_texts(tokenizer, [long], 32, "chunks", pairs=[short])
     assert len(chunks) == 1  # one example per pair, not windows
@@ -138,5 +138,26 @@ def test_predict_and_pipeline_take_pairs(trained, same_or_not, tmp_path, capsys)
     assert [a["label"] for a in answers] == ["same", "different"]
     probs = predict.Predictor.load(run).probabilities(["the river"], pairs=["a river"])
     assert np.argmax(probs[0]) == predict.Predictor.load(run).label_names.index("same")
+    # the file's columns default to the run's own (premise, hypothesis): the same predictions
+    predict.main([f"run_dir={run}", f"input={same_or_not}", f"output={tmp_path / 'o2.csv'}"])
+    assert list(csv.DictReader((tmp_path / "o2.csv").open())) == got
+    pairs = json.loads((run / "best_model" / "preprocessing.json").read_text())["pairs"]
+    assert pairs == {"text_column": "premise", "text_pair_column": "hypothesis"}
+
+
+def test_a_pair_model_refuses_a_lone_text_and_a_single_text_model_a_pair(trained, same_or_not,
+                                                                         trained_runs):  # fmt: skip
+    from src import predict
+    from src.errors import UserError
+
+    run = trained("debug=overfit", *PAIR, f"dataset.train_file={same_or_not}",
+                  f"dataset.test_file={same_or_not}", "dataset.val_size=0", "epochs=60",
+                  "lr=3e-3", "model=hf_head", "trainer=hf")  # fmt: skip
+    with pytest.raises(UserError, match=r"^text_pair= is missing: this run was trained on "
+                       r"sentence pairs \(its second text: column hypothesis\)"):  # fmt: skip
+        predict.main([f"run_dir={run}", "text=I saw a cat."])
+    single = trained_runs["hf_head"]
+    with pytest.raises(UserError, match="^text_pair=: this run was trained on single texts"):
+        predict.main([f"run_dir={single}", "text=a", "text_pair=b"])
     card = (run / "best_model" / "README.md").read_text()
     assert '`{"text": ..., "text_pair": ...}`' in card and "text_pair_column=hypothesis" in card

@@ -66,9 +66,21 @@ def test_txt_input_writes_beside_it_from_the_model_folder(trained_runs, tmp_path
     source.write_text(f"{REVIEW}\n\nDull and far too long.\n", encoding="utf-8-sig")  # a BOM
     predict.main([f"run_dir={trained_runs['custom_head'] / 'best_model'}", f"input={source}"])
     got = list(csv.DictReader((tmp_path / "reviews.predictions.csv").open(encoding="utf-8")))
-    assert [r["text"] for r in got] == [REVIEW, "Dull and far too long."]
-    assert {r["prediction"] for r in got} <= {"neg", "pos"}
-    assert "wrote 2 predictions" in capsys.readouterr().out
+    assert [r["text"] for r in got] == [REVIEW, "", "Dull and far too long."]  # row i = line i
+    assert {got[0]["prediction"], got[2]["prediction"]} <= {"neg", "pos"}
+    assert got[1]["prediction"] == got[1]["p_pos"] == ""  # the blank line: no prediction
+    out = capsys.readouterr().out
+    assert "wrote 2 predictions" in out and "; 1 empty text kept its row, no prediction" in out
+
+
+def test_an_empty_cell_keeps_its_row_and_the_rest_is_predicted(trained_runs, tmp_path, capsys):
+    source = tmp_path / "in.csv"
+    source.write_text("id,text\na,A fine film.\nb,\nc,Dull.\n", encoding="utf-8")
+    predict.main([f"run_dir={trained_runs['hf_head']}", f"input={source}"])
+    got = list(csv.DictReader((tmp_path / "in.predictions.csv").open()))
+    assert [r["id"] for r in got] == ["a", "b", "c"] and got[1]["prediction"] == ""
+    assert got[0]["prediction"] in ("neg", "pos") and got[2]["prediction"] in ("neg", "pos")
+    assert "; 1 empty text kept its row" in capsys.readouterr().out
 
 
 def test_pipeline_loads_hf_head_export_with_label_names(trained_runs):
@@ -122,6 +134,8 @@ def test_not_a_run_is_one_line_exit_2(tmp_path):
         (["run_dir=x", "text=a", "output=o.csv"], "output= goes with input="),
         (["run_dir=x", "text=a", "colour=red"], "colour=red: expected key=value"),
         (["run_dir=x", "text=a", "batch_size=0"], "batch_size=0"),
+        (["run_dir=x", "input=a.csv", "output=p.xlsx"], r"output=p.xlsx: predictions are "
+         r"written as .csv, .tsv, .jsonl"),
     ],
 )
 def test_bad_arguments(argv, message):
@@ -136,3 +150,23 @@ def test_missing_text_column(trained_runs, tmp_path):
         predict.main([f"run_dir={trained_runs['hf_head']}", f"input={source}"])
     predict.main([f"run_dir={trained_runs['hf_head']}", f"input={source}", "text_column=review"])
     assert (tmp_path / "in.predictions.csv").is_file()
+
+
+def test_the_output_is_written_in_the_format_its_extension_names(trained_runs, tmp_path):
+    """output=x.tsv is tab-separated, x.jsonl one JSON object a row, both with the CSV's cells."""
+    source = tmp_path / "in.csv"
+    source.write_text("id,text\na,\"A fine, warm film.\"\nb,Dull.\n", encoding="utf-8")
+    run = trained_runs["hf_head"]
+    tables = {}
+    for suffix in (".csv", ".tsv", ".jsonl"):
+        out = tmp_path / f"out{suffix}"
+        predict.main([f"run_dir={run}", f"input={source}", f"output={out}"])
+        if suffix == ".jsonl":
+            tables[suffix] = [json.loads(line) for line in out.read_text().splitlines()]
+        else:
+            tables[suffix] = list(csv.DictReader(out.open(), delimiter="," if suffix == ".csv"
+                                                 else "\t"))  # fmt: skip
+    assert tables[".tsv"] == tables[".csv"] and tables[".csv"][0]["text"] == "A fine, warm film."
+    for row, line in zip(tables[".csv"], tables[".jsonl"], strict=True):
+        assert line["id"] == row["id"] and line["prediction"] == row["prediction"]
+        assert line["p_pos"] == pytest.approx(float(row["p_pos"]))

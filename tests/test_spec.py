@@ -238,18 +238,24 @@ def test_introspection_and_validation_import_no_torch(tmp_path, args):
     if args == ("--help",):  # the groups and presets, private option files left out
         assert "experiment: cpu_quickstart, seed_notebook, seed_notebook_manual" in proc.stdout
         assert "debug: overfit, smoke" in proc.stdout and "--cfg job --resolve" in proc.stdout
+        assert "_shared" not in proc.stdout and "model: custom_head, hf_head\n" in proc.stdout
 
 
 # --- every option validates; every target fits its callable's signature -------------------
 
 
 # a task beyond single_label needs data with its labels (movie_reviews has one per review)
-WITH = {"task=multi_label": ["dataset=files"], "task=regression": ["dataset=files"]}
+WITH = {"task=multi_label": ["dataset=files"], "task=regression": ["dataset=files"],
+        "dataset=files": []}  # fmt: skip
 
 
 @pytest.mark.parametrize("override", group_options())
-def test_every_option_validates(compose_cfg, override):
-    spec.validate(compose_cfg(override, *WITH.get(override, [])))
+def test_every_option_validates(compose_cfg, override, tmp_path):
+    extra = WITH.get(override)
+    if extra is not None:  # dataset=files: a file that is there (validation checks it is)
+        (tmp_path / "train.csv").write_text("text,label\na,x\n")
+        extra = ["dataset=files", f"dataset.train_file={tmp_path / 'train.csv'}"]
+    spec.validate(compose_cfg(override, *(extra or [])))
 
 
 def test_a_declaration_is_the_rule():
@@ -335,3 +341,14 @@ def test_third_party_optimizer_keys_are_checked_against_its_signature():
     cfg = {"optimizer": {"_target_": "torch.optim.Adam", "_partial_": True, "lrr": 0.1}}
     with pytest.raises(UserError, match=r"optimizer.lrr=0.1: not an argument of torch.optim.Adam"):
         spec.check_callables(cfg)
+
+
+def test_spec_cli_names_an_unknown_group_in_one_line_and_has_help(capsys):
+    for group, hint in (("bogus", ""), ("trainers", "did you mean trainer? ")):
+        with pytest.raises(SystemExit) as exit_:
+            spec.main([group])
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and len(err.strip().splitlines()) == 1
+        assert err.startswith(f"error: src.spec: no group '{group}'; {hint}groups: knobs, ")
+    spec.main(["--help"])
+    assert capsys.readouterr().out.startswith("usage: python -m src.spec [GROUP ...]")

@@ -77,24 +77,38 @@ def test_nothing_to_plot(tmp_path):
     assert not (tmp_path / "summary.png").exists()
 
 
-def test_cli(sweep):
+def test_cli_prints_and_writes_nothing(sweep):
+    summarize.summarize(sweep)  # the sweep's own files, as the running sweep left them
+    written = {p.name: p.read_bytes() for p in sweep.glob("summary.*")}
     proc = subprocess.run(
-        [sys.executable, "-m", "src.summarize", str(sweep)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+        [sys.executable, "-m", "src.summarize", str(sweep), "--metric", "test_accuracy"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == (sweep / "summary.md").read_text()
-    bad = subprocess.run(
-        [sys.executable, "-m", "src.summarize", str(sweep), "--metric", "nope"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert bad.returncode == 2 and "best_eval_f1, test_accuracy, test_f1" in bad.stderr
+    jobs, _ = summarize.sorted_jobs(sweep, "test_accuracy")
+    assert proc.stdout == summarize.to_markdown(jobs, "test_accuracy", sweep.name)
+    assert {p.name: p.read_bytes() for p in sweep.glob("summary.*")} == written
+    with pytest.raises(SystemExit) as exit_:
+        summarize.main([str(sweep), "--metric", "nope"])
+    assert exit_.value.code == 2
+
+
+@pytest.mark.parametrize(
+    ("make", "line"),
+    [
+        (lambda d: _job(d.parent, d.name, ["lr=1"], f1=0.5), "a single run, not a sweep"),
+        (lambda d: d.mkdir(), "no sweep jobs in it"),
+        (lambda d: None, "no such folder"),
+    ],
+)
+def test_a_folder_that_is_no_sweep_is_one_line_exit_2(tmp_path, capsys, make, line):
+    folder = tmp_path / "x"
+    make(folder)
+    with pytest.raises(SystemExit) as exit_:
+        summarize.main([str(folder)])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.startswith(f"error: {folder}: {line}")
+    assert not list(tmp_path.rglob("summary.*"))
 
 
 def test_no_torch_import():
