@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from src.backbones import Backbone, local_config, position_limit
+from src.data.corpora import check_files
 from src.data.tokenize import TRUNCATIONS
 from src.devices import check_device
 from src.encoders import check_levers
@@ -89,6 +90,7 @@ class Knobs(Spec):
         task = get_class(plain["task"]["_target_"])  # validated: one of src.tasks
         if isinstance(task, type) and issubclass(task, Task):  # the metric, dataset, weights
             task.parse(plain["task"], "task.").check(plain)
+        check_files(plain["dataset"])  # last: the checks above need no file
 
 
 def check_frozen(backbone: Mapping[str, Any], compile_: bool) -> None:

@@ -59,11 +59,11 @@ def optuna(cfg: DictConfig, overrides: list[str]) -> list[str]:
     ]
 
 
-def composed(overrides: list[str]) -> DictConfig:
+def composed(overrides: list[str], validate: bool = True) -> DictConfig:
     """The config with Hydra's node, validated without it (as the run will see it)."""
     cfg = compose(overrides, hydra=True)
-    app = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
-    spec.validate(app)
+    if validate:
+        spec.validate(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]))
     return cfg
 
 
@@ -72,7 +72,10 @@ def main(argv: list[str]) -> int:
     overrides = [a for a in argv if a not in MULTIRUN_FLAGS]
     hydra_part = [o for o in overrides if o.lstrip("+~").startswith("hydra")]
     app = [o for o in overrides if o not in hydra_part]
-    base = composed([*hydra_part, *(o for o in app if not swept(o))])
+    # a sweep over the data (dataset.train_file=a.csv,b.csv) has no data without its jobs:
+    # each job is validated below, files and all
+    data_swept = any(swept(o) and o.lstrip("+~").startswith("dataset") for o in app)
+    base = composed([*hydra_part, *(o for o in app if not swept(o))], validate=not data_swept)
     if "optuna" in str(OmegaConf.select(base, "hydra.sweeper._target_", default="")):
         print("\n".join(optuna(base, app)))
         return 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -106,6 +107,40 @@ def train(cfg: DictConfig, run_dir: Path) -> rundir.RunSummary:
     return summary
 
 
+def job_failed(mistake: errors.UserError) -> Exception:
+    """A sweep job's mistake, printed as it happens and then by Hydra as one line (its compact
+    exception), not a traceback through Hydra's code."""
+    from hydra.errors import CompactHydraException
+
+    line = errors.one_line(mistake)
+    print(line, file=sys.stderr)
+    return CompactHydraException(line)
+
+
+def further(cfg: DictConfig, run_dir: Path) -> bool:
+    """resume=auto on a finished run: False when its config is the recorded one (skip it);
+    True when only what may grow changed (epochs, min_steps: train it further from its kept
+    checkpoint); any other change, or no checkpoint to go on from, is one line."""
+    changed = rundir.config_changes(run_dir, OmegaConf.to_container(cfg, resolve=True))
+    if not changed:
+        return False
+    shown = ", ".join(f"{k}: {old} -> {new}" for k, (old, new) in changed.items())
+    if other := [k for k in changed if k not in rundir.GROWS]:
+        raise errors.UserError(
+            f"resume=auto: {run_dir} finished with another config ({shown}); give it a new "
+            f"run folder, or drop resume=auto to retrain it from scratch (keys: "
+            f"{', '.join(other)})"
+        )
+    checkpoints = run_dir / rundir.CHECKPOINTS_DIR
+    if not checkpoints.is_dir() or not any(checkpoints.iterdir()):
+        raise errors.UserError(
+            f"resume=auto: {run_dir} finished and kept no checkpoint to train further from "
+            f"({shown}); a run to be continued needs trainer.keep_checkpoints=true from its start"
+        )
+    log.info(f"resume=auto: {run_dir} finished; training further ({shown})")
+    return True
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
@@ -119,16 +154,31 @@ def main(cfg: DictConfig) -> float | None:
     if hydra_cfg.launcher.get("n_jobs"):  # hydra/launcher=joblib
         distributed.share_machine(hydra_cfg.launcher.n_jobs, hydra_cfg.job.num, cfg.device)
     attempt = rundir.Attempt(run_dir)
-    if cfg.resume == "auto" and attempt.finished:
-        return attempt.skip(cfg.trainer.metric_for_best_model, write=distributed.is_main())
+    try:
+        spec.validate(cfg)  # before anything is written: a config that never runs leaves nothing
+        if cfg.resume == "auto" and attempt.finished and not further(cfg, run_dir):
+            return attempt.skip(cfg.trainer.metric_for_best_model, write=distributed.is_main())
+        if attempt.finished and cfg.resume in (None, ""):
+            log.warning(f"{run_dir} holds a finished run: retraining it from scratch over it "
+                        "(resume=auto skips a finished run, or trains it further)")  # fmt: skip
+    except Exception as e:
+        if (mistake := errors.user_error(e)) is None:
+            raise
+        if hydra_cfg.mode == RunMode.MULTIRUN:  # the sweep goes on; its summary shows why
+            if distributed.is_main():
+                start = rundir.start_of(attempt.previous, None)
+                rundir.write_status(run_dir, "failed", str(mistake), start=start)
+            raise job_failed(mistake) from None
+        if distributed.is_main() and rundir.unused(run_dir):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        print(errors.one_line(mistake), file=sys.stderr)
+        sys.exit(errors.USER_ERROR_EXIT_CODE)
     if not distributed.is_main():  # one run folder, written by rank 0 alone
-        spec.validate(cfg)
         best = train(cfg, run_dir).best_metric
         distributed.shutdown()
         return best
     try:
         with rundir.claimed(run_dir), attempt:  # status.json: running, then how it ended
-            spec.validate(cfg)
             summary = train(cfg, run_dir)
             attempt.resumed_from = summary.resumed_from
     except (errors.Preempted, KeyboardInterrupt) as e:  # a checkpoint to resume from, if any
@@ -137,8 +187,10 @@ def main(cfg: DictConfig) -> float | None:
         sys.exit(errors.INTERRUPTED_EXIT_CODE if interrupted else errors.REQUEUE_EXIT_CODE)
     except Exception as e:
         mistake = errors.user_error(e)
-        if mistake is None or hydra_cfg.mode == RunMode.MULTIRUN:
-            raise  # in a sweep Hydra records the failed job and runs the others
+        if mistake is None:
+            raise
+        if hydra_cfg.mode == RunMode.MULTIRUN:  # Hydra records the failed job, runs the others
+            raise job_failed(mistake) from None
         print(errors.one_line(mistake), file=sys.stderr)
         sys.exit(errors.USER_ERROR_EXIT_CODE)
     distributed.shutdown()  # under torchrun: the other ranks wait for this one's files

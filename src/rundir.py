@@ -364,6 +364,28 @@ def read_config(folder: Path) -> dict[str, Any]:
     return flatten(yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
 
 
+# what a finished run may change and still be trained further with resume=auto
+GROWS = ("epochs", "trainer.epochs", "trainer.min_steps", "trainer.max_epochs")
+_NOT_THE_RUN = ("resume",)  # how to start, not what the run is
+
+
+def config_changes(folder: Path, config: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Dotted key -> (recorded, now) where `config` (resolved) differs from the run's
+    config_resolved.yaml."""
+    old, new = read_config(folder), flatten(config)
+    return {k: (old.get(k, "<absent>"), new.get(k, "<absent>")) for k in sorted({*old, *new})
+            if k not in _NOT_THE_RUN and old.get(k) != new.get(k)}  # fmt: skip
+
+
+def unused(folder: Path) -> bool:
+    """A run folder that holds only what Hydra wrote before the run began (its .hydra/, an
+    empty run.log, the lock the output-folder check took): nothing of a run's."""
+    names = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+    log_file = folder / "run.log"
+    empty_log = not log_file.exists() or not log_file.stat().st_size
+    return names <= {HYDRA_DIR, "run.log", LOCK_FILE} and empty_log
+
+
 def read_overrides(folder: Path) -> list[str]:
     """The overrides Hydra recorded for the job in this folder ([] without a record)."""
     import yaml

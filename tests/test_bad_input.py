@@ -100,6 +100,14 @@ CASES = {
         ("batch_size=64", "fewer than one batch"),
     ),
     "unknown extension": ("text,label\n", None, ".xlsx", (), ("unsupported extension",)),
+    "a class of one example": (
+        "text,label\n" + GOOD_ROWS + "z,very rare\n",
+        None,
+        ".csv",
+        (),
+        ("dataset.test_size=0.2: cannot split the data stratified: 'very rare' has a single "
+         "example (each class needs 2); give dataset.test_file, add examples",),
+    ),
 }
 
 
@@ -126,8 +134,23 @@ def test_missing_file(tmp_path):
         f"dataset.train_file={tmp_path}/nope.csv",
         f"hydra.run.dir={tmp_path}/run",
     )
-    _assert_one_line(proc, "nope.csv does not exist")
-    assert json.loads((tmp_path / "run" / "status.json").read_text())["status"] == "failed"
+    _assert_one_line(proc, "dataset.train_file=", "nope.csv does not exist")
+    assert not (tmp_path / "run").exists()  # checked with the config: no run folder is made
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("lr=-1",), "error: lr=-1"),
+        (("scheduler.warmup_ratio=1.5",), "error: scheduler.warmup_ratio=1.5"),
+        (("dataset=files",), "error: dataset=files needs dataset.train_file="),
+    ],
+)
+def test_a_config_that_never_runs_leaves_no_run_folder(tmp_path, args, needle):
+    """A bad value is one line before anything is written: no folder, no config tree."""
+    proc = run_cli("debug=smoke", *args, f"hydra.run.dir={tmp_path}/run")
+    _assert_one_line(proc, needle)
+    assert not (tmp_path / "run").exists() and not proc.stdout.strip()
 
 
 def test_empty_texts_dropped_with_a_count(tmp_path, caplog):

@@ -172,3 +172,22 @@ def test_checkpoints_rotate_and_a_truncated_or_foreign_one_is_one_line(tmp_path)
     assert truncated.returncode == 2 and "truncated or corrupt" in truncated.stderr
     assert "Traceback" not in truncated.stderr
     assert json.loads((tmp_path / "again" / "status.json").read_text())["status"] == "failed"
+
+
+def test_resume_auto_on_a_finished_run_skips_continues_or_refuses(trained, tmp_path):
+    """The same config: skipped. Only epochs grew: trained further from the kept checkpoint.
+    Anything else changed, or no checkpoint kept: one line naming what changed."""
+    from src.run import further
+
+    args = ["debug=smoke", "trainer=hf", "epochs=1", "resume=auto"]
+    kept = tmp_path / "kept"
+    train(compose([*args, "trainer.keep_checkpoints=true"]), kept)
+    assert further(compose([*args, "trainer.keep_checkpoints=true"]), kept) is False
+    assert further(compose([*args, "trainer.keep_checkpoints=true", "epochs=2"]), kept) is True
+    with pytest.raises(UserError, match=r"^resume=auto: .* finished with another config "
+                       r"\(lr: 0.001 -> 0.002, optimizer.lr: 0.001 -> 0.002\)"):  # fmt: skip
+        further(compose([*args, "trainer.keep_checkpoints=true", "lr=2e-3"]), kept)
+    plain = trained(*args[:-1])  # keep_checkpoints=false: its checkpoints were deleted
+    with pytest.raises(UserError, match=r"kept no checkpoint to train further from \(epochs: "
+                       r"1 -> 2, trainer.epochs: 1 -> 2\)"):  # fmt: skip
+        further(compose([*args, "epochs=2"]), plain)

@@ -56,6 +56,7 @@ def test_failed_job_does_not_stop_the_sweep(tmp_path, launcher):
     proc = run_cli(*sweep)
     assert proc.returncode == 1
     assert "truncation=nope: one of head, tail, head_tail, chunks" in proc.stderr
+    assert "Traceback" not in proc.stderr and "File \"" not in proc.stderr  # one line, no trace
     rows = {r["truncation"]: r for r in _rows(tmp_path)}
     head = json.loads(
         (tmp_path / "1_debug=smoke,trainer=manual,truncation=head" / "metrics.json").read_text()
@@ -176,8 +177,9 @@ def test_launcher_presets_compose():
         GlobalHydra.instance().clear()
     assert slurm.hydra.launcher.signal_delay_s == 120 and slurm.hydra.launcher.gpus_per_node == 1
     sweeper = optuna.hydra.sweeper
-    assert sweeper.direction == "maximize" and sweeper.study_name == "movie_reviews"
-    assert sweeper.storage == "sqlite:///outputs/optuna/movie_reviews/optuna.db"
+    name = sweeper.study_name
+    assert sweeper.direction == "maximize" and name.startswith("movie_reviews-")
+    assert sweeper.storage == f"sqlite:///outputs/optuna/{name}/optuna.db"
     assert set(sweeper.params) == {"lr", "dropout", "batch_size", "scheduler.warmup_ratio"}
 
 
@@ -262,12 +264,17 @@ def test_dry_run_lists_the_jobs_and_creates_nothing(tmp_path):
     assert not sweep.exists()
 
 
-def test_dry_run_reports_a_bad_job_as_one_line(tmp_path):
-    proc = run_cli(
-        "-m", "debug=smoke", "lr=1e-4,-1", "--dry-run", f"hydra.sweep.dir={tmp_path}/sweep"
-    )  # fmt: skip
+@pytest.mark.parametrize("bad", ["lr", "data file"])
+def test_dry_run_reports_a_bad_job_as_one_line(tmp_path, bad):
+    """A bad value, or a data file that is not there, as `src.run` would refuse it."""
+    (tmp_path / "a.csv").write_text("text,label\na,x\nb,y\n")
+    sweep = (["lr=1e-4,-1"] if bad == "lr" else
+             ["dataset=files", f"dataset.train_file={tmp_path}/a.csv,{tmp_path}/gone.csv"])
+    proc = run_cli("-m", "debug=smoke", *sweep, "--dry-run", f"hydra.sweep.dir={tmp_path}/sweep")
     assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr.strip() == "error: lr=-1: a number > 0"
+    assert proc.stderr.strip() == ("error: lr=-1: a number > 0" if bad == "lr" else
+                                   f"error: dataset.train_file={tmp_path}/gone.csv: data file "
+                                   f"{tmp_path}/gone.csv does not exist")  # fmt: skip
     assert not (tmp_path / "sweep").exists()
 
 
@@ -281,3 +288,18 @@ def test_dry_run_of_an_optuna_study_prints_its_space(tmp_path):
     assert "  epochs: choice(1,2)" in proc.stdout
     assert "20 trials, 1 at a time; nothing was created" in proc.stdout
     assert not (tmp_path / "study").exists()
+
+
+def test_each_dataset_and_search_space_gets_a_study_of_its_own(tmp_path):
+    """A study on another dataset (or another search space, head...) no longer resumes the
+    movie_reviews one; the same command names the same study, and so does every trial."""
+    from src.compose import compose
+
+    def study(*overrides: str) -> str:
+        return compose(["hparams_search=optuna", *overrides], hydra=True).hydra.sweeper.study_name
+
+    files = ("dataset=files", f"dataset.train_file={tmp_path / 'reviews.csv'}")
+    names = {study(), study(*files), study("model=hf_head"),
+             study("hydra.sweeper.params.lr='interval(1e-5, 1e-4)'")}
+    assert len(names) == 4 and study(*files).startswith("reviews-")
+    assert study() == study() == study("lr=3e-4", "dropout=0.3")  # a trial's values

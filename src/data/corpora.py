@@ -94,12 +94,24 @@ def log_label_counts(corpus: Corpus, task: Task | None = None) -> None:
 
 
 def _split(split: Split, test_size: float, seed: int, key: str = "test_size",
-           stratify: bool = True) -> tuple[Split, Split]:  # fmt: skip
+           stratify: bool = True, names: list[str] | None = None,
+           ) -> tuple[Split, Split]:  # fmt: skip
     """A stratified split (scikit-learn's train_test_split, as the notebook: the same rows
     whatever the split carries besides its texts); `stratify=False` (label sets, numbers): a
-    seeded random one."""
+    seeded random one. A class too small to stratify is named by its label (`names`)."""
+    from collections import Counter
+
     from sklearn.model_selection import train_test_split
 
+    few = sorted(str(names[y] if names else y) for y, n in Counter(split.labels).items()
+                 if n < 2) if stratify else []  # fmt: skip
+    if few:
+        fix = ("give dataset.test_file" if key == "test_size" else f"set dataset.{key}=0")
+        raise UserError(
+            f"dataset.{key}={test_size}: cannot split the data stratified: "
+            f"{', '.join(repr(f) for f in few)} {'has' if len(few) == 1 else 'have'} a single "
+            f"example (each class needs 2); {fix}, add examples, or drop that class"
+        )
     try:
         rows_tr, rows_te = train_test_split(
             range(len(split)), stratify=split.labels if stratify else None, random_state=seed,
@@ -130,7 +142,7 @@ class Splits(Spec):
         if validation is not None:
             evaluation, eval_split = validation.head(self.max_eval_samples), "validation"
         elif self.val_size > 0:
-            cut = (self.val_size, self.split_seed, "val_size", stratify)
+            cut = (self.val_size, self.split_seed, "val_size", stratify, label_names)
             train, evaluation = _split(train, *cut)
             evaluation, eval_split = evaluation.head(self.max_eval_samples), "validation"
         return Corpus(train.head(self.max_train_samples), evaluation, test, label_names, eval_split)
@@ -356,8 +368,21 @@ class Columns(Splits):
         )  # fmt: skip
         task.check_names(names, str(where.get("train")))
         if test is None:
-            train, test = _split(train, self.test_size, self.split_seed, stratify=task.STRATIFY)
+            train, test = _split(train, self.test_size, self.split_seed, stratify=task.STRATIFY,
+                                 names=names)
         return self.finish(train, test, names, evaluation, task.STRATIFY)
+
+
+def check_files(node: Mapping) -> None:
+    """dataset=files: a train_file, and every file it names present, checked with the config
+    (before a run folder is written or anything loads; a sweep's --dry-run too)."""
+    if not str(node.get("_target_", "")).endswith(".Files"):
+        return
+    if not node.get("train_file"):
+        raise UserError("dataset=files needs dataset.train_file=<path to .csv, .tsv or .jsonl>")
+    for key in ("train_file", "test_file"):
+        if node.get(key) and not Path(node[key]).is_file():
+            raise UserError(f"dataset.{key}={node[key]}: data file {node[key]} does not exist")
 
 
 @dataclass
