@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hydra.errors import CompactHydraException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
@@ -367,6 +368,8 @@ class SweepSummary(Callback):
             # _return_value holds the exception; the public accessor would re-raise it.
             error = job_return._return_value
             text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+            if isinstance(error, CompactHydraException):  # a user's mistake: its one line
+                text = f"{error}\n"
             write_atomic(Path(config.hydra.runtime.output_dir) / ERROR_FILE, text)
         summarize(Path(config.hydra.sweep.dir))
 
