@@ -6,7 +6,7 @@ parameters into the optimizer, the number of optimizer steps into the schedule."
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from omegaconf import DictConfig
@@ -35,6 +35,7 @@ class Built:
     scheduler: Any
     scorer: Any
     frozen: Any = None  # src.models.frozen.FrozenCache (backbone.cache_frozen), else None
+    warnings: list = field(default_factory=list)  # what the run says is wrong with its model
 
 
 def build(cfg: DictConfig, logger: Any) -> Built:
@@ -75,7 +76,7 @@ def build(cfg: DictConfig, logger: Any) -> Built:
         log.info(f"truncation={cfg.truncation}: sentence pairs share each window, so each text "
                  f"of a pair is cut to its share by {data.FOR_PAIRS[cfg.truncation]}")
     eval_docs, pooling = data.docs(encoded["eval"]), cfg.chunk_pooling
-    scorer = make(cfg.metrics).build(task, k, eval_docs, pooling)  # loads the extra metrics
+    scorer = make(cfg.metrics).build(task, k, eval_docs, pooling, corpus.label_names)
     model = make(cfg.model).build(backbone, corpus.id2label, task.PROBLEM_TYPE)
     if backbone.freeze_layers:
         from src.models.frozen import freeze

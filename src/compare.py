@@ -134,6 +134,9 @@ def metric_rows(runs: list[Run]) -> list[tuple[str, list[str]]]:
     rows = [(f"test {k}", [test_cell(run, k) for run in runs]) for k in names]
     rows += [(f"best eval {m}", [_fmt(run.get((best_key(m),))) for run in runs]) for m in best]
     rows += [(label, [_fmt(run.get(path)) for run in runs]) for label, path in FACTS]
+    if any(run.metrics.get("warnings") for run in runs):  # a model that predicts one thing
+        rows.append(("warning", ["; ".join(run.metrics.get("warnings") or []) or "-"
+                                 for run in runs]))  # fmt: skip
     return rows
 
 

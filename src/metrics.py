@@ -9,6 +9,7 @@ its resamples in one pass (in blocks that bound the memory)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,8 @@ import numpy as np
 
 from src.errors import UserError
 from src.schema import Spec, param
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -245,9 +248,10 @@ class Metrics(Spec):
     )
 
     def build(self, task: Any, num_labels: int, eval_docs: Sequence[int] = (),
-              pooling: str = "logits") -> Scorer:  # fmt: skip
+              pooling: str = "logits", names: Sequence[str] | None = None) -> Scorer:  # fmt: skip
         """Load every extra module now, so that a bad name fails before any training."""
-        return Scorer(task, num_labels, [_load(name) for name in self.extra], eval_docs, pooling)
+        extra = [_load(name) for name in self.extra]
+        return Scorer(task, num_labels, extra, eval_docs, pooling, names)
 
 
 CHUNK_POOLINGS = ("logits", "probs")  # how a document's windows are pooled (chunk_pooling)
@@ -280,15 +284,24 @@ class Scorer:
     back into labels and logits into predictions."""
 
     def __init__(self, task: Any, num_labels: int, extra: Sequence[Any] = (),
-                 eval_docs: Sequence[int] = (), pooling: str = "logits") -> None:  # fmt: skip
+                 eval_docs: Sequence[int] = (), pooling: str = "logits",
+                 names: Sequence[str] | None = None) -> None:  # fmt: skip
         self.task, self.num_labels, self.extra = task, num_labels, list(extra)
-        self.eval_docs, self.pooling = list(eval_docs), pooling
+        self.eval_docs, self.pooling, self.names = list(eval_docs), pooling, names
 
     def __call__(self, logits: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+        """An evaluation's metrics; a model that predicts one thing says so in the log."""
         if self.eval_docs and len(logits) == len(self.eval_docs):
             logits = pool(logits, self.eval_docs, self.pooling)
             targets = doc_labels(targets, self.eval_docs)
-        return self.score(logits, self.task.truth_of_targets(targets))
+        truth = self.task.truth_of_targets(targets)
+        if line := self.degenerate(logits, truth):
+            log.warning(f"evaluation: {line}")
+        return self.score(logits, truth)
+
+    def degenerate(self, logits: np.ndarray, truth: np.ndarray) -> str | None:
+        """The task's one-line warning when the model predicts one thing (src.tasks)."""
+        return self.task.degenerate(truth, self.task.decide(logits), self.names)
 
     def score(self, logits: np.ndarray, truth: np.ndarray) -> dict[str, float]:
         """Document-level logits and true labels (ids, multi-hot rows or values) -> metrics."""

@@ -158,9 +158,11 @@ def markdown(cfg: Mapping, metrics: Mapping, classification_report: str) -> str:
     test, n_test = metrics["test"], metrics["n_test"]
     title = f"# {cfg['model']['_target_'].rsplit('.', 1)[-1]} on {cfg['backbone']['name']}"
     wall = ", ".join(f"{k} {v:.1f} s" for k, v in metrics["seconds"].items() if k != "total")
+    warned = [f"> **Warning:** {w}" for w in metrics.get("warnings") or []]
     lines = [
         f"{title} ({metrics['trainer']})",
         "",
+        *(warned + [""] if warned else []),
         *settings_table(cfg, metrics),
         "",
         f"## Test metrics ({n_test} examples)",

@@ -73,6 +73,9 @@ def score_test(built: Built) -> tuple[np.ndarray, np.ndarray, dict, dict]:
         log.info(f"threshold tuned on the {corpus.eval_split} split: {task.threshold}")
     truth, logits = task.truth(corpus.test.labels, k), doc_logits(built, "test")
     scores = built.scorer.score(logits, truth)
+    if line := built.scorer.degenerate(logits, truth):  # metrics.json and report.md keep it
+        log.warning(f"test: {line}")
+        built.warnings.append(f"test: {line}")
     ci = bootstrap_ci(truth, task.decide(logits), k, task=task.NAME)
     log.info("test: " + " ".join(f"{k}={v:.4f}" for k, v in scores.items()))
     return truth, logits, scores, ci
@@ -100,6 +103,7 @@ def train(cfg: DictConfig, run_dir: Path) -> rundir.RunSummary:
         seconds = dict(zip(("build", "fit", "test"), np.diff(marks).tolist(), strict=True))
         resumed, processes = str(resume_from) if resume_from else None, distributed.world_size()
         summary = rundir.RunSummary.of(built, result, scores, ci, seconds, resumed, processes)
+        summary.warnings = list(built.warnings)
         if distributed.is_main():  # under torchrun, rank 0 alone writes the run's results
             artifacts = outputs.save_run(built, cfg, run_dir, summary, labels, logits)
             logger.finish(summary.to_json(), artifacts)  # test metrics, reports (mlflow)

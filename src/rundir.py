@@ -254,6 +254,7 @@ class RunSummary:
     test_sha256: str = ""  # the test texts, in order: runs scored on the same ones pair up
     task: dict = field(default_factory=dict)  # the task's name and what it decided with
     parameters: dict = field(default_factory=dict)  # total, trainable; LoRA: adapter_bytes
+    warnings: list = field(default_factory=list)  # e.g. the test split's model predicts one thing
 
     @classmethod
     def of(cls, built: Any, result: TrainResult, test: dict, ci: dict, seconds: dict[str, float],

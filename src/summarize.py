@@ -77,7 +77,8 @@ def read_job(folder: Path, sweep_dir: Path) -> Job:
     if metrics_file.is_file():
         metrics = read_metrics(folder)
         ci = {f"test_{k}": v for k, v in metrics.get("test_ci95", {}).items()}
-        return Job(name, overrides, "finished", _flat_metrics(metrics), ci=ci, start=start)
+        warned = "; ".join(f"warning: {w}" for w in metrics.get("warnings") or [])
+        return Job(name, overrides, "finished", _flat_metrics(metrics), warned, ci, start)
     if error_file.is_file():
         lines = error_file.read_text().strip().splitlines()
         return Job(name, overrides, "failed", error=lines[-1] if lines else "", start=start)

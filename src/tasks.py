@@ -37,6 +37,8 @@ OmegaConf.register_new_resolver(
 )
 
 THRESHOLD_GRID = tuple(round(0.05 * i, 2) for i in range(1, 20))  # tune_threshold's candidates
+CONSTANT_SHARE = 0.95  # single_label: one class for this share of the texts is one answer
+FLAT_SPREAD = 0.05  # regression: predictions spread under this share of the labels' spread
 
 
 def _metric(task: str, default: str):
@@ -182,6 +184,22 @@ class Task(Spec):
     def score(self, truth: np.ndarray, preds: np.ndarray, k: int) -> dict[str, float]:
         return compute(truth, preds, k, self.NAME)
 
+    def degenerate(self, truth: np.ndarray, preds: np.ndarray,
+                   names: Sequence[str] | None = None) -> str | None:  # fmt: skip
+        """One line naming the likely fix when the model predicts one thing: here one class
+        for 95% of the texts or more, where the labels' largest class holds under two thirds."""
+        preds, truth = np.asarray(preds), np.asarray(truth)
+        if not len(preds):
+            return None
+        top = np.bincount(preds).argmax()
+        share, largest = (preds == top).mean(), np.bincount(truth).max() / len(truth)
+        if share < CONSTANT_SHARE or largest >= 2 / 3:
+            return None
+        name = names[top] if names is not None else str(top)
+        return (f"the model predicts '{name}' for {share:.0%} of the texts (the labels' largest "
+                f"class: {largest:.0%}): it learnt one answer; try more epochs "
+                "(trainer.min_steps), another lr, or class_weights=balanced")  # fmt: skip
+
     def tune(self, logits: np.ndarray, truth: np.ndarray, k: int) -> None:
         """Choose what the task decides with on the validation split (multi_label's threshold)."""
 
@@ -323,6 +341,17 @@ class MultiLabel(Task):
     def decide(self, logits: np.ndarray) -> np.ndarray:
         return sigmoid(logits) >= self.threshold
 
+    def degenerate(self, truth: np.ndarray, preds: np.ndarray,
+                   names: Sequence[str] | None = None) -> str | None:  # fmt: skip
+        """No label for every text, or every label for every text."""
+        preds = np.asarray(preds, bool)
+        if not preds.size or (preds.any() and not preds.all()):
+            return None
+        which = "no label" if not preds.any() else "every label"
+        return (f"the model predicts {which} for every text: it learnt one answer; try "
+                "class_weights=balanced, more epochs (trainer.min_steps) or "
+                "task.tune_threshold=true")  # fmt: skip
+
     def tune(self, logits: np.ndarray, truth: np.ndarray, k: int) -> None:
         """tune_threshold: the grid's threshold with the best micro F1 on `truth` (the
         validation split); ties go to the one nearest 0.5."""
@@ -439,6 +468,15 @@ class Regression(Task):
 
     def decide(self, logits: np.ndarray) -> np.ndarray:
         return np.asarray(logits, np.float64).reshape(len(logits), -1)[:, 0] * self.std + self.mean
+
+    def degenerate(self, truth: np.ndarray, preds: np.ndarray,
+                   names: Sequence[str] | None = None) -> str | None:  # fmt: skip
+        """Predictions whose spread is under 5% of the labels' (a model that says the mean)."""
+        spread, labels = float(np.std(preds)), float(np.std(truth))
+        if not len(preds) or labels == 0 or spread >= FLAT_SPREAD * labels:
+            return None
+        return (f"the predictions barely vary (std {spread:.3g}, the labels' {labels:.3g}): "
+                "the model learnt one answer; try more epochs (trainer.min_steps) or another lr")
 
     def state(self) -> dict:
         return {"name": self.NAME, "standardize": self.standardize,
