@@ -372,10 +372,11 @@ _NOT_THE_RUN = ("resume",)  # how to start, not what the run is
 
 def config_changes(folder: Path, config: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """Dotted key -> (recorded, now) where `config` (resolved) differs from the run's
-    config_resolved.yaml."""
+    config_resolved.yaml. A key on one side only is left out: the code that wrote the record
+    had other keys (a run from before an upgrade is not a changed run)."""
     old, new = read_config(folder), flatten(config)
-    return {k: (old.get(k, "<absent>"), new.get(k, "<absent>")) for k in sorted({*old, *new})
-            if k not in _NOT_THE_RUN and old.get(k) != new.get(k)}  # fmt: skip
+    return {k: (old[k], new[k]) for k in sorted(old.keys() & new.keys())
+            if k not in _NOT_THE_RUN and old[k] != new[k]}  # fmt: skip
 
 
 def unused(folder: Path) -> bool:

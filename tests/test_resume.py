@@ -191,3 +191,20 @@ def test_resume_auto_on_a_finished_run_skips_continues_or_refuses(trained, tmp_p
     with pytest.raises(UserError, match=r"kept no checkpoint to train further from \(epochs: "
                        r"1 -> 2, trainer.epochs: 1 -> 2\)"):  # fmt: skip
         further(compose([*args, "epochs=2"]), plain)
+
+
+def test_a_key_the_record_lacks_is_no_change(trained, tmp_path):
+    """A run recorded by an earlier version of the code (a key it did not have) still counts
+    as the same config for resume=auto."""
+    import shutil
+
+    import yaml
+
+    from src.run import further
+
+    args = ["debug=smoke", "trainer=hf", "epochs=1"]
+    run = Path(shutil.copytree(trained(*args), tmp_path / "run"))
+    record = yaml.safe_load((run / "config_resolved.yaml").read_text())
+    del record["backbone"]["lr"]  # a key added since
+    (run / "config_resolved.yaml").write_text(yaml.safe_dump(record))
+    assert further(compose([*args, "resume=auto"]), run) is False
