@@ -12,6 +12,8 @@ NLTK_DATA, and a TF-IDF baseline on exactly the splits a run makes of them.
   of its features' scores (-3 to +3).
 - `product_topics.csv` (many classes, few examples): the sentences that mention exactly one of
   the 12 features; `label` is that feature.
+- `product_aspects.jsonl` (sparse multi-label): every sentence of product_reviews_2, `label`
+  the JSON list of the 20 most frequent features it mentions; most sentences mention none.
 
 The corpora are read in place, never copied into the project; outputs/ is not committed.
 """
@@ -27,6 +29,7 @@ from pathlib import Path
 
 OUT = Path("outputs/data")
 TOP_FEATURES = 12
+SPARSE_FEATURES = 20  # product_aspects.jsonl: labels as most real multi-label data has them
 SCORE = re.compile(r"[+-]?\d+")
 
 # The commands a run of each task takes (README and the closing note quote them).
@@ -39,6 +42,8 @@ RUNS = {
     "regression": ["task=regression", "dataset=files", "dataset.label_column=score",
                    f"dataset.train_file={OUT}/product_scores.csv", "max_length=64"],
     "topics": ["dataset=files", f"dataset.train_file={OUT}/product_topics.csv", "max_length=64"],
+    "sparse_multi_label": ["task=multi_label", "dataset=files",
+                           f"dataset.train_file={OUT}/product_aspects.jsonl", "max_length=64"],
 }  # fmt: skip
 
 
@@ -72,9 +77,17 @@ def write() -> None:
         if values:
             scored.append((" ".join(line.sent), round(sum(values) / len(values), 4)))
     _csv(OUT / "product_scores.csv", ["text", "score"], scored)
+    every = [line for f in product_reviews_2.fileids() for review in product_reviews_2.reviews(f)
+             for line in review.review_lines]  # fmt: skip
+    common = Counter(f for line in every for f, _ in line.features).most_common(SPARSE_FEATURES)
+    aspects = {f for f, _ in common}
+    with (OUT / "product_aspects.jsonl").open("w", encoding="utf-8") as out:
+        for line in every:
+            tags = sorted({f for f, _ in line.features} & aspects)
+            out.write(json.dumps({"text": " ".join(line.sent), "label": tags}) + "\n")
     print(
         f"wrote {OUT}/: rte_train.csv, rte_test.csv, product_tags.jsonl, product_scores.csv, "
-        "product_topics.csv"
+        "product_topics.csv, product_aspects.jsonl"
     )
 
 
