@@ -53,12 +53,7 @@ class Knobs(Spec):
     tokenize_cache: str | None = param(
         "outputs/cache/tokenized", "folder of tokenized splits shared by runs; null: tokenize anew"
     )
-    class_weights: str | list | None = param(
-        None, "weights the loss per class: balanced (inverse frequency) or one weight per label",
-        test=lambda v: v == "balanced" or (isinstance(v, list) and len(v) > 0 and all(
-            isinstance(w, int | float) and not isinstance(w, bool) and w > 0 for w in v)),
-        allowed="balanced, or a list of positive numbers (one per label)",
-    )  # fmt: skip
+    class_weights: str | list | None = same_as(Task, "class_weights")
 
     def check_against(self, plain: Mapping[str, Any]) -> None:
         """What one key alone cannot tell: limits of the backbone, paths, devices."""

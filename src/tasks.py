@@ -16,6 +16,7 @@ No torch is imported until a loss is built or a model exported.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +27,8 @@ from omegaconf import OmegaConf
 
 from src.errors import UserError
 from src.metrics import TASK_METRICS, TASKS, compute, higher_is_better, softmax
-from src.schema import Spec, param
+from src.schema import Spec, param, same_as
+from src.trainers import TrainerConfig
 
 if TYPE_CHECKING:
     import torch
@@ -36,6 +38,7 @@ OmegaConf.register_new_resolver(
     "direction_of", lambda m: "maximize" if higher_is_better(m) else "minimize", replace=True
 )
 
+log = logging.getLogger(__name__)
 THRESHOLD_GRID = tuple(round(0.05 * i, 2) for i in range(1, 20))  # tune_threshold's candidates
 CONSTANT_SHARE = 0.95  # single_label: one class for this share of the texts is one answer
 FLAT_SPREAD = 0.05  # regression: predictions spread under this share of the labels' spread
@@ -69,6 +72,14 @@ class Task(Spec):
     WEIGHTED_LOSS: ClassVar[str] = "cross-entropy weighted per class"  # with class_weights
 
     best_metric: str = _metric("single_label", "f1")
+    # The `epochs` and `class_weights` knobs read these: what each task learns with by default.
+    epochs: int = same_as(TrainerConfig, "epochs")
+    class_weights: str | list | None = param(
+        None, "weights the loss per class: balanced (inverse frequency) or one weight per label",
+        test=lambda v: v == "balanced" or (isinstance(v, list) and len(v) > 0 and all(
+            isinstance(w, int | float) and not isinstance(w, bool) and w > 0 for w in v)),
+        allowed="balanced, or a list of positive numbers (one per label)",
+    )  # fmt: skip
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -261,6 +272,10 @@ class MultiLabel(Task):
     WEIGHTED_LOSS: ClassVar[str] = "binary cross-entropy, pos_weight per label"
 
     best_metric: str = _metric("multi_label", "f1_micro")
+    # Sparse labels (most texts with none) need both: 2 unweighted epochs learn "no label"
+    # (benchmarks/RESULTS_tasks.md, issue 31); early stopping ends what does not help.
+    epochs: int = same_as(TrainerConfig, "epochs", default=10)
+    class_weights: str | list | None = same_as(Task, "class_weights", default="balanced")
     threshold: float = param(0.5, "a label is predicted when its probability reaches this", gt=0,
                              lt=1)  # fmt: skip
     tune_threshold: bool = param(
@@ -314,10 +329,12 @@ class MultiLabel(Task):
             return None
         if setting == "balanced":
             positives = self.truth(labels, len(names)).sum(0)
-            if (positives == 0).any():
+            if (positives == 0).any():  # a label the split sent wholly to validation or test
                 missing = [n for n, c in zip(names, positives, strict=True) if c == 0]
-                raise UserError(f"class_weights=balanced: no training example of {missing}")
-            return ((len(labels) - positives) / positives).tolist()
+                log.warning(f"class_weights=balanced: no training example of {missing}; "
+                            "weight 1 for it (nothing to balance)")  # fmt: skip
+            return np.where(positives > 0, (len(labels) - positives) / np.maximum(positives, 1),
+                            1.0).tolist()  # fmt: skip
         return _one_per_label(setting, names)
 
     def loss(self, weights: list[float] | None):
@@ -349,7 +366,7 @@ class MultiLabel(Task):
             return None
         which = "no label" if not preds.any() else "every label"
         return (f"the model predicts {which} for every text: it learnt one answer; try "
-                "class_weights=balanced, more epochs (trainer.min_steps) or "
+                "more epochs, class_weights=balanced (the default) if it was turned off, or "
                 "task.tune_threshold=true")  # fmt: skip
 
     def tune(self, logits: np.ndarray, truth: np.ndarray, k: int) -> None:

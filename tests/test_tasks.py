@@ -138,6 +138,45 @@ def test_class_weights_become_pos_weight():
     assert torch.allclose(task.loss(weights)(logits, targets), expected)
 
 
+def test_class_weights_balanced_weighs_a_label_absent_from_train_as_one(caplog):
+    """A label the split sent wholly to test (balanced is multi_label's default) is weighted 1
+    with a warning, not a crash."""
+    assert MultiLabel().weights("balanced", [[0], [], []], ["a", "b"]) == [2.0, 1.0]
+    assert "no training example of ['b']; weight 1" in caplog.text
+
+
+# Sparse on purpose: 3 of 4 texts carry no label, each label is on 1 text in 12.
+FILLER = ["a red car", "the blue sky", "some old shoes", "a quiet room", "the long road",
+          "green grass", "a tall tree", "the cold night"]  # fmt: skip
+SPARSE = [(f"the apple {FILLER[i % 8]}", ["fruit"]) if i % 12 == 0 else
+          (f"a river {FILLER[i % 8]}", ["water"]) if i % 12 == 1 else
+          (f"a bright lamp {FILLER[i % 8]}", ["light"]) if i % 12 == 2 else
+          (f"{FILLER[i % 8]} {FILLER[i // 8 % 8]}", []) for i in range(48)]  # fmt: skip
+
+
+def test_the_multi_label_default_learns_sparse_labels_where_the_old_one_predicts_nothing(
+    trained, compose_cfg, tmp_path_factory
+):
+    """task=multi_label's own defaults (10 epochs, class_weights=balanced) learn the three rare
+    labels; the defaults it had (2 epochs, unweighted) learn "no label" and say so."""
+    assert (compose_cfg("task=multi_label").epochs, compose_cfg("task=multi_label").class_weights
+            ) == (10, "balanced")  # fmt: skip
+    assert (compose_cfg().epochs, compose_cfg().class_weights) == (2, None)
+    path = tmp_path_factory.mktemp("sparse") / "sparse.jsonl"
+    path.write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in SPARSE))
+    # debug=overfit's 20 epochs give way to the task's (epochs=${task.epochs})
+    common = ["debug=overfit", "dataset=files", "dataset.val_size=0", "task=multi_label",
+              "dataset.max_train_samples=null", "dataset.max_eval_samples=null", "lr=1e-3",
+              f"dataset.train_file={path}", f"dataset.test_file={path}",
+              "epochs=${task.epochs}"]  # fmt: skip
+    new = read(trained(*common))
+    old = read(trained(*common, "task.epochs=2", "task.class_weights=null"))
+    assert len(new["history"]) == 10 and len(old["history"]) == 2
+    assert new["test"]["f1_micro"] > 0.5 and new["warnings"] == []
+    assert old["test"]["f1_micro"] == 0.0
+    assert old["warnings"][-1].startswith("test: the model predicts no label for every text")
+
+
 def test_multi_label_reads_csv_jsonl_and_sequence_classlabel(tags, tmp_path):
     import datasets
 
@@ -217,6 +256,7 @@ def test_regression_predictions_come_back_in_the_labels_units(trained, scores, c
     regress = pipeline("text-classification", model=str(run / "best_model"), device="cpu")
     answers = regress([t for t, _ in SCORES], function_to_apply="none")
     np.testing.assert_allclose([a["score"] for a in answers], saved, rtol=1e-4, atol=1e-4)
+    capsys.readouterr()  # what training this run printed, when this test trained it
     predict.main([f"run_dir={run}", "text=a river"])
     assert capsys.readouterr().out.strip() == f"score: {saved[1]:.6g}"
     card = (run / "best_model" / "README.md").read_text()
