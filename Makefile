@@ -2,6 +2,7 @@
 #   make run    install into .venv, fetch the corpus if needed, train the default experiment
 #   make test   install into .venv, fetch the corpus if needed, lint and run every test
 #               (PYTEST_WORKERS=0: in this process, no xdist workers)
+#   make review BASE=origin/main   a config change reviewed, preset by preset (src/review.py)
 #   make mlflow-ui   the MLflow UI on the runs of logger=mlflow (http://127.0.0.1:5000)
 # Pass overrides to a run with ARGS, e.g. make run ARGS="model=custom_head dropout=0.3".
 
@@ -18,7 +19,7 @@ PYTEST_ARGS ?=
 # pytest-xdist workers: one per core (tests/conftest.py gives each worker's torch one thread)
 PYTEST_WORKERS ?= auto
 
-.PHONY: setup data run test lint mlflow-ui
+.PHONY: setup data run test lint review mlflow-ui
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +41,14 @@ lint: $(VENV)/.installed
 
 test: setup lint
 	$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+
+# make review BASE=origin/main [HEAD=HEAD]: every preset's resolved change, key by key, and
+# whether HEAD validates (src/review.py; HEAD empty: the working tree). Markdown on stdout.
+BASE ?= origin/main
+HEAD ?=
+REVIEW_ARGS ?=
+review: $(VENV)/.installed
+	@$(PY) -m src.review $(BASE) $(HEAD) $(REVIEW_ARGS)
 
 # mlflow's server needs SQLAlchemy 2 and the Optuna that hydra-optuna-sweeper pins needs
 # SQLAlchemy<2, so the UI runs from a venv of its own, with the mlflow version of .venv.

@@ -44,6 +44,27 @@ def compose(overrides: list[str], conf: Path = CONF, hydra: bool = False,
         GlobalHydra.instance().clear()
 
 
+def sources(overrides: list[str], conf: Path = CONF, config_name: str = "config") -> list[str]:
+    """The files of `conf` that composing `overrides` reads, as `<group>/<option>` (Hydra's
+    defaults list; its own built-in configs left out): which presets a changed file reaches."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+            found = (
+                GlobalHydra.instance()
+                .config_loader()
+                .compute_defaults_list(config_name, overrides, RunMode.RUN)
+            )
+    finally:
+        GlobalHydra.instance().clear()
+    paths = (d.config_path for d in found.defaults if d.config_path)
+    return [p for p in dict.fromkeys(paths) if (conf / f"{p}.yaml").is_file()]
+
+
 # --help lists each group's options, its private _shared.yaml left out (Hydra's own list has it);
 # registered wherever a config composes, so the hydra node resolves in tools and tests too
 OmegaConf.register_new_resolver("project_groups", lambda: group_lines(), replace=True)

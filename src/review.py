@@ -1,0 +1,496 @@
+"""Review a config change: what every preset resolves to at two git revisions, key by key,
+which presets each changed file reaches, whether the new side validates, and, given runs of
+both sides, whether the change mattered.
+
+    python -m src.review BASE [HEAD]                       # HEAD: the working tree; Markdown
+    python -m src.review origin/main HEAD --format json    # | text
+    python -m src.review main --runs outputs/runs/before outputs/runs/after
+    python -m src.review main --runs outputs/multirun/old outputs/multirun/new   # two sweeps
+
+The presets: the default composition, each conf/experiment/*, conf/debug/* and
+conf/hparams_search/* (with its search space, `hydra.sweeper`). Each revision's conf/ is read
+from git (`git archive`), never checked out over your files; the working tree's is read as it
+is. Validation is this checkout's (`python -m src.run` would name the same line).
+
+Exit status: 0; 1 when a preset does not validate at HEAD, or with --fail-on-change when any
+resolved key changed; 2 for a mistake (no such revision, not a git repository, a folder that
+holds no finished run or sweep). No torch loads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import subprocess
+import sys
+import tarfile
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from src.errors import UserError, one_line
+from src.rundir import flatten
+from src.schema import show
+
+PRESET_GROUPS = ("experiment", "debug", "hparams_search")
+SWEEP_GROUP = "hparams_search"  # its presets add their search space: hydra.sweeper.*
+ABSENT = "<absent>"
+FORMATS = ("md", "json", "text")
+COMMENT_MARKER = "<!-- src.review -->"
+NOT_SETTINGS = (
+    "resume",
+    "tokenize_cache",
+)  # where a run was, not what it ran  # the one PR comment .github/scripts/pr-comment.sh edits
+
+
+@dataclass
+class Preset:
+    """One preset composed at one revision."""
+
+    name: str  # default | <group>/<option>
+    config: dict[str, Any] | None = None  # dotted keys, resolved; None: it did not compose
+    error: str = ""  # why it did not compose
+    files: list[str] = field(default_factory=list)  # conf/ files its composition reads
+    plain: dict[str, Any] | None = None  # the nested config a run would validate
+
+
+@dataclass
+class Revision:
+    label: str  # `main (1a2b3c4)` | `the working tree`
+    presets: dict[str, Preset]
+
+
+@dataclass
+class Change:
+    preset: str
+    status: str  # changed | unchanged | added | removed | broken (does not compose on a side)
+    keys: list[tuple[str, Any, Any]] = field(default_factory=list)  # (key, base, head)
+    note: str = ""
+
+
+# --- git ----------------------------------------------------------------------------------------
+
+
+def git(repo: Path, *args: str, data: bool = False) -> Any:
+    done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=not data)
+    if done.returncode:
+        raise UserError(str(done.stderr).strip().splitlines()[-1] if done.stderr else "git failed")
+    return done.stdout
+
+
+def repo_root(path: Path) -> Path:
+    try:
+        return Path(git(path, "rev-parse", "--show-toplevel").strip())
+    except (UserError, FileNotFoundError):
+        raise UserError(
+            f"{path}: not a git repository; run python -m src.review inside a clone (or pass "
+            "--repo)"
+        ) from None
+
+
+def commit_of(repo: Path, rev: str) -> str:
+    try:
+        return git(repo, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}").strip()
+    except UserError:
+        raise UserError(
+            f"{rev}: no such revision in {repo} (a branch, tag or commit; for a remote branch "
+            "fetch it first: git fetch origin)"
+        ) from None
+
+
+def conf_at(repo: Path, commit: str, into: Path) -> Path | None:
+    """The revision's conf/ written under `into` (None: it has none)."""
+    if not git(repo, "ls-tree", "--name-only", commit, "conf").strip():
+        return None
+    archive = git(repo, "archive", "--format=tar", commit, "conf", data=True)
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # 3.10.12+
+        tar.extractall(into, **safe)
+    return into / "conf"
+
+
+def changed_files(repo: Path, base: str, head: str | None) -> dict[str, str]:
+    """conf/ path -> A (added), M or D, BASE against HEAD (or the working tree, untracked
+    files included)."""
+    out = git(repo, "diff", "--name-status", "--no-renames", base, *([head] if head else []),
+              "--", "conf")  # fmt: skip
+    found = {line.split("\t", 1)[1]: line[0] for line in out.splitlines() if "\t" in line}
+    if head is None:
+        untracked = git(repo, "ls-files", "--others", "--exclude-standard", "--", "conf")
+        found.update(dict.fromkeys(untracked.split(), "A"))
+    return dict(sorted(found.items()))
+
+
+# --- composing every preset ---------------------------------------------------------------------
+
+
+def preset_names(conf: Path) -> dict[str, list[str]]:
+    """Preset name -> its overrides: `default`, then each option of PRESET_GROUPS."""
+    out: dict[str, list[str]] = {"default": []}
+    for group in PRESET_GROUPS:
+        for path in sorted((conf / group).rglob("*.yaml")):
+            if not path.stem.startswith("_"):
+                option = path.relative_to(conf / group).with_suffix("").as_posix()
+                out[f"{group}/{option}"] = [f"{group}={option}"]
+    return out
+
+
+def portable(value: Any, roots: tuple[Path, ...]) -> Any:
+    """Checkout folders as <root> and the home folder as ~ (resolved configs compare on any
+    machine and at any revision)."""
+    if isinstance(value, dict):
+        return {k: portable(v, roots) for k, v in value.items()}
+    if isinstance(value, list):
+        return [portable(v, roots) for v in value]
+    if isinstance(value, str):
+        for root in roots:
+            value = value.replace(str(root), "<root>")
+        return value.replace(str(Path.home()), "~")
+    return value
+
+
+def resolve(overrides: list[str], conf: Path) -> dict[str, Any]:
+    """The composed config as a run resolves it, without Hydra's node; a search-space preset
+    keeps its sweeper (`hydra.sweeper`: the space, direction, trials)."""
+    from omegaconf import OmegaConf
+
+    import src.tasks  # noqa: F401  (registers the `direction_of` resolver a search space reads)
+    from src.compose import compose
+
+    sweep = any(o.startswith(f"{SWEEP_GROUP}=") for o in overrides)
+    cfg = compose(overrides, conf=conf, hydra=sweep)
+    plain = {k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k])
+             else cfg[k] for k in cfg if k != "hydra"}  # fmt: skip
+    if sweep:
+        plain["hydra"] = {"sweeper": OmegaConf.to_container(cfg.hydra.sweeper, resolve=True)}
+    return plain
+
+
+def read_revision(label: str, conf: Path | None, roots: tuple[Path, ...]) -> Revision:
+    from src.compose import sources
+
+    presets: dict[str, Preset] = {}
+    for name, overrides in (preset_names(conf) if conf else {}).items():
+        try:
+            plain = resolve(overrides, conf)
+            files = [f"conf/{p}.yaml" for p in sources(overrides, conf)]
+        except Exception as e:  # a revision whose conf/ does not compose: its line, reported
+            presets[name] = Preset(name, error=_first_line(e))
+            continue
+        config = flatten(portable(plain, (conf.parent, *roots)))
+        presets[name] = Preset(name, config, files=files, plain=plain)
+    return Revision(label, presets)
+
+
+def _first_line(error: BaseException) -> str:
+    """Hydra's message on one line (it names the file, then the option it missed)."""
+    text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    return (text or type(error).__name__)[:400]
+
+
+# --- what changed ------------------------------------------------------------------------------
+
+
+def compare(base: Revision, head: Revision) -> list[Change]:
+    out = []
+    for name in dict.fromkeys([*base.presets, *head.presets]):
+        old, new = base.presets.get(name), head.presets.get(name)
+        if old is None or new is None:
+            out.append(Change(name, "added" if old is None else "removed"))
+        elif old.config is None or new.config is None:
+            side = "BASE" if old.config is None else "HEAD"
+            out.append(Change(name, "broken", note=f"does not compose at {side}: "
+                                                   f"{old.error or new.error}"))  # fmt: skip
+        else:
+            keys = list(old.config) + [k for k in new.config if k not in old.config]
+            diff = [(k, old.config.get(k, ABSENT), new.config.get(k, ABSENT)) for k in keys
+                    if old.config.get(k, ABSENT) != new.config.get(k, ABSENT)]  # fmt: skip
+            out.append(Change(name, "changed" if diff else "unchanged", diff))
+    return out
+
+
+def reach(files: dict[str, str], base: Revision, head: Revision) -> dict[str, list[str]]:
+    """Changed conf/ file -> the presets whose composition reads it (at HEAD, or at BASE for
+    a file HEAD no longer has)."""
+    out = {}
+    for path in files:
+        names = [p.name for side in (head, base) for p in side.presets.values()
+                 if path in p.files]  # fmt: skip
+        out[path] = list(dict.fromkeys(names))
+    return out
+
+
+def verdicts(head: Revision, repo: Path) -> dict[str, str]:
+    """Preset -> '' (valid) or the one line `python -m src.run` would print for it (relative
+    data paths are the clone's)."""
+    import os
+
+    from src.spec import validate
+
+    out = {}
+    for name, preset in head.presets.items():
+        if preset.plain is None:
+            out[name] = f"error: does not compose: {preset.error}"
+            continue
+        plain = {k: v for k, v in preset.plain.items() if k != "hydra"}
+        here = Path.cwd()
+        try:
+            os.chdir(repo)
+            validate(plain)
+            out[name] = ""
+        except UserError as e:
+            out[name] = one_line(e)
+        finally:
+            os.chdir(here)
+    return out
+
+
+# --- evidence: runs of both sides --------------------------------------------------------------
+
+
+@dataclass
+class Evidence:
+    label: str  # the preset, or a sweep job's override set
+    base: str
+    head: str
+    rows: list[tuple[str, str, str]] = field(default_factory=list)  # metric, base, head
+    settings: list[tuple[str, Any, Any]] = field(default_factory=list)  # resolved keys differing
+    paired: list[str] = field(default_factory=list)  # compare.verdict lines
+    note: str = ""  # why there is no paired test
+
+
+def evidence(old: Path, new: Path) -> list[Evidence]:
+    """Two run folders (paired by the preset their runs name), or two sweeps (their jobs
+    paired by override set)."""
+    from src.rundir import METRICS_FILE
+    from src.summarize import find_jobs
+
+    if (old / METRICS_FILE).is_file() and (new / METRICS_FILE).is_file():
+        return [_pair(_preset_of(new), old, new)]  # the preset of the HEAD run names the pair
+    jobs = [find_jobs(folder) if folder.is_dir() else [] for folder in (old, new)]
+    if not all(jobs):
+        bad = old if not jobs[0] and not (old / METRICS_FILE).is_file() else new
+        raise UserError(
+            f"--runs {bad}: neither a finished run (metrics.json) nor a sweep folder; give two "
+            "run folders or two sweep folders"
+        )
+    by_overrides = {frozenset(j.overrides.items()): j for j in jobs[0]}
+    out = []
+    for job in sorted(jobs[1], key=lambda j: j.name):
+        match = by_overrides.get(frozenset(job.overrides.items()))
+        label = " ".join(f"{k}={v}" for k, v in sorted(job.overrides.items())) or job.name
+        if match is None:
+            out.append(Evidence(label, "-", str(new / job.name), note="no job of the same "
+                                "overrides in the base sweep"))  # fmt: skip
+        elif job.status != "finished" or match.status != "finished":
+            out.append(Evidence(label, str(old / match.name), str(new / job.name),
+                                note=f"not finished ({match.status}, {job.status})"))  # fmt: skip
+        else:
+            out.append(_pair(label, old / match.name, new / job.name))
+    return out
+
+
+def _preset_of(run: Path) -> str:
+    """`experiment/x`, or `default`; with the run's other overrides after it."""
+    from src.rundir import read_overrides
+
+    given = read_overrides(run)
+    chosen = [o.replace("=", "/") for o in given if o.split("=", 1)[0] in PRESET_GROUPS]
+    rest = [o for o in given if o.split("=", 1)[0] not in (*PRESET_GROUPS, "hydra.run.dir")]
+    return " ".join([*(chosen or ["default"]), *rest])
+
+
+def _pair(label: str, old: Path, new: Path) -> Evidence:
+    from src import compare
+
+    runs = [compare.Run.read(old), compare.Run.read(new)]
+    found = Evidence(label, str(old), str(new))
+    found.settings = [(k, a, b) for k, (a, b) in compare.differences(runs).items()
+                      if k not in NOT_SETTINGS]  # fmt: skip
+    tested = runs[1].metrics.get("test", {})
+    found.rows = [(name, a, b) for name, (a, b) in compare.metric_rows(runs)
+                  if name.removeprefix("test ") in tested]  # fmt: skip
+    result = compare.paired(*runs)
+    if isinstance(result, str):
+        found.note = f"no paired test: {result}"
+    else:
+        n = runs[1].metrics.get("n_test")
+        found.note = f"paired on the same {n} test texts"
+        found.paired = [compare.verdict(d, "HEAD") for d in result]
+    return found
+
+
+# --- the report ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Report:
+    base: str
+    head: str
+    changes: list[Change]
+    files: dict[str, str]  # path -> A | M | D
+    reaches: dict[str, list[str]]
+    invalid: dict[str, str]  # preset -> its line (the valid ones left out)
+    presets: list[str]  # every preset at HEAD
+    evidence: list[Evidence] = field(default_factory=list)
+
+    @property
+    def changed(self) -> list[Change]:
+        return [c for c in self.changes if c.status != "unchanged"]
+
+
+def _cell(value: Any) -> str:
+    text = ABSENT if value == ABSENT else json.dumps(value) if isinstance(value, list | dict) \
+        else show(value)  # fmt: skip
+    return "`" + text.replace("|", "\\|") + "`"
+
+
+def markdown(r: Report) -> str:
+    lines = [COMMENT_MARKER, f"## Config review: `{r.base}` -> `{r.head}`", ""]
+    verdict = ("every preset validates at HEAD" if not r.invalid else
+               f"**{len(r.invalid)} preset(s) do not validate at HEAD**")  # fmt: skip
+    lines += [f"{len(r.changed)} of {len(r.changes)} presets changed; {len(r.files)} file(s) "
+              f"in `conf/` changed; {verdict}.", ""]  # fmt: skip
+    if r.files:
+        lines += ["### Changed files and the presets they reach", "", "| file | | reaches |",
+                  "|---|---|---|"]  # fmt: skip
+        lines += [f"| `{path}` | {status} | "
+                  + (", ".join(f"`{p}`" for p in r.reaches[path]) or _unreached(path)) + " |"
+                  for path, status in r.files.items()]  # fmt: skip
+        lines.append("")
+    lines += ["### Presets, key by key", ""]
+    groups: dict[tuple, list[str]] = {}  # presets with the same changes share one table
+    for change in r.changed:
+        groups.setdefault((change.status, change.note, repr(change.keys)), []).append(change.preset)
+    for change in r.changed:
+        names = groups.pop((change.status, change.note, repr(change.keys)), None)
+        if names is None:
+            continue
+        lines.append(f"#### {', '.join(f'`{n}`' for n in names)}: {change.status}")
+        if change.note:
+            lines.append(change.note)
+        if change.keys:
+            lines += ["", "| key | BASE | HEAD |", "|---|---|---|"]
+            lines += [f"| `{k}` | {_cell(a)} | {_cell(b)} |" for k, a, b in change.keys]
+        lines.append("")
+    same = [c.preset for c in r.changes if c.status == "unchanged"]
+    lines += [f"Unchanged: {', '.join(f'`{p}`' for p in same)}." if same else
+              "Every preset changed.", ""]  # fmt: skip
+    lines += ["### Validation at HEAD", ""]
+    lines += [f"- `{p}`: **invalid**: `{line}`" for p, line in r.invalid.items()]
+    valid = [f"`{p}`" for p in r.presets if p not in r.invalid]
+    lines += [f"- valid: {', '.join(valid)}" if valid else "- no preset is valid"]
+    if r.evidence:
+        lines += ["", "### Evidence: runs of both sides", ""]
+        for e in r.evidence:
+            lines += [f"#### `{e.label}`", "", f"BASE `{e.base}`, HEAD `{e.head}`: {e.note}."]
+            if e.settings:
+                lines += ["", "Settings that differ: " + ", ".join(
+                    f"`{k}` {_cell(a)} -> {_cell(b)}" for k, a, b in e.settings) + "."]  # fmt: skip
+            if e.rows:
+                lines += ["", "| test metric [95% interval] | BASE | HEAD |", "|---|---|---|"]
+                lines += [f"| {m.removeprefix('test ')} | {a} | {b} |" for m, a, b in e.rows]
+            lines += ["", *(f"- HEAD - BASE: {v}" for v in e.paired), ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _unreached(path: str) -> str:
+    parts = Path(path).with_suffix("").parts[1:]  # conf/<group>/<option>.yaml
+    if len(parts) == 2 and not parts[1].startswith("_"):
+        return f"no preset (runs that choose `{parts[0]}={parts[1]}`)"
+    return "no preset"
+
+
+def text(r: Report) -> str:
+    lines = [f"config review: {r.base} -> {r.head}"]
+    lines += [f"{path} ({status}) reaches: {', '.join(r.reaches[path]) or 'no preset'}"
+              for path, status in r.files.items()]  # fmt: skip
+    for change in r.changed:
+        lines.append(f"{change.preset}: {change.status}" + (f" ({change.note})" if change.note
+                                                            else ""))  # fmt: skip
+        lines += [f"  {k}: {_cell(a).strip('`')} -> {_cell(b).strip('`')}" for k, a, b in
+                  change.keys]  # fmt: skip
+    lines += [f"invalid at HEAD: {p}: {line}" for p, line in r.invalid.items()]
+    for e in r.evidence:
+        lines.append(f"evidence {e.label}: {e.note}")
+        lines += [f"  {v}" for v in e.paired]
+    return "\n".join(lines) + "\n"
+
+
+def to_json(r: Report) -> str:
+    out = asdict(r)
+    keys = [[{"key": k, "base": a, "head": b} for k, a, b in c.keys] for c in r.changes]
+    out["changes"] = [{**asdict(c), "keys": k} for c, k in zip(r.changes, keys, strict=True)]
+    out["valid"] = not r.invalid
+    return json.dumps(out, indent=2, default=str) + "\n"
+
+
+# --- the command --------------------------------------------------------------------------------
+
+
+_COMPOSED: dict[str, dict[str, Preset]] = {}  # conf/ tree id -> its presets (one process)
+
+
+def committed(repo: Path, rev: str, commit: str) -> Revision:
+    """A commit's presets, composed from its conf/ (once per tree in a process)."""
+    label = commit[:7] if commit.startswith(rev) else f"{rev} ({commit[:7]})"
+    tree = git(repo, "rev-parse", f"{commit}:conf").strip() if git(
+        repo, "ls-tree", "--name-only", commit, "conf").strip() else ""  # fmt: skip
+    if tree not in _COMPOSED:
+        with tempfile.TemporaryDirectory(prefix="review-") as tmp:
+            side = read_revision(label, conf_at(repo, commit, Path(tmp)), (repo, Path(tmp)))
+        _COMPOSED[tree] = side.presets
+    return Revision(label, _COMPOSED[tree])
+
+
+def review(repo: Path, base: str, head: str | None, runs: list[tuple[Path, Path]]) -> Report:
+    repo = repo_root(repo)
+    base_commit = commit_of(repo, base)
+    head_commit = commit_of(repo, head) if head else None
+    evidence_found = [e for old, new in runs for e in evidence(old, new)]  # a bad path: first
+    base_side = committed(repo, base, base_commit)
+    if head_commit:
+        head_side = committed(repo, head, head_commit)
+    else:
+        conf = repo / "conf"
+        head_side = read_revision("the working tree", conf if conf.is_dir() else None, (repo,))
+    files = changed_files(repo, base_commit, head_commit)
+    invalid = {p: line for p, line in verdicts(head_side, repo).items() if line}
+    return Report(base_side.label, head_side.label, compare(base_side, head_side), files,
+                  reach(files, base_side, head_side), invalid, list(head_side.presets),
+                  evidence_found)  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m src.review", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n\n".join(__doc__.split("\n\n")[1:]),
+    )  # fmt: skip
+    parser.add_argument("base", help="the revision the change is reviewed against (main, "
+                        "origin/main, a tag or a commit)")  # fmt: skip
+    parser.add_argument("head", nargs="?", help="the changed revision (default: the working tree)")
+    parser.add_argument("--format", choices=FORMATS, default="md", help="md (default), json, text")
+    parser.add_argument("--runs", nargs=2, action="append", type=Path, default=[],
+                        metavar=("BASE_RUN", "HEAD_RUN"),
+                        help="a run (or sweep) of each side: their metrics, intervals and "
+                             "paired tests; repeat for more presets")  # fmt: skip
+    parser.add_argument("--fail-on-change", action="store_true",
+                        help="exit 1 when any preset's resolved config changed")  # fmt: skip
+    parser.add_argument("--repo", type=Path, default=Path.cwd(), help="a clone (default: here)")
+    args = parser.parse_args(argv)
+    try:
+        report = review(args.repo, args.base, args.head, [tuple(p) for p in args.runs])
+    except UserError as e:
+        print(one_line(e), file=sys.stderr)
+        return 2
+    sys.stdout.write({"md": markdown, "json": to_json, "text": text}[args.format](report))
+    if report.invalid:
+        return 1
+    return 1 if args.fail_on_change and report.changed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
