@@ -50,10 +50,6 @@ REVIEW_ARGS ?=
 review: $(VENV)/.installed
 	@$(PY) -m src.review $(BASE) $(HEAD) $(REVIEW_ARGS)
 
-# mlflow's server needs SQLAlchemy 2 and the Optuna that hydra-optuna-sweeper pins needs
-# SQLAlchemy<2, so the UI runs from a venv of its own, with the mlflow version of .venv.
-MLFLOW_UI_VENV ?= .venv-mlflow-ui
+# The MLflow UI on the runs of logger=mlflow (its store: MLFLOW_TRACKING_URI, else outputs/mlflow.db).
 mlflow-ui: $(VENV)/.installed
-	@test -x $(MLFLOW_UI_VENV)/bin/mlflow || { $(PYTHON) -m venv $(MLFLOW_UI_VENV) && \
-	  $(MLFLOW_UI_VENV)/bin/pip install -q "mlflow==$$($(PY) -c 'import mlflow; print(mlflow.__version__)')"; }
-	$(MLFLOW_UI_VENV)/bin/mlflow ui --backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///outputs/mlflow.db}" $(ARGS)
+	$(VENV)/bin/mlflow ui --backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///outputs/mlflow.db}" $(ARGS)

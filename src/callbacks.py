@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from src.errors import USER_ERROR_EXIT_CODE, UserError, one_line
 from src.rundir import claim
@@ -36,13 +36,15 @@ class CheckOutputDir(Callback):
     folder is then held for this process (src.rundir.claim), so a second run into it is
     refused while this one lives; under torchrun rank 0 holds it for all."""
 
-    def _check(self, folder: str, key: str) -> None:
+    def _check(self, folder: str, key: str, shared: bool = False) -> None:
+        """`shared`: an Optuna study's folder, which every worker of the study writes into
+        (each job still holds its own folder while it runs)."""
         from src.distributed import is_main
 
         try:
             if reason := unwritable_reason(Path(folder)):
                 raise UserError(f"{key}={folder}: {reason}; choose a writable folder")
-            if is_main():
+            if is_main() and not shared:
                 try:
                     claim(Path(folder))
                 except UserError as e:
@@ -55,4 +57,5 @@ class CheckOutputDir(Callback):
         self._check(config.hydra.run.dir, "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._check(config.hydra.sweep.dir, "hydra.sweep.dir")
+        study = "src_sweepers" in str(OmegaConf.select(config, "hydra.sweeper._target_"))
+        self._check(config.hydra.sweep.dir, "hydra.sweep.dir", shared=study)

@@ -93,3 +93,25 @@ def study_name(dataset, task: str, backbone: str, model: str, params) -> str:
 
 
 OmegaConf.register_new_resolver("study_name", study_name, replace=True, use_cache=True)
+
+NAME_BYTES = 200  # a job folder's name at most (filesystems allow 255 bytes per name)
+
+
+def job_dir(name: str) -> str:
+    """A sweep job's folder name (hydra.sweep.subdir): the overrides as Hydra writes them when
+    they fit, else their start and a stable hash of the whole (the same overrides, the same
+    folder: resume=auto finds it). Each job's .hydra/overrides.yaml holds them all."""
+    import hashlib
+
+    parts = str(name).split("/")  # a value with a slash nests folders: each part must fit
+    return "/".join(_fit(p, hashlib.sha1(p.encode()).hexdigest()[:10]) for p in parts)
+
+
+def _fit(part: str, digest: str) -> str:
+    data = part.encode()
+    if len(data) <= NAME_BYTES:
+        return part
+    return f"{data[: NAME_BYTES - len(digest) - 1].decode(errors='ignore')}~{digest}"
+
+
+OmegaConf.register_new_resolver("job_dir", job_dir, replace=True)

@@ -54,9 +54,14 @@ def optuna(cfg: DictConfig, overrides: list[str]) -> list[str]:
         f"{cfg.trainer.metric_for_best_model}",
         "search space:",
         *(f"  {key}: {value}" for key, value in space.items()),
+        f"sampler {_target(sweeper.get('sampler'))}, pruner {_target(sweeper.get('pruner'))}",
         f"{sweeper.n_trials} trials, {sweeper.n_jobs} at a time; nothing was created "
         "(drop --dry-run to start the study; the same command resumes it).",
     ]
+
+
+def _target(node) -> str:
+    return "none" if node is None else str(node.get("_target_", node)).rsplit(".", 1)[-1]
 
 
 def composed(overrides: list[str], validate: bool = True) -> DictConfig:
@@ -77,6 +82,9 @@ def main(argv: list[str]) -> int:
     data_swept = any(swept(o) and o.lstrip("+~").startswith("dataset") for o in app)
     base = composed([*hydra_part, *(o for o in app if not swept(o))], validate=not data_swept)
     if "optuna" in str(OmegaConf.select(base, "hydra.sweeper._target_", default="")):
+        from src import study
+
+        study.check(base, [o for o in app if swept(o)], open_storage=False)
         print("\n".join(optuna(base, app)))
         return 0
     if not multirun:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from src import compose as _resolvers  # noqa: F401  (study_name, job_dir: in every job process)
 from src import errors, rundir, spec
 from src.build import Built, build, make
 
@@ -81,8 +82,9 @@ def score_test(built: Built) -> tuple[np.ndarray, np.ndarray, dict, dict]:
     return truth, logits, scores, ci
 
 
-def train(cfg: DictConfig, run_dir: Path) -> rundir.RunSummary:
-    """Run one experiment into `run_dir`: build, fit, test, save. Returns its RunSummary."""
+def train(cfg: DictConfig, run_dir: Path, trial: Any = None) -> rundir.RunSummary:
+    """Run one experiment into `run_dir`: build, fit, test, save. Returns its RunSummary.
+    `trial`: the study's trial this run reports its epochs to (src.study.JobTrial)."""
     import numpy as np
 
     from src import distributed, outputs, reports
@@ -94,6 +96,7 @@ def train(cfg: DictConfig, run_dir: Path) -> rundir.RunSummary:
     marks = [time.perf_counter()]  # where a run's wall time goes: metrics.json `seconds`
     with scalar_logger(cfg, run_dir) as logger:
         built = build(cfg, logger)
+        built.trainer.trial = trial
         resume_from = find_checkpoint(cfg.resume, run_dir, built.trainer.latest_checkpoint)
         marks.append(time.perf_counter())
         result = fit(built, run_dir, resume_from)
@@ -151,6 +154,7 @@ def main(cfg: DictConfig) -> float | None:
     from hydra.types import RunMode
 
     from src import distributed
+    from src.study import JobTrial
 
     distributed.from_submitit()  # a SLURM job of several tasks: one DDP run (no-op elsewhere)
     hydra_cfg = HydraConfig.get()
@@ -177,14 +181,15 @@ def main(cfg: DictConfig) -> float | None:
             shutil.rmtree(run_dir, ignore_errors=True)
         print(errors.one_line(mistake), file=sys.stderr)
         sys.exit(errors.USER_ERROR_EXIT_CODE)
+    trial = JobTrial.of(hydra_cfg.sweeper)  # a study's job: it reports to its trial
     if not distributed.is_main():  # one run folder, written by rank 0 alone
-        best = train(cfg, run_dir).best_metric
+        best = train(cfg, run_dir, trial).best_metric
         distributed.shutdown()
         return best
     try:
         with rundir.claimed(run_dir), attempt:  # status.json: running, then how it ended
-            summary = train(cfg, run_dir)
-            attempt.resumed_from = summary.resumed_from
+            summary = train(cfg, run_dir, trial)
+            attempt.resumed_from, attempt.pruned = summary.resumed_from, summary.result.pruned
     except (errors.Preempted, KeyboardInterrupt) as e:  # a checkpoint to resume from, if any
         print(e if isinstance(e, errors.Preempted) else errors.INTERRUPTED, file=sys.stderr)
         interrupted = isinstance(e, errors.Interrupted | KeyboardInterrupt)
@@ -207,6 +212,10 @@ if __name__ == "__main__":
 
     try:
         preflight.check([a for a in sys.argv[1:] if a != "--dry-run"])
+        if "--dry-run" not in sys.argv[1:]:  # a study's sampler, pruner, space and storage
+            from src import study
+
+            study.preflight(sys.argv[1:])
         if "--dry-run" in sys.argv[1:]:  # the jobs a sweep would launch, checked, nothing run
             from src import preview
 

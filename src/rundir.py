@@ -45,7 +45,8 @@ LOCK_FILE = ".lock"  # held by the process writing the folder (`claim`)
 HYDRA_DIR = ".hydra"  # Hydra's own record of a job: config, hydra.yaml, overrides.yaml
 BEST = "best_eval_"  # metrics.json: best_eval_<metric>, the value that chose the epoch
 
-STATUSES = ("running", "finished", "failed", "preempted", "interrupted")
+STATUSES = ("running", "finished", "pruned", "failed", "preempted", "interrupted")
+DONE = ("finished", "pruned")  # a complete run folder: pruned stopped early at a study's word
 # How a run's latest attempt began: new; over an unfinished earlier attempt (failed, killed)
 # without a checkpoint; from its newest checkpoint; or not at all, as it had finished
 # (`resume=auto` on a finished run, e.g. a sweep run again: its recorded metric is returned).
@@ -177,10 +178,11 @@ class Attempt:
     def __init__(self, run_dir: Path) -> None:
         self.run_dir, self.previous = run_dir, read_status(run_dir)
         self.resumed_from: str | None = None  # set by the caller once training has begun
+        self.pruned = False  # set by the caller: a study's pruner stopped the run
 
     @property
     def finished(self) -> bool:
-        return self.previous.get("status") == "finished" and (self.run_dir / METRICS_FILE).is_file()
+        return self.previous.get("status") in DONE and (self.run_dir / METRICS_FILE).is_file()
 
     def skip(self, metric: str, write: bool = True) -> float | None:
         """`resume=auto` on a finished run (a sweep run again): nothing is retrained or
@@ -188,7 +190,7 @@ class Attempt:
         best = read_metrics(self.run_dir).get(best_key(metric))
         log.info(f"{self.run_dir}: finished already (resume=auto): skipped, best eval {best}")
         if write:
-            write_status(self.run_dir, "finished", start="skipped")
+            write_status(self.run_dir, self.previous["status"], start="skipped")
         return best
 
     def __enter__(self) -> Attempt:
@@ -199,7 +201,7 @@ class Attempt:
     def __exit__(self, kind, error, tb) -> None:
         start = start_of(self.previous, self.resumed_from)
         if error is None:
-            write_status(self.run_dir, "finished", start=start)
+            write_status(self.run_dir, "pruned" if self.pruned else "finished", start=start)
         elif isinstance(error, Interrupted | KeyboardInterrupt):
             write_status(self.run_dir, "interrupted", str(error) or None, start=start)
         elif isinstance(error, Preempted):
@@ -225,6 +227,7 @@ class TrainResult:
     train_seconds: float = 0.0
     train_samples: int = 0
     stopped_early: bool = False
+    pruned: bool = False  # a study's pruner stopped it (hparams_search=optuna with a pruner)
     final_lr: float | None = None  # after the last step: 0 when a decaying schedule completed
 
     @property

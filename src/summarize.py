@@ -5,8 +5,9 @@
 
 A multirun writes the same files itself through `SweepSummary` (conf/config.yaml,
 hydra.callbacks): <sweep dir>/summary.md, summary.csv and summary.png. A job is `finished`
-when it wrote metrics.json (written last), `failed` when it left error.txt or status.json
-says so, else `incomplete` (still running, preempted, or killed). No torch here: it reads
+when it wrote metrics.json (written last), `pruned` when it did so after an Optuna pruner stopped
+it (status.json), `failed` when it left error.txt or status.json says so, else `incomplete`
+(still running, preempted, or killed). No torch here: it reads
 files and runs on a login node in a second.
 """
 
@@ -52,7 +53,7 @@ SUMMARY_MD = "summary.md"
 SUMMARY_CSV = "summary.csv"
 SUMMARY_PNG = "summary.png"
 SEEDS_CSV = "summary_seeds.csv"  # one row per configuration when `seed` was swept
-STATUS_ORDER = ("finished", "failed", "incomplete")
+STATUS_ORDER = ("finished", "pruned", "failed", "incomplete")  # pruned: a study stopped it
 
 
 @dataclass
@@ -78,7 +79,8 @@ def read_job(folder: Path, sweep_dir: Path) -> Job:
         metrics = read_metrics(folder)
         ci = {f"test_{k}": v for k, v in metrics.get("test_ci95", {}).items()}
         warned = "; ".join(f"warning: {w}" for w in metrics.get("warnings") or [])
-        return Job(name, overrides, "finished", _flat_metrics(metrics), warned, ci, start)
+        done = "pruned" if status.get("status") == "pruned" else "finished"
+        return Job(name, overrides, done, _flat_metrics(metrics), warned, ci, start)
     if error_file.is_file():
         lines = error_file.read_text().strip().splitlines()
         return Job(name, overrides, "failed", error=lines[-1] if lines else "", start=start)
@@ -193,7 +195,8 @@ def to_markdown(jobs: list[Job], metric: str | None, title: str) -> str:
     """Swept overrides as columns; the ones every job shares on one line above the table."""
     swept, shared = swept_keys(jobs)
     header, *rows = _table(jobs, swept, metric_columns(jobs, metric))
-    counts = ", ".join(f"{sum(j.status == s for j in jobs)} {s}" for s in STATUS_ORDER)
+    counts = ", ".join(f"{n} {s}" for s in STATUS_ORDER
+                       if (n := sum(j.status == s for j in jobs)) or s != "pruned")  # fmt: skip
     if restarted(jobs):  # what a rerun of the sweep did with each job
         counts += "; " + ", ".join(f"{sum(j.start == s for j in jobs)} {s}" for s in STARTS)
     lines = [f"# Sweep {title}", "", f"{len(jobs)} job{'s' * (len(jobs) != 1)}: {counts}."]
@@ -272,7 +275,7 @@ def _number(text: str) -> float | None:
 def plot(jobs: list[Job], metric: str, path: Path) -> bool:
     """`metric` against each swept parameter, one panel each; False if there is nothing to plot."""
     swept, _ = swept_keys(jobs)
-    done = [j for j in jobs if j.status == "finished" and metric in j.metrics]
+    done = [j for j in jobs if j.status in ("finished", "pruned") and metric in j.metrics]
     if not swept or not done:
         return False
     from matplotlib.figure import Figure  # lazy: a second to import
@@ -291,7 +294,13 @@ def plot(jobs: list[Job], metric: str, path: Path) -> bool:
             where = categories.index
             ax.set_xticks(range(len(categories)), categories, rotation=20)
             ax.set_xlim(-0.5, len(categories) - 0.5)
-        ax.scatter([where(x) for x in values], [j.metrics[metric] for j in done], alpha=0.6)
+        for state, marker in (("finished", "o"), ("pruned", "x")):  # pruned: its best so far
+            shown = [(where(x), j.metrics[metric]) for x, j in zip(values, done, strict=True)
+                     if j.status == state]  # fmt: skip
+            if shown:
+                ax.scatter(*zip(*shown, strict=True), marker=marker, alpha=0.6, label=state)
+        if any(j.status == "pruned" for j in done):
+            ax.legend(fontsize="small")
         if groups and key != "seed":  # each configuration's mean ± std over its seeds
             stats = [(where(o.get(key, "")), *_stats(js, metric)[:2]) for o, js in groups]
             xs, means, stds = zip(*stats, strict=True)

@@ -21,6 +21,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
+import src.tasks  # noqa: F401  (registers direction_of, which the optuna preset resolves)
 from src.distributed import share_machine
 from tests.conftest import CONF, ROOT, run_cli
 
@@ -287,6 +288,7 @@ def test_dry_run_of_an_optuna_study_prints_its_space(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "  lr: tag(log, interval(1e-5, 3e-4))" in proc.stdout
     assert "  epochs: choice(1,2)" in proc.stdout
+    assert "sampler TPESampler, pruner none" in proc.stdout
     assert "20 trials, 1 at a time; nothing was created" in proc.stdout
     assert not (tmp_path / "study").exists()
 
@@ -304,3 +306,134 @@ def test_each_dataset_and_search_space_gets_a_study_of_its_own(tmp_path):
              study("hydra.sweeper.params.lr='interval(1e-5, 1e-4)'")}
     assert len(names) == 4 and study(*files).startswith("reviews-")
     assert study() == study() == study("lr=3e-4", "dropout=0.3")  # a trial's values
+
+
+# --- our Optuna sweeper (src/study.py): pruning, workers on one study, folder names -------------
+
+ALWAYS_PRUNE = "hydra.sweeper.pruner={_target_: optuna.pruners.ThresholdPruner, lower: 2.0}"
+
+
+def _states(study: Path) -> list[str]:
+    return [state for _, state in _trials(study)]
+
+
+def test_pruned_trials_under_two_processes_on_one_study_and_not_retried(tmp_path):
+    """Two `python -m src.run hparams_search=optuna` commands at once share the study through
+    its sqlite storage. A pruner that stops every trial (an F1 must reach 2.0) stops each after
+    its first epoch: status.json `pruned`, a complete folder (metrics so far, best weights),
+    counted in the summary. A third command adds a trial and leaves those two as they are."""
+    study = tmp_path / "study"
+    command = [sys.executable, "-m", "src.run", "hparams_search=optuna", "debug=smoke",
+               "epochs=3", "hydra.sweeper.n_trials=1", ALWAYS_PRUNE, f"hydra.sweep.dir={study}"]
+    logs = [(tmp_path / f"{i}.log").open("w") for i in range(2)]
+    workers = [subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=log) for log in logs]
+    assert [w.wait(timeout=300) for w in workers] == [0, 0], (tmp_path / "0.log").read_text()
+    assert sorted(_states(study)) == ["PRUNED", "PRUNED"]
+    jobs = [p.parent for p in study.glob("*/status.json")]
+    assert len(jobs) == 2
+    for job in jobs:
+        assert json.loads((job / "status.json").read_text())["status"] == "pruned"
+        metrics = json.loads((job / "metrics.json").read_text())
+        assert metrics["pruned"] is True and len(metrics["history"]) == 1
+        assert (job / "best_model" / "model.safetensors").is_file()
+    summary = (study / "summary.md").read_text()
+    assert "2 jobs: 0 finished, 2 pruned, 0 failed, 0 incomplete." in summary
+    proc = run_cli(*command[3:6], "hydra.sweeper.n_trials=1", f"hydra.sweep.dir={study}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _states(study) == ["PRUNED", "PRUNED", "COMPLETE"]
+
+
+def test_joblib_study_prunes_the_hf_trainer(tmp_path):
+    """Two trials side by side (joblib), each a trainer=hf run: the Trainer stops at its
+    first epoch's evaluation when the study's pruner says so."""
+    study = tmp_path / "study"
+    proc = run_cli("hparams_search=optuna", "debug=smoke", "trainer=hf", "model=hf_head",
+                   "epochs=3", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                   "hydra.sweeper.n_jobs=2", "hydra.sweeper.n_trials=2", ALWAYS_PRUNE,
+                   f"hydra.sweep.dir={study}")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _states(study) == ["PRUNED", "PRUNED"]
+    for metrics in study.glob("*/metrics.json"):
+        record = json.loads(metrics.read_text())
+        assert record["pruned"] and [r["epoch"] for r in record["history"]] == [1]
+    results = (study / "optimization_results.yaml").read_text()
+    assert "pruned: 2" in results
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["hydra.sweeper.pruner={_target_: optuna.pruners.Nope}"],
+         "hydra.sweeper.pruner._target_=optuna.pruners.Nope: not an Optuna pruner"),
+        (["hydra.sweeper.sampler={_target_: random.Random}"],
+         "hydra.sweeper.sampler._target_=random.Random: not an Optuna sampler"),
+        (["hydra.sweeper.pruner={_target_: optuna.pruners.MedianPruner, bogus: 1}"],
+         "hydra.sweeper.pruner: optuna.pruners.MedianPruner refuses its arguments "
+         "(MedianPruner.__init__() got an unexpected keyword argument 'bogus')"),
+        (["+hydra.sweeper.params.lrr='interval(0.1, 0.2)'"],
+         "hydra.sweeper.params.lrr: not a key of the config"),
+        (["hydra.sweeper.storage=sqlite:////proc/nope/optuna.db"],
+         "hydra.sweeper.storage=sqlite:////proc/nope/optuna.db: cannot be opened"),
+        (["hydra.sweeper.storage=postgresql://me@127.0.0.1:1/db"],
+         "hydra.sweeper.storage=postgresql://me@127.0.0.1:1/db: cannot be opened"),
+        (["hydra.sweeper.n_jobs=2"],
+         "hydra.sweeper.n_jobs=2: the basic launcher runs one job at a time"),
+        (["hydra.sweeper.n_jobs=4", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+         "hydra.sweeper.n_jobs=4: the launcher runs 2 at a time"),
+    ],
+)  # fmt: skip
+def test_a_bad_study_setting_is_one_line_before_any_trial(tmp_path, overrides, expected):
+    from src import study
+    from src.errors import UserError
+
+    with pytest.raises(UserError) as caught:
+        study.preflight(["hparams_search=optuna", f"hydra.sweep.dir={tmp_path}", *overrides])
+    assert str(caught.value).startswith(expected) and "\n" not in str(caught.value)
+
+
+def test_a_bad_study_setting_through_the_cli(tmp_path):
+    proc = run_cli("hparams_search=optuna", "debug=smoke", "hydra.sweeper.n_jobs=2",
+                   f"hydra.sweep.dir={tmp_path / 'study'}")  # fmt: skip
+    assert proc.returncode == 2 and proc.stderr.startswith("error: hydra.sweeper.n_jobs=2: ")
+    assert proc.stderr.count("\n") == 1 and not (tmp_path / "study").exists()
+
+
+def test_the_search_space_reads_hydras_sweep_syntax():
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    from src.study import space
+
+    params = {"lr": "tag(log, interval(1e-5, 3e-4))", "dropout": "interval(0.0, 0.5)",
+              "batch_size": "choice(8, 16, 32)", "layers": "range(1, 4)"}  # fmt: skip
+    found, fixed = space(params, ["epochs=choice(1,2)", "seed=3", "dropout=0.1"])
+    assert found == {
+        "lr": FloatDistribution(1e-5, 3e-4, log=True),
+        "batch_size": CategoricalDistribution([8, 16, 32]),
+        "layers": IntDistribution(1, 4, step=1),
+        "epochs": CategoricalDistribution([1, 2]),
+    }
+    assert fixed == ["seed=3", "dropout=0.1"]  # a value on the command line fixes the key
+
+
+def test_a_job_folder_always_fits_and_keeps_its_name():
+    from src.compose import NAME_BYTES, job_dir
+
+    short = "0_lr=0.001,seed=1"
+    assert job_dir(short) == short
+    long = "0_" + ",".join(f"trainer.key_{i}=value_{i}" for i in range(20))
+    name = job_dir(long)
+    assert len(name.encode()) <= NAME_BYTES and name == job_dir(long)  # stable: resume finds it
+    assert name.startswith("0_trainer.key_0=value_0,") and name != job_dir(long + "x")
+
+
+def test_a_sweep_with_many_overrides_runs(tmp_path):
+    """Eleven overrides: Hydra's folder name would pass 255 bytes (Errno 36); the job runs in
+    a shortened folder whose .hydra/overrides.yaml the summary reads."""
+    proc = run_cli("-m", "debug=smoke", "seed=1", "dataset.max_train_samples=16",
+                   "dataset.max_eval_samples=16", "max_length=32", "truncation=head",
+                   "lr=1e-3", "dropout=0.2", "eval_batch_size=8", "trainer.save_total_limit=1",
+                   "trainer.logging_steps=1", "trainer.early_stopping_patience=2",
+                   f"hydra.sweep.dir={tmp_path}")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (row,) = _rows(tmp_path)
+    assert row["status"] == "finished" and "~" in row["job"] and len(row["job"]) <= 200

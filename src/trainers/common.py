@@ -44,6 +44,22 @@ class Loop:
         self.precision = resolve_precision(config.precision, self.device)
         self.logger = logger or NullLogger()
         self.loss_fn = loss
+        self.trial = None  # src.study.JobTrial: a study's job reports each epoch to its trial
+
+    def pruned(self, epoch: int, value: float) -> bool:
+        """After an epoch's evaluation: report it to the study's trial (if a study launched
+        this run); True on every rank when the study's pruner stops the trial here."""
+        if self.trial is None:
+            return False
+        from src import distributed
+
+        # step: the epoch counted from 0, as Optuna's integrations report it (a pruner's
+        # n_warmup_steps=1 then spares the first epoch)
+        stop = distributed.is_main() and self.trial.should_prune(epoch - 1, value)
+        if stop:
+            log.info(f"pruned: the study's pruner stopped this trial after epoch {epoch} "
+                     f"({self.metric}={value:.4f})")  # fmt: skip
+        return distributed.any_rank(stop)
 
     def loss(self, output, labels: torch.Tensor) -> torch.Tensor:
         """The model's own loss (transformers' for its problem_type, under either head), or the

@@ -84,6 +84,8 @@ class HFTrainer(Loop):
             callbacks = [timer, *self._log_callbacks()]
             if self.config.early_stopping_patience:
                 callbacks.append(EarlyStoppingCallback(self.config.early_stopping_patience))
+            pruning = _Pruning(self)
+            callbacks.append(pruning)
             self._trainer = _Trainer(
                 model=model,
                 args=self._args(output_dir),
@@ -104,6 +106,7 @@ class HFTrainer(Loop):
             train_seconds=timer.seconds,
             train_samples=timer.epochs * len(train_set),
             final_lr=self._trainer.lr_scheduler.get_last_lr()[0],
+            pruned=pruning.stopped,
         )
         return self._history(result)
 
@@ -235,6 +238,19 @@ def _check_resumable(path: Path, model: torch.nn.Module) -> None:
         raise UserError(f"checkpoint {path} is truncated or corrupt ({type(e).__name__})") from None
     if not same:
         raise checkpoint.foreign(path)
+
+
+class _Pruning(TrainerCallback):
+    """Each epoch's evaluation goes to the study's trial (Loop.pruned); the Trainer stops at
+    the end of the epoch when the pruner says so."""
+
+    def __init__(self, loop: Loop) -> None:
+        self.loop, self.stopped = loop, False
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        value = (metrics or {}).get(f"eval_{self.loop.metric}")
+        if value is not None and self.loop.pruned(round(state.epoch), value):
+            self.stopped = control.should_training_stop = True
 
 
 class _ForwardLogs(TrainerCallback):

@@ -164,6 +164,8 @@ class ManualTrainer(Loop):
             if patience and state.bad_epochs >= patience:
                 log.info(f"early stopping: {self.metric} did not improve for {patience} epochs")
                 result.stopped_early = True
+        if self.pruned(state.epoch, metrics[self.metric]):
+            result.pruned = result.stopped_early = True
         state.epoch, state.batches_done, state.epoch_losses = state.epoch + 1, 0, []
 
     def _save(self, losses: list[torch.Tensor] | None = None) -> Path:

@@ -1,0 +1,32 @@
+"""Hydra's entry to src/study.py (Hydra loads sweepers only from the hydra_plugins package).
+
+conf/hydra/sweeper/optuna.yaml names this class; `hparams_search=optuna` selects it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hydra.plugins.sweeper import Sweeper
+
+
+class OptunaSweeper(Sweeper):
+    """An Optuna study as a sweep: src.study.run_study asks, launches and tells."""
+
+    def __init__(self, **settings: Any) -> None:
+        from src.study import Settings
+
+        self.settings = Settings(**settings)
+        self.config = self.launcher = None
+
+    def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
+        from hydra.core.plugins import Plugins
+
+        self.config = config
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
+
+    def sweep(self, arguments: list[str]) -> Any:
+        from src.study import run_study
+
+        return run_study(self.settings, self.config, self.launcher, arguments)
