@@ -60,6 +60,20 @@ def optuna(cfg: DictConfig, overrides: list[str]) -> list[str]:
     ]
 
 
+def study_preflight(args: list[str]) -> None:
+    """`python -m src.run ... hparams_search=optuna`: the study's settings (src.study.check)
+    in one line each, before Hydra starts."""
+    if not any(a.split("=", 1)[0] in ("hparams_search", "hydra/sweeper") for a in args):
+        return
+    from src import study
+
+    overrides = [a for a in args if not a.startswith("-")]
+    hydra_part = [o for o in overrides if o.lstrip("+~").startswith("hydra")]
+    app = [o for o in overrides if o not in hydra_part]
+    fixed = [*hydra_part, *(o for o in app if not swept(o))]
+    study.check(composed(fixed, validate=False), [o for o in app if swept(o)])
+
+
 def _target(node) -> str:
     return "none" if node is None else str(node.get("_target_", node)).rsplit(".", 1)[-1]
 

@@ -213,9 +213,9 @@ if __name__ == "__main__":
     try:
         preflight.check([a for a in sys.argv[1:] if a != "--dry-run"])
         if "--dry-run" not in sys.argv[1:]:  # a study's sampler, pruner, space and storage
-            from src import study
+            from src import preview
 
-            study.preflight(sys.argv[1:])
+            preview.study_preflight(sys.argv[1:])
         if "--dry-run" in sys.argv[1:]:  # the jobs a sweep would launch, checked, nothing run
             from src import preview
 

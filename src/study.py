@@ -201,20 +201,6 @@ def check(cfg: DictConfig, arguments: list[str], open_storage: bool = True) -> N
         storage(settings.storage).engine.dispose()
 
 
-def preflight(args: list[str]) -> None:
-    """`python -m src.run ... hparams_search=optuna`: the study's settings in one line each,
-    before Hydra starts."""
-    if not any(a.split("=", 1)[0] in ("hparams_search", "hydra/sweeper") for a in args):
-        return
-    from src import preview
-
-    overrides = [a for a in args if not a.startswith("-")]
-    hydra_part = [o for o in overrides if o.lstrip("+~").startswith("hydra")]
-    app = [o for o in overrides if o not in hydra_part]
-    fixed = [*hydra_part, *(o for o in app if not preview.swept(o))]
-    check(preview.composed(fixed, validate=False), [o for o in app if preview.swept(o)])
-
-
 # --- the sweeper -----------------------------------------------------------------------------
 
 

@@ -25,11 +25,12 @@ LAYERS = {
                    "src.models.custom_head", "src.models.frozen", "src.models.lora",
                    "src.metrics", "src.optim", "src.trainers", "src.trainers.common",
                    "src.trainers.checkpoint", "src.trainers.hf", "src.trainers.manual",
-                   "src.loggers", "src.loggers.mlflow"],
+                   "src.loggers", "src.loggers.mlflow", "src.loggers.wandb",
+                   "src.models.exported", "src.study"],
     "assembly": ["src.knobs", "src.spec", "src.preflight", "src.build", "src.render",
                  "src.card", "src.reports", "src.outputs", "src.callbacks"],
     "entry points": ["src.run", "src.predict", "src.compare", "src.summarize", "src.preview",
-                     "src.evaluate", "src.review"],
+                     "src.evaluate", "src.review", "src.export"],
 }  # fmt: skip
 
 

@@ -383,11 +383,13 @@ def test_joblib_study_prunes_the_hf_trainer(tmp_path):
     ],
 )  # fmt: skip
 def test_a_bad_study_setting_is_one_line_before_any_trial(tmp_path, overrides, expected):
-    from src import study
+    from src import preview
     from src.errors import UserError
 
     with pytest.raises(UserError) as caught:
-        study.preflight(["hparams_search=optuna", f"hydra.sweep.dir={tmp_path}", *overrides])
+        preview.study_preflight(
+            ["hparams_search=optuna", f"hydra.sweep.dir={tmp_path}", *overrides]
+        )
     assert str(caught.value).startswith(expected) and "\n" not in str(caught.value)
 
 

@@ -380,3 +380,22 @@ def test_the_sweep_summary_follows_the_task(trained, tags, scores):
             for name, v in (("worse", 2.0), ("better", 1.0))]  # fmt: skip
     assert [j.name for j in summarize.sort_jobs(jobs, "best_eval_mse")] == ["better", "worse"]
     assert "lower is better" in summarize.to_markdown(jobs, "best_eval_mse", "sweep")
+
+
+def test_every_task_exports_and_its_export_predicts_as_the_run(trained, tags, scores, tmp_path):
+    """multi_label (its threshold) and regression (its units) through `src.export` to ONNX:
+    src.predict gives the run's own predictions from the export folder."""
+    from src import export, predict
+
+    texts = [t for t, _ in SCORES[:4]]
+    for run in (multi_label_run(trained, tags, "custom_head", "manual"),
+                regression_run(trained, scores, "hf_head", "hf")):  # fmt: skip
+        out = tmp_path / run.name
+        assert export.main([f"run_dir={run}", f"out={out}"]) == 0
+        ours, theirs = (predict.Predictor.load(f) for f in (run, out))
+        assert theirs.task.state() == ours.task.state()
+        np.testing.assert_allclose(theirs.probabilities(texts), ours.probabilities(texts),
+                                   atol=1e-4)  # fmt: skip
+        if ours.task.NAME == "multi_label":  # the same label sets at the run's threshold
+            assert (theirs.task.decide(theirs.logits(texts)) ==
+                    ours.task.decide(ours.logits(texts))).all()  # fmt: skip

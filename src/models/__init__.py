@@ -131,6 +131,10 @@ def load_trained(folder: str | Path):
     config_file = Path(folder) / "config.json"
     if not config_file.is_file():
         raise UserError(f"{folder}: no config.json; not a saved model folder")
+    from src.models.exported import ONNX_FILE, OnnxModel
+
+    if (Path(folder) / ONNX_FILE).is_file():  # an export (python -m src.export)
+        return OnnxModel(folder)
     from transformers import AutoModelForSequenceClassification as Auto
 
     from src.models.custom_head import CustomHeadClassifier
