@@ -75,8 +75,7 @@ def build(cfg: DictConfig, logger: Any) -> Built:
     if corpus.train.pairs is not None and cfg.truncation in data.FOR_PAIRS:
         log.info(f"truncation={cfg.truncation}: sentence pairs share each window, so each text "
                  f"of a pair is cut to its share by {data.FOR_PAIRS[cfg.truncation]}")
-    eval_docs, pooling = data.docs(encoded["eval"]), cfg.chunk_pooling
-    scorer = make(cfg.metrics).build(task, k, eval_docs, pooling, corpus.label_names)
+    scorer = make(cfg.metrics).build(task, k, cfg.chunk_pooling, corpus.label_names)
     model = make(cfg.model).build(backbone, corpus.id2label, task.PROBLEM_TYPE)
     if backbone.freeze_layers:
         from src.models.frozen import freeze

@@ -83,3 +83,16 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
         log.warning("bf16 on this CPU: no AVX512-BF16 or AMX flag, so it may be very slow")
     return precision
+
+
+def autocast(device: torch.device, precision: str):
+    """The forward's mixed precision for a resolved `precision`: none for fp32, else torch's
+    autocast to bf16 or fp16 on the device."""
+    import contextlib
+
+    import torch
+
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)

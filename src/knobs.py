@@ -20,7 +20,7 @@ from src.data.tokenize import TRUNCATIONS
 from src.devices import check_device
 from src.encoders import check_levers
 from src.errors import UserError
-from src.metrics import CHUNK_POOLINGS
+from src.inference import CHUNK_POOLINGS
 from src.models import Head
 from src.optim import TorchOptimizer
 from src.schema import Spec, param, same_as

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from src import inference
 from src.errors import UserError
 from src.schema import Spec, param
 
@@ -70,13 +71,6 @@ def higher_is_better(name: str) -> bool:
     """Which way `name` improves; an extra metric (metrics.extra) is taken as a score."""
     info = REGISTRY.get(name)
     return info.higher_is_better if info else True
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Class probabilities from logits, row by row (shifted by the row's max: no overflow)."""
-    logits = np.asarray(logits, dtype=np.float64)
-    shifted = np.exp(logits - logits.max(-1, keepdims=True))
-    return shifted / shifted.sum(-1, keepdims=True)
 
 
 def average(num_labels: int) -> str:
@@ -247,53 +241,35 @@ class Metrics(Spec):
         allowed="a list of evaluate metric names or paths",
     )
 
-    def build(self, task: Any, num_labels: int, eval_docs: Sequence[int] = (),
-              pooling: str = "logits", names: Sequence[str] | None = None) -> Scorer:  # fmt: skip
+    def build(self, task: Any, num_labels: int, pooling: str = "logits",
+              names: Sequence[str] | None = None) -> Scorer:  # fmt: skip
         """Load every extra module now, so that a bad name fails before any training."""
         extra = [_load(name) for name in self.extra]
-        return Scorer(task, num_labels, extra, eval_docs, pooling, names)
-
-
-CHUNK_POOLINGS = ("logits", "probs")  # how a document's windows are pooled (chunk_pooling)
-
-
-def pool(logits: np.ndarray, docs: Sequence[int], how: str = "logits") -> np.ndarray:
-    """One row per document from its windows' rows: the mean of their logits, or (`probs`) the
-    log of their mean class probabilities, so that a softmax of the result gives that mean."""
-    logits, docs = np.asarray(logits, dtype=np.float64), np.asarray(docs)
-    if how == "probs":
-        logits = softmax(logits)
-    sums = np.zeros((docs.max() + 1, logits.shape[1]))
-    np.add.at(sums, docs, logits)
-    mean = sums / np.bincount(docs)[:, None]
-    return np.log(mean) if how == "probs" else mean
-
-
-def doc_labels(labels: np.ndarray, docs: Sequence[int]) -> np.ndarray:
-    """One label per document (its windows all carry it): an id, a multi-hot row, a value."""
-    labels = np.asarray(labels)
-    out = np.zeros((max(docs) + 1, *labels.shape[1:]), dtype=labels.dtype)
-    out[np.asarray(docs)] = labels
-    return out
+        return Scorer(task, num_labels, extra, pooling, names)
 
 
 class Scorer:
-    """logits, labels -> {the task's metrics, extra metrics}: the trainers' `metrics_fn`.
-    Window rows of the eval split are pooled into documents first (`eval_docs`), so every
+    """Encoded examples -> {the task's metrics, extra metrics}: the trainers' `metrics_fn`.
+    Examples go through src.inference, which pools a document's windows (`pooling`), so every
     evaluation counts documents, never windows. `task` (src.tasks) turns the examples' targets
     back into labels and logits into predictions."""
 
     def __init__(self, task: Any, num_labels: int, extra: Sequence[Any] = (),
-                 eval_docs: Sequence[int] = (), pooling: str = "logits",
-                 names: Sequence[str] | None = None) -> None:  # fmt: skip
+                 pooling: str = "logits", names: Sequence[str] | None = None) -> None:
         self.task, self.num_labels, self.extra = task, num_labels, list(extra)
-        self.eval_docs, self.pooling, self.names = list(eval_docs), pooling, names
+        self.pooling, self.names = pooling, names
+
+    def evaluate(self, examples: Any, backend: Any) -> dict[str, float]:
+        """An evaluation of encoded examples through `backend` (src.inference)."""
+        return self(self.logits(examples, backend), inference.truth(examples))
+
+    def logits(self, examples: Any, backend: Any) -> np.ndarray:
+        """One row per document of `examples` through `backend`, pooled as evaluation pools."""
+        return inference.documents(examples, backend, self.pooling)
 
     def __call__(self, logits: np.ndarray, targets: np.ndarray) -> dict[str, float]:
-        """An evaluation's metrics; a model that predicts one thing says so in the log."""
-        if self.eval_docs and len(logits) == len(self.eval_docs):
-            logits = pool(logits, self.eval_docs, self.pooling)
-            targets = doc_labels(targets, self.eval_docs)
+        """An evaluation's metrics from one row of logits and one target per document; a model
+        that predicts one thing says so in the log."""
         truth = self.task.truth_of_targets(targets)
         if line := self.degenerate(logits, truth):
             log.warning(f"evaluation: {line}")

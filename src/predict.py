@@ -97,29 +97,18 @@ class Predictor:
 
     def logits(self, texts: Sequence[str], batch_size: int = 32,
                pairs: Sequence[str] | None = None) -> np.ndarray:  # fmt: skip
-        """The model's logits, one row per text (or pair), in input order (windows pooled).
-
-        Batches hold texts of similar length, so little compute goes to padding."""
-        import numpy as np
-        import torch
-        from tqdm.auto import tqdm
-
-        from src import data
-        from src.metrics import pool
+        """The model's logits, one row per text (or pair), in input order: the texts cut as in
+        training, then src.inference (batches of similar length; windows pooled)."""
+        from src import data, inference
 
         cut = (self.max_length, self.truncation, self.stride)
         features = data.encode_texts(self.tokenizer, texts, *cut, pairs=pairs)
         collate = data.collator(self.tokenizer)
-        order = np.argsort([len(f["input_ids"]) for f in features], kind="stable")
-        logits = np.zeros((len(features), len(self.label_names)), dtype=np.float32)
-        starts = range(0, len(order), batch_size)
-        with torch.no_grad():
-            for start in tqdm(starts, desc="predict", unit="batch", leave=False, disable=None):
-                rows = order[start : start + batch_size]
-                batch = collate([features[i] for i in rows])
-                batch = {k: v.to(self.device) for k, v in batch.items()}
-                logits[rows] = self.model(**batch).logits.float().cpu().numpy()
-        return pool(logits, data.docs(features), self.chunk_pooling)
+
+        def backend(examples: Any) -> np.ndarray:
+            return inference.forward(self.model, examples, collate, batch_size, self.device)
+
+        return inference.documents(features, backend, self.chunk_pooling)
 
 
 def model_folder(run_dir: Path) -> Path:

@@ -54,12 +54,10 @@ def fit(built: Built, run_dir: Path, resume_from: Path | None = None):
 
 
 def doc_logits(built: Built, split: str) -> np.ndarray:
-    """The model's logits on an encoded split, one row per text (windows pooled)."""
-    from src.data import docs
-    from src.metrics import pool
-
-    windows = built.trainer.predict(built.model, built.encoded[split], built.collator)
-    return pool(windows, docs(built.encoded[split]), built.scorer.pooling)
+    """The model's logits on an encoded split, one row per text (windows pooled): through the
+    trainer's backend and src.inference, as its evaluation."""
+    backend = built.trainer.backend(built.model, built.collator)
+    return built.scorer.logits(built.encoded[split], backend)
 
 
 def score_test(built: Built) -> tuple[np.ndarray, np.ndarray, dict, dict]:

@@ -26,7 +26,8 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from src.errors import UserError
-from src.metrics import TASK_METRICS, TASKS, compute, higher_is_better, softmax
+from src.inference import softmax
+from src.metrics import TASK_METRICS, TASKS, compute, higher_is_better
 from src.schema import Spec, param, same_as
 from src.trainers import TrainerConfig
 

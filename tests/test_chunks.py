@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from src import data
-from src.metrics import pool
+from src import data, inference
+from src.inference import pool
 
 
 def test_windows_cover_every_piece_with_the_stride_as_overlap():
@@ -34,16 +34,24 @@ def test_a_document_in_three_windows_gets_one_pooled_prediction():
 
 @pytest.mark.parametrize("trainer", ["manual", "hf"])
 @pytest.mark.parametrize("model", ["custom_head", "hf_head"])
-def test_chunks_end_to_end_count_documents(compose_cfg, tmp_path, model, trainer):
+def test_chunks_end_to_end_count_documents(compose_cfg, tmp_path, monkeypatch, model, trainer):
     """Training sees windows (each with its review's label); evaluation, the test metrics,
-    test_predictions.csv and src.predict count reviews."""
+    test_predictions.csv and src.predict count reviews, each pooled once by src.inference."""
     from src.predict import Predictor
     from src.run import train
 
+    pooled = []  # (documents, windows) of every pooling: the one inference path's
+    real_pool = inference.pool
+    monkeypatch.setattr(inference, "pool", lambda logits, docs, how: pooled.append(
+        (max(docs) + 1, len(docs))) or real_pool(logits, docs, how))  # fmt: skip
     cut = ("truncation=chunks", "max_length=64", "stride=16")
     cfg = compose_cfg("debug=smoke", f"model={model}", f"trainer={trainer}", *cut)
     train(cfg, tmp_path)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
+    # each epoch's evaluation pools the eval split once, then the test split is pooled once
+    epochs, n_eval = len(metrics["history"]), metrics["n_eval"]
+    assert [docs for docs, _ in pooled] == [n_eval] * epochs + [metrics["n_test"]]
+    assert all(windows > docs for docs, windows in pooled)
     rows = list(csv.DictReader((tmp_path / "test_predictions.csv").open()))
     assert len(rows) == metrics["n_test"] == 32  # documents, not windows
     right = sum(r["label"] == r["prediction"] for r in rows)
@@ -54,5 +62,7 @@ def test_chunks_end_to_end_count_documents(compose_cfg, tmp_path, model, trainer
     assert len(windows) > 48 * 5  # reviews of ~850 pieces in windows of 62 advancing by 46
     assert all(w["labels"] == corpus.train.labels[w["doc"]] for w in windows)
     saved = np.array([[float(r["p_neg"]), float(r["p_pos"])] for r in rows[:4]])
+    pooled.clear()
     predicted = Predictor.load(tmp_path).probabilities(corpus.test.texts[:4])
     np.testing.assert_allclose(predicted, saved, atol=1e-4)  # src.predict pools the same way
+    assert pooled[0][0] == 4 and pooled[0][1] > 4 and len(pooled) == 1

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from src import data
+from src import data, inference
 from src.backbones import Backbone
 from src.errors import UserError
 
@@ -82,7 +82,7 @@ def test_encode_adds_special_tokens_and_respects_max_length(tokenizer):
     assert tokenizer.decode(first[-3:-1]) == "terrible ending"
     assert len(enc[1]["input_ids"]) == 3 and enc[1]["labels"] == 1
     assert set(enc[0]) == {"input_ids", "attention_mask", "token_type_ids", "labels", "doc"}
-    assert data.docs(enc) == [0, 1]  # one example per text unless truncation=chunks
+    assert inference.docs(enc) == [0, 1]  # one example per text unless truncation=chunks
 
 
 def test_collator_pads_per_batch(tokenizer):

@@ -64,7 +64,6 @@ def test_a_constant_run_says_so_everywhere(trained, tmp_path, caplog):
         from tests.conftest import compose
 
         built = build(compose(["debug=smoke", "lr=1e-9", "model=hf_head"]), NullLogger())
-        k = len(built.corpus.label_names)
-        built.scorer(np.tile([5.0, -5.0], (len(built.corpus.eval), 1)),
-                     built.task.targets(built.corpus.eval.labels, k))  # fmt: skip
+        built.scorer.evaluate(built.encoded["eval"],
+                              lambda examples: np.tile([5.0, -5.0], (len(examples), 1)))
     assert "evaluation: the model predicts 'neg' for 100% of the texts" in caplog.text

@@ -20,7 +20,7 @@ LAYERS = {
                    "src.progress", "src.compose", "src.devices"],
     "components": ["src.tasks", "src.data", "src.data.corpora", "src.data.tokenize",
                    "src.data.cache", "src.data.collate", "src.data.encoded", "src.encoders",
-                   "src.backbones",
+                   "src.backbones", "src.inference",
                    "src.models",
                    "src.models.custom_head", "src.models.frozen", "src.models.lora",
                    "src.metrics", "src.optim", "src.trainers", "src.trainers.common",

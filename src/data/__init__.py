@@ -25,7 +25,6 @@ from src.data.encoded import Encoded
 from src.data.tokenize import (
     FOR_PAIRS,
     TRUNCATIONS,
-    docs,
     encode,
     encode_texts,
     truncate,
@@ -34,7 +33,7 @@ from src.data.tokenize import (
 
 __all__ = [
     "FOR_PAIRS", "TRUNCATIONS", "Collator", "Columns", "Corpus", "Encoded", "Files", "HFDataset",
-    "MovieReviews", "Split", "Splits", "collator", "docs", "encode", "encode_cached",
+    "MovieReviews", "Split", "Splits", "collator", "encode", "encode_cached",
     "encode_texts", "fingerprint", "label_list", "log_label_counts", "read_rows", "read_text",
     "truncate", "windows",
 ]  # fmt: skip

@@ -136,8 +136,3 @@ def encode(tokenizer, split: Split, max_length: int, truncation: str, stride: in
     """`encode_texts` with the split's labels (a window carries its document's)."""
     examples = encode_texts(tokenizer, split.texts, max_length, truncation, stride, split.pairs)
     return examples.with_labels(split.labels)
-
-
-def docs(examples: Encoded) -> list[int]:
-    """Each example's document: what predictions are pooled by."""
-    return examples.doc.tolist()

@@ -4,11 +4,12 @@ resume from."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -20,13 +21,20 @@ from src.rundir import CHECKPOINTS_DIR
 if TYPE_CHECKING:
     import torch
 
+    from src.inference import Backend
     from src.loggers import ScalarLogger
     from src.trainers import TrainerConfig
 
 log = logging.getLogger(__name__)
 
-# logits, labels -> metrics dict (the task's metrics: accuracy, precision, recall, f1, ...)
-MetricsFn = Callable[[np.ndarray, np.ndarray], dict]
+
+class MetricsFn(Protocol):
+    """An evaluation (src.metrics.Scorer): encoded examples through a backend -> the task's
+    metrics (accuracy, precision, recall, f1, ...), counted per document."""
+
+    def evaluate(self, examples: Any, backend: Backend) -> dict[str, float]: ...
+
+
 LossFn = Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]  # logits, targets -> loss
 
 
@@ -60,6 +68,14 @@ class Loop:
             log.info(f"pruned: the study's pruner stopped this trial after epoch {epoch} "
                      f"({self.metric}={value:.4f})")  # fmt: skip
         return distributed.any_rank(stop)
+
+    def backend(self, model: torch.nn.Module, collator: Callable) -> Backend:
+        """How this trainer computes examples' logits (`predict`), as src.inference's backend:
+        evaluation and the test scoring pool its rows into documents there."""
+        return functools.partial(self.predict, model, collator=collator)
+
+    def predict(self, model: torch.nn.Module, dataset, collator) -> np.ndarray:
+        raise NotImplementedError
 
     def loss(self, output, labels: torch.Tensor) -> torch.Tensor:
         """The model's own loss (transformers' for its problem_type, under either head), or the
@@ -130,13 +146,6 @@ class PreemptionGuard:
 MEGABATCH = 50
 
 
-def lengths_of(examples) -> np.ndarray:
-    """Every example's word pieces: an encoded split's arrays, or a list's dicts."""
-    if hasattr(examples, "lengths"):
-        return np.asarray(examples.lengths)
-    return np.asarray([len(ex["input_ids"]) for ex in examples])
-
-
 def length_grouped(order: list[int], lengths: np.ndarray, batch_size: int,
                    rng: np.random.Generator) -> list[int]:  # fmt: skip
     """`order` (a shuffled epoch) regrouped so that a batch pads little, as transformers'
@@ -152,12 +161,6 @@ def length_grouped(order: list[int], lengths: np.ndarray, batch_size: int,
     batches = [grouped[i : i + batch_size] for i in range(0, len(grouped), batch_size)]
     partial = [batches.pop()] if len(batches[-1]) < batch_size else []
     return [i for b in [batches[j] for j in rng.permutation(len(batches))] + partial for i in b]
-
-
-def longest_first(examples) -> list[int]:
-    """Prediction order: longest first, so an evaluation batch pads little (the rows are
-    put back in dataset order after)."""
-    return np.argsort(-lengths_of(examples), kind="stable").tolist()
 
 
 def check_batches(n_train: int, batch_size: int) -> None:

@@ -92,7 +92,8 @@ class HFTrainer(Loop):
                 train_dataset=train_set,
                 eval_dataset=eval_set,
                 data_collator=collator,
-                compute_metrics=lambda p: metrics_fn(p.predictions, p.label_ids),
+                # the Trainer's prediction loop is the backend: its rows, pooled per document
+                compute_metrics=lambda p: metrics_fn.evaluate(eval_set, lambda _: p.predictions),
                 optimizers=(optimizer, scheduler),
                 callbacks=callbacks,
             )
@@ -151,11 +152,15 @@ class HFTrainer(Loop):
         return [_ForwardLogs(self.logger)]
 
     def predict(self, model: torch.nn.Module, dataset, collator) -> np.ndarray:
-        """Logits in dataset order, through the Trainer that trained `model` (same device and
-        precision)."""
+        """Logits in dataset order, through the Trainer that trained `model` (same device,
+        precision and processes): this trainer's backend for src.inference."""
         if self._trainer is None or self._trainer.model is not model:
             raise RuntimeError("HFTrainer.predict runs after fit, on the model it trained")
-        return np.asarray(self._trainer.predict(dataset).predictions)
+        scorer, self._trainer.compute_metrics = self._trainer.compute_metrics, None
+        try:  # rows only: the eval split's scorer does not score other splits' windows
+            return np.asarray(self._trainer.predict(dataset).predictions)
+        finally:
+            self._trainer.compute_metrics = scorer
 
 
 def _sampling(group_by_length: bool) -> dict:

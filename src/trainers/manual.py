@@ -20,7 +20,9 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from src import distributed
+from src import distributed, inference
+from src.devices import autocast
+from src.inference import lengths_of
 from src.rundir import CHECKPOINTS_DIR, TrainResult
 from src.trainers import checkpoint, optimizer_steps
 from src.trainers.common import (
@@ -29,8 +31,6 @@ from src.trainers.common import (
     PreemptionGuard,
     check_batches,
     length_grouped,
-    lengths_of,
-    longest_first,
 )
 
 log = logging.getLogger(__name__)
@@ -55,13 +55,6 @@ class LoopState:
     @classmethod
     def from_dict(cls, saved: dict) -> LoopState:
         return cls(**{**saved, "result": TrainResult(**saved["result"])})
-
-
-def targets(examples) -> np.ndarray:
-    """Every example's label: an encoded split's arrays (src.data.Encoded), or a list's dicts."""
-    if hasattr(examples, "targets"):
-        return examples.targets()
-    return np.asarray([ex["labels"] for ex in examples])
 
 
 class ManualTrainer(Loop):
@@ -146,8 +139,7 @@ class ManualTrainer(Loop):
     def _evaluate(self, eval_set) -> None:
         """Score the epoch, keep the best weights, decide on early stopping, move on."""
         state, result = self.state, self.state.result
-        logits = self.predict(self.model, eval_set, self.collator)
-        metrics = self.metrics_fn(logits, targets(eval_set))
+        metrics = self.metrics_fn.evaluate(eval_set, self.backend(self.model, self.collator))
         train_loss = float(np.mean(state.epoch_losses))
         row = {"epoch": state.epoch, "step": state.step, "train_loss": train_loss, **metrics}
         result.history.append(row)
@@ -251,10 +243,7 @@ class ManualTrainer(Loop):
         log.info(f"step {state.step} loss {loss:.4f} lr {lr:.2e}")
 
     def _autocast(self):
-        if self.precision == "fp32":
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype)
+        return autocast(self.device, self.precision)
 
     def _to_device(self, batch: dict) -> dict:
         return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
@@ -275,11 +264,11 @@ class ManualTrainer(Loop):
         mine = distributed.shard(order)
         return [mine[i : i + size] for i in range(0, len(mine), size)]
 
-    def _loader(self, dataset, batch_sampler, collator=None) -> DataLoader:
+    def _loader(self, dataset, batch_sampler) -> DataLoader:
         return DataLoader(
             dataset,
             batch_sampler=batch_sampler,
-            collate_fn=collator or self.collator,
+            collate_fn=self.collator,
             # its own generator: creating an iterator would otherwise draw from the global RNG,
             # and a resumed run would then see different dropout masks
             generator=torch.Generator().manual_seed(self.config.seed),
@@ -287,22 +276,9 @@ class ManualTrainer(Loop):
             pin_memory=self.device.type == "cuda",
         )
 
-    @torch.no_grad()
     def predict(self, model: torch.nn.Module, dataset, collator) -> np.ndarray:
-        """Logits for every example, in dataset order (each process predicts its share). The
-        batches go longest first, so each pads little; the rows come back in dataset order."""
-        model.to(self.device).eval()
-        size = self.config.eval_batch_size
-        order = longest_first(dataset)
-        mine = distributed.shard(order)
-        batches = [mine[i : i + size] for i in range(0, len(mine), size)]
-        out = []
-        loader = self._loader(dataset, batches, collator)
-        for batch in tqdm(loader, desc="eval", leave=False, disable=None):
-            batch = self._to_device({k: v for k, v in batch.items() if k != "labels"})
-            with self._autocast():
-                out.append(model(**batch).logits.float().cpu())
-        rows = distributed.gather_rows(torch.cat(out).numpy(), len(dataset))
-        logits = np.empty_like(rows)
-        logits[order] = rows
-        return logits
+        """Logits for every example, in dataset order: the torch backend of src.inference on
+        this loop's device and precision, each process its share."""
+        cfg = self.config
+        return inference.forward(model, dataset, collator, cfg.eval_batch_size, self.device,
+                                 self.precision, cfg.num_workers)  # fmt: skip

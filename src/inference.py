@@ -1,0 +1,121 @@
+"""The one inference path: encoded examples -> one row of logits per document.
+
+    logits = inference.documents(examples, backend, pooling)
+
+A backend computes every example's logits (an example is a text, a pair, or one window of a
+long text cut by `truncation=chunks`), in the examples' order; `documents` then pools each
+document's windows into its row, here and nowhere else. What goes through it: both trainers'
+evaluation (src.metrics.Scorer.evaluate), the run's test scoring and threshold tuning
+(src.run), src.predict, src.evaluate and src.export's check. The backends:
+- `forward`: batches, longest first, through a torch module or an exported model
+  (src.models.exported.OnnxModel, called as the module is); under torchrun each process
+  forwards its share and the rows are gathered. The manual loop, src.predict, src.evaluate and
+  the export check run it.
+- trainer=hf: transformers' Trainer's own prediction loop (its device, precision and DDP),
+  src.trainers.hf.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+# examples -> one row of logits per example, in the examples' order
+Backend = Callable[[Any], np.ndarray]
+
+CHUNK_POOLINGS = ("logits", "probs")  # how a document's windows are pooled (chunk_pooling)
+
+
+def documents(examples: Any, backend: Backend, pooling: str = "logits") -> np.ndarray:
+    """One row of logits per document: the backend's rows for `examples`, each document's
+    windows pooled (`pool`)."""
+    return pool(backend(examples), docs(examples), pooling)
+
+
+def truth(examples: Any) -> np.ndarray:
+    """One target per document (its windows all carry it): an id, a multi-hot row, a value."""
+    return doc_labels(targets(examples), docs(examples))
+
+
+def docs(examples: Any) -> list[int]:
+    """Each example's document: an encoded split's `doc` array, or a list's dicts (one
+    document each)."""
+    if hasattr(examples, "doc"):
+        return np.asarray(examples.doc).tolist()
+    return list(range(len(examples)))
+
+
+def targets(examples: Any) -> np.ndarray:
+    """Every example's target: an encoded split's arrays (src.data.Encoded), or a list's dicts."""
+    if hasattr(examples, "targets"):
+        return examples.targets()
+    return np.asarray([ex["labels"] for ex in examples])
+
+
+def pool(logits: np.ndarray, docs: Sequence[int], how: str = "logits") -> np.ndarray:
+    """One row per document from its windows' rows: the mean of their logits, or (`probs`) the
+    log of their mean class probabilities, so that a softmax of the result gives that mean."""
+    logits, docs = np.asarray(logits, dtype=np.float64), np.asarray(docs)
+    if how == "probs":
+        logits = softmax(logits)
+    sums = np.zeros((docs.max() + 1, logits.shape[1]))
+    np.add.at(sums, docs, logits)
+    mean = sums / np.bincount(docs)[:, None]
+    return np.log(mean) if how == "probs" else mean
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Class probabilities from logits, row by row (shifted by the row's max: no overflow)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    shifted = np.exp(logits - logits.max(-1, keepdims=True))
+    return shifted / shifted.sum(-1, keepdims=True)
+
+
+def doc_labels(labels: np.ndarray, docs: Sequence[int]) -> np.ndarray:
+    """One label per document (its windows all carry it): an id, a multi-hot row, a value."""
+    labels = np.asarray(labels)
+    out = np.zeros((max(docs) + 1, *labels.shape[1:]), dtype=labels.dtype)
+    out[np.asarray(docs)] = labels
+    return out
+
+
+def forward(model: Any, examples: Any, collate: Callable, batch_size: int, device: Any,
+            precision: str = "fp32", num_workers: int = 0) -> np.ndarray:  # fmt: skip
+    """The torch backend: every example's logits, in the examples' order. Batches go longest
+    first, so each pads little; under torchrun each process forwards its share and the rows
+    are gathered. `model` is a torch module or an exported model called as one."""
+    import torch
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    from src import distributed
+    from src.devices import autocast
+
+    model = model.to(device).eval()
+    order = np.argsort(-lengths_of(examples), kind="stable").tolist()
+    mine = distributed.shard(order)
+    batches = [mine[i : i + batch_size] for i in range(0, len(mine), batch_size)]
+    # its own generator: an iterator would otherwise draw from the global RNG, and a resumed
+    # run would then see different dropout masks after an evaluation
+    loader = DataLoader(examples, batch_sampler=batches, collate_fn=collate,
+                        generator=torch.Generator().manual_seed(0), num_workers=num_workers,
+                        pin_memory=device.type == "cuda")  # fmt: skip
+    out = []
+    with torch.no_grad():
+        for batch in tqdm(loader, desc="predict", unit="batch", leave=False, disable=None):
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items() if k != "labels"}
+            with autocast(device, precision):
+                out.append(model(**batch).logits.float().cpu())
+    rows = distributed.gather_rows(torch.cat(out).numpy(), len(examples))
+    logits = np.empty_like(rows)
+    logits[order] = rows
+    return logits
+
+
+def lengths_of(examples: Any) -> np.ndarray:
+    """Every example's word pieces: an encoded split's arrays, or a list's dicts."""
+    if hasattr(examples, "lengths"):
+        return np.asarray(examples.lengths)
+    return np.asarray([len(ex["input_ids"]) for ex in examples])
