@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import pytest
-import yaml
 
 from src.compose import compose
 from src.errors import UserError
 from src.loggers.wandb import WANDB_DIR, WandbLogger
 from src.run import train
+from tests.conftest import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -37,14 +38,23 @@ def test_an_offline_run_records_config_scalars_test_metrics_and_images(offline_r
 
 
 def test_a_sweeps_jobs_are_one_group(tmp_path):
-    hydra = {"mode": "MULTIRUN", "sweep": {"dir": "s", "subdir": "${hydra.job.num}"},
-             "job": {"num": 0}}  # fmt: skip
-    job = tmp_path / "sweep" / "0"
-    (job / ".hydra").mkdir(parents=True)
-    (job / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": hydra}))
-    assert WandbLogger(job, mode="offline").group == (tmp_path / "sweep").as_posix()
+    """A real multirun: each job is a W&B run named after its folder, all in the group named
+    after the sweep folder; a single run has no group, unless logger.group names one."""
+    from wandb.proto.wandb_internal_pb2 import RunRecord
+
+    sweep = tmp_path / "sweep"
+    proc = run_cli("-m", "debug=smoke", "logger=wandb", "logger.mode=offline", "dropout=0.1,0.2",
+                   f"hydra.sweep.dir={sweep}")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    assert [p.name.split("_")[0] for p in jobs] == ["0", "1"]
+    for job in jobs:
+        (offline,) = (job / WANDB_DIR).glob("offline-run-*")
+        record = next(offline.glob("run-*.wandb")).read_bytes()
+        for field in ({"run_group": sweep.as_posix()}, {"display_name": job.name}):
+            assert RunRecord(**field).SerializeToString() in record, field  # the run's fields
     assert WandbLogger(tmp_path / "single", mode="offline").group is None
-    assert WandbLogger(job, mode="offline", group="mine").group == "mine"
+    assert WandbLogger(jobs[0], mode="offline", group="mine").group == "mine"
 
 
 def test_mistakes_are_one_line(tmp_path, monkeypatch):
@@ -58,3 +68,14 @@ def test_mistakes_are_one_line(tmp_path, monkeypatch):
     )
     with pytest.raises(UserError, match="logger=wandb needs the wandb package: pip install"):
         WandbLogger(tmp_path, mode="offline")
+
+
+def test_online_without_a_login_is_one_line_before_the_run(tmp_path, monkeypatch):
+    """No WANDB_API_KEY, no ~/.netrc, no terminal: one line naming the fixes; no W&B run."""
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # no terminal: no prompt
+    with pytest.raises(UserError, match=r"logger=wandb: no W&B login .*wandb login.*offline"):
+        WandbLogger(tmp_path / "run", mode="online")
+    assert not (tmp_path / "run" / WANDB_DIR).exists()

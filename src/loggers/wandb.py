@@ -39,6 +39,8 @@ class WandbLogger:
             raise UserError(f"logger.mode={mode}: one of {', '.join(MODES)}")
         self.run_dir, self.project, self.entity, self.mode = Path(run_dir), project, entity, mode
         self.group = group or sweep_of(self.run_dir)
+        if mode == "online":  # before any weights load: a missing login is one line
+            _check_login()
         self._run: Any = None
         self._ended = False
 
@@ -98,3 +100,17 @@ class WandbLogger:
             self._run.finish(exit_code=code)
         except Exception as e:  # never hide the exception that ended the run
             log.warning(f"wandb: could not finish run {self._run.id}: {e}")
+
+
+def _check_login() -> None:
+    """wandb's own check of the credentials it would use (WANDB_API_KEY, ~/.netrc, a login
+    prompt on a terminal), without a request to the server."""
+    import wandb
+
+    try:
+        wandb.login(verify=False)
+    except wandb.errors.UsageError as e:
+        raise UserError(
+            f"logger=wandb: no W&B login ({str(e).splitlines()[0]}); run `wandb login`, set "
+            "WANDB_API_KEY, or log without an account: logger.mode=offline (WANDB_MODE=offline)"
+        ) from None
