@@ -10,11 +10,12 @@ pooling), a model card and export.json. `python -m src.predict run_dir=<folder>`
 (src.predict's Predictor; onnxruntime behind the model's call), and onnxruntime alone loads it.
 
 The export is torch.onnx's (the TorchScript exporter, opset 17); `quantize=int8` is
-onnxruntime's dynamic quantization (int8 weights of every MatMul; activations quantized per
-batch). Before the folder is written, the export predicts the run's own test texts and is
-compared with the torch model: the largest probability difference is printed, and the export is
-refused (exit 1, no folder left) when more than `max_disagreement` of the texts (default 0.01:
-1%) get another label (regression: another value, by more than 1% of the predictions' spread).
+onnxruntime's dynamic quantization (int8 weights of every MatMul, one scale per output
+channel; activations quantized per batch; the embedding tables stay fp32). Before the folder is
+written, the export predicts the run's own test texts and is compared with the torch model:
+the largest probability difference is printed, and the export is refused (exit 1, no folder
+left) when more than `max_disagreement` of the texts (default 0.01, 1%; with int8 0.03, 3%) get
+another label (regression: another value, by more than 1% of the predictions' spread).
 Other keys: `batch_size` (32), `max_texts` (all: how many test texts the check reads).
 """
 
@@ -29,8 +30,11 @@ from typing import Any
 from src import rundir
 from src.errors import UserError, one_line
 
-DEFAULTS = dict(run_dir=None, format="onnx", quantize=None, out=None, max_disagreement="0.01",
+DEFAULTS = dict(run_dir=None, format="onnx", quantize=None, out=None, max_disagreement=None,
                 batch_size="32", max_texts=None)  # fmt: skip
+# how many of the test texts may get another label: fp32 only reorders float sums; int8 weights
+# move the texts nearest the boundary (the default run: 7 of 400, benchmarks/RESULTS_export.md)
+TOLERANCE = {None: "0.01", "int8": "0.03"}
 FORMATS, QUANTIZE = ("onnx",), ("int8",)
 OPSET = 17
 SPREAD_SHARE = 0.01  # regression: a value "disagrees" past this share of the predictions' std
@@ -50,6 +54,8 @@ def parse_args(argv: Sequence[str]) -> dict:
     if args["quantize"] not in (None, "", *QUANTIZE):
         raise UserError(f"quantize={args['quantize']}: one of {', '.join(QUANTIZE)} (or leave "
                         "it out: fp32)")  # fmt: skip
+    if args["max_disagreement"] is None:
+        args["max_disagreement"] = TOLERANCE[args["quantize"] or None]
     try:
         share = float(args["max_disagreement"])
     except ValueError:
@@ -125,7 +131,11 @@ def quantize_int8(path: Path) -> None:
 
     fp32 = path.with_suffix(".fp32.onnx")
     path.rename(fp32)
-    quantize_dynamic(str(fp32), str(path), weight_type=QuantType.QInt8)
+    # the MatMuls' weights (the embedding tables stay fp32, as PyTorch's dynamic quantization
+    # of BERT does), one scale per output channel rather than per matrix: on the default run
+    # (MiniLM) the coarser choice moved more test labels (benchmarks/RESULTS_export.md)
+    quantize_dynamic(str(fp32), str(path), weight_type=QuantType.QInt8, per_channel=True,
+                     op_types_to_quantize=["MatMul"])
     fp32.unlink()
 
 

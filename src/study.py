@@ -145,7 +145,12 @@ def storage(url: str | None) -> Any:
 
     kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if url.startswith("sqlite") else {}
     try:
-        return RDBStorage(url, engine_kwargs=kwargs)
+        try:
+            return RDBStorage(url, engine_kwargs=kwargs)
+        except Exception as e:  # two commands starting one study race to create its tables:
+            if "already exists" not in str(e):  # the loser opens what the winner made
+                raise
+            return RDBStorage(url, engine_kwargs=kwargs)
     except Exception as e:
         reason = " ".join(str(e).split())[:200]
         raise UserError(f"hydra.sweeper.storage={url}: cannot be opened ({reason})") from None
