@@ -158,15 +158,3 @@ def check_keys(prefix: str, node: Mapping, known: tuple[str, ...], what: str) ->
         close = difflib.get_close_matches(str(key), known, n=1)
         hint = f"did you mean {prefix}{close[0]}?" if close else f"use one of {', '.join(known)}"
         raise UserError(f"{prefix}{key}={show(value)}: not {what}; {hint}")
-
-
-def describe(cls: type[Spec]) -> list[str]:
-    """One line per field: key, type, default, what it allows, help."""
-    lines = [f"{qualname(cls)}: {(cls.__doc__ or '').strip().splitlines()[0]}"]
-    for name, (f, kind, nullable) in fields(cls).items():
-        rule: Param | None = f.metadata.get("param")
-        default = f.default_factory() if callable(f.default_factory) else f.default
-        default = "(required)" if default is dataclasses.MISSING else default
-        words = rule.words(kind) + (", or null" if nullable else "") if rule else ""
-        lines.append(f"  {name} = {show(default)}  ({words}) {rule.help if rule else ''}")
-    return lines

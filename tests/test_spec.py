@@ -304,8 +304,8 @@ def test_spec_cli_lists_each_key_with_its_rule_and_help(capsys):
     out = capsys.readouterr().out
     assert "trainer=hf" in out and "save_steps = null  (an integer >= 1, or null)" in out
     assert "grad_accum_steps = 1  (an integer >= 1) batches whose gradients" in out
-    assert "lr = 0.0001  (a number > 0)" in out
-    assert "epochs = 2  (an integer >= 1)" in out and "batch_size = 16  (" in out
+    assert "lr = ${backbone.lr} = 0.0001  (a number > 0)" in out
+    assert "epochs = ${task.epochs} = 2  (an integer >= 1)" in out and "batch_size = 16  (" in out
 
 
 def test_every_declared_default_is_what_the_default_run_uses(compose_cfg):
