@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     corpus = data.MovieReviews(val_size=0.0).load()
     texts = list(corpus.train.texts) + list(corpus.test.texts)
-    tokenizer = Backbone(name="minilm", path=MINILM).tokenizer()
+    tokenizer = Backbone(name="minilm", path=MINILM, lr=1e-4, max_length=256).tokenizer()
     size = args.batch_size
     print(f"{len(texts)} reviews, max_length {args.max_length}, batch {size}\n")
     print("| stride | windows (per review) | word pieces | padding, random | padding, grouped |")

@@ -16,8 +16,7 @@ from typing import Any
 
 from src import encoders
 from src.errors import UserError
-from src.optim import TorchOptimizer
-from src.schema import Spec, param, same_as
+from src.schema import Spec, param
 
 PKG_SCHEME = "pkg://"
 INITS = ("pretrained", "random")
@@ -97,6 +96,13 @@ class Backbone(Spec):
         MISSING, "a local folder, a hub id, or pkg://<package>/<folder>", test=_is_location,
         allowed="an existing folder, a hub id (name or owner/name) or pkg://<package>/<folder>",
     )  # fmt: skip
+    lr: float = param(
+        MISSING, "the peak learning rate for this checkpoint's size (the lr knob reads it)", gt=0
+    )
+    max_length: int = param(
+        MISSING, "word pieces per text, [CLS] and [SEP] in, this checkpoint reads (the "
+        "max_length knob reads it)", ge=3,
+    )  # fmt: skip
     hub_id: str | None = param(
         None, "the hub id of these weights (the model card's base_model); null: path, if one"
     )
@@ -115,11 +121,6 @@ class Backbone(Spec):
         "config.json keys to change, e.g. attention_probs_dropout_prob",
         test=lambda v: isinstance(v, Mapping) and all(_is_plain(x) for x in v.values()),
         allowed="a mapping of config.json keys to plain values",
-    )
-    lr: float = same_as(TorchOptimizer, "lr")  # the lr knob reads it: a step for this size
-    max_length: int = param(
-        256, "word pieces per text, [CLS] and [SEP] in: this checkpoint's (the knob reads it)",
-        ge=3,
     )
     freeze_layers: int = param(
         0, "freeze the embeddings (and what else runs before layer 0) and the lower N layers "

@@ -45,8 +45,9 @@ def compose(overrides: list[str], conf: Path = CONF, hydra: bool = False,
 
 
 def sources(overrides: list[str], conf: Path = CONF, config_name: str = "config") -> list[str]:
-    """The files of `conf` that composing `overrides` reads, as `<group>/<option>` (Hydra's
-    defaults list; its own built-in configs left out): which presets a changed file reaches."""
+    """The files of `conf` that composing `overrides` reads, as `<group>/<option>`, and the
+    declarations it reads, as `declared/<Class>` (Hydra's defaults list; its own built-in
+    configs left out): which presets a changed file or default reaches."""
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.types import RunMode
@@ -62,7 +63,8 @@ def sources(overrides: list[str], conf: Path = CONF, config_name: str = "config"
     finally:
         GlobalHydra.instance().clear()
     paths = (d.config_path for d in found.defaults if d.config_path)
-    return [p for p in dict.fromkeys(paths) if (conf / f"{p}.yaml").is_file()]
+    return [p for p in dict.fromkeys(paths)
+            if (conf / f"{p}.yaml").is_file() or p.startswith("declared/")]  # fmt: skip
 
 
 # --help lists each group's options, its private _shared.yaml left out (Hydra's own list has it);

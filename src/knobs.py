@@ -30,30 +30,44 @@ from src.trainers import TrainerConfig
 MIN_MAX_LENGTH = 3  # [CLS], one word piece, [SEP]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Knobs(Spec):
     """The run's top-level knobs."""
+
+    # those conf/config.yaml reads from a group (`lr: ${backbone.lr}`: each backbone's step,
+    # each task's epochs) declare no default of their own (`read=True`)
 
     NODES: ClassVar[tuple[str, ...]] = ("dataset", "task", "backbone", "model", "trainer",
                                         "optimizer", "scheduler", "logger", "metrics")  # fmt: skip
 
     seed: int = same_as(TrainerConfig, "seed")
-    lr: float = same_as(TorchOptimizer, "lr")
-    epochs: int = same_as(TrainerConfig, "epochs")
+    lr: float = same_as(TorchOptimizer, "lr", read=True)
+    epochs: int = same_as(TrainerConfig, "epochs", read=True)
     batch_size: int = same_as(TrainerConfig, "batch_size")
     eval_batch_size: int = same_as(TrainerConfig, "eval_batch_size")
-    max_length: int = same_as(Backbone, "max_length")
-    truncation: str = param("chunks", "which word pieces a long text keeps", choices=TRUNCATIONS)
-    stride: int = param(0, "truncation=chunks: word pieces two windows share", ge=0)
-    chunk_pooling: str = param("logits", "chunks: mean of logits or probs", choices=CHUNK_POOLINGS)
+    max_length: int = same_as(Backbone, "max_length", read=True)
+    truncation: str = param(
+        "chunks", "chunks: every word piece, in windows of max_length; head, tail, head_tail: "
+        "one cut per text (sentence pairs need one)", choices=TRUNCATIONS,
+    )  # fmt: skip
+    stride: int = param(
+        0, "truncation=chunks: word pieces two neighbouring windows share; 0: none", ge=0
+    )
+    chunk_pooling: str = param(
+        "logits",
+        "chunks: a text's prediction is the mean of its windows' logits or probs",
+        choices=CHUNK_POOLINGS,
+    )
     dropout: float = same_as(Head, "dropout")
     device: str = same_as(TrainerConfig, "device")
     compile: bool = same_as(TrainerConfig, "compile")
     resume: str | None = param(None, "auto (this run's newest checkpoint) or a run folder")
     tokenize_cache: str | None = param(
-        "outputs/cache/tokenized", "folder of tokenized splits shared by runs; null: tokenize anew"
+        "outputs/cache/tokenized",
+        "tokenized splits, keyed by texts, tokenizer, max_length and "
+        "truncation: a sweep's jobs and reruns tokenize once; null: off",
     )
-    class_weights: str | list | None = same_as(Task, "class_weights")
+    class_weights: str | list | None = same_as(Task, "class_weights", read=True)
 
     def check_against(self, plain: Mapping[str, Any]) -> None:
         """What one key alone cannot tell: limits of the backbone, paths, devices."""

@@ -90,7 +90,7 @@ class Schedule(Spec):
 
     name: str = param("linear", "the decay after warmup", choices=SCHEDULES)
     warmup_ratio: float = param(
-        0.0, "the share of all optimizer steps spent warming up", ge=0, le=1
+        0.1, "the share of all optimizer steps spent warming up", ge=0, le=1
     )
 
     def build(self, optimizer, num_training_steps: int):

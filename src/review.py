@@ -37,6 +37,7 @@ from src.schema import show
 PRESET_GROUPS = ("experiment", "debug", "hparams_search")
 SWEEP_GROUP = "hparams_search"  # its presets add their search space: hydra.sweeper.*
 ABSENT = "<absent>"
+DECLARED = "src/declared.py"  # a revision with it composes with its own code's defaults
 FORMATS = ("md", "json", "text")
 COMMENT_MARKER = "<!-- src.review -->"
 NOT_SETTINGS = (
@@ -60,6 +61,7 @@ class Preset:
 class Revision:
     label: str  # `main (1a2b3c4)` | `the working tree`
     presets: dict[str, Preset]
+    declared: dict[str, Any] = field(default_factory=dict)  # its code's defaults (src/declared.py)
 
 
 @dataclass
@@ -101,10 +103,12 @@ def commit_of(repo: Path, rev: str) -> str:
 
 
 def conf_at(repo: Path, commit: str, into: Path) -> Path | None:
-    """The revision's conf/ written under `into` (None: it has none)."""
+    """The revision's conf/ written under `into`, and its src/ where that declares defaults
+    (None: it has no conf/)."""
     if not git(repo, "ls-tree", "--name-only", commit, "conf").strip():
         return None
-    archive = git(repo, "archive", "--format=tar", commit, "conf", data=True)
+    code = ["src"] if git(repo, "ls-tree", "--name-only", commit, DECLARED).strip() else []
+    archive = git(repo, "archive", "--format=tar", commit, "conf", *code, data=True)
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # 3.10.12+
         tar.extractall(into, **safe)
@@ -113,7 +117,7 @@ def conf_at(repo: Path, commit: str, into: Path) -> Path | None:
 
 def changed_files(repo: Path, base: str, head: str | None) -> dict[str, str]:
     """conf/ path -> A (added), M or D, BASE against HEAD (or the working tree, untracked
-    files included)."""
+    files included). A declaration's change is `changed_declarations`'."""
     out = git(repo, "diff", "--name-status", "--no-renames", base, *([head] if head else []),
               "--", "conf")  # fmt: skip
     found = {line.split("\t", 1)[1]: line[0] for line in out.splitlines() if "\t" in line}
@@ -169,19 +173,38 @@ def resolve(overrides: list[str], conf: Path) -> dict[str, Any]:
 
 
 def read_revision(label: str, conf: Path | None, roots: tuple[Path, ...]) -> Revision:
+    """Every preset of `conf` composed with the declarations of the code beside it."""
     from src.compose import sources
+    from src.declared import at, declared_as
 
     presets: dict[str, Preset] = {}
-    for name, overrides in (preset_names(conf) if conf else {}).items():
-        try:
-            plain = resolve(overrides, conf)
-            files = [f"conf/{p}.yaml" for p in sources(overrides, conf)]
-        except Exception as e:  # a revision whose conf/ does not compose: its line, reported
-            presets[name] = Preset(name, error=_first_line(e))
-            continue
-        config = flatten(portable(plain, (conf.parent, *roots)))
-        presets[name] = Preset(name, config, files=files, plain=plain)
-    return Revision(label, presets)
+    try:
+        declared = at(conf.parent) if conf else {}
+    except RuntimeError as e:  # composing would misreport every preset: say why, once
+        raise UserError(f"{label}: {e}") from None
+    with declared_as(declared):
+        for name, overrides in (preset_names(conf) if conf else {}).items():
+            try:
+                plain = resolve(overrides, conf)
+                files = [p if p.startswith("declared/") else f"conf/{p}.yaml"
+                         for p in sources(overrides, conf)]  # fmt: skip
+            except Exception as e:  # a revision whose conf/ does not compose: its line, reported
+                presets[name] = Preset(name, error=_first_line(e))
+                continue
+            config = flatten(portable(plain, (conf.parent, *roots)))
+            presets[name] = Preset(name, config, files=files, plain=plain)
+    return Revision(label, presets, declared)
+
+
+def changed_declarations(base: Revision, head: Revision) -> dict[str, str]:
+    """`declared/<Class>` -> A, M or D where the code's declared defaults differ: a default
+    changed in src/ reaches the presets that compose it, as a changed YAML file does."""
+    out = {}
+    for name in sorted({*base.declared, *head.declared}):
+        old, new = base.declared.get(name), head.declared.get(name)
+        if old != new and (old or new) is not None:
+            out[f"declared/{name}"] = "A" if old is None else "D" if new is None else "M"
+    return out
 
 
 def _first_line(error: BaseException) -> str:
@@ -430,19 +453,24 @@ def to_json(r: Report) -> str:
 # --- the command --------------------------------------------------------------------------------
 
 
-_COMPOSED: dict[str, dict[str, Preset]] = {}  # conf/ tree id -> its presets (one process)
+_COMPOSED: dict[str, Revision] = {}  # conf/ and src/ tree ids -> its presets (one process)
 
 
 def committed(repo: Path, rev: str, commit: str) -> Revision:
-    """A commit's presets, composed from its conf/ (once per tree in a process)."""
+    """A commit's presets, composed from its conf/ and declarations (once per tree)."""
     label = commit[:7] if commit.startswith(rev) else f"{rev} ({commit[:7]})"
-    tree = git(repo, "rev-parse", f"{commit}:conf").strip() if git(
-        repo, "ls-tree", "--name-only", commit, "conf").strip() else ""  # fmt: skip
-    if tree not in _COMPOSED:
+    trees = [
+        git(repo, "rev-parse", f"{commit}:{d}").strip()
+        if git(repo, "ls-tree", "--name-only", commit, d).strip()
+        else ""
+        for d in ("conf", "src")
+    ]
+    key = " ".join(trees)  # fmt: skip
+    if key not in _COMPOSED:
         with tempfile.TemporaryDirectory(prefix="review-") as tmp:
             side = read_revision(label, conf_at(repo, commit, Path(tmp)), (repo, Path(tmp)))
-        _COMPOSED[tree] = side.presets
-    return Revision(label, _COMPOSED[tree])
+        _COMPOSED[key] = side
+    return Revision(label, _COMPOSED[key].presets, _COMPOSED[key].declared)
 
 
 def review(repo: Path, base: str, head: str | None, runs: list[tuple[Path, Path]]) -> Report:
@@ -456,7 +484,10 @@ def review(repo: Path, base: str, head: str | None, runs: list[tuple[Path, Path]
     else:
         conf = repo / "conf"
         head_side = read_revision("the working tree", conf if conf.is_dir() else None, (repo,))
-    files = changed_files(repo, base_commit, head_commit)
+    files = {
+        **changed_files(repo, base_commit, head_commit),
+        **changed_declarations(base_side, head_side),
+    }
     invalid = {p: line for p, line in verdicts(head_side, repo).items() if line}
     return Report(base_side.label, head_side.label, compare(base_side, head_side), files,
                   reach(files, base_side, head_side), invalid, list(head_side.presets),

@@ -190,6 +190,8 @@ def rows(group: str, overrides: list[str], cls: type) -> Iterator[tuple[str, str
             rule = f.metadata.get("param")
             if rule is not None:
                 allowed, help_ = rule.words(kind) + (", or null" if nullable else ""), rule.help
+        else:  # a class that is no Spec (a logger) declares its arguments' help beside them
+            help_ = getattr(cls, "HELP", {}).get(key, "")
         yield key, value, allowed, help_
 
 

@@ -418,7 +418,10 @@ class Regression(Task):
     STRATIFY: ClassVar[bool] = False  # a seeded random split
 
     best_metric: str = _metric("regression", "mse")
-    standardize: bool = param(True, "train on standardized targets (the model saves in units)")
+    standardize: bool = param(
+        True, "train on (y - mean) / std of the training labels; the saved model's last layer "
+        "is scaled back, so predictions come in the label's units",
+    )  # fmt: skip
     mean: float = field(default=0.0, init=False, repr=False)
     std: float = field(default=1.0, init=False, repr=False)
 

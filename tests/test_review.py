@@ -36,16 +36,22 @@ def edit(path: Path, old: str, new: str) -> None:
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    """This project's conf/ in a new repo, then one commit per kind of change:
-    `shared` (optimizer.weight_decay, which every preset reads), `one` (a key of one preset),
-    `added` (a new preset); the working tree puts an invalid value into that new preset."""
+    """This project's conf/ and src/ in a new repo, then one commit per kind of change:
+    `shared` (AdamW's declared weight_decay in src/optim.py, which every preset reads), `one`
+    (a key of one preset's YAML), `added` (a new preset); the working tree puts an invalid
+    value into that new preset."""
     repo = tmp_path_factory.mktemp("repo")
     shutil.copytree(CONF, repo / "conf")
+    shutil.copytree(ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))
     git(repo, "init", "-q", "-b", "main")
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "base")
     git(repo, "tag", "base")
-    edit(repo / "conf/optimizer/adamw.yaml", "weight_decay: 0.01", "weight_decay: 0.05")
+    edit(
+        repo / "src/optim.py",
+        'param(0.01, "decoupled weight decay',
+        'param(0.05, "decoupled weight decay',
+    )
     git(repo, "commit", "-qam", "a shared default")
     git(repo, "tag", "shared")
     edit(repo / "conf/debug/smoke.yaml", "max_length: 64", "max_length: 48")
@@ -73,8 +79,8 @@ def test_a_shared_default_is_shown_in_every_preset_it_reaches(repo):
     assert set(reached) == set(changes) - pinned and len(reached) == 5  # the search space's too
     for name in reached:
         assert changes[name].keys == [("optimizer.weight_decay", 0.01, 0.05)], name
-    assert report.files == {"conf/optimizer/adamw.yaml": "M"}
-    assert set(report.reaches["conf/optimizer/adamw.yaml"]) == set(changes)  # read by all
+    assert report.files == {"declared/AdamW": "M"}  # a default changed in the code, not conf/
+    assert set(report.reaches["declared/AdamW"]) == set(changes)  # read by all
     assert report.invalid == {}
 
 

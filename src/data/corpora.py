@@ -129,8 +129,10 @@ class Splits(Spec):
     test_size: float = param(0.2, "the test share when there is no test file", gt=0, lt=1)
     split_seed: int = param(42, "fixed apart from `seed`, so a seed sweep keeps one split")
     val_size: float = param(
-        0.1, "share of train held out to pick the epoch; 0: pick on test (optimistic)", ge=0, lt=1
-    )
+        0.1, "a stratified share of train that picks the epoch and drives early stopping (the "
+        "test split is scored once, at the end); 0: pick on test (optimistic; the notebook "
+        "presets do)", ge=0, lt=1,
+    )  # fmt: skip
     max_train_samples: int | None = param(None, "cap for debugging; null = all", ge=1)
     max_eval_samples: int | None = param(None, "cap for debugging; null = all", ge=1)
 

@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from src.errors import Preempted, UserError
 from src.rundir import HYDRA_DIR, locked, read_config, read_overrides
@@ -39,6 +39,11 @@ class MLflowLogger:
     """
 
     SINGLE_RUNS = "runs"  # the experiment of the runs outside a sweep
+    HELP: ClassVar[dict[str, str]] = {  # each argument's help line (`python -m src.spec logger`)
+        "tracking_uri": "the MLflow store: MLFLOW_TRACKING_URI, else a local sqlite file "
+        "(artifacts in outputs/mlartifacts); a team server: http://host:5000",
+        "experiment_name": "null: the sweep folder for a sweep's jobs, `runs` for single runs",
+    }
 
     def __init__(
         self, run_dir: Path, tracking_uri: str, experiment_name: str | None = None

@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from src.errors import Preempted, UserError
 from src.loggers.mlflow import sweep_of
@@ -30,6 +30,14 @@ class WandbLogger:
     images as images and the run's files as an artifact. A sweep's jobs share one group (the
     sweep folder), so W&B compares them side by side. The run starts on first use, so one that
     fails while it is built leaves no W&B run."""
+
+    HELP: ClassVar[dict[str, str]] = {  # each argument's help line (`python -m src.spec logger`)
+        "project": "the W&B project",
+        "entity": "your team; null: your default entity",
+        "mode": "online (after `wandb login`) | offline: no account, files under <run dir>/wandb "
+        "(`wandb sync` uploads them) | disabled",
+        "group": "null: the sweep folder for a sweep's jobs, none for a single run",
+    }
 
     def __init__(self, run_dir: Path, project: str = "bert-sweeps", entity: str | None = None,
                  mode: str = "online", group: str | None = None) -> None:  # fmt: skip

@@ -45,10 +45,13 @@ class Head(Spec):
 
     dropout: float = param(0.1, "the classifier dropout of either head", ge=0, lt=1)
     peft: str | None = param(
-        None, "lora: LoRA adapters train in the frozen encoder", choices=PEFT_METHODS
-    )
+        None, "lora: LoRA adapters (model.lora) train in the frozen encoder, the head fully; "
+        "best_model/ holds the merged weights", choices=PEFT_METHODS,
+    )  # fmt: skip
     lora: Mapping[str, Any] = param(
-        LORA, "model.peft=lora: r, alpha, dropout and target_modules (peft's LoraConfig)",
+        LORA, "model.peft=lora (peft's LoraConfig): r, the rank; alpha, the scale alpha / r; "
+        "dropout, on the adapters' input; target_modules, null: every Linear in the family's "
+        "layers (src/encoders.py)",
         test=lambda v: isinstance(v, Mapping), allowed="a mapping of LoRA keys",
     )  # fmt: skip
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # the model configs (src.models) read LORA, and must not load
     import torch
     from torch import nn
 
-# model.lora's defaults (conf/model/_shared.yaml)
+# model.lora's defaults, declared once here (Head.lora; the composed config reads them)
 # target_modules null: the family's Linear layers (src.encoders: query/key/value/dense for BERT)
 LORA = {"r": 8, "alpha": 16, "dropout": 0.1, "target_modules": None}
 

@@ -32,7 +32,7 @@ class TrainerConfig(Spec):
 
     epochs: int = param(2, "passes over the training split (more to reach min_steps)", ge=1)
     min_steps: int = param(
-        150, "optimizer steps a run takes at least: a small dataset gets more epochs", ge=0
+        150, "optimizer steps a run takes at least: a small dataset gets more epochs; 0: off", ge=0
     )
     max_epochs: int = param(20, "the most epochs min_steps may raise `epochs` to", ge=1)
     batch_size: int = param(16, "examples per step and process (global = x processes)", ge=1)
@@ -45,9 +45,14 @@ class TrainerConfig(Spec):
     metric_for_best_model: str = param(
         "f1", "picks the best epoch on the eval split (one of the task's)", choices=tuple(REGISTRY)
     )
-    early_stopping_patience: int | None = param(3, "stop after N epochs of no gain", ge=1)
+    early_stopping_patience: int | None = param(
+        3, "stop after N epochs without a better metric_for_best_model; null: never", ge=1
+    )
     device: str = param("auto", "auto = cuda, else mps, else cpu", **DEVICE)
-    precision: str = param("auto", "auto: bf16 where native, fp16/fp32 else", choices=PRECISIONS)
+    precision: str = param(
+        "auto", "auto: bf16 (else fp16) on CUDA; on CPU bf16 where native (AVX512-BF16, AMX: "
+        "detected), else fp32", choices=PRECISIONS,
+    )  # fmt: skip
     num_workers: int = param(0, "DataLoader worker processes", ge=0)
     compile: bool = param(False, "torch.compile the training forward")
     seed: int = param(42, "seeds the weights' init, dropout and batch order (not the split)")
