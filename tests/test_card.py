@@ -11,7 +11,7 @@ from huggingface_hub.repocard_data import model_index_to_eval_results
 from omegaconf import DictConfig, OmegaConf
 
 from src.card import base_model, model_card
-from src.compose import CONF
+from src.compose import compose
 
 HEADS = ["hf_head", "custom_head"]
 
@@ -94,7 +94,7 @@ def test_card_of_chunks_a_file_dataset_and_three_labels(trained_runs):
 
 def test_card_names_the_pretrained_base_model(trained_runs):
     cfg, metrics = _run(trained_runs["custom_head"])
-    cfg.backbone = OmegaConf.load(CONF / "backbone" / "minilm.yaml")
+    cfg.backbone = compose(["backbone=minilm"]).backbone  # its YAML with its declared defaults
     card = ModelCard(str(model_card(cfg, metrics)))
     assert card.data.base_model == "sentence-transformers/all-MiniLM-L6-v2"
     assert "[sentence-transformers/all-MiniLM-L6-v2](https://huggingface.co/" in card.text
