@@ -104,30 +104,33 @@ def save_model(folder: Path, model, tokenizer, card: ModelCard, max_length: int,
 def save_run(built, cfg, run_dir: Path, summary: RunSummary, truth, logits) -> list[Path]:
     """What a finished run leaves: the best model, the predictions, the reports, and
     metrics.json last. Returns the report files (what the logger keeps as artifacts).
-    `truth` is the test labels as the metrics take them (src.run.score_test)."""
+    `truth` is the test labels as the metrics take them (src.run.score_test).
+
+    It changes `built.model` to what is saved: regression's last layer scaled to the label's
+    units, LoRA's adapters merged in (best_model/adapter/ keeps them apart). The record the
+    card, the reports and metrics.json show is taken after both, adapter_bytes included."""
     from src import card, metrics, reports
 
     task, names = built.task, built.corpus.label_names
     start, preds = time.perf_counter(), task.decide(logits)
     write_predictions(run_dir / PREDICTIONS_FILE, built.corpus.test.labels, logits, names, task)
     task.export(built.model)  # regression: the saved model predicts in the label's units
-    record, folder = summary.to_json(), run_dir / BEST_MODEL_DIR
-    cut = {k: cfg[k] for k in ("max_length", "truncation", "stride", "chunk_pooling")}
-    decides = {k: v for k, v in record["task"].items() if k in ("name", "threshold")}
-    trained = None
+    folder = run_dir / BEST_MODEL_DIR
     if cfg.model.get("peft") == "lora":  # best_model/: the adapters merged in; adapter/: them
         from src.models import lora
 
         trained = lora.merge(built.model)
+        summary.parameters["adapter_bytes"] = lora.save_adapter(
+            folder / lora.ADAPTER_DIR, trained, dict(cfg.model.lora), built.model.config.model_type
+        )
+    record = summary.to_json()
+    cut = {k: cfg[k] for k in ("max_length", "truncation", "stride", "chunk_pooling")}
+    decides = {k: v for k, v in record["task"].items() if k in ("name", "threshold")}
     pair_column = cfg.dataset.get("text_pair_column")
     pairs = {"text_column": cfg.dataset.get("text_column", "text"),
              "text_pair_column": pair_column} if pair_column else None  # fmt: skip
     save_model(folder, built.model, built.tokenizer, card.model_card(cfg, record), **cut,
                task=decides, pairs=pairs)  # fmt: skip
-    if trained is not None:
-        size = lora.save_adapter(folder / lora.ADAPTER_DIR, trained, dict(cfg.model.lora),
-                                 built.model.config.model_type)
-        summary.parameters["adapter_bytes"] = size
     report = metrics.report(truth, preds, names, task.NAME)
     write_atomic(run_dir / REPORT_FILE, report)
     artifacts = reports.write(run_dir, cfg, record, truth, preds, report)

@@ -49,12 +49,23 @@ def settings(cfg: Mapping, metrics: Mapping) -> dict[str, Any]:
         **({"task": task_line(metrics)} if task_of(metrics) != "single_label" else {}),
         **out,
         "dropout": model["dropout"],
+        **({"parameters": parameters_line(cfg, metrics)} if metrics.get("parameters") else {}),
         **({"class_weights": cfg["class_weights"]} if cfg.get("class_weights") else {}),
         "seed": cfg["seed"],
         "splits": f"{sizes} / {metrics['n_test']} test",
         "epoch chosen on": f"{metrics['eval_split']} split, by {trainer['metric_for_best_model']}",
         "precision": f"{metrics['precision']} on {metrics['device']}",
     }
+
+
+def parameters_line(cfg: Mapping, metrics: Mapping) -> str:
+    """How many parameters the model has, how many trained, and LoRA's adapters' size."""
+    counts, lora = metrics["parameters"], cfg["model"].get("lora") or {}
+    line = f"{counts['total'] / 1e6:.1f}M, {counts['trainable'] / 1e6:.2f}M trained"
+    if "adapter_bytes" in counts:
+        line += (f"; LoRA r={lora.get('r')}: adapters {counts['adapter_bytes'] / 1e6:.2f} MB in "
+                 "best_model/adapter/")  # fmt: skip
+    return line
 
 
 def task_line(metrics: Mapping) -> str:

@@ -39,6 +39,9 @@ def test_merged_model_reloads_without_peft_and_predicts_as_the_run(trained, mode
     model_bytes = (run / "best_model" / "model.safetensors").stat().st_size
     assert 0 < counts["trainable"] < counts["total"] / 20
     assert 0 < counts["adapter_bytes"] < model_bytes / 20
+    shown = f"LoRA r=4: adapters {counts['adapter_bytes'] / 1e6:.2f} MB in best_model/adapter/"
+    for page in (run / "report.md", run / "best_model" / "README.md"):  # the record, once whole
+        assert shown in page.read_text(), page
 
 
 @pytest.mark.parametrize("model", ["hf_head", "custom_head"])
@@ -71,6 +74,7 @@ def test_pipeline_and_predict_load_the_merged_hf_head(trained, capsys):
         "a fine film", top_k=None
     )
     assert {s["label"] for s in scores} == {"neg", "pos"}
+    capsys.readouterr()  # what training the run printed, when this test is the first to ask
     predict.main([f"run_dir={run}", "text=a fine film"])
     assert capsys.readouterr().out.startswith("label: ")
 
