@@ -7,13 +7,29 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig
 
 from src import spec
 from src.errors import UserError
 from src.rundir import parameter_counts
+
+if TYPE_CHECKING:
+    from torch import nn
+    from torch.optim import Optimizer
+    from torch.optim.lr_scheduler import LRScheduler
+    from transformers import PreTrainedTokenizerBase
+
+    from src.backbones import Backbone
+    from src.data import Corpus
+    from src.data.collate import Collator
+    from src.data.encoded import Encoded
+    from src.loggers import ScalarLogger
+    from src.metrics import Scorer
+    from src.models.frozen import FrozenCache
+    from src.tasks import Task
+    from src.trainers.common import Loop
 
 log = logging.getLogger("src.run")
 
@@ -22,23 +38,23 @@ log = logging.getLogger("src.run")
 class Built:
     """What `build` made from a config: the run's objects, for `fit` and for the benchmark."""
 
-    corpus: Any
-    task: Any  # src.tasks: what a label is, its loss, predictions and metrics
-    backbone: Any
-    tokenizer: Any
-    encoded: dict[str, Any]  # src.data.Encoded per split: train, eval, test
-    collator: Any
-    model: Any
-    logger: Any
-    trainer: Any
-    optimizer: Any
-    scheduler: Any
-    scorer: Any
-    frozen: Any = None  # src.models.frozen.FrozenCache (backbone.cache_frozen), else None
-    warnings: list = field(default_factory=list)  # what the run says is wrong with its model
+    corpus: Corpus  # cfg.dataset, loaded: train, eval and test texts with their labels
+    task: Task  # cfg.task: what a label is, its loss, predictions and metrics
+    backbone: Backbone  # cfg.backbone
+    tokenizer: PreTrainedTokenizerBase  # the backbone's
+    encoded: dict[str, Encoded]  # per split (train, eval, test), tokenized as cfg cuts texts
+    collator: Collator  # batches of encoded examples, padded
+    model: nn.Module  # cfg.model on the backbone (frozen layers, LoRA adapters in)
+    logger: ScalarLogger  # cfg.logger
+    trainer: Loop  # cfg.trainer's loop: ManualTrainer or HFTrainer
+    optimizer: Optimizer  # cfg.optimizer on the model's trainable parameters
+    scheduler: LRScheduler  # cfg.scheduler over all optimizer steps
+    scorer: Scorer  # cfg.metrics for this task: evaluation and the test split's scores
+    frozen: FrozenCache | None = None  # backbone.cache_frozen's cache of the frozen layers
+    warnings: list[str] = field(default_factory=list)  # what the run says is wrong with its model
 
 
-def build(cfg: DictConfig, logger: Any) -> Built:
+def build(cfg: DictConfig, logger: ScalarLogger) -> Built:
     """Data, tokenizer, model, trainer, optimizer and schedule, each logged as it is built."""
     from transformers import set_seed
 
@@ -99,8 +115,10 @@ def build(cfg: DictConfig, logger: Any) -> Built:
     frozen = None
     if backbone.cache_frozen:
         encoded, frozen = cache_frozen(model, backbone.freeze_layers, encoded, trainer.precision)
-    return Built(corpus, task, backbone, tokenizer, encoded, data.collator(tokenizer), model,
-                 logger, trainer, optimizer, scheduler, scorer, frozen)  # fmt: skip
+    return Built(corpus=corpus, task=task, backbone=backbone, tokenizer=tokenizer,
+                 encoded=encoded, collator=data.collator(tokenizer), model=model, logger=logger,
+                 trainer=trainer, optimizer=optimizer, scheduler=scheduler, scorer=scorer,
+                 frozen=frozen)  # fmt: skip
 
 
 def parameters(model: Any) -> str:
