@@ -28,6 +28,7 @@ from typing import Any
 from src import render
 from src.errors import UserError, one_line
 from src.metrics import PairedDifference, paired_differences, task_of
+from src.render import number
 from src.rundir import (
     CONFIG_FILE,
     best_eval,
@@ -112,18 +113,12 @@ def differences(runs: list[Run]) -> dict[str, list[Any]]:
     return diff
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) >= 1e-3 or value == 0 else f"{value:g}"
-    return "-" if value is None else str(value)
-
-
 def test_cell(run: Run, name: str) -> str:
     """A test metric with its 95% interval when the run has one."""
     value, interval = run.get(("test", name)), run.get(("test_ci95", name))
     if value is None:
         return "-"
-    return _fmt(value) + (f" {render.interval(interval)}" if interval else "")
+    return number(value) + (f" {render.interval(interval)}" if interval else "")
 
 
 def metric_rows(runs: list[Run]) -> list[tuple[str, list[str]]]:
@@ -132,8 +127,8 @@ def metric_rows(runs: list[Run]) -> list[tuple[str, list[str]]]:
     names = list(tested)  # each run's task's metrics, in the task's order
     best = sorted({chosen[0] for run in runs if (chosen := best_eval(run.metrics))})
     rows = [(f"test {k}", [test_cell(run, k) for run in runs]) for k in names]
-    rows += [(f"best eval {m}", [_fmt(run.get((best_key(m),))) for run in runs]) for m in best]
-    rows += [(label, [_fmt(run.get(path)) for run in runs]) for label, path in FACTS]
+    rows += [(f"best eval {m}", [number(run.get((best_key(m),))) for run in runs]) for m in best]
+    rows += [(label, [number(run.get(path)) for run in runs]) for label, path in FACTS]
     if any(run.metrics.get("warnings") for run in runs):  # a model that predicts one thing
         rows.append(("warning", ["; ".join(run.metrics.get("warnings") or []) or "-"
                                  for run in runs]))  # fmt: skip
@@ -149,10 +144,10 @@ def markdown(runs: list[Run], names: list[str]) -> str:
     if not diff:
         lines.append("None: the resolved configs are identical.")
     elif len(runs) == 2:
-        lines += [f"- `{key}`: {_fmt(a)} -> {_fmt(b)}" for key, (a, b) in diff.items()]
+        lines += [f"- `{key}`: {number(a)} -> {number(b)}" for key, (a, b) in diff.items()]
     else:
         lines += ["| key | " + " | ".join(names) + " |", "|---|" + "---|" * len(runs)]
-        lines += [f"| `{k}` | " + " | ".join(map(_fmt, v)) + " |" for k, v in diff.items()]
+        lines += [f"| `{k}` | " + " | ".join(map(number, v)) + " |" for k, v in diff.items()]
     lines += ["", "## Metrics", "", "| | " + " | ".join(names) + " |"]
     lines.append("|---|" + "---|" * len(runs))
     lines += [f"| {label} | " + " | ".join(cells) + " |" for label, cells in metric_rows(runs)]
@@ -207,7 +202,7 @@ def to_csv(runs: list[Run], names: list[str]) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["run", "folder", *diff, *(label for label, _ in rows)])
     for i, (name, run) in enumerate(zip(names, runs, strict=True)):
-        values = [_fmt(v[i]) for v in diff.values()]
+        values = [number(v[i]) for v in diff.values()]
         writer.writerow([name, run.name, *values, *(cells[i] for _, cells in rows)])
     return out.getvalue()
 

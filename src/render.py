@@ -22,6 +22,14 @@ def interval(bounds: Sequence[float] | None, digits: int = 4) -> str:
     return f"[{bounds[0]:.{digits}f}, {bounds[1]:.{digits}f}]" if bounds else "-"
 
 
+def number(value: Any) -> str:
+    """A metric or setting as every table writes it: 4 decimals (a tiny one in %g, so it does
+    not read as 0), `-` for none, anything else as it prints."""
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) >= 1e-3 or value == 0 else f"{value:g}"
+    return "-" if value is None else str(value)
+
+
 def head_of(metrics: Mapping) -> str:
     """The model option: the project's own head is the one the Auto classes cannot load."""
     return "custom_head" if metrics["model"] == CUSTOM_HEAD_ARCH else "hf_head"

@@ -17,7 +17,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from src.metrics import TASK_METRICS, task_of
-from src.render import BOOTSTRAP, interval, selection, settings_table
+from src.render import BOOTSTRAP, interval, number, selection, settings_table
 from src.rundir import (
     CONFIG_FILE,
     CONFUSION_PNG,
@@ -202,14 +202,8 @@ def markdown(cfg: Mapping, metrics: Mapping, classification_report: str) -> str:
 def _history_table(history: list[dict]) -> list[str]:
     scores = [k for k in (history[0] if history else {}) if k not in ("epoch", "step")]
     columns = ["epoch", *scores]
-    rows = ["| " + " | ".join(_cell(r.get(c)) for c in columns) + " |" for r in history]
+    rows = ["| " + " | ".join(number(r.get(c)) for c in columns) + " |" for r in history]
     return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns), *rows]
-
-
-def _cell(value) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
 def show_config(cfg: DictConfig) -> None:

@@ -31,7 +31,7 @@ from omegaconf import DictConfig
 
 from src.errors import USER_ERROR_EXIT_CODE, UserError, one_line
 from src.metrics import HEADLINE, REGISTRY, higher_is_better, task_of
-from src.render import interval
+from src.render import interval, number
 from src.rundir import (
     BEST,
     ERROR_FILE,
@@ -144,10 +144,6 @@ def metric_columns(jobs: list[Job], metric: str | None) -> list[str]:
     return list(dict.fromkeys(first + [k for job in jobs for k in job.metrics]))
 
 
-def _fmt(value: Any) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
-
-
 def _table(jobs: list[Job], keys: list[str], metrics: list[str], for_csv: bool = False):
     """The header row, then one row per job; an error column only when some job has an error.
     A test metric's 95% interval follows its value in Markdown, in two columns in CSV."""
@@ -178,7 +174,7 @@ def _metric_cell(job: Job, name: str, for_csv: bool) -> str:
     if for_csv:
         return repr(job.metrics[name])  # full precision
     bounds = job.ci.get(name)
-    return _fmt(job.metrics[name]) + (f" {interval(bounds, digits=3)}" if bounds else "")
+    return number(job.metrics[name]) + (f" {interval(bounds, digits=3)}" if bounds else "")
 
 
 def to_csv(jobs: list[Job], metric: str | None) -> str:
