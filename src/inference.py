@@ -18,9 +18,12 @@ evaluation (src.metrics.Scorer.evaluate), the run's test scoring and threshold t
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from src.data.encoded import Encoded
 
 # examples -> one row of logits per example, in the examples' order
 Backend = Callable[[Any], np.ndarray]
@@ -28,30 +31,25 @@ Backend = Callable[[Any], np.ndarray]
 CHUNK_POOLINGS = ("logits", "probs")  # how a document's windows are pooled (chunk_pooling)
 
 
-def documents(examples: Any, backend: Backend, pooling: str = "logits") -> np.ndarray:
+def documents(examples: Encoded, backend: Backend, pooling: str = "logits") -> np.ndarray:
     """One row of logits per document: the backend's rows for `examples`, each document's
     windows pooled (`pool`)."""
     return pool(backend(examples), docs(examples), pooling)
 
 
-def truth(examples: Any) -> np.ndarray:
+def truth(examples: Encoded) -> np.ndarray:
     """One target per document (its windows all carry it): an id, a multi-hot row, a value."""
     return doc_labels(targets(examples), docs(examples))
 
 
-def docs(examples: Any) -> list[int]:
-    """Each example's document: an encoded split's `doc` array, or a list's dicts (one
-    document each)."""
-    if hasattr(examples, "doc"):
-        return np.asarray(examples.doc).tolist()
-    return list(range(len(examples)))
+def docs(examples: Encoded) -> list[int]:
+    """Each example's document (several for a text cut into windows)."""
+    return np.asarray(examples.doc).tolist()
 
 
-def targets(examples: Any) -> np.ndarray:
-    """Every example's target: an encoded split's arrays (src.data.Encoded), or a list's dicts."""
-    if hasattr(examples, "targets"):
-        return examples.targets()
-    return np.asarray([ex["labels"] for ex in examples])
+def targets(examples: Encoded) -> np.ndarray:
+    """Every example's target, as the loss takes it: an id, a multi-hot row, a value."""
+    return examples.targets()
 
 
 def pool(logits: np.ndarray, docs: Sequence[int], how: str = "logits") -> np.ndarray:
@@ -114,8 +112,6 @@ def forward(model: Any, examples: Any, collate: Callable, batch_size: int, devic
     return logits
 
 
-def lengths_of(examples: Any) -> np.ndarray:
-    """Every example's word pieces: an encoded split's arrays, or a list's dicts."""
-    if hasattr(examples, "lengths"):
-        return np.asarray(examples.lengths)
-    return np.asarray([len(ex["input_ids"]) for ex in examples])
+def lengths_of(examples: Encoded) -> np.ndarray:
+    """Every example's word pieces."""
+    return np.asarray(examples.lengths)

@@ -42,10 +42,6 @@ def add_lora(model: nn.Module, settings: dict[str, Any]) -> nn.Module:
     return model
 
 
-def is_lora(model: nn.Module) -> bool:
-    return hasattr(model.base_model, "peft_config")
-
-
 def head_names(model: nn.Module) -> list[str]:
     """The parameters outside the encoder: the head, which trains fully."""
     base = {id(p) for p in model.base_model.parameters()}

@@ -39,7 +39,7 @@ class HFTrainer(Loop):
             per_device_train_batch_size=cfg.batch_size,
             per_device_eval_batch_size=cfg.eval_batch_size,
             gradient_accumulation_steps=cfg.grad_accum_steps,
-            **_sampling(cfg.group_by_length),
+            train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
             # our collator makes exactly the model's batch; the Trainer's column filter would
             # drop each example's frozen-cache row (the model's forward hook takes it)
             remove_unused_columns=False,
@@ -161,16 +161,6 @@ class HFTrainer(Loop):
             return np.asarray(self._trainer.predict(dataset).predictions)
         finally:
             self._trainer.compute_metrics = scorer
-
-
-def _sampling(group_by_length: bool) -> dict:
-    """transformers' LengthGroupedSampler, under the argument's name in this version (5.x:
-    `train_sampling_strategy`; earlier: `group_by_length`)."""
-    if not group_by_length:
-        return {}
-    if "train_sampling_strategy" in TrainingArguments.__dataclass_fields__:
-        return {"train_sampling_strategy": "group_by_length"}
-    return {"group_by_length": True}
 
 
 EPOCH_LOSS = "epoch_train_loss"  # our entry in the Trainer's log history
