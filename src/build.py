@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from src.metrics import Scorer
     from src.models.frozen import FrozenCache
     from src.tasks import Task
-    from src.trainers.common import Loop
+    from src.trainers.common import BaseTrainer
 
 log = logging.getLogger("src.run")
 
@@ -46,7 +46,7 @@ class Built:
     collator: Collator  # batches of encoded examples, padded
     model: nn.Module  # cfg.model on the backbone (frozen layers, LoRA adapters in)
     logger: ScalarLogger  # cfg.logger
-    trainer: Loop  # cfg.trainer's loop: ManualTrainer or HFTrainer
+    trainer: BaseTrainer  # cfg.trainer's loop: ManualTrainer or HFTrainer
     optimizer: Optimizer  # cfg.optimizer on the model's trainable parameters
     scheduler: LRScheduler  # cfg.scheduler over all optimizer steps
     scorer: Scorer  # cfg.metrics for this task: evaluation and the test split's scores
@@ -83,7 +83,7 @@ def build(cfg: DictConfig, logger: ScalarLogger) -> Built:
                  cfg.model.lora if cfg.model.get("peft") == "lora" else None)
     tokenizer = backbone.tokenizer()
     k = len(corpus.label_names)
-    splits = {name: replace(split, labels=task.targets(split.labels, k)) for name, split in
+    splits = {name: replace(split, labels=task.to_targets(split.labels, k)) for name, split in
               (("train", corpus.train), ("eval", corpus.eval), ("test", corpus.test))}  # fmt: skip
     cut = (cfg.max_length, cfg.truncation, cfg.stride, cfg.tokenize_cache)
     encoded = {name: data.encode_cached(tokenizer, split, *cut) for name, split in splits.items()}

@@ -154,10 +154,10 @@ def head_dropout_keys(config: Mapping[str, Any]) -> tuple[str, ...]:
     return encoder.head_dropout if encoder else ("classifier_dropout",)
 
 
-def lora_targets(model_type: str | None, targets: Any) -> list[str]:
+def lora_targets(model_type: str | None, target_modules: Any) -> list[str]:
     """model.lora.target_modules, or the family's (null: every Linear in its layers)."""
-    if targets:
-        return list(targets)
+    if target_modules:
+        return list(target_modules)
     encoder = known(model_type)
     if encoder is None:
         raise _unknown("model.lora.target_modules=null", model_type,

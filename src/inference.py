@@ -39,17 +39,12 @@ def documents(examples: Encoded, backend: Backend, pooling: str = "logits") -> n
 
 def truth(examples: Encoded) -> np.ndarray:
     """One target per document (its windows all carry it): an id, a multi-hot row, a value."""
-    return doc_labels(targets(examples), docs(examples))
+    return doc_labels(examples.targets(), docs(examples))
 
 
 def docs(examples: Encoded) -> list[int]:
     """Each example's document (several for a text cut into windows)."""
     return np.asarray(examples.doc).tolist()
-
-
-def targets(examples: Encoded) -> np.ndarray:
-    """Every example's target, as the loss takes it: an id, a multi-hot row, a value."""
-    return examples.targets()
 
 
 def pool(logits: np.ndarray, docs: Sequence[int], how: str = "logits") -> np.ndarray:

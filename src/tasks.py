@@ -5,7 +5,7 @@
     python -m src.run task=regression dataset=files dataset.train_file=scores.csv
 
 A task owns how a data file's labels are read (`label_names`, `encode`) and whether splits
-stratify on them; what the model is trained to output (`targets`, `PROBLEM_TYPE`, which hf_head
+stratify on them; what the model is trained to output (`to_targets`, `PROBLEM_TYPE`, which hf_head
 sets as transformers' `problem_type` and custom_head follows, and what `class_weights` means);
 how logits become predictions (`decide`); which metrics score it and which of them may choose
 the best epoch (src.metrics.TASK_METRICS, each with its direction); what test_predictions.csv
@@ -132,8 +132,8 @@ class Task(Spec):
 
     # --- what the model is trained on, and its loss -------------------------------------------
 
-    def targets(self, labels: Sequence, k: int) -> list:
-        """The corpus' labels -> each example's `labels` for the model."""
+    def to_targets(self, labels: Sequence, k: int) -> list:
+        """The corpus' labels -> what the model is trained on: each example's `labels`."""
         return list(labels)
 
     def truth(self, labels: Sequence, k: int) -> np.ndarray:
@@ -311,7 +311,7 @@ class MultiLabel(Task):
         none = sum(1 for ids in labels if not ids)
         return {**dict(zip(names, found.tolist(), strict=True)), "(no label)": none}
 
-    def targets(self, labels: Sequence, k: int) -> list:
+    def to_targets(self, labels: Sequence, k: int) -> list:
         return self.truth(labels, k).astype(np.float32).tolist()
 
     def truth(self, labels: Sequence, k: int) -> np.ndarray:
@@ -472,7 +472,7 @@ class Regression(Task):
         if self.standardize and len(y):
             self.mean, self.std = float(y.mean()), float(y.std()) or 1.0
 
-    def targets(self, labels: Sequence, k: int) -> list:
+    def to_targets(self, labels: Sequence, k: int) -> list:
         return ((np.asarray(labels, np.float64) - self.mean) / self.std).astype(np.float32).tolist()
 
     def truth(self, labels: Sequence, k: int) -> np.ndarray:

@@ -69,7 +69,7 @@ def test_balanced_raises_the_minority_recall(compose_cfg, tmp_path, trainer, cap
 @pytest.mark.parametrize("model", ["custom_head", "hf_head"])
 def test_weights_scale_the_loss_of_both_heads_under_both_trainers(compose_cfg, trainer, model):
     """Weights [3, 3] triple every example's loss: the loss each built trainer trains on
-    (`Loop.loss`: the manual loop calls it, the HF Trainer's compute_loss is handed it; the
+    (`BaseTrainer.loss`: the manual loop calls it, the HF Trainer's compute_loss is handed it; the
     test above shows the weights change what HF trains), on one batch of the run as built (the
     same seed: the same weights; eval mode: no dropout), is three times the unweighted one."""
     import torch

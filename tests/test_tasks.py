@@ -133,7 +133,7 @@ def test_class_weights_become_pos_weight():
     task = MultiLabel()
     weights = task.weights("balanced", labels, ["a", "b"])
     assert weights == [1 / 3, 3.0]
-    logits, targets = torch.randn(4, 2), torch.tensor(task.targets(labels, 2))
+    logits, targets = torch.randn(4, 2), torch.tensor(task.to_targets(labels, 2))
     expected = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(weights))(logits, targets)
     assert torch.allclose(task.loss(weights)(logits, targets), expected)
 

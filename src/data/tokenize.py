@@ -18,7 +18,7 @@ TRUNCATIONS = ("head", "tail", "head_tail", "chunks")
 # A pair's texts share one window, so `chunks` cuts each text of a pair to its share as head_tail
 # does (windows over two texts at once have no one meaning); src.build says so in the log.
 FOR_PAIRS = {"chunks": "head_tail"}
-TOKENIZE_CHUNK = 256  # texts per tokenizer call: one progress-bar tick
+TOKENIZE_BATCH = 256  # texts per tokenizer call: one progress-bar tick
 
 
 def truncate(ids: list[int], budget: int, strategy: str) -> list[int]:
@@ -103,9 +103,9 @@ def encode_texts(tokenizer, texts: Sequence[str], max_length: int, truncation: s
     budget = max_length - layout.special
     with_types = "token_type_ids" in tokenizer.model_input_names
     id_parts, type_parts, lengths, doc_of = [], [] if pairs is not None else None, [], []
-    starts = range(0, len(texts), TOKENIZE_CHUNK)
+    starts = range(0, len(texts), TOKENIZE_BATCH)
     for start in tqdm(starts, desc="tokenize", unit="chunk", leave=False, disable=None):
-        stop = start + TOKENIZE_CHUNK
+        stop = start + TOKENIZE_BATCH
         sides = [texts[start:stop]] + ([pairs[start:stop]] if pairs is not None else [])
         tokenized = [tokenizer(list(side), add_special_tokens=False, verbose=False)["input_ids"]
                      for side in sides]  # fmt: skip

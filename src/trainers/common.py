@@ -38,8 +38,8 @@ class MetricsFn(Protocol):
 LossFn = Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]  # logits, targets -> loss
 
 
-class Loop:
-    """What both loops share: their config, device, precision, logger and loss."""
+class BaseTrainer:
+    """What both trainers share: their config, device, precision, logger and loss."""
 
     def __init__(self, config: TrainerConfig, logger: ScalarLogger | None = None,
                  loss: LossFn | None = None):  # fmt: skip

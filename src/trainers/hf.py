@@ -23,12 +23,12 @@ from src.errors import UserError
 from src.loggers import NullLogger, ScalarLogger, TensorBoardLogger
 from src.rundir import CHECKPOINTS_DIR, TrainResult
 from src.trainers import checkpoint
-from src.trainers.common import Loop, MetricsFn, PreemptionGuard, check_batches
+from src.trainers.common import BaseTrainer, MetricsFn, PreemptionGuard, check_batches
 
 log = logging.getLogger(__name__)
 
 
-class HFTrainer(Loop):
+class HFTrainer(BaseTrainer):
     _trainer: _Trainer | None = None  # transformers' Trainer, made by fit
 
     def _args(self, output_dir: Path):
@@ -80,8 +80,8 @@ class HFTrainer(Loop):
         if resume_from is not None:
             _check_resumable(resume_from, model)
         with PreemptionGuard() as guard:
-            timer = _Bookkeeping(guard, self.config.save_steps)
-            callbacks = [timer, *self._log_callbacks()]
+            bookkeeping = _Bookkeeping(guard, self.config.save_steps)
+            callbacks = [bookkeeping, *self._log_callbacks()]
             if self.config.early_stopping_patience:
                 callbacks.append(EarlyStoppingCallback(self.config.early_stopping_patience))
             pruning = _Pruning(self)
@@ -97,15 +97,15 @@ class HFTrainer(Loop):
                 optimizers=(optimizer, scheduler),
                 callbacks=callbacks,
             )
-            timer.trainer = self._trainer
+            bookkeeping.trainer = self._trainer
             if self.loss_fn is not None:
                 self._trainer.loss_of, self._trainer.loss_is_scaled_for_ga = self.loss, False
             self._trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
         if guard.requested:
             raise guard.stop(self.latest_checkpoint(output_dir))
         result = TrainResult(
-            train_seconds=timer.seconds,
-            train_samples=timer.epochs * len(train_set),
+            train_seconds=bookkeeping.seconds,
+            train_samples=bookkeeping.epochs * len(train_set),
             final_lr=self._trainer.lr_scheduler.get_last_lr()[0],
             pruned=pruning.stopped,
         )
@@ -173,7 +173,7 @@ class _Trainer(Trainer):
 
     batch_losses: list[torch.Tensor]
 
-    loss_of: Callable | None = None  # Loop.loss, when the task weights the loss (class_weights)
+    loss_of: Callable | None = None  # BaseTrainer.loss, when the task weights it (class_weights)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.loss_of is None:
@@ -236,15 +236,15 @@ def _check_resumable(path: Path, model: torch.nn.Module) -> None:
 
 
 class _Pruning(TrainerCallback):
-    """Each epoch's evaluation goes to the study's trial (Loop.pruned); the Trainer stops at
-    the end of the epoch when the pruner says so."""
+    """Each epoch's evaluation goes to the study's trial (BaseTrainer.pruned); the Trainer stops
+    at the end of the epoch when the pruner says so."""
 
-    def __init__(self, loop: Loop) -> None:
-        self.loop, self.stopped = loop, False
+    def __init__(self, trainer: BaseTrainer) -> None:
+        self.trainer, self.stopped = trainer, False
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        value = (metrics or {}).get(f"eval_{self.loop.metric}")
-        if value is not None and self.loop.pruned(round(state.epoch), value):
+        value = (metrics or {}).get(f"eval_{self.trainer.metric}")
+        if value is not None and self.trainer.pruned(round(state.epoch), value):
             self.stopped = control.should_training_stop = True
 
 

@@ -26,7 +26,7 @@ from src.inference import lengths_of
 from src.rundir import CHECKPOINTS_DIR, TrainResult
 from src.trainers import checkpoint, optimizer_steps
 from src.trainers.common import (
-    Loop,
+    BaseTrainer,
     MetricsFn,
     PreemptionGuard,
     check_batches,
@@ -57,7 +57,7 @@ class LoopState:
         return cls(**{**saved, "result": TrainResult(**saved["result"])})
 
 
-class ManualTrainer(Loop):
+class ManualTrainer(BaseTrainer):
     @staticmethod
     def latest_checkpoint(folder: Path) -> Path | None:
         """The newest complete checkpoint of a run folder (or of its checkpoints/ folder)."""
