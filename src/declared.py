@@ -101,6 +101,9 @@ def at(root: Path) -> dict[str, Any]:
 @contextlib.contextmanager
 def declared_as(found: dict[str, Any]) -> Iterator[None]:
     """Hydra composes with `found` as the declarations inside, this checkout's after."""
+    from hydra.core.plugins import Plugins
+
+    Plugins.instance()  # Hydra's first plugin scan stores this checkout's: let it run before
     register(found)
     try:
         yield
