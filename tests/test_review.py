@@ -155,10 +155,10 @@ def test_mistakes_are_one_line_exit_2(repo, capsys, args, expected):
 def test_a_default_changed_in_the_code_shows_in_a_fresh_process(repo):
     """The process is what is tested: Hydra's first plugin scan stores this checkout's
     declarations, and each revision must still compose with its own."""
-    proc = run_cli("base", "shared", "--repo", str(repo), "--format", "text", module="src.review")
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = run_cli("shared", "base", "--repo", str(repo), "--format", "text", module="src.review")
+    assert proc.returncode == 0, proc.stderr[-2000:]  # BASE first: its 0.05 is not this checkout's
     assert "declared/AdamW (M) reaches: default," in proc.stdout
-    assert "default: changed\n  optimizer.weight_decay: 0.01 -> 0.05\n" in proc.stdout
+    assert "default: changed\n  optimizer.weight_decay: 0.05 -> 0.01\n" in proc.stdout
 
 
 def test_outside_a_repository_the_cli_says_so(tmp_path):
