@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,9 @@ log = logging.getLogger(__name__)
 
 PRUNED = "pruned"  # status.json of a job its pruner stopped
 SQLITE_TIMEOUT_S = 60  # parallel jobs of one machine wait this long for the sqlite file's lock
+# what a command that lost the race to create a new study's storage sees; it opens it again
+CREATE_RACE = ("already exists", "UNIQUE constraint failed: alembic_version")
+STORAGE_ATTEMPTS = 4
 RESULTS_FILE = "optimization_results.yaml"  # <sweep dir>/: the best trial so far
 
 
@@ -145,12 +149,14 @@ def storage(url: str | None) -> Any:
 
     kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if url.startswith("sqlite") else {}
     try:
-        try:
-            return RDBStorage(url, engine_kwargs=kwargs)
-        except Exception as e:  # two commands starting one study race to create its tables:
-            if "already exists" not in str(e):  # the loser opens what the winner made
-                raise
-            return RDBStorage(url, engine_kwargs=kwargs)
+        for attempt in range(STORAGE_ATTEMPTS):
+            try:
+                return RDBStorage(url, engine_kwargs=kwargs)
+            except Exception as e:  # commands starting one study at once race to create its
+                lost = any(words in str(e) for words in CREATE_RACE)  # tables and schema row:
+                if not lost or attempt == STORAGE_ATTEMPTS - 1:  # the losers open what the
+                    raise  # winner made
+                time.sleep(0.2 * (attempt + 1))
     except Exception as e:
         reason = " ".join(str(e).split())[:200]
         raise UserError(f"hydra.sweeper.storage={url}: cannot be opened ({reason})") from None

@@ -317,6 +317,33 @@ def _states(study: Path) -> list[str]:
     return [state for _, state in _trials(study)]
 
 
+@pytest.mark.parametrize("lost", ["table studies already exists",
+                                  "UNIQUE constraint failed: alembic_version.version_num"])
+def test_a_command_that_loses_the_race_to_create_the_storage_opens_it(monkeypatch, tmp_path, lost):
+    """Two commands starting one new study: the one whose CREATE TABLE or schema-version INSERT
+    lost opens the storage the other made; any other failure stays one line."""
+    import optuna.storages
+
+    from src import study
+    from src.errors import UserError
+
+    real, calls = optuna.storages.RDBStorage, []
+
+    def racing(url, **kwargs):
+        calls.append(url)
+        if len(calls) == 1:
+            raise RuntimeError(f"(sqlite3.IntegrityError) {lost}")
+        return real(url, **kwargs)
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", racing)
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    assert study.storage(url) is not None and len(calls) == 2
+    calls.clear()
+    monkeypatch.setattr(optuna.storages, "RDBStorage", lambda url, **kw: 1 / 0)
+    with pytest.raises(UserError, match="cannot be opened .division by zero"):
+        study.storage(url)
+
+
 def test_pruned_trials_under_two_processes_on_one_study_and_not_retried(tmp_path):
     """Two `python -m src.run hparams_search=optuna` commands at once share the study through
     its sqlite storage. A pruner that stops every trial (an F1 must reach 2.0) stops each after
@@ -327,7 +354,8 @@ def test_pruned_trials_under_two_processes_on_one_study_and_not_retried(tmp_path
                "epochs=3", "hydra.sweeper.n_trials=1", ALWAYS_PRUNE, f"hydra.sweep.dir={study}"]
     logs = [(tmp_path / f"{i}.log").open("w") for i in range(2)]
     workers = [subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=log) for log in logs]
-    assert [w.wait(timeout=300) for w in workers] == [0, 0], (tmp_path / "0.log").read_text()
+    codes = [w.wait(timeout=300) for w in workers]
+    assert codes == [0, 0], [(tmp_path / f"{i}.log").read_text()[-1500:] for i in range(2)]
     assert sorted(_states(study)) == ["PRUNED", "PRUNED"]
     jobs = [p.parent for p in study.glob("*/status.json")]
     assert len(jobs) == 2
