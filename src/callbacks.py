@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -10,24 +9,24 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from src.errors import USER_ERROR_EXIT_CODE, UserError, one_line
-from src.rundir import claim
+from src.errors import USER_ERROR_EXIT_CODE, UserError, one_line, reported
+from src.rundir import claim, unwritable_reason
 
 
-def unwritable_reason(folder: Path) -> str | None:
-    """Why `folder` cannot be created and written (trying it), or None if it can."""
-    probe = folder
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        return f"{probe} is a file, not a folder"
-    if not os.access(probe, os.W_OK | os.X_OK):
-        return f"{probe} is not writable"
-    try:  # what os.access cannot tell: root on a read-only or virtual file system, a long name
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        return f"it cannot be created ({e.strerror or type(e).__name__})"
-    return None
+class CheckConfig(Callback):
+    """A single run's own checks (`check`: src.run.check, src.evaluate.check) before Hydra
+    writes anything into its folder: a mistake is one line, exit 2, and leaves no folder (and
+    a finished run's folder as it was). A sweep's jobs are checked as each starts, in its
+    folder, so that the summary says why one failed."""
+
+    def __init__(self, check: str) -> None:
+        self.check = check
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from hydra.utils import get_method
+
+        with reported():
+            get_method(self.check)(config)
 
 
 class CheckOutputDir(Callback):

@@ -56,15 +56,27 @@ STARTS = ("fresh", "rerun", "resumed", "skipped")
 # --- writing: whole files or none ---------------------------------------------------------
 
 
+def _file_mode() -> int:
+    """The mode `open()` gives a new file under this process's umask (0644 under 022)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+FILE_MODE = _file_mode()  # a teammate, or a UI running as another user, reads a run's files
+
+
 @contextlib.contextmanager
 def atomic(path: Path, mode: str = "w") -> Iterator[IO]:
     """A file to write that appears at `path` only once complete: a temporary file beside it,
-    renamed into place, so readers and parallel writers never see half a file."""
+    renamed into place, so readers and parallel writers never see half a file. It gets the
+    mode a plain `open()` would (mkstemp's own is 0600)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
             yield f
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -93,6 +105,27 @@ def locked(path: Path) -> Iterator[None]:
     with open(path, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
+
+
+def unwritable_reason(folder: Path) -> str | None:
+    """Why `folder` cannot be created and written (trying it), or None if it can."""
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is a file, not a folder"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"{probe} is not writable"
+    try:  # what os.access cannot tell: root on a read-only or virtual file system, a long name
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        return f"{folder} cannot be created ({e.strerror or type(e).__name__})"
+    try:  # a folder that exists, where no file can be made (root in /sys, a read-only mount)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        return f"no file can be written in {folder} ({e.strerror or type(e).__name__})"
+    return None
 
 
 _claimed: dict[Path, IO] = {}

@@ -166,7 +166,8 @@ def test_empty_texts_dropped_with_a_count(tmp_path, caplog):
 @pytest.mark.parametrize(
     ("folder", "needle"),
     [("a_file/run", "a_file is a file, not a folder"),
-     ("/proc/no_such_folder/run", "it cannot be created (No such file or directory)")],
+     ("/proc/no_such_folder/run", "/proc/no_such_folder/run cannot be created (No such file or "
+      "directory)")],
     ids=["under a file", "on a virtual file system"],
 )  # fmt: skip
 def test_unwritable_output_folder(tmp_path, folder, needle):
