@@ -59,7 +59,7 @@ def build(cfg: DictConfig, logger: ScalarLogger) -> Built:
     from transformers import set_seed
 
     from src import data, progress
-    from src.encoders import check_levers
+    from src.encoders import check_levers, levers_left
     from src.optim import build_optimizer
     from src.trainers.common import check_batches
 
@@ -79,8 +79,11 @@ def build(cfg: DictConfig, logger: ScalarLogger) -> Built:
     progress.quiet_libraries()
     set_seed(cfg.seed)
     backbone = make(cfg.backbone)
-    check_levers(backbone.config().to_dict(), cfg.backbone,  # a hub id: its config, no weights
-                 cfg.model.lora if cfg.model.get("peft") == "lora" else None)
+    config = backbone.config().to_dict()  # a hub id: its config, no weights
+    check_levers(config, cfg.backbone, cfg.model.lora if cfg.model.get("peft") == "lora" else None)
+    hf_head = str(cfg.model._target_).endswith(".HFHead")
+    for line in levers_left(config, cfg.backbone, hf_head):  # said before any weights load
+        log.warning(line)
     tokenizer = backbone.tokenizer()
     k = len(corpus.label_names)
     splits = {name: replace(split, labels=task.to_targets(split.labels, k)) for name, split in

@@ -6,7 +6,8 @@ the layers are, what runs before layer 0), LoRA (which Linear layers get adapter
 knobs (the config keys that hold each dropout), the `max_length` limit (the position offset)
 and the segment ids (whether the encoder reads token_type_ids). A `model_type` not in the table
 trains with every layer (both heads, both trainers); a lever that needs the table says so in one
-line, before any weights load, naming the lever and the fix.
+line, before any weights load, naming the lever and the fix; a dropout knob it cannot place
+(`levers_left`) leaves the encoder's own dropout, said in one line, and the run goes on.
 
     python -m src.encoders          # the families and what each supports
 
@@ -132,19 +133,51 @@ def takes_token_types(config: Mapping[str, Any]) -> bool | None:
     return encoder.token_types and int(config.get("type_vocab_size") or 0) > 1
 
 
+_BERT_DROPOUTS = (_BERT["hidden_dropout"], _BERT["attention_dropout"])
+
+
+def _dropout_keys(config: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The config keys of the hidden and the attention dropout: the family's; for an encoder
+    the table does not know, BERT's where its config.json has them (MPNet's), else none."""
+    encoder = known(config.get("model_type"))
+    if encoder is not None:
+        return encoder.hidden_dropout, encoder.attention_dropout
+    hidden, attention = (tuple(k for k in keys if k in config) for keys in _BERT_DROPOUTS)
+    return hidden, attention
+
+
 def dropout_overrides(config: Mapping[str, Any], hidden: float | None,
                       attention: float | None) -> dict[str, float]:  # fmt: skip
-    """The config keys backbone.hidden_dropout and backbone.attention_dropout set."""
-    if hidden is None and attention is None:
-        return {}
-    model_type = config.get("model_type")
-    encoder = known(model_type)
-    if encoder is None:
-        lever = "backbone.hidden_dropout" if hidden is not None else "backbone.attention_dropout"
-        raise _unknown(lever, model_type, "set the dropout by its config.json key in "
-                       "backbone.config_overrides, or leave it null")  # fmt: skip
-    out = {k: hidden for k in encoder.hidden_dropout if hidden is not None}
-    return {**out, **{k: attention for k in encoder.attention_dropout if attention is not None}}
+    """The config keys backbone.hidden_dropout and backbone.attention_dropout set (none for
+    a knob whose keys this encoder lacks: `levers_left`)."""
+    hidden_keys, attention_keys = _dropout_keys(config)
+    out = {k: hidden for k in hidden_keys if hidden is not None}
+    return {**out, **{k: attention for k in attention_keys if attention is not None}}
+
+
+def levers_left(config: Mapping[str, Any], backbone: Mapping[str, Any],
+                hf_head: bool = False) -> list[str]:  # fmt: skip
+    """The dropout knobs this encoder keeps its own value of, one line each (not refused: an
+    encoder src/encoders.py does not know trains with its own dropout): a backbone knob whose
+    keys its config.json lacks; model=hf_head's dropout on a family whose head is unknown."""
+    model_type, lines = config.get("model_type"), []
+    unknown = f"src/encoders.py does not know model_type '{model_type}'"
+    knobs = ("hidden_dropout", "attention_dropout")
+    for key, keys, bert in zip(knobs, _dropout_keys(config), _BERT_DROPOUTS, strict=True):
+        value = backbone.get(key)
+        if value is not None and not keys:
+            lines.append(
+                f"backbone.{key}={value} is not applied: {unknown} and its config.json has no "
+                f"{bert[0]}; the encoder keeps its own dropout (set it by its config.json key in "
+                "backbone.config_overrides)"
+            )
+    if hf_head and known(model_type) is None:
+        lines.append(
+            f"model=hf_head's dropout is set as config.json's classifier_dropout: {unknown}, "
+            "and its classification head may read another key (backbone.config_overrides "
+            "sets any)"
+        )
+    return lines
 
 
 def head_dropout_keys(config: Mapping[str, Any]) -> tuple[str, ...]:
@@ -170,7 +203,6 @@ def check_levers(config: Mapping[str, Any], backbone: Mapping[str, Any],
     """Each lever the config asks for applies to this encoder, or one line says why not."""
     model_type, n = config.get("model_type"), backbone.get("freeze_layers", 0) or 0
     encoder, name = known(model_type), backbone.get("name")
-    dropout_overrides(config, backbone.get("hidden_dropout"), backbone.get("attention_dropout"))
     if lora is not None:
         lora_targets(model_type, lora.get("target_modules"))
     if not n:
