@@ -23,7 +23,7 @@ from src.errors import UserError
 from src.inference import CHUNK_POOLINGS
 from src.models import Head
 from src.optim import TorchOptimizer
-from src.schema import Spec, param, same_as
+from src.schema import Spec, fields, param, same_as
 from src.tasks import Task
 from src.trainers import TrainerConfig
 
@@ -82,6 +82,14 @@ class Knobs(Spec):
         if config is not None:
             lora = plain["model"].get("lora") if plain["model"].get("peft") == "lora" else None
             check_levers(config, plain["backbone"], lora)
+        if self.truncation != "chunks":  # a knob of windows, with one cut per text
+            for key in ("stride", "chunk_pooling"):
+                value, default = getattr(self, key), fields(Knobs)[key][0].default
+                if value != default:
+                    raise UserError(
+                        f"{key}={value}: only truncation=chunks reads it (truncation="
+                        f"{self.truncation} cuts each text once); drop it, or set truncation=chunks"
+                    )
         if self.truncation == "chunks" and self.stride > self.max_length // 2:
             raise UserError(
                 f"stride={self.stride}: an integer from 0 to {self.max_length // 2} (half of "

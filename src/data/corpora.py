@@ -321,12 +321,20 @@ class Columns(Splits):
         (counted) or refused. An empty label is refused, but for multi_label (no label)."""
         texts, pairs, labels, dropped = [], [], [], 0
         columns = [self.text_column, *([self.text_pair_column] if self.text_pair_column else [])]
-        may_be_empty = task is not None and task.NAME == "multi_label"
+        name = task.NAME if task is not None else "single_label"
+        may_be_empty = name == "multi_label"
         for n, (text, pair, label) in enumerate(rows, start=1):
             if label is None and may_be_empty:
                 label = []
             elif label is None or (str(label).strip() == "" and not may_be_empty):
                 raise UserError(f"{where} row {n}: missing label in column '{self.label_column}'")
+            elif isinstance(label, list | tuple | dict) and name != "multi_label":
+                shown = json.dumps(label, default=str)
+                raise UserError(
+                    f"{where} row {n}: label {shown} in column '{self.label_column}' is a list; "
+                    f"task={name} takes one label a text: several labels a text is "
+                    "task=multi_label"
+                )
             given = zip(columns, (text, pair), strict=False)  # the pair only where there is one
             empty = [c for c, t in given if t is None or not str(t).strip()]
             if empty:
