@@ -6,10 +6,12 @@ shipped inside an installed Python package (the embedded default, usable offline
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
+import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import MISSING, dataclass
 from pathlib import Path
 from typing import Any
@@ -79,6 +81,19 @@ def position_limit(backbone: Mapping) -> int | None:
     counted), when its config.json can be read (None: a hub id not in the cache)."""
     config = local_config(backbone)
     return encoders.position_limit(config) if config else None
+
+
+@contextlib.contextmanager
+def _hub_quiet() -> Iterator[None]:
+    """huggingface_hub's warnings held back (its retries while the network does not answer):
+    a failure becomes one line of ours."""
+    hub_log = logging.getLogger("huggingface_hub")
+    level = hub_log.level
+    hub_log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        hub_log.setLevel(level)
 
 
 def _is_plain(value: Any) -> bool:
@@ -156,7 +171,8 @@ class Backbone(Spec):
         from transformers import AutoConfig
 
         try:
-            config = AutoConfig.from_pretrained(self.location)
+            with _hub_quiet():  # offline: its retry warnings, then our one line
+                config = AutoConfig.from_pretrained(self.location)
         except OSError as e:
             raise UserError(self._load_hint(e)) from None
         plain = {**config.to_dict(), **self.config_overrides}

@@ -4,9 +4,11 @@
     python -m src.compare RUN_A RUN_B --csv                # one row per run
 
 A run is any folder `python -m src.run` finished (metrics.json), from `outputs/runs/` or a job
-folder of a sweep, from any sweep; its files are read through src.rundir. No torch loads. A
-folder of `python -m src.evaluate` is compared as the run it scored (that run's settings) on
-the dataset it was scored on, and the list of folders says which kind each is.
+folder of a sweep, from any sweep, or its best_model/; folders are opened through src.trained.
+No torch loads. A folder of `python -m src.evaluate` is compared as the run it scored (that
+run's settings; an export's are its run's) on the dataset it was scored on, and the list of
+folders says which kind each is. An export has no test metrics of its own: evaluate it, then
+compare the evaluation.
 
 Runs scored on the same test examples (the same texts in the same order: metrics.json's
 `test_sha256`) of the same task get a paired test, each against the first: B - A for each of
@@ -17,7 +19,6 @@ and a verdict.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import sys
@@ -25,20 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from src import render
-from src.errors import UserError, one_line
+from src import cli, render
+from src.errors import run_command
 from src.metrics import PairedDifference, paired_differences, task_of
 from src.render import number
-from src.rundir import (
-    CONFIG_FILE,
-    best_eval,
-    best_key,
-    not_finished,
-    read_config,
-    read_metrics,
-    read_predictions,
-)
+from src.rundir import best_eval, best_key, read_predictions
 from src.tasks import task_class
+from src.trained import open_scored
 
 ABSENT = "<absent>"
 # (label, metrics.json path) of what a reader compares after the test metrics, in this order
@@ -49,7 +43,7 @@ FACTS = (
     ("run s", ("seconds", "total")),
     ("train samples/s", ("train_samples_per_second",)),
     ("device", ("device",)),
-    ("precision", ("precision",)),
+    ("compute precision", ("precision",)),  # fp32, bf16: not the metric
     ("train examples", ("n_train",)),
     ("test examples", ("n_test",)),
 )
@@ -58,31 +52,16 @@ FACTS = (
 @dataclass
 class Run:
     name: str
-    config: dict[str, Any]  # dotted keys of config_resolved.yaml
+    config: dict[str, Any]  # dotted keys of the resolved config that made its results
     metrics: dict[str, Any]  # metrics.json
-    kind: str = "run"  # or "evaluation" (src.evaluate's folder: a run scored on a dataset)
+    what: str = "a training run"  # or "an evaluation of `<folder>` (its settings shown)"
 
     @classmethod
     def read(cls, folder: Path) -> Run:
         """A finished run; or an evaluation, compared as the run it scored (that run's
         settings) on the dataset it was scored on, so that like is set against like."""
-        metrics = read_metrics(folder)
-        if not (folder / CONFIG_FILE).is_file():
-            raise not_finished(folder, CONFIG_FILE)
-        config = read_config(folder)
-        if "evaluated" not in metrics:
-            return cls(folder.as_posix(), config, metrics)
-        scored = Path(metrics["evaluated"]["run_dir"])
-        scored = scored.parent if scored.name == "best_model" else scored
-        trained = {k: v for k, v in read_config(scored).items() if not k.startswith("dataset.")}
-        dataset = {k: v for k, v in config.items() if k.startswith("dataset.")}
-        return cls(folder.as_posix(), {**trained, **dataset}, metrics, "evaluation")
-
-    @property
-    def what(self) -> str:
-        if self.kind == "run":
-            return "a training run"
-        return f"an evaluation of `{self.metrics['evaluated']['run_dir']}` (its settings shown)"
+        found = open_scored(folder)
+        return cls(found.path.as_posix(), found.settings, found.metrics, found.what)
 
     def get(self, path: tuple[str, ...]) -> Any:
         value: Any = self.metrics
@@ -207,22 +186,18 @@ def to_csv(runs: list[Run], names: list[str]) -> str:
     return out.getvalue()
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str]) -> None:
     summary = __doc__.split("\n")[0]
-    parser = argparse.ArgumentParser(prog="python -m src.compare", description=summary)
+    parser = cli.ArgumentParser(prog="python -m src.compare", description=summary)
     parser.add_argument("runs", nargs="+", type=Path, help="finished run folders (two or more)")
     parser.add_argument("--csv", action="store_true", help="one CSV row per run, not Markdown")
     args = parser.parse_args(argv)
     if len(args.runs) < 2:
         parser.error("give two or more run folders")
-    try:
-        runs = [Run.read(folder) for folder in args.runs]
-    except UserError as e:
-        print(one_line(e), file=sys.stderr)
-        sys.exit(2)
+    runs = [Run.read(folder) for folder in args.runs]
     names = short_names(args.runs)
     sys.stdout.write(to_csv(runs, names) if args.csv else markdown(runs, names))
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -19,10 +19,11 @@ def options(group: str, conf: Path = CONF) -> list[str]:
     return sorted(p.stem for p in (conf / group).glob("*.yaml") if not p.stem.startswith("_"))
 
 
-def group_lines(conf: Path = CONF) -> str:
-    """`group: option, ...` for each group of conf/ (Hydra's own groups aside): what `--help`
-    lists (resolver `project_groups`, in conf/hydra/help/project.yaml)."""
-    groups = sorted(p.name for p in conf.iterdir() if p.is_dir() and p.name != "hydra")
+def group_lines(conf: Path = CONF, only: tuple[str, ...] = ()) -> str:
+    """`group: option, ...` for each group of conf/ (Hydra's own groups aside), or for the
+    groups `only` names: what `--help` lists (resolver `project_groups`, in
+    conf/hydra/help/project.yaml; src.evaluate's `${project_groups:dataset}`)."""
+    groups = only or sorted(p.name for p in conf.iterdir() if p.is_dir() and p.name != "hydra")
     return "\n".join(f"{g}: {', '.join(options(g, conf))}" for g in groups if options(g, conf))
 
 
@@ -69,7 +70,8 @@ def sources(overrides: list[str], conf: Path = CONF, config_name: str = "config"
 
 # --help lists each group's options, its private _shared.yaml left out (Hydra's own list has it);
 # registered wherever a config composes, so the hydra node resolves in tools and tests too
-OmegaConf.register_new_resolver("project_groups", lambda: group_lines(), replace=True)
+OmegaConf.register_new_resolver("project_groups", lambda *only: group_lines(only=only),
+                                replace=True)
 
 
 def study_name(dataset, task: str, backbone: str, model: str, params) -> str:

@@ -33,6 +33,13 @@ def _is_device(value: Any) -> bool:
 DEVICE = {"test": _is_device, "allowed": f"one of {', '.join(DEVICES)} (cuda:N for one GPU)"}
 
 
+def check_device_value(key: str, device: str) -> None:
+    """A device= typed on a command line: one of DEVICES, and on this machine (one line)."""
+    if not _is_device(device):
+        raise UserError(f"{key}={device}: {DEVICE['allowed']}")
+    check_device(key, device)
+
+
 def check_device(key: str, device: str) -> None:
     """A device that is not on this machine fails now, not after the model has loaded."""
     kind = device.split(":")[0]

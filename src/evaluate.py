@@ -1,9 +1,12 @@
 """Score a finished run on a labelled dataset, without training.
 
     python -m src.evaluate run_dir=outputs/runs/<run>      # its own dataset's test split again
+    python -m src.evaluate run_dir=<run>/export-onnx       # an export, on the run's test split
     python -m src.evaluate run_dir=<run> dataset=files dataset.test_file=new.csv
     python -m src.evaluate run_dir=<run> dataset=hf dataset.path=<hub id or folder>
 
+`run_dir` is any folder training left (src.trained.open_model): a finished run or a sweep's
+job, its best_model/, an export, or an evaluation (the model it scored, on the data it scored).
 A Hydra app like src.run (conf/evaluate.yaml). It scores the dataset's test split (with
 dataset=files and only a test_file, all of that file), cut as the run cut texts in training
 (best_model/preprocessing.json, through src.predict's Predictor). Its folder (`hydra.run.dir`,
@@ -27,8 +30,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from src import rundir
 from src.devices import DEVICE
-from src.errors import USER_ERROR_EXIT_CODE, UserError, one_line, user_error
+from src.errors import UserError, reported
 from src.schema import Spec, check_keys, fields, param
+from src.trained import Opened, open_model
 
 CONFIG_NAME = "evaluate"
 
@@ -37,7 +41,9 @@ CONFIG_NAME = "evaluate"
 class Evaluation(Spec):
     """python -m src.evaluate: which run, and how to feed it."""
 
-    run_dir: str = param(MISSING, "a finished run folder (or its best_model/ folder)")
+    run_dir: str = param(
+        MISSING, "a finished run or job folder, its best_model/, an export or an evaluation"
+    )
     batch_size: int = param(32, "texts per forward pass", ge=1)
     device: str = param("auto", "auto = cuda, else mps, else cpu", **DEVICE)
 
@@ -80,23 +86,24 @@ def labelled(dataset: Any, names: list[str], run: str, task: Any):
     return replace(split, labels=task.encode(split.labels, names, str(where), dataset))
 
 
-def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
-    """Score the run on the dataset into `out_dir`; returns what metrics.json holds."""
+def evaluate(cfg: DictConfig, out_dir: Path, found: Opened | None = None) -> dict:
+    """Score the model of `found` (else of cfg.run_dir) on cfg.dataset into `out_dir`;
+    returns what metrics.json holds."""
     from src import metrics, progress, render
     from src.build import make
     from src.outputs import predictions_csv
-    from src.predict import Predictor, model_folder
     from src.reports import PLOT_TITLE, test_plot
 
     settings = validate(cfg)
-    folder = model_folder(Path(settings.run_dir))  # a wrong folder fails before torch loads
+    found = found or open_model(settings.run_dir)  # a wrong folder fails before torch loads
     progress.quiet_libraries()
-    predictor = Predictor.load(folder, settings.device)
+    predictor = found.predictor(settings.device)
     names, task, k = predictor.label_names, predictor.task, len(predictor.label_names)
     split = labelled(make(cfg.dataset), names, settings.run_dir, task)
     logits = predictor.logits(split.texts, settings.batch_size, split.pairs)
     truth, preds = task.truth(split.labels, k), task.decide(logits)
     scores = task.score(truth, preds, k)
+    scored = found.scored or found  # an evaluation given: what it scored
     record = {
         "test": scores,
         "test_ci95": metrics.bootstrap_ci(truth, preds, k, task=task.NAME),
@@ -106,8 +113,9 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
         "test_sha256": rundir.texts_sha256(split.texts),
         "model": type(predictor.model).__name__,
         "evaluated": {
-            "run_dir": settings.run_dir,
-            "model_folder": str(folder),
+            "run_dir": scored.path.as_posix(),  # as given
+            "run_path": str(scored.path.resolve()),  # found from any working directory
+            "model_folder": str(found.model),
             "dataset": OmegaConf.to_container(cfg.dataset, resolve=True),
         },  # fmt: skip
     }
@@ -131,21 +139,21 @@ def evaluate(cfg: DictConfig, out_dir: Path) -> dict:
     return record
 
 
-def with_run_dataset(cfg: DictConfig, overrides: list[str]) -> DictConfig:
-    """Without `dataset=<option>` on the command line, the run's own dataset (its
-    config_resolved.yaml), with any `dataset.<key>=` given applied on top: `run_dir=R` alone
-    scores R's own test split again, whatever data R trained on."""
+def with_run_dataset(cfg: DictConfig, overrides: list[str], found: Opened) -> DictConfig:
+    """Without `dataset=<option>` on the command line, the dataset of the folder scored (a
+    run's own, that of the run behind a best_model/ or export, an evaluation's), with any
+    `dataset.<key>=` given applied on top: `run_dir=R` alone scores R's own test split again,
+    whatever data R trained on. A model folder away from its run names no data: one line."""
     keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
-    if "dataset" in keys or cfg.get("run_dir") is None:
+    if "dataset" in keys:
         return cfg
-    run = Path(cfg.run_dir)
-    run = run.parent if run.name == rundir.BEST_MODEL_DIR else run
-    saved = run / rundir.CONFIG_FILE
-    if not saved.is_file():
-        return cfg  # a best_model folder alone: the composed default (src.predict's checks)
-    own = OmegaConf.load(saved).get("dataset")
-    if own is None:
-        return cfg
+    if not found.dataset:
+        raise UserError(
+            f"run_dir={cfg.run_dir}: {found.what}, with no run folder beside it, so its own "
+            "test split is unknown; name the data to score: dataset=files "
+            "dataset.test_file=<file> (or dataset=movie_reviews, dataset=hf)"
+        )
+    own = OmegaConf.create(found.dataset)
     for key in (k for k in keys if k.startswith("dataset.")):
         OmegaConf.update(own, key[len("dataset."):], OmegaConf.select(cfg, key), merge=False)
     out = cfg.copy()
@@ -153,29 +161,40 @@ def with_run_dataset(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     return out
 
 
+def prepare(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Opened]:
+    """The evaluation's config with the data to score (the folder's own, unless the command
+    line names it) and the folder opened, each mistake one line, before anything loads."""
+    from src.devices import check_device
+
+    settings = validate(cfg)
+    found = open_model(settings.run_dir)
+    check_device("device", settings.device)
+    return with_run_dataset(cfg, overrides, found), found
+
+
+def check(cfg: DictConfig) -> None:
+    """Before Hydra writes the evaluation's folder (src.callbacks.CheckConfig)."""
+    prepare(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]),
+            list(cfg.hydra.overrides.task))  # fmt: skip
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name=CONFIG_NAME)
 def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
-    try:
-        cfg = with_run_dataset(cfg, list(HydraConfig.get().overrides.task))
-        record = evaluate(cfg, out_dir)
-    except Exception as e:
-        if (mistake := user_error(e)) is None:
-            raise
-        print(one_line(mistake), file=sys.stderr)
-        sys.exit(USER_ERROR_EXIT_CODE)
+    with reported():
+        cfg, found = prepare(cfg, list(HydraConfig.get().overrides.task))
+        record = evaluate(cfg, out_dir, found)
     scores = " ".join(f"{k}={v:.4f}" for k, v in record["test"].items())
     print(f"{record['n_test']} texts: {scores}; wrote {out_dir}")
 
 
 if __name__ == "__main__":
-    from src import preflight
+    from src import cli, preflight
 
-    try:
-        preflight.check(sys.argv[1:], config_name=CONFIG_NAME)
-    except UserError as e:
-        print(one_line(e), file=sys.stderr)
-        sys.exit(USER_ERROR_EXIT_CODE)
+    sys.argv[1:] = cli.quote_paths(sys.argv[1:], ("run_dir",))  # a sweep job's folder as shown
+    with reported():
+        flags, overrides = cli.hydra_command_line(sys.argv[1:])
+        preflight.check(overrides, config_name=CONFIG_NAME, other_configs=cli.other_configs(flags))
     main()

@@ -7,7 +7,7 @@ The folder holds model.onnx, the tokenizer, config.json (label names, problem ty
 preprocessing.json (the task and how the run cut texts: max_length, truncation, stride, chunk
 pooling), a model card and export.json. `python -m src.predict run_dir=<folder>` and
 `python -m src.evaluate run_dir=<folder>` serve it as they serve a run, through the same code
-(src.predict's Predictor; onnxruntime behind the model's call), and onnxruntime alone loads it.
+(src.trained's Predictor; onnxruntime behind the model's call), and onnxruntime alone loads it.
 
 The export is torch.onnx's (the TorchScript exporter, opset 17); `quantize=int8` is
 onnxruntime's dynamic quantization (int8 weights of every MatMul, one scale per output
@@ -15,20 +15,21 @@ channel; activations quantized per batch; the embedding tables stay fp32). Befor
 written, the export predicts the run's own test texts and is compared with the torch model:
 the largest probability difference is printed, and the export is refused (exit 1, no folder
 left) when more than `max_disagreement` of the texts (default 0.01, 1%; with int8 0.03, 3%) get
-another label (regression: another value, by more than 1% of the predictions' spread).
+another label (regression: another value, by more than 1% of the test labels' spread).
 Other keys: `batch_size` (32), `max_texts` (all: how many test texts the check reads).
 """
 
 from __future__ import annotations
 
 import shutil
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from src import rundir
-from src.errors import UserError, one_line
+from src import cli, rundir
+from src.errors import CheckFailed, UserError, run_command
+from src.models.exported import EXPORT_FILE, ONNX_FILE
+from src.trained import Opened, open_model
 
 DEFAULTS = dict(run_dir=None, format="onnx", quantize=None, out=None, max_disagreement=None,
                 batch_size="32", max_texts=None)  # fmt: skip
@@ -37,16 +38,11 @@ DEFAULTS = dict(run_dir=None, format="onnx", quantize=None, out=None, max_disagr
 TOLERANCE = {None: "0.01", "int8": "0.03"}
 FORMATS, QUANTIZE = ("onnx",), ("int8",)
 OPSET = 17
-SPREAD_SHARE = 0.01  # regression: a value "disagrees" past this share of the predictions' std
+SPREAD_SHARE = 0.01  # regression: a value "disagrees" past this share of the test labels' std
 
 
 def parse_args(argv: Sequence[str]) -> dict:
-    args = dict(DEFAULTS)
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        if not sep or key not in DEFAULTS:
-            raise UserError(f"{arg}: expected key=value with key one of {', '.join(DEFAULTS)}")
-        args[key] = value
+    args = cli.key_values(argv, DEFAULTS)
     if not args["run_dir"]:
         raise UserError("run_dir=<a run folder under outputs/runs/> is required")
     if args["format"] not in FORMATS:
@@ -69,27 +65,22 @@ def parse_args(argv: Sequence[str]) -> dict:
     return args
 
 
-def run_of(folder: Path, given: Path) -> Path:
-    """The run folder behind a model folder (its config says where the test texts come from)."""
-    for candidate in (given, folder.parent):
-        if (candidate / rundir.CONFIG_FILE).is_file():
-            return candidate
-    raise UserError(
-        f"run_dir={given}: no {rundir.CONFIG_FILE} beside the model; give the run folder "
-        "(the export is checked on the run's own test texts)"
-    )
-
-
-def test_texts(run: Path, task: Any, limit: int | None) -> tuple[list[str], list[str] | None]:
-    """The run's own test split, read as the run read it."""
-    from omegaconf import OmegaConf
-
-    from src.build import make
-
-    cfg = OmegaConf.load(run / rundir.CONFIG_FILE)
-    test = make(cfg.dataset).load(task).test
-    texts, pairs = list(test.texts), list(test.pairs) if test.pairs is not None else None
-    return texts[:limit], pairs[:limit] if pairs is not None else None
+def source(args: dict) -> Opened:
+    """The trained run to export, opened; an export of an export is one line (its graph is
+    fixed; the run's torch model is what exports again)."""
+    found = open_model(args["run_dir"])
+    if found.kind == "export" or (found.scored is not None and found.scored.kind == "export"):
+        again = f"run_dir={found.run}" if found.run else "the run folder it came from"
+        raise UserError(
+            f"run_dir={args['run_dir']}: already an ONNX export; export from the trained model: "
+            f"{again}"
+        )
+    if found.run is None:
+        raise UserError(
+            f"run_dir={args['run_dir']}: {found.what}, with no run folder beside it; give the "
+            "run folder (the export is checked on the run's own test texts)"
+        )
+    return found
 
 
 class _Logits:
@@ -111,6 +102,8 @@ class _Logits:
 
 def to_onnx(predictor: Any, path: Path) -> list[str]:
     """torch.onnx's export of the predictor's model (batch and length dynamic); its inputs."""
+    import warnings
+
     import torch
 
     tokenizer = predictor.tokenizer
@@ -119,7 +112,8 @@ def to_onnx(predictor: Any, path: Path) -> list[str]:
                        return_tensors="pt")  # fmt: skip
     names = [n for n in tokenizer.model_input_names if n in sample]
     axes = {n: {0: "batch", 1: "sequence"} for n in names} | {"logits": {0: "batch"}}
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():  # the exporter's notes on its own ops
+        warnings.simplefilter("ignore", UserWarning)
         torch.onnx.export(_Logits(predictor.model, names), tuple(sample[n] for n in names),
                           str(path), input_names=names, output_names=["logits"],
                           dynamic_axes=axes, opset_version=OPSET, dynamo=False)  # fmt: skip
@@ -139,15 +133,16 @@ def quantize_int8(path: Path) -> None:
     fp32.unlink()
 
 
-def compare(task: Any, reference: Any, exported: Any) -> tuple[int, float]:
-    """(texts whose label differs, the largest probability (or value) difference)."""
+def compare(task: Any, reference: Any, exported: Any, scale: float = 1.0) -> tuple[int, float]:
+    """(texts whose label differs, the largest probability (or value) difference). A value
+    (regression) differs past SPREAD_SHARE of `scale`, the test labels' spread: the label's
+    units, not the spread of a model that may predict nearly one value."""
     import numpy as np
 
     a, b = task.outputs(reference), task.outputs(exported)
     largest = float(np.max(np.abs(a - b))) if a.size else 0.0
     if task.NAME == "regression":
-        limit = SPREAD_SHARE * max(float(np.std(a)), 1e-12)
-        differ = np.abs(a - b).reshape(len(a), -1).max(1) > limit
+        differ = np.abs(a - b).reshape(len(a), -1).max(1) > SPREAD_SHARE * max(scale, 1e-12)
     else:
         da, db = task.decide(reference), task.decide(exported)
         differ = (da != db).reshape(len(a), -1).any(1)
@@ -155,20 +150,23 @@ def compare(task: Any, reference: Any, exported: Any) -> tuple[int, float]:
 
 
 def export(args: dict) -> Path:
-    from src import progress
-    from src.models.exported import EXPORT_FILE, ONNX_FILE
-    from src.predict import Predictor, model_folder
+    import numpy as np
 
-    given = Path(args["run_dir"])
-    folder = model_folder(given)  # a wrong folder fails before torch loads
-    run = run_of(folder, given)
-    int8 = args["quantize"] == "int8"
+    from src import progress
+    from src.trained import Predictor
+
+    found = source(args)  # a wrong folder fails before torch loads
+    run, int8 = found.run, args["quantize"] == "int8"
     out = Path(args["out"] or run / f"export-onnx{'-int8' if int8 else ''}")
     if out.exists() and any(out.iterdir()):
         raise UserError(f"out={out}: not empty; remove it or choose another folder")
+    if reason := rundir.unwritable_reason(out.parent):
+        raise UserError(f"out={out}: {reason}; choose a writable folder")
+    task = found.task()
+    limit = args["max_texts"] and int(args["max_texts"])
+    test = found.test_split(task).head(limit)  # the run's own test texts
     progress.quiet_libraries()
-    predictor = Predictor.load(folder, "cpu")
-    texts, pairs = test_texts(run, predictor.task, args["max_texts"] and int(args["max_texts"]))
+    predictor = found.predictor("cpu")
     partial = out.with_name(out.name + ".partial")  # renamed into place once checked
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
@@ -179,45 +177,53 @@ def export(args: dict) -> Path:
         predictor.tokenizer.save_pretrained(partial)
         predictor.model.config.save_pretrained(partial)
         for name in (rundir.PREPROCESSING_FILE, "README.md"):
-            if (folder / name).is_file():
-                shutil.copy2(folder / name, partial / name)
+            if (found.model / name).is_file():
+                shutil.copy2(found.model / name, partial / name)
         batch = int(args["batch_size"])
-        reference = predictor.logits(texts, batch, pairs)
-        exported = Predictor.load(partial, "cpu").logits(texts, batch, pairs)
-        differ, largest = compare(predictor.task, reference, exported)
+        reference = predictor.logits(test.texts, batch, test.pairs)
+        exported = Predictor.load_folder(partial, "cpu").logits(test.texts, batch, test.pairs)
+        scale = float(np.std(test.labels)) if task.NAME == "regression" and len(test) else 1.0
+        differ, largest = compare(task, reference, exported, scale)
         allowed = float(args["max_disagreement"])
-        kind = "another value" if predictor.task.NAME == "regression" else "another label"
-        print(f"check on the run's {len(texts)} test texts: {differ} get {kind} than the torch "
+        kind = "another value" if task.NAME == "regression" else "another label"
+        print(f"check on the run's {len(test)} test texts: {differ} get {kind} than the torch "
               f"model (allowed: {allowed:.0%}, max_disagreement={args['max_disagreement']}); "
               f"largest difference in probability (or value): {largest:.2e}")  # fmt: skip
-        if differ > allowed * len(texts):
-            raise UserError(
-                f"the export disagrees with the torch model on {differ} of {len(texts)} test "
+        if differ > allowed * len(test):
+            raise CheckFailed(
+                f"the export disagrees with the torch model on {differ} of {len(test)} test "
                 f"texts (over max_disagreement={args['max_disagreement']}); nothing was written"
             )
         size = (partial / ONNX_FILE).stat().st_size
         record = {
             "format": "onnx", "opset": OPSET, "quantize": "int8" if int8 else None,
-            "inputs": inputs, "source": str(folder), "onnx_bytes": size,
-            "check": {"texts": len(texts), "disagree": differ, "max_disagreement": allowed,
+            "inputs": inputs, "source": str(found.model), "run_dir": run.as_posix(),
+            "run_path": str(run.resolve()), "onnx_bytes": size,
+            "check": {"texts": len(test), "disagree": differ, "max_disagreement": allowed,
                       "largest_difference": largest,
-                      "agreement": 1 - differ / len(texts) if texts else None},
-            "labels": predictor.label_names, "task": predictor.task.NAME,
+                      "agreement": 1 - differ / len(test) if len(test) else None},
+            "labels": predictor.label_names, "task": task.NAME,
         }  # fmt: skip
         rundir.write_json(partial / EXPORT_FILE, record)
-        _card(partial, record, run)
+        _card(partial, record, run, out, predictor.pairs)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
     shutil.rmtree(out, ignore_errors=True)
     partial.rename(out)
     print(f"wrote {out} ({size / 2**20:.1f} MB model.onnx{', int8' if int8 else ''}); "
-          f"python -m src.predict run_dir={out} text=\"...\"")  # fmt: skip
+          f"python -m src.predict run_dir={out} {_example(predictor.pairs)}")  # fmt: skip
     return out
 
 
-def _card(folder: Path, record: dict, run: Path) -> None:
-    """The run's model card, with what the export is and how it was checked."""
+def _example(pairs: dict | None) -> str:
+    """A predict command's texts: a sentence-pair model takes two."""
+    return 'text="..." text_pair="..."' if pairs else 'text="..."'
+
+
+def _card(folder: Path, record: dict, run: Path, out: Path, pairs: dict | None) -> None:
+    """The run's model card, with what the export is and how it was checked; `out` is where
+    the folder will be once checked (it is written under another name until then)."""
     card = folder / "README.md"
     check = record["check"]
     int8 = ", int8 dynamic quantization" if record["quantize"] else ""
@@ -227,25 +233,22 @@ def _card(folder: Path, record: dict, run: Path) -> None:
         f"`python -m src.export`. On the run's {check['texts']} test "
         f"texts it gives another label than the torch model on {check['disagree']} "
         f"(largest probability difference {check['largest_difference']:.2e}).", "",
-        f"Serve it with `python -m src.predict run_dir={folder.name}` or onnxruntime alone "
+        f"Serve it with `python -m src.predict run_dir={out.as_posix()} {_example(pairs)}`, "
+        "or with onnxruntime alone "
         "(inputs: " + ", ".join(f"`{n}`" for n in record["inputs"]) + "; output `logits`; cut "
         "texts as preprocessing.json says).", "",
     ])  # fmt: skip
     text = card.read_text() if card.is_file() else f"# {run.name}\n"
-    card.write_text(text.rstrip() + "\n" + section)
+    rundir.write_atomic(card, text.rstrip() + "\n" + section)
 
 
 def main(argv: Sequence[str]) -> int:
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__)
         return 0
-    try:
-        export(parse_args(argv))
-    except UserError as e:
-        print(one_line(e), file=sys.stderr)
-        return 2 if "nothing was written" not in str(e) else 1
+    export(parse_args(argv))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    run_command(main)

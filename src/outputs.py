@@ -70,6 +70,14 @@ def predictions_csv(rows: list[dict], outputs, label_names: list[str], task: Tas
     return buffer.getvalue()
 
 
+def prediction_columns(label_names: list[str], task: Task) -> list[str]:
+    """The columns `predictions_csv` adds after a table's own: `prediction`, and for
+    classification one `p_<label>` per label."""
+    import numpy as np
+
+    return list(task.prediction_cells(np.zeros(len(label_names)), label_names))
+
+
 def _cell(value) -> str:
     if value is None:
         return ""

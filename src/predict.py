@@ -3,7 +3,8 @@
     python -m src.predict run_dir=outputs/runs/<run> text="A gripping, beautifully acted film."
     python -m src.predict run_dir=outputs/runs/<run> input=reviews.csv [output=preds.csv]
 
-`run_dir` is a finished run (its metrics.json and best_model/), or a best_model folder itself.
+`run_dir` is any folder training left (src.trained): a finished run or a sweep's job, its
+best_model/, an export (`python -m src.export`), or an evaluation (the model it scored).
 `input` is .csv / .tsv / .jsonl (texts in `text_column`, default `text`) or .txt (one text a
 line); an empty text keeps its row in the output, with empty prediction cells, and the count
 is printed; the predictions go to `output` (.csv, .tsv or .jsonl, as its extension says), else to
@@ -25,110 +26,20 @@ than Hydra overrides, so a text may hold commas, quotes and brackets as typed.
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from src import rundir
-from src.errors import UserError, one_line
+from src import cli, rundir
+from src.errors import UserError, run_command
+from src.trained import Opened, Predictor, open_model
 
 if TYPE_CHECKING:
     import numpy as np
-    import torch
 
 DEFAULTS = dict(run_dir=None, text=None, text_pair=None, input=None, output=None,
                 text_column=None, text_pair_column=None, batch_size="32",
                 device="auto")  # fmt: skip
-
-
-@dataclass
-class Predictor:
-    """A trained model, its tokenizer, how training cut the texts and the task it learnt."""
-
-    model: torch.nn.Module
-    tokenizer: object  # a transformers tokenizer
-    max_length: int
-    truncation: str
-    device: torch.device
-    stride: int = 0  # truncation=chunks: windows, pooled per text
-    chunk_pooling: str = "logits"
-    task: Any = None  # src.tasks: what the outputs are (the model's problem_type)
-    pairs: dict | None = None  # a sentence-pair model: the run's text and pair columns
-
-    @classmethod
-    def load(cls, run_dir: str | Path, device: str = "auto") -> Predictor:
-        from transformers import AutoTokenizer
-
-        from src.devices import resolve_device
-        from src.models import load_trained
-        from src.tasks import of_model
-
-        folder = model_folder(Path(run_dir))
-        settings = json.loads((folder / rundir.PREPROCESSING_FILE).read_text())
-        torch_device = resolve_device(device)
-        model = load_trained(folder).to(torch_device).eval()
-        return cls(
-            model=model,
-            tokenizer=AutoTokenizer.from_pretrained(folder),
-            max_length=int(settings["max_length"]),
-            truncation=str(settings["truncation"]),
-            device=torch_device,
-            stride=int(settings.get("stride", 0)),
-            chunk_pooling=str(settings.get("chunk_pooling", "logits")),
-            task=of_model(model.config, settings.get("task") or {}),
-            pairs=settings.get("pairs"),
-        )
-
-    @property
-    def label_names(self) -> list[str]:
-        id2label = self.model.config.id2label
-        return [id2label[i] for i in range(len(id2label))]
-
-    def probabilities(self, texts: Sequence[str], batch_size: int = 32,
-                      pairs: Sequence[str] | None = None) -> np.ndarray:  # fmt: skip
-        """What the task outputs, one row per text (or pair), in input order: class
-        probabilities (softmax), each label's probability (sigmoid, multi_label), the value
-        (regression). A text cut into windows gets its windows' pooled prediction, as in
-        training's evaluation."""
-        return self.task.outputs(self.logits(texts, batch_size, pairs))
-
-    def logits(self, texts: Sequence[str], batch_size: int = 32,
-               pairs: Sequence[str] | None = None) -> np.ndarray:  # fmt: skip
-        """The model's logits, one row per text (or pair), in input order: the texts cut as in
-        training, then src.inference (batches of similar length; windows pooled)."""
-        from src import data, inference
-
-        cut = (self.max_length, self.truncation, self.stride)
-        features = data.encode_texts(self.tokenizer, texts, *cut, pairs=pairs)
-        collate = data.collator(self.tokenizer)
-
-        def backend(examples: Any) -> np.ndarray:
-            return inference.forward(self.model, examples, collate, batch_size, self.device)
-
-        return inference.documents(features, backend, self.chunk_pooling)
-
-
-def model_folder(run_dir: Path) -> Path:
-    """The best_model folder of a finished run (or `run_dir` itself when it is one)."""
-    settings, best = rundir.PREPROCESSING_FILE, rundir.BEST_MODEL_DIR
-    if not run_dir.is_dir():
-        raise UserError(f"run_dir={run_dir}: no such folder")
-    if (run_dir / settings).is_file() and (run_dir / "config.json").is_file():
-        return run_dir
-    if missing := [name for name in (rundir.METRICS_FILE, best) if not (run_dir / name).exists()]:
-        raise UserError(
-            f"run_dir={run_dir}: not a finished run (no {' or '.join(missing)}); "
-            "give a folder under outputs/runs/ that `python -m src.run` completed"
-        )
-    if not (run_dir / best / settings).is_file():
-        raise UserError(
-            f"run_dir={run_dir}: {best}/ has no {settings} (a run made before predict existed); "
-            "retrain it"
-        )
-    return run_dir / best
 
 
 def read_texts(path: Path, text_column: str, text_pair_column: str | None = None,
@@ -166,12 +77,9 @@ def _some(path: Path, texts: list[str]) -> list[str]:
 
 
 def parse_args(argv: Sequence[str]) -> dict:
-    args = dict(DEFAULTS)
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        if not sep or key not in DEFAULTS:
-            raise UserError(f"{arg}: expected key=value with key one of {', '.join(DEFAULTS)}")
-        args[key] = value
+    from src.devices import check_device_value
+
+    args = cli.key_values(argv, DEFAULTS)
     if not args["run_dir"]:
         raise UserError("run_dir=<a run folder under outputs/runs/> is required")
     if (args["text"] is None) == (args["input"] is None):
@@ -189,6 +97,7 @@ def parse_args(argv: Sequence[str]) -> dict:
                         f"{', '.join(PREDICTION_FORMATS)}; name the file so")  # fmt: skip
     if not args["batch_size"].isdigit() or int(args["batch_size"]) < 1:
         raise UserError(f"batch_size={args['batch_size']}: a positive integer")
+    check_device_value("device", args["device"])
     return args
 
 
@@ -197,12 +106,12 @@ def main(argv: Sequence[str]) -> None:
         print(__doc__)
         return
     args = parse_args(argv)
-    folder = model_folder(Path(args["run_dir"]))  # a wrong folder fails before torch loads
-    check_pairs(args, json.loads((folder / rundir.PREPROCESSING_FILE).read_text()).get("pairs"))
+    found = open_model(args["run_dir"])  # a wrong folder fails before torch loads
+    check_pairs(args, found.pairs)
     if args["text"] is not None:
-        predict_text(args)
+        predict_text(args, found)
     else:
-        predict_file(args)
+        predict_file(args, found)
 
 
 def check_pairs(args: dict, pairs: dict | None) -> None:
@@ -228,8 +137,8 @@ def check_pairs(args: dict, pairs: dict | None) -> None:
         args["text_pair_column"] = column  # the run's own pair column
 
 
-def predict_text(args: dict) -> None:
-    predictor = _load(args)
+def predict_text(args: dict, found: Opened) -> None:
+    predictor = _load(args, found)
     names = predictor.label_names
     pair = None if args["text_pair"] is None else [args["text_pair"]]
     output = predictor.probabilities([args["text"]], pairs=pair)[0]
@@ -242,29 +151,43 @@ def predict_text(args: dict) -> None:
     print("probabilities: " + " ".join(f"{n}={p:.4f}" for n, p in zip(names, output, strict=True)))
 
 
-def predict_file(args: dict) -> None:
+def predict_file(args: dict, found: Opened) -> None:
     source = Path(args["input"])
-    # bad input fails before torch loads
+    target = Path(args["output"]) if args["output"] else source.with_suffix(".predictions.csv")
+    # bad input, or an output that cannot be written, fails before torch loads
     rows, texts, pairs = read_texts(source, args["text_column"], args["text_pair_column"])
-    predictor = _load(args)
-    names = predictor.label_names
-    task = predictor.task
+    names, task = found.label_names, found.task()
+    check_columns(source, rows, names, task)
+    cli.writable_file(target, "output" if args["output"] else "input")
+    predictor = _load(args, found)
     # an empty text (or pair text) keeps its row, with empty prediction cells: row i of the
     # output is row i of the input
     kept = [i for i, t in enumerate(texts) if t.strip() and (pairs is None or pairs[i].strip())]
-    found = predictor.probabilities([texts[i] for i in kept], int(args["batch_size"]),
-                                    None if pairs is None else [pairs[i] for i in kept])
+    predicted = predictor.probabilities([texts[i] for i in kept], int(args["batch_size"]),
+                                     None if pairs is None else [pairs[i] for i in kept])
     outputs: list = [None] * len(texts)
-    for i, output in zip(kept, found, strict=True):
+    for i, output in zip(kept, predicted, strict=True):
         outputs[i] = output
-    target = Path(args["output"]) if args["output"] else source.with_suffix(".predictions.csv")
     from src.outputs import predictions_csv
 
     table = predictions_csv(rows, outputs, names, task, target.suffix.lower())
     rundir.write_atomic(target, table)
     empty = len(texts) - len(kept)
     note = f"; {empty} empty text{'s' * (empty > 1)} kept its row, no prediction" if empty else ""
-    print(f"wrote {len(kept)} predictions ({_tally(task, found, names)}) to {target}{note}")
+    print(f"wrote {len(kept)} predictions ({_tally(task, predicted, names)}) to {target}{note}")
+
+
+def check_columns(source: Path, rows: list[dict], names: list[str], task: Any) -> None:
+    """The input's own columns stay as they are: one named as a prediction column would be
+    overwritten, so it is one line before anything loads."""
+    from src.outputs import prediction_columns
+
+    ours = prediction_columns(names, task)
+    if clash := [c for c in (rows[0] if rows else {}) if c in ours]:
+        raise UserError(
+            f"input={source}: its column '{clash[0]}' would be overwritten by the predictions "
+            f"(they add {', '.join(ours)}); rename that column, or give the file without it"
+        )
 
 
 def _tally(task: Any, outputs: np.ndarray, names: list[str]) -> str:
@@ -280,16 +203,12 @@ def _tally(task: Any, outputs: np.ndarray, names: list[str]) -> str:
     return ", ".join(f"{n} {int(c)}" for n, c in zip(names, per, strict=True))
 
 
-def _load(args: dict) -> Predictor:
+def _load(args: dict, found: Opened) -> Predictor:
     from src import progress
 
     progress.quiet_libraries()
-    return Predictor.load(args["run_dir"], args["device"])
+    return found.predictor(args["device"])
 
 
 if __name__ == "__main__":
-    try:
-        main(sys.argv[1:])
-    except UserError as e:
-        print(one_line(e), file=sys.stderr)
-        sys.exit(2)
+    run_command(main)

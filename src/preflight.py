@@ -16,26 +16,33 @@ from src.compose import CONF, compose
 from src.compose import options as group_options
 from src.errors import UserError
 
-_CONFIG_FLAGS = ("-cp", "-cn", "-cd", "--config-path", "--config-name", "--config-dir")
 _MISSING = object()
 
 
-def check(args: list[str], conf: Path = CONF, config_name: str = "config") -> None:
-    """Raise UserError for the first override that names a missing group option or key."""
-    if any(a.split("=")[0] in _CONFIG_FLAGS or "hydra.searchpath" in a for a in args):
-        return  # other config folders may hold options and keys conf/ does not
+def check(overrides: list[str], conf: Path = CONF, config_name: str = "config",
+          other_configs: bool = False) -> None:  # fmt: skip
+    """Raise UserError for the first override that names a missing group option or key.
+    `other_configs`: the command line adds config folders (--config-dir, ...), which may hold
+    options and keys conf/ does not: nothing is checked."""
+    if other_configs or any("hydra.searchpath" in a for a in overrides):
+        return
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    texts = [a for a in args if "=" in a and not a.startswith("-")]
+    texts = [a for a in overrides if "=" in a and not a.startswith("-")]
     try:
         overrides = OverridesParser.create().parse_overrides(texts)
     except Exception:  # Hydra's own message for a malformed override is already one line
         return
     groups, keys = [], []
+    taken = groups_of(config_name, conf)
     for text, override in zip(texts, overrides, strict=True):
         key = override.key_or_group
         if override.is_delete() or key.startswith("hydra"):
             continue
+        if (conf / key).is_dir() and key not in taken:
+            own = " (a trained run's settings come from its folder)" * (config_name == "evaluate")
+            raise UserError(f"{text}: conf/{config_name}.yaml takes no {key} group{own}; its "
+                            f"groups: {', '.join(taken)}; drop {key}")  # fmt: skip
         if (conf / key).is_dir():
             values = _values(override)
             if values is None:
@@ -46,6 +53,17 @@ def check(args: list[str], conf: Path = CONF, config_name: str = "config") -> No
             keys.append((text, key))
     if keys:
         _check_keys(keys, groups, conf, config_name)
+
+
+def groups_of(config_name: str, conf: Path = CONF) -> list[str]:
+    """The groups a primary config composes: those its defaults list names (`- group: option`),
+    Hydra's own aside; conf/config.yaml takes them all, conf/evaluate.yaml the dataset."""
+    from omegaconf import OmegaConf
+
+    entries = OmegaConf.to_container(OmegaConf.load(conf / f"{config_name}.yaml")).get("defaults")
+    names = [k.removeprefix("override ").strip() for e in entries or [] if isinstance(e, dict)
+             for k in e]  # fmt: skip
+    return [n for n in names if not n.startswith(("hydra", "/"))]
 
 
 def _values(override) -> list[str] | None:

@@ -9,7 +9,6 @@ known in advance: the study, its search space and its number of trials are print
 from __future__ import annotations
 
 import re
-import sys
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -117,4 +116,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    from src.errors import run_command
+
+    run_command(main)

@@ -30,7 +30,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from src.errors import UserError, one_line
+from src import cli
+from src.errors import UserError, one_line, run_command
 from src.rundir import flatten
 from src.schema import show
 
@@ -285,20 +286,21 @@ class Evidence:
 
 
 def evidence(old: Path, new: Path) -> list[Evidence]:
-    """Two run folders (paired by the preset their runs name), or two sweeps (their jobs
-    paired by override set)."""
-    from src.rundir import METRICS_FILE
-    from src.summarize import find_jobs
+    """Two finished runs (paired by the preset their runs name), or two sweeps (their jobs
+    paired by override set); a run beside a sweep is one line."""
+    from src.trained import open_folder, open_scored, open_sweep
 
-    if (old / METRICS_FILE).is_file() and (new / METRICS_FILE).is_file():
-        return [_pair(_preset_of(new), old, new)]  # the preset of the HEAD run names the pair
-    jobs = [find_jobs(folder) if folder.is_dir() else [] for folder in (old, new)]
-    if not all(jobs):
-        bad = old if not jobs[0] and not (old / METRICS_FILE).is_file() else new
+    kinds = [open_folder(folder).kind for folder in (old, new)]
+    if (kinds[0] == "sweep") != (kinds[1] == "sweep"):
+        sweep, run = (old, new) if kinds[0] == "sweep" else (new, old)
         raise UserError(
-            f"--runs {bad}: neither a finished run (metrics.json) nor a sweep folder; give two "
-            "run folders or two sweep folders"
+            f"--runs {old} {new}: {sweep} is a sweep and {run} is not; give two run folders "
+            "(one run of each side) or two sweep folders (jobs paired by their overrides)"
         )
+    if kinds[0] != "sweep":
+        runs = [open_scored(folder, "review") for folder in (old, new)]
+        return [_pair(_preset_of(runs[1].path), runs[0].path, runs[1].path)]
+    jobs = [open_sweep(folder, "--runs") for folder in (old, new)]
     by_overrides = {frozenset(j.overrides.items()): j for j in jobs[0]}
     out = []
     for job in sorted(jobs[1], key=lambda j: j.name):
@@ -317,9 +319,9 @@ def evidence(old: Path, new: Path) -> list[Evidence]:
 
 def _preset_of(run: Path) -> str:
     """`experiment/x`, or `default`; with the run's other overrides after it."""
-    from src.rundir import read_overrides
+    from src.trained import open_folder
 
-    given = read_overrides(run)
+    given = open_folder(run).overrides
     chosen = [o.replace("=", "/") for o in given if o.split("=", 1)[0] in PRESET_GROUPS]
     rest = [o for o in given if o.split("=", 1)[0] not in (*PRESET_GROUPS, "hydra.run.dir")]
     return " ".join([*(chosen or ["default"]), *rest])
@@ -332,9 +334,9 @@ def _pair(label: str, old: Path, new: Path) -> Evidence:
     found = Evidence(label, str(old), str(new))
     found.settings = [(k, a, b) for k, (a, b) in compare.differences(runs).items()
                       if k not in NOT_SETTINGS]  # fmt: skip
-    tested = runs[1].metrics.get("test", {})
+    tested = [f"test {name}" for name in runs[1].metrics.get("test", {})]
     found.rows = [(name, a, b) for name, (a, b) in compare.metric_rows(runs)
-                  if name.removeprefix("test ") in tested]  # fmt: skip
+                  if name in tested]  # fmt: skip
     result = compare.paired(*runs)
     if isinstance(result, str):
         found.note = f"no paired test: {result}"
@@ -494,8 +496,8 @@ def review(repo: Path, base: str, head: str | None, runs: list[tuple[Path, Path]
                   evidence_found)  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+def main(argv: list[str]) -> int:
+    parser = cli.ArgumentParser(
         prog="python -m src.review", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="\n\n".join(__doc__.split("\n\n")[1:]),
@@ -512,11 +514,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="exit 1 when any preset's resolved config changed")  # fmt: skip
     parser.add_argument("--repo", type=Path, default=Path.cwd(), help="a clone (default: here)")
     args = parser.parse_args(argv)
-    try:
-        report = review(args.repo, args.base, args.head, [tuple(p) for p in args.runs])
-    except UserError as e:
-        print(one_line(e), file=sys.stderr)
-        return 2
+    report = review(args.repo, args.base, args.head, [tuple(p) for p in args.runs])
     sys.stdout.write({"md": markdown, "json": to_json, "text": text}[args.format](report))
     if report.invalid:
         return 1
@@ -524,4 +522,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_command(main)

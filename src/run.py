@@ -124,8 +124,8 @@ def job_failed(mistake: errors.UserError) -> Exception:
 
 def further(cfg: DictConfig, run_dir: Path) -> bool:
     """resume=auto on a finished run: False when its config is the recorded one (skip it);
-    True when only what may grow changed (epochs, min_steps: train it further from its kept
-    checkpoint); any other change, or no checkpoint to go on from, is one line."""
+    True when only what may grow grew (epochs, min_steps: train it further from its kept
+    checkpoint); a shrink, any other change, or no checkpoint to go on from is one line."""
     changed = rundir.config_changes(run_dir, OmegaConf.to_container(cfg, resolve=True))
     if not changed:
         return False
@@ -135,6 +135,13 @@ def further(cfg: DictConfig, run_dir: Path) -> bool:
             f"resume=auto: {run_dir} finished with another config ({shown}); give it a new "
             f"run folder, or drop resume=auto to retrain it from scratch (keys: "
             f"{', '.join(other)})"
+        )
+    if shrunk := [k for k, (old, new) in changed.items() if not _grew(old, new)]:
+        key, (old, new) = shrunk[0], changed[shrunk[0]]
+        raise errors.UserError(
+            f"resume=auto: {run_dir} finished with {key}={old}; {key}={new} would train nothing "
+            f"and only relabel its results; give {key} > {old} to train it further, or a new "
+            "run folder"
         )
     checkpoints = run_dir / rundir.CHECKPOINTS_DIR
     if not checkpoints.is_dir() or not any(checkpoints.iterdir()):
@@ -146,40 +153,82 @@ def further(cfg: DictConfig, run_dir: Path) -> bool:
     return True
 
 
+def _grew(old: Any, new: Any) -> bool:
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (old, new))
+    return numbers and new > old
+
+
+def plan(cfg: DictConfig, run_dir: Path) -> str:
+    """What this run does with its folder: `skip` a finished run of the same config
+    (resume=auto), train it `further`, or `train` (new, resumed, or retrained from scratch)."""
+    if cfg.resume != "auto" or not rundir.Attempt(run_dir).finished:
+        return "train"
+    return "further" if further(cfg, run_dir) else "skip"
+
+
+def check(cfg: DictConfig) -> None:
+    """A single run's checks before Hydra writes anything into its folder (Hydra's on_run_start,
+    through src.callbacks.CheckConfig): the config, and resume=auto against a finished run
+    there, so that a run that cannot start leaves nothing and a finished run's folder stays as
+    it was."""
+    task = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    spec.validate(task)
+    plan(task, Path(cfg.hydra.run.dir))
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
+    """One job: a single run (a mistake is one line, exit 2), or a job of a sweep or study (a
+    mistake fails this job, recorded in its folder, and the sweep goes on)."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     from src import distributed
-    from src.study import JobTrial
 
     distributed.from_submitit()  # a SLURM job of several tasks: one DDP run (no-op elsewhere)
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     if hydra_cfg.launcher.get("n_jobs"):  # hydra/launcher=joblib
         distributed.share_machine(hydra_cfg.launcher.n_jobs, hydra_cfg.job.num, cfg.device)
-    attempt = rundir.Attempt(run_dir)
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        with errors.reported():
+            return job(cfg, run_dir, hydra_cfg.sweeper, sweep=False)
     try:
-        spec.validate(cfg)  # before anything is written: a config that never runs leaves nothing
-        if cfg.resume == "auto" and attempt.finished and not further(cfg, run_dir):
-            return attempt.skip(cfg.trainer.metric_for_best_model, write=distributed.is_main())
-        if attempt.finished and cfg.resume in (None, ""):
-            log.warning(f"{run_dir} holds a finished run: retraining it from scratch over it "
-                        "(resume=auto skips a finished run, or trains it further)")  # fmt: skip
+        return job(cfg, run_dir, hydra_cfg.sweeper, sweep=True)
     except Exception as e:
         if (mistake := errors.user_error(e)) is None:
             raise
-        if hydra_cfg.mode == RunMode.MULTIRUN:  # the sweep goes on; its summary shows why
-            if distributed.is_main():
+        raise job_failed(mistake) from None  # Hydra records the failed job, runs the others
+
+
+def job(cfg: DictConfig, run_dir: Path, sweeper: Any, sweep: bool) -> float | None:
+    """Validate, then skip, train further or train into `run_dir`; the best eval value (what a
+    sweeper optimises). `sweeper`: Hydra's sweeper node (a study's job reports to its trial).
+    A mistake before training leaves nothing of a single run, and a sweep's job folder that
+    says why it failed (the summary shows it)."""
+    from src import distributed
+    from src.study import JobTrial
+
+    attempt = rundir.Attempt(run_dir)
+    try:
+        spec.validate(cfg)  # before anything is written: a config that never runs leaves nothing
+        todo = plan(cfg, run_dir)
+        if todo != "skip":
+            make(cfg.backbone).config()  # reachable (a hub id offline: one line, no folder)
+    except Exception as e:
+        if (mistake := errors.user_error(e)) is not None and distributed.is_main():
+            if sweep:
                 start = rundir.start_of(attempt.previous, None)
                 rundir.write_status(run_dir, "failed", str(mistake), start=start)
-            raise job_failed(mistake) from None
-        if distributed.is_main() and rundir.unused(run_dir):
-            shutil.rmtree(run_dir, ignore_errors=True)
-        print(errors.one_line(mistake), file=sys.stderr)
-        sys.exit(errors.USER_ERROR_EXIT_CODE)
-    trial = JobTrial.of(hydra_cfg.sweeper)  # a study's job: it reports to its trial
+            elif rundir.unused(run_dir):
+                shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    if todo == "skip":
+        return attempt.skip(cfg.trainer.metric_for_best_model, write=distributed.is_main())
+    if attempt.finished and cfg.resume in (None, ""):
+        log.warning(f"{run_dir} holds a finished run: retraining it from scratch over it "
+                    "(resume=auto skips a finished run, or trains it further)")  # fmt: skip
+    trial = JobTrial.of(sweeper)  # a study's job: it reports to its trial
     if not distributed.is_main():  # one run folder, written by rank 0 alone
         best = train(cfg, run_dir, trial).best_metric
         distributed.shutdown()
@@ -192,34 +241,30 @@ def main(cfg: DictConfig) -> float | None:
         print(e if isinstance(e, errors.Preempted) else errors.INTERRUPTED, file=sys.stderr)
         interrupted = isinstance(e, errors.Interrupted | KeyboardInterrupt)
         sys.exit(errors.INTERRUPTED_EXIT_CODE if interrupted else errors.REQUEUE_EXIT_CODE)
-    except Exception as e:
-        mistake = errors.user_error(e)
-        if mistake is None:
-            raise
-        if hydra_cfg.mode == RunMode.MULTIRUN:  # Hydra records the failed job, runs the others
-            raise job_failed(mistake) from None
-        print(errors.one_line(mistake), file=sys.stderr)
-        sys.exit(errors.USER_ERROR_EXIT_CODE)
     distributed.shutdown()  # under torchrun: the other ranks wait for this one's files
     return summary.best_metric
 
 
-if __name__ == "__main__":
-    from src import preflight
+def cli(argv: list[str]) -> None:
+    """`python -m src.run ARGS`: Hydra's flags read apart from the overrides; the overrides
+    checked (typos, a study's settings) before Hydra starts; `--dry-run` shows the jobs."""
+    from src import cli as command_line
+    from src import preflight, preview
     from src.distributed import hydra_overrides
 
-    try:
-        preflight.check([a for a in sys.argv[1:] if a != "--dry-run"])
-        if "--dry-run" not in sys.argv[1:]:  # a study's sampler, pruner, space and storage
-            from src import preview
-
-            preview.study_preflight(sys.argv[1:])
-        if "--dry-run" in sys.argv[1:]:  # the jobs a sweep would launch, checked, nothing run
-            from src import preview
-
-            sys.exit(preview.main([a for a in sys.argv[1:] if a != "--dry-run"]))
-    except errors.UserError as e:
-        print(errors.one_line(e), file=sys.stderr)
-        sys.exit(errors.USER_ERROR_EXIT_CODE)
-    sys.argv += hydra_overrides(sys.argv[1:])
+    argv = command_line.quote_paths(argv, ("resume",))  # a sweep job's folder, as shown
+    with errors.reported():
+        flags, overrides = command_line.hydra_command_line(argv)
+        preflight.check(overrides, other_configs=command_line.other_configs(flags))
+        if "--dry-run" in argv:  # the jobs a sweep would launch, checked, nothing run
+            sys.exit(preview.main([*overrides, *(["-m"] if flags.multirun else [])]))
+        if command_line.runs_a_job(flags):
+            preview.study_preflight(overrides)  # a study's sampler, pruner, space and storage
+    if flags.hydra_help:  # Hydra's own help composes Hydra's config: the app's groups go
+        argv = ["--hydra-help", *(o for o in overrides if o.lstrip("+~").startswith("hydra"))]
+    sys.argv = [sys.argv[0], *argv, *hydra_overrides(argv)]
     main()
+
+
+if __name__ == "__main__":
+    cli(sys.argv[1:])

@@ -220,12 +220,8 @@ def _cell(text: str, code: bool) -> str:
     return f"`{text}`" if code and text else text
 
 
-def main(argv: list[str] | None = None) -> None:
-    import sys
-
-    from src.errors import USER_ERROR_EXIT_CODE, one_line
-
-    args = argv if argv is not None else sys.argv[1:]
+def main(argv: list[str]) -> None:
+    args = list(argv)
     groups = ["knobs", *Knobs.NODES]
     if any(a in ("-h", "--help") for a in args):
         print(USAGE.format(groups=", ".join(groups)))
@@ -236,9 +232,7 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         close = difflib.get_close_matches(unknown[0], groups, n=1)
         hint = f"did you mean {close[0]}? " if close else ""
-        error = UserError(f"src.spec: no group '{unknown[0]}'; {hint}groups: {', '.join(groups)}")
-        print(one_line(error), file=sys.stderr)
-        sys.exit(USER_ERROR_EXIT_CODE)
+        raise UserError(f"src.spec: no group '{unknown[0]}'; {hint}groups: {', '.join(groups)}")
     if markdown:
         print(reference(args or groups), end="")
         return
@@ -252,6 +246,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":  # through the imported module: one Spec class, not two
+    from src.errors import run_command
     from src.spec import main as _main
 
-    _main()
+    run_command(_main)

@@ -13,15 +13,12 @@ files and runs on a login node in a second.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import logging
 import math
 import re
-import sys
 import traceback
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,23 +26,12 @@ from hydra.errors import CompactHydraException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from src.errors import USER_ERROR_EXIT_CODE, UserError, one_line
-from src.metrics import HEADLINE, REGISTRY, higher_is_better, task_of
+from src import cli
+from src.errors import UserError, run_command
+from src.metrics import higher_is_better
 from src.render import interval, number
-from src.rundir import (
-    BEST,
-    ERROR_FILE,
-    HYDRA_DIR,
-    METRICS_FILE,
-    STARTS,
-    best_eval,
-    best_key,
-    locked,
-    read_metrics,
-    read_overrides,
-    read_status,
-    write_atomic,
-)
+from src.rundir import BEST, ERROR_FILE, STARTS, locked, write_atomic
+from src.trained import Job, open_sweep, sweep_jobs
 
 log = logging.getLogger(__name__)
 
@@ -54,57 +40,6 @@ SUMMARY_CSV = "summary.csv"
 SUMMARY_PNG = "summary.png"
 SEEDS_CSV = "summary_seeds.csv"  # one row per configuration when `seed` was swept
 STATUS_ORDER = ("finished", "pruned", "failed", "incomplete")  # pruned: a study stopped it
-
-
-@dataclass
-class Job:
-    """One job folder of a sweep, as its files describe it."""
-
-    name: str  # the folder, relative to the sweep dir
-    overrides: dict[str, str]
-    status: str
-    metrics: dict[str, float] = field(default_factory=dict)
-    error: str = ""
-    ci: dict[str, list[float]] = field(default_factory=dict)  # test_<metric> -> [low, high]
-    start: str = ""  # how its latest attempt began: fresh, rerun, resumed, skipped (STARTS)
-
-
-def read_job(folder: Path, sweep_dir: Path) -> Job:
-    overrides = dict(item.split("=", 1) for item in read_overrides(folder) if "=" in item)
-    name = folder.relative_to(sweep_dir).as_posix()
-    metrics_file, error_file = folder / METRICS_FILE, folder / ERROR_FILE
-    status = read_status(folder)  # src.run's own record: running, failed or preempted, ...
-    start = status.get("start", "")
-    if metrics_file.is_file():
-        metrics = read_metrics(folder)
-        ci = {f"test_{k}": v for k, v in metrics.get("test_ci95", {}).items()}
-        warned = "; ".join(f"warning: {w}" for w in metrics.get("warnings") or [])
-        done = "pruned" if status.get("status") == "pruned" else "finished"
-        return Job(name, overrides, done, _flat_metrics(metrics), warned, ci, start)
-    if error_file.is_file():
-        lines = error_file.read_text().strip().splitlines()
-        return Job(name, overrides, "failed", error=lines[-1] if lines else "", start=start)
-    state = "failed" if status.get("status") == "failed" else "incomplete"
-    return Job(name, overrides, state, error=status.get("detail", ""), start=start)
-
-
-def _flat_metrics(metrics: dict) -> dict[str, float]:
-    """The numbers a sweep compares: best eval value of the chosen metric, the task's two
-    headline test metrics (accuracy and f1; f1_micro and subset_accuracy; mse and pearson),
-    and any extra test metric (metrics.extra)."""
-    chosen = best_eval(metrics)
-    flat = {best_key(chosen[0]): float(chosen[1])} if chosen and chosen[1] is not None else {}
-    test = metrics.get("test", {})
-    for name in (*HEADLINE[task_of(metrics)], *(k for k in test if k not in REGISTRY)):
-        if name in test:
-            flat[f"test_{name}"] = float(test[name])
-    return flat
-
-
-def find_jobs(sweep_dir: Path) -> list[Job]:
-    """Every folder under `sweep_dir` that Hydra made for a job (it holds .hydra/overrides.yaml)."""
-    folders = {p.parent.parent for p in sweep_dir.rglob(f"{HYDRA_DIR}/overrides.yaml")}
-    return [read_job(f, sweep_dir) for f in folders - {sweep_dir}]
 
 
 def default_metric(jobs: list[Job]) -> str | None:
@@ -311,7 +246,7 @@ def plot(jobs: list[Job], metric: str, path: Path) -> bool:
 
 def sorted_jobs(sweep_dir: Path, metric: str | None) -> tuple[list[Job], str | None]:
     """The sweep's jobs, sorted by `metric` (default: the best-eval metric), and that metric."""
-    jobs = find_jobs(sweep_dir)
+    jobs = sweep_jobs(sweep_dir)
     columns = sorted({k for j in jobs for k in j.metrics})
     if metric and columns and metric not in columns:
         raise UserError(f"--metric {metric}: no job has it; use one of {', '.join(columns)}")
@@ -333,23 +268,6 @@ def summarize(sweep_dir: Path, metric: str | None = None) -> list[Job]:
         if metric and jobs:
             plot(jobs, metric, sweep_dir / SUMMARY_PNG)
     return jobs
-
-
-def check_sweep(folder: Path) -> None:
-    """A folder of sweep jobs, or one line saying what it is instead."""
-    if not folder.is_dir():
-        raise UserError(f"{folder}: no such folder; give a sweep folder (outputs/multirun/<time>)")
-    if (folder / HYDRA_DIR / "overrides.yaml").is_file():
-        raise UserError(
-            f"{folder}: a single run, not a sweep (its results: metrics.json, report.md); "
-            "src.summarize takes the folder of a `python -m src.run -m` sweep, "
-            "outputs/multirun/<time>"
-        )
-    if not find_jobs(folder):
-        raise UserError(
-            f"{folder}: no sweep jobs in it (no <job>/{HYDRA_DIR}/overrides.yaml); give the "
-            "folder of a `python -m src.run -m` sweep, outputs/multirun/<time>"
-        )
 
 
 class SweepSummary(Callback):
@@ -386,23 +304,19 @@ class SweepSummary(Callback):
             log.info("summary: %s, jobs: %d", sweep_dir / SUMMARY_MD, len(jobs))
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str]) -> None:
     """Print the sweep's summary, sorted by --metric; writes nothing (the sweep keeps its
     summary.* files, which a running sweep rewrites after each job)."""
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog="python -m src.summarize", description="Print the summary of a sweep folder."
     )
     parser.add_argument("sweep_dir", type=Path, help="e.g. outputs/multirun/<time>")
     parser.add_argument("--metric", help="sort by this column (default: best_eval_*)")
     args = parser.parse_args(argv)
-    try:
-        check_sweep(args.sweep_dir)
-        jobs, metric = sorted_jobs(args.sweep_dir, args.metric)
-    except UserError as e:
-        print(one_line(e), file=sys.stderr)
-        sys.exit(USER_ERROR_EXIT_CODE)
+    open_sweep(args.sweep_dir)  # a run, or no such folder: one line
+    jobs, metric = sorted_jobs(args.sweep_dir, args.metric)
     print(to_markdown(jobs, metric, args.sweep_dir.name), end="")
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -79,6 +79,19 @@ def run_cli(
     )
 
 
+def command_exit(main: Callable, *argv: str, capsys=None) -> tuple[int, str]:
+    """`python -m src.<command> ARGV` in-process, through the one error path every command's
+    `__main__` takes (src.errors.run_command): its exit code and what it printed on stderr."""
+    from src.errors import run_command
+
+    if capsys is not None:
+        capsys.readouterr()
+    with pytest.raises(SystemExit) as stopped:
+        run_command(main, list(argv))
+    err = capsys.readouterr().err if capsys is not None else ""
+    return int(stopped.value.code or 0), err
+
+
 SMOKE = "debug=smoke"
 # The four model x trainer pairs of debug=smoke. The first two are `trained_runs`: both with
 # logger=tensorboard, and custom_head over two epochs, so the comparison has a difference.

@@ -37,8 +37,8 @@ def test_a_document_in_three_windows_gets_one_pooled_prediction():
 def test_chunks_end_to_end_count_documents(compose_cfg, tmp_path, monkeypatch, model, trainer):
     """Training sees windows (each with its review's label); evaluation, the test metrics,
     test_predictions.csv and src.predict count reviews, each pooled once by src.inference."""
-    from src.predict import Predictor
     from src.run import train
+    from src.trained import Predictor
 
     pooled = []  # (documents, windows) of every pooling: the one inference path's
     real_pool = inference.pool

@@ -135,12 +135,13 @@ def test_a_run_against_its_evaluation_compares_like_with_like(trained_runs, tmp_
     its own test split, no setting differs, the paired test finds no difference, and the list
     says which folder is which kind."""
     from src.compare import Run, markdown
-    from src.evaluate import CONFIG_NAME, evaluate, with_run_dataset
+    from src.evaluate import CONFIG_NAME, evaluate, prepare
     from tests.conftest import compose
 
     run = trained_runs["hf_head"]
     cfg = compose([f"run_dir={run}"], config_name=CONFIG_NAME)
-    evaluate(with_run_dataset(cfg, [f"run_dir={run}"]), tmp_path / "eval")
+    cfg, found = prepare(cfg, [f"run_dir={run}"])
+    evaluate(cfg, tmp_path / "eval", found)
     out = markdown([Run.read(run), Run.read(tmp_path / "eval")], ["run", "eval"])
     assert f"- **run**: `{run.as_posix()}`, a training run" in out
     assert f"- **eval**: `{(tmp_path / 'eval').as_posix()}`, an evaluation of `{run}`" in out

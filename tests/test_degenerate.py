@@ -44,7 +44,8 @@ def test_a_constant_run_says_so_everywhere(trained, tmp_path, caplog):
     """A tiny run whose step is too small to move its random head predicts one class: the log,
     metrics.json, report.md, the sweep summary and src.compare say so; a run that learnt its
     data says nothing."""
-    from src import compare, summarize
+    from src import compare
+    from src.trained import sweep_jobs
 
     stuck = trained("debug=smoke", "lr=1e-9", "model=hf_head", "trainer=manual")
     metrics = json.loads((stuck / "metrics.json").read_text())
@@ -56,7 +57,7 @@ def test_a_constant_run_says_so_everywhere(trained, tmp_path, caplog):
     (sweep / "0_lr=1e-9" / ".hydra").mkdir(parents=True)
     (sweep / "0_lr=1e-9" / ".hydra" / "overrides.yaml").write_text("- lr=1e-9\n")
     (sweep / "0_lr=1e-9" / "metrics.json").write_text(json.dumps(metrics))
-    (job,) = summarize.find_jobs(sweep)
+    (job,) = sweep_jobs(sweep)
     assert job.status == "finished" and job.error.startswith("warning: test: the model predicts")
     with caplog.at_level(logging.WARNING):
         from src.build import build

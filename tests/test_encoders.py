@@ -174,14 +174,37 @@ def test_position_limits_count_robertas_offset(encoder_folder):
          "'mpnet'"),
         ("mpnet", ("backbone.freeze_layers=0", "model.peft=lora"), "model.lora.target_modules="
          "null: src/encoders.py does not know model_type 'mpnet'"),
-        ("mpnet", ("backbone.freeze_layers=0", "backbone.hidden_dropout=0.2"),
-         "backbone.hidden_dropout: src/encoders.py does not know model_type 'mpnet'"),
     ],
 )  # fmt: skip
 def test_a_lever_that_cannot_apply_is_one_line_at_validation(family, args, line,
                                                              encoder_folder):  # fmt: skip
     assert first_error(*small(encoder_folder(family), "backbone.cache_frozen=false",
                               *args)).startswith(f"error: {line}")  # fmt: skip
+
+
+def test_an_unknown_encoder_takes_berts_dropout_keys_or_keeps_its_own(encoder_folder):
+    """The default config (its attention_dropout=0.0) on MPNet, which src/encoders.py does not
+    know: not refused; its BERT-named keys take the knobs. An encoder without them keeps its
+    own dropout, and each knob left is one line (not a refusal)."""
+    from src.backbones import Backbone
+
+    mpnet = encoder_folder("mpnet")
+    assert first_error(f"backbone.path={mpnet}", "backbone.freeze_layers=0",
+                       "backbone.cache_frozen=false", "max_length=128") == ""  # fmt: skip
+    config = Backbone(name="m", path=str(mpnet), lr=1e-4, max_length=64, hidden_dropout=0.25,
+                      attention_dropout=0.0).config()  # fmt: skip
+    assert (config.hidden_dropout_prob, config.attention_probs_dropout_prob) == (0.25, 0.0)
+    knobs = {"hidden_dropout": 0.25, "attention_dropout": 0.0}
+    assert encoders.levers_left(config.to_dict(), knobs) == []
+    funnel = {"model_type": "funnel", "hidden_dropout": 0.1, "attention_dropout": 0.1}
+    assert encoders.dropout_overrides(funnel, 0.25, 0.0) == {}
+    left = encoders.levers_left(funnel, knobs)
+    assert [line.split(" is not applied")[0] for line in left] == [
+        "backbone.hidden_dropout=0.25", "backbone.attention_dropout=0.0"]
+    assert "config.json has no attention_probs_dropout_prob" in left[1]
+    assert encoders.levers_left(funnel, {}, hf_head=True)[0].startswith(
+        "model=hf_head's dropout is set as config.json's classifier_dropout")
+    assert encoders.levers_left(config.to_dict(), {}, hf_head=False) == []
 
 
 def test_a_hub_id_is_checked_once_its_config_loads(monkeypatch, encoder_folder):
@@ -224,7 +247,7 @@ def test_a_saved_run_predicts_alike_through_predict_and_pipeline(family, trained
     from transformers import pipeline
 
     from src import data
-    from src.predict import Predictor
+    from src.trained import Predictor
 
     run = saved_run(trained, encoder_folder, family)
     rows = list(csv.DictReader((run / "test_predictions.csv").open()))

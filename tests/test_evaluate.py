@@ -104,25 +104,26 @@ def test_the_cli_scores_a_run_and_refuses_a_folder_that_is_no_run(trained_runs, 
     assert json.loads((out / "metrics.json").read_text())["n_test"] == 32
     bad = run_cli(f"run_dir={tmp_path}", f"hydra.run.dir={tmp_path}/x", module="src.evaluate")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
-    assert "not a finished run (no metrics.json or best_model)" in bad.stderr
+    assert "not a folder any command of this project wrote" in bad.stderr
+    assert not (tmp_path / "x").exists()  # refused before Hydra made the evaluation's folder
 
 
 def test_without_a_dataset_the_run_is_scored_on_its_own_data(trained, tmp_path):
     """`run_dir=R` alone, R trained on dataset=files: R's own test split (not movie_reviews),
     with `dataset.<key>=` applied on top; `dataset=<option>` picks another dataset."""
-    from src.evaluate import with_run_dataset
+    from src.evaluate import prepare
 
     data = _labelled_csv(tmp_path / "own.csv", ["pos", "neg"] * 20)
     run = trained("debug=smoke", "dataset=files", f"dataset.train_file={data}",
                   "dataset.text_column=review", "dataset.label_column=sentiment")  # fmt: skip
-    cfg = with_run_dataset(_evaluation(f"run_dir={run}"), [f"run_dir={run}"])
+    cfg, found = prepare(_evaluation(f"run_dir={run}"), [f"run_dir={run}"])
     assert cfg.dataset.train_file == str(data)
-    record = evaluate(cfg, tmp_path / "e")
+    record = evaluate(cfg, tmp_path / "e", found)
     metrics = json.loads((run / "metrics.json").read_text())
     assert record["test"] == pytest.approx(metrics["test"])
     assert record["test_sha256"] == metrics["test_sha256"]
-    capped = with_run_dataset(_evaluation(f"run_dir={run}", "dataset.max_eval_samples=3"),
-                              [f"run_dir={run}", "dataset.max_eval_samples=3"])  # fmt: skip
+    capped, _ = prepare(_evaluation(f"run_dir={run}", "dataset.max_eval_samples=3"),
+                        [f"run_dir={run}", "dataset.max_eval_samples=3"])  # fmt: skip
     assert capped.dataset.train_file == str(data) and capped.dataset.max_eval_samples == 3
     other = [f"run_dir={run}", "dataset=movie_reviews"]
-    assert with_run_dataset(_evaluation(*other), other).dataset._target_.endswith("MovieReviews")
+    assert prepare(_evaluation(*other), other)[0].dataset._target_.endswith("MovieReviews")

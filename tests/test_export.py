@@ -16,6 +16,8 @@ from src.compose import compose
 from src.errors import UserError
 from src.evaluate import CONFIG_NAME, evaluate
 from src.models.exported import EXPORT_FILE, ONNX_FILE
+from src.trained import Predictor
+from tests.conftest import command_exit
 
 HEADS = ["hf_head", "custom_head"]
 SMOKE_CAPS = ["dataset.max_train_samples=48", "dataset.max_eval_samples=32"]
@@ -95,19 +97,19 @@ def test_onnxruntime_alone_loads_the_export(trained_runs, exports):
     batch = tokenizer(["A gripping film."], truncation=True, max_length=64, return_tensors="np")
     feeds = {i.name: batch[i.name].astype("int64") for i in session.get_inputs()}
     logits = session.run(["logits"], feeds)[0]
-    ours = predict.Predictor.load(trained_runs["hf_head"]).logits(["A gripping film."])
+    ours = Predictor.load(trained_runs["hf_head"]).logits(["A gripping film."])
     np.testing.assert_allclose(logits, ours, atol=1e-4)
 
 
 def test_a_disagreeing_export_is_refused_and_leaves_nothing(trained_runs, tmp_path, monkeypatch,
                                                             capsys):  # fmt: skip
-    monkeypatch.setattr(export, "compare", lambda task, a, b: (2, 0.3))
+    monkeypatch.setattr(export, "compare", lambda task, a, b, scale: (2, 0.3))
     folder = tmp_path / "out"
-    code = export.main([f"run_dir={trained_runs['hf_head']}", f"out={folder}"])
+    code, err = command_exit(export.main, f"run_dir={trained_runs['hf_head']}", f"out={folder}",
+                             capsys=capsys)  # fmt: skip
     assert code == 1 and not folder.exists() and not list(tmp_path.iterdir())
-    err = capsys.readouterr().err.strip()
-    assert err == ("error: the export disagrees with the torch model on 2 of 32 test texts "
-                   "(over max_disagreement=0.01); nothing was written")  # fmt: skip
+    assert err.strip() == ("error: the export disagrees with the torch model on 2 of 32 test "
+                           "texts (over max_disagreement=0.01); nothing was written")  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -121,7 +123,7 @@ def test_a_disagreeing_export_is_refused_and_leaves_nothing(trained_runs, tmp_pa
 )
 def test_mistakes_are_one_line(trained_runs, args, expected, capsys):
     given = [f"run_dir={trained_runs['hf_head']}", *args]
-    assert export.main(given) == 2
-    assert capsys.readouterr().err.startswith(expected)
+    code, err = command_exit(export.main, *given, capsys=capsys)
+    assert code == 2 and err.startswith(expected) and err.count("\n") == 1
     with pytest.raises(UserError):
         export.parse_args(["run_dir=x", "colour=red"])

@@ -28,9 +28,9 @@ LAYERS = {
                    "src.loggers", "src.loggers.mlflow", "src.loggers.wandb",
                    "src.models.exported", "src.study"],
     "assembly": ["src.knobs", "src.spec", "src.preflight", "src.build", "src.render",
-                 "src.card", "src.reports", "src.outputs", "src.callbacks"],
-    "entry points": ["src.run", "src.predict", "src.compare", "src.summarize", "src.preview",
-                     "src.evaluate", "src.declared", "src.review", "src.export"],
+                 "src.card", "src.reports", "src.outputs", "src.callbacks", "src.trained"],
+    "entry points": ["src.cli", "src.run", "src.predict", "src.compare", "src.summarize",
+                     "src.preview", "src.evaluate", "src.declared", "src.review", "src.export"],
 }  # fmt: skip
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from src import data
+from src.trained import Predictor
 from tests.conftest import first_error, tokenizer_of
 
 PAIR = ["dataset=files", "dataset.text_column=premise", "dataset.text_pair_column=hypothesis"]
@@ -135,8 +136,8 @@ def test_predict_and_pipeline_take_pairs(trained, same_or_not, tmp_path, capsys)
     answers = classify([{"text": "the apple", "text_pair": "a apple"},
                         {"text": "the apple", "text_pair": "a river"}])  # fmt: skip
     assert [a["label"] for a in answers] == ["same", "different"]
-    probs = predict.Predictor.load(run).probabilities(["the river"], pairs=["a river"])
-    assert np.argmax(probs[0]) == predict.Predictor.load(run).label_names.index("same")
+    probs = Predictor.load(run).probabilities(["the river"], pairs=["a river"])
+    assert np.argmax(probs[0]) == Predictor.load(run).label_names.index("same")
     # the file's columns default to the run's own (premise, hypothesis): the same predictions
     predict.main([f"run_dir={run}", f"input={same_or_not}", f"output={tmp_path / 'o2.csv'}"])
     assert list(csv.DictReader((tmp_path / "o2.csv").open())) == got
@@ -160,3 +161,28 @@ def test_a_pair_model_refuses_a_lone_text_and_a_single_text_model_a_pair(trained
         predict.main([f"run_dir={single}", "text=a", "text_pair=b"])
     card = (run / "best_model" / "README.md").read_text()
     assert '`{"text": ..., "text_pair": ...}`' in card and "text_pair_column=hypothesis" in card
+
+
+def test_a_pair_export_is_served_and_scored_on_the_runs_pairs(trained, same_or_not, tmp_path,
+                                                              capsys):  # fmt: skip
+    """The export's line says how to predict a pair (text_pair= too), and src.evaluate scores
+    the export on the run's own test pairs (it used to read movie_reviews and refuse their
+    labels as never seen)."""
+    from src import export
+    from src.compose import compose
+    from src.evaluate import CONFIG_NAME, evaluate, prepare
+
+    run = trained("debug=overfit", *PAIR, f"dataset.train_file={same_or_not}",
+                  f"dataset.test_file={same_or_not}", "dataset.val_size=0", "epochs=60",
+                  "lr=3e-3", "model=hf_head", "trainer=hf")  # fmt: skip
+    out = tmp_path / "export"
+    assert export.main([f"run_dir={run}", f"out={out}"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith(
+        f'python -m src.predict run_dir={out} text="..." text_pair="..."')
+    assert 'text="..." text_pair="..."`' in (out / "README.md").read_text()
+    overrides = [f"run_dir={out}"]
+    cfg, found = prepare(compose(overrides, config_name=CONFIG_NAME), overrides)
+    record = evaluate(cfg, tmp_path / "e", found)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert record["test_sha256"] == metrics["test_sha256"] and record["n_test"] == 8
+    assert record["test"] == pytest.approx(metrics["test"])

@@ -10,6 +10,7 @@ import pytest
 
 from src import data, predict
 from src.errors import UserError
+from src.trained import Predictor
 from tests.conftest import run_cli
 
 HEADS = ["hf_head", "custom_head"]
@@ -92,7 +93,7 @@ def test_pipeline_loads_hf_head_export_with_label_names(trained_runs):
     scores = classify(texts, top_k=None)
     assert all({s["label"] for s in per_text} == {"neg", "pos"} for per_text in scores)
 
-    ours = predict.Predictor.load(folder, device="cpu")
+    ours = Predictor.load(folder, device="cpu")
     probs = ours.probabilities(texts)
     for per_text, row in zip(scores, probs, strict=True):
         by_label = {s["label"]: s["score"] for s in per_text}
@@ -122,7 +123,7 @@ def test_not_a_run_is_one_line_exit_2(tmp_path):
     proc = run_cli(f"run_dir={tmp_path}", "text=hello", module="src.predict", timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.count("\n") == 1
-    assert "not a finished run (no metrics.json or best_model)" in proc.stderr
+    assert "not a folder any command of this project wrote" in proc.stderr
 
 
 @pytest.mark.parametrize(
@@ -170,3 +171,14 @@ def test_the_output_is_written_in_the_format_its_extension_names(trained_runs, t
     for row, line in zip(tables[".csv"], tables[".jsonl"], strict=True):
         assert line["id"] == row["id"] and line["prediction"] == row["prediction"]
         assert line["p_pos"] == pytest.approx(float(row["p_pos"]))
+
+
+@pytest.mark.parametrize("column", ["prediction", "p_pos"])
+def test_an_input_column_the_predictions_would_overwrite_is_one_line(trained_runs, tmp_path,
+                                                                      column):  # fmt: skip
+    source = tmp_path / "in.csv"
+    source.write_text(f"text,{column}\nA fine film.,mine\n")
+    with pytest.raises(UserError, match=f"^input={source}: its column '{column}' would be "
+                       "overwritten by the predictions \\(they add prediction, p_neg, p_pos\\)"):
+        predict.main([f"run_dir={trained_runs['hf_head']}", f"input={source}"])
+    assert not (tmp_path / "in.predictions.csv").exists()

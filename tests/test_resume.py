@@ -193,6 +193,38 @@ def test_resume_auto_on_a_finished_run_skips_continues_or_refuses(trained, tmp_p
         further(compose([*args, "epochs=2"]), plain)
 
 
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file()}  # fmt: skip
+
+
+@pytest.mark.parametrize("trainer", ["manual", "hf"])
+def test_fewer_epochs_with_resume_auto_is_refused_and_the_folder_kept(trainer, trained, tmp_path):
+    """Only growth goes on: epochs=2 -> 1 (or min_steps down) with resume=auto would train
+    nothing and relabel a 2-epoch run as 1. One line naming the key, exit 2, and every file of
+    the folder as it was: Hydra's own .hydra/ record too (the check runs before Hydra writes)."""
+    import shutil
+
+    from src.run import further
+    from src.rundir import write_status
+
+    args = ["debug=smoke", f"trainer={trainer}", "trainer.keep_checkpoints=true"]
+    run = trained(*args, "epochs=2")
+    with pytest.raises(UserError, match=r"^resume=auto: .* finished with epochs=2; epochs=1 "
+                       r"would train nothing and only relabel its results; give epochs > 2"):
+        further(compose([*args, "epochs=1", "resume=auto"]), run)
+    assert further(compose([*args, "epochs=3", "resume=auto"]), run) is True
+    if trainer == "hf":
+        return  # the process: once
+    folder = Path(shutil.copytree(run, tmp_path / "run"))
+    write_status(folder, "finished", start="fresh")  # as src.run's main records a run it ran
+    before = _files(folder)
+    proc = run_cli(*args, "epochs=1", "resume=auto", f"hydra.run.dir={folder}")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr.startswith("error: resume=auto: ") and proc.stderr.count("\n") == 1
+    assert _files(folder) == before
+
+
 def test_a_key_the_record_lacks_is_no_change(trained, tmp_path):
     """A run recorded by an earlier version of the code (a key it did not have) still counts
     as the same config for resume=auto."""

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from src import review
-from tests.conftest import CONF, ROOT, run_cli
+from tests.conftest import CONF, ROOT, command_exit, run_cli
 
 WORKFLOW = ROOT / ".github" / "workflows" / "review.yml"
 COMMENT = ROOT / ".github" / "scripts" / "pr-comment.sh"
@@ -147,9 +147,8 @@ def test_a_conf_that_does_not_compose_is_reported_not_raised(repo, tmp_path):
     ],
 )
 def test_mistakes_are_one_line_exit_2(repo, capsys, args, expected):
-    assert review.main([*args, "--repo", str(repo)]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith(expected) and err.count("\n") == 1
+    code, err = command_exit(review.main, *args, "--repo", str(repo), capsys=capsys)
+    assert code == 2 and err.startswith(expected) and err.count("\n") == 1
 
 
 def test_a_default_changed_in_the_code_shows_in_a_fresh_process(repo):
@@ -191,8 +190,11 @@ def test_evidence_of_two_runs_and_of_two_sweeps(repo, trained_runs, tmp_path):
     md = review.markdown(review.review(repo, "base", "shared", [tuple(sweeps)]))
     assert "### Evidence: runs of both sides" in md and "#### `lr=1e-4`" in md
     assert "- HEAD - BASE: accuracy " in md
-    with pytest.raises(review.UserError, match="neither a finished run"):
+    with pytest.raises(review.UserError, match="not a folder any command of this project wrote"):
         review.evidence(tmp_path, head)
+    with pytest.raises(review.UserError, match=f"{sweeps[0]} is a sweep and {head} is not; give "
+                       "two run folders"):  # fmt: skip
+        review.evidence(sweeps[0], head)
 
 
 def test_the_workflow_runs_the_commands_the_tests_run():

@@ -16,12 +16,18 @@ import pytest
 from src import spec
 from src.errors import UserError
 from src.schema import Spec, param
-from tests.conftest import first_error, group_options, run_cli
+from tests.conftest import command_exit, first_error, group_options, run_cli
 
 ALLOWLIST = "src., torch.optim., torch.nn., transformers."
 
 BAD_OVERRIDES = [
     (["lr=0"], "lr=0: a number > 0"),
+    (["truncation=head_tail", "stride=300"], "stride=300: only truncation=chunks reads it "
+     "(truncation=head_tail cuts each text once); drop it, or set truncation=chunks"),
+    (["truncation=head", "chunk_pooling=probs"], "chunk_pooling=probs: only truncation=chunks "
+     "reads it (truncation=head cuts each text once); drop it, or set truncation=chunks"),
+    (["stride=300"], "stride=300: an integer from 0 to 128 (half of max_length: windows would "
+     "barely advance)"),
     (["lr=fast"], "lr=fast: a number > 0"),
     (["dropout=1.0"], "dropout=1.0: a number in [0, 1)"),
     (["model=custom_head", "model.dropout=-0.1"], "model.dropout=-0.1: a number in [0, 1)"),
@@ -323,10 +329,8 @@ def test_third_party_optimizer_keys_are_checked_against_its_signature():
 
 def test_spec_cli_names_an_unknown_group_in_one_line_and_has_help(capsys):
     for group, hint in (("bogus", ""), ("trainers", "did you mean trainer? ")):
-        with pytest.raises(SystemExit) as exit_:
-            spec.main([group])
-        err = capsys.readouterr().err
-        assert exit_.value.code == 2 and len(err.strip().splitlines()) == 1
+        code, err = command_exit(spec.main, group, capsys=capsys)
+        assert code == 2 and len(err.strip().splitlines()) == 1
         assert err.startswith(f"error: src.spec: no group '{group}'; {hint}groups: knobs, ")
     spec.main(["--help"])
     assert capsys.readouterr().out.startswith("usage: python -m src.spec [GROUP ...]")

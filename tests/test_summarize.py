@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from src import summarize
-from tests.conftest import ROOT
+from tests.conftest import ROOT, command_exit
 
 
 def _job(sweep: Path, name: str, overrides: list[str], f1: float | None = None, error: str = ""):
@@ -77,7 +77,7 @@ def test_nothing_to_plot(tmp_path):
     assert not (tmp_path / "summary.png").exists()
 
 
-def test_cli_prints_and_writes_nothing(sweep):
+def test_cli_prints_and_writes_nothing(sweep, capsys):
     summarize.summarize(sweep)  # the sweep's own files, as the running sweep left them
     written = {p.name: p.read_bytes() for p in sweep.glob("summary.*")}
     proc = subprocess.run(
@@ -88,15 +88,14 @@ def test_cli_prints_and_writes_nothing(sweep):
     jobs, _ = summarize.sorted_jobs(sweep, "test_accuracy")
     assert proc.stdout == summarize.to_markdown(jobs, "test_accuracy", sweep.name)
     assert {p.name: p.read_bytes() for p in sweep.glob("summary.*")} == written
-    with pytest.raises(SystemExit) as exit_:
-        summarize.main([str(sweep), "--metric", "nope"])
-    assert exit_.value.code == 2
+    code, err = command_exit(summarize.main, str(sweep), "--metric", "nope", capsys=capsys)
+    assert code == 2 and err.startswith("error: --metric nope: no job has it")
 
 
 @pytest.mark.parametrize(
     ("make", "line"),
     [
-        (lambda d: _job(d.parent, d.name, ["lr=1"], f1=0.5), "a single run, not a sweep"),
+        (lambda d: _job(d.parent, d.name, ["lr=1"], f1=0.5), "a training run, not a sweep"),
         (lambda d: d.mkdir(), "no sweep jobs in it"),
         (lambda d: None, "no such folder"),
     ],
@@ -104,10 +103,8 @@ def test_cli_prints_and_writes_nothing(sweep):
 def test_a_folder_that_is_no_sweep_is_one_line_exit_2(tmp_path, capsys, make, line):
     folder = tmp_path / "x"
     make(folder)
-    with pytest.raises(SystemExit) as exit_:
-        summarize.main([str(folder)])
-    err = capsys.readouterr().err
-    assert exit_.value.code == 2 and err.startswith(f"error: {folder}: {line}")
+    code, err = command_exit(summarize.main, str(folder), capsys=capsys)
+    assert code == 2 and err.startswith(f"error: {folder}: {line}") and err.count("\n") == 1
     assert not list(tmp_path.rglob("summary.*"))
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from src import metrics
 from src.tasks import MultiLabel, Regression, SingleLabel
+from src.trained import Predictor
 from tests.conftest import first_error
 
 FILES = ["debug=overfit", "dataset=files", "dataset.val_size=0", "epochs=60", "lr=1e-3"]
@@ -110,7 +111,6 @@ def test_tune_threshold_picks_the_best_micro_f1_on_validation():
 def test_tuned_threshold_is_recorded_and_predict_uses_it(trained, tags, tmp_path):
     """tune_threshold on a validation split: metrics.json and best_model/ record the choice,
     and src.predict decides with it."""
-    from src import predict
 
     jsonl, _ = tags
     run = trained(*FILES[:2], "task=multi_label", "task.tune_threshold=true", "epochs=30",
@@ -122,7 +122,7 @@ def test_tuned_threshold_is_recorded_and_predict_uses_it(trained, tags, tmp_path
     ]
     saved = read(run / "best_model", "preprocessing.json")["task"]
     assert saved == {"name": "multi_label", "threshold": task["threshold"]}
-    assert predict.Predictor.load(run).task.threshold == task["threshold"]
+    assert Predictor.load(run).task.threshold == task["threshold"]
 
 
 def test_class_weights_become_pos_weight():
@@ -210,6 +210,21 @@ def test_multi_label_reads_csv_jsonl_and_sequence_classlabel(tags, tmp_path):
     )
 
 
+def test_list_labels_under_single_label_point_to_multi_label(tags):
+    """A JSONL file whose labels are lists, trained as single_label: one line naming the row
+    and task=multi_label (it used to train on classes such as "['fruit', 'water']")."""
+    from src.data import Files
+    from src.errors import UserError
+
+    jsonl, _ = tags
+    with pytest.raises(UserError, match=rf'^{jsonl} row 1: label \["fruit"\] in column \'label\' '
+                       r"is a list; task=single_label takes one label a text: several labels a "
+                       r"text is task=multi_label$"):  # fmt: skip
+        Files(train_file=str(jsonl), val_size=0).load(SingleLabel())
+    with pytest.raises(UserError, match="is a list; task=regression takes one label a text"):
+        Files(train_file=str(jsonl), val_size=0).load(Regression())
+
+
 # --- regression -------------------------------------------------------------------------------
 
 
@@ -251,7 +266,7 @@ def test_regression_predictions_come_back_in_the_labels_units(trained, scores, c
 
     run = regression_run(trained, scores, "hf_head", "hf")
     saved = [float(r["prediction"]) for r in csv.DictReader((run / "test_predictions.csv").open())]
-    got = predict.Predictor.load(run).probabilities([t for t, _ in SCORES])
+    got = Predictor.load(run).probabilities([t for t, _ in SCORES])
     np.testing.assert_allclose(got, saved, rtol=1e-4, atol=1e-4)
     regress = pipeline("text-classification", model=str(run / "best_model"), device="cpu")
     answers = regress([t for t, _ in SCORES], function_to_apply="none")
@@ -369,30 +384,48 @@ def test_the_sweep_summary_follows_the_task(trained, tags, scores):
     """A sweep's table shows each task's headline metrics beside its best eval value, sorted
     the metric's way (lower first for mse)."""
     from src import summarize
+    from src.trained import Job, flat_metrics
 
     regression = read(regression_run(trained, scores, "custom_head", "manual"))
-    assert set(summarize._flat_metrics(regression)) == {"best_eval_mse", "test_mse", "test_pearson"}
+    assert set(flat_metrics(regression)) == {"best_eval_mse", "test_mse", "test_pearson"}
     multi = read(multi_label_run(trained, tags, "custom_head", "manual"))
-    assert set(summarize._flat_metrics(multi)) == {
+    assert set(flat_metrics(multi)) == {
         "best_eval_f1_micro", "test_f1_micro", "test_subset_accuracy",
     }  # fmt: skip
-    jobs = [summarize.Job(name, {}, "finished", {"best_eval_mse": v})
+    jobs = [Job(name, {}, "finished", {"best_eval_mse": v})
             for name, v in (("worse", 2.0), ("better", 1.0))]  # fmt: skip
     assert [j.name for j in summarize.sort_jobs(jobs, "best_eval_mse")] == ["better", "worse"]
     assert "lower is better" in summarize.to_markdown(jobs, "best_eval_mse", "sweep")
 
 
+def test_int8_of_a_regression_run_is_judged_in_the_labels_units(trained, scores, tmp_path):
+    """A value "disagrees" past 1% of the test labels' spread, not of the predictions': a
+    model that learnt nearly one value (lr=1e-9) has almost no spread, and its int8 export was
+    refused for differences of 1e-4 in the label's units."""
+    from src import export
+
+    run = trained(*FILES, "task=regression", f"dataset.train_file={scores}",
+                  f"dataset.test_file={scores}", "dataset.label_column=score", "epochs=1",
+                  "lr=1e-9", "model=hf_head", "trainer=manual")  # fmt: skip
+    assert export.main([f"run_dir={run}", f"out={tmp_path / 'int8'}", "quantize=int8"]) == 0
+    check = json.loads((tmp_path / "int8" / "export.json").read_text())["check"]
+    labels = np.array([y for _, y in SCORES])
+    predicted = Predictor.load(run).probabilities([t for t, _ in SCORES])
+    assert check["disagree"] == 0 and check["largest_difference"] < 0.01 * labels.std()
+    assert check["largest_difference"] > 0.01 * predicted.std()  # the old rule's refusal
+
+
 def test_every_task_exports_and_its_export_predicts_as_the_run(trained, tags, scores, tmp_path):
     """multi_label (its threshold) and regression (its units) through `src.export` to ONNX:
     src.predict gives the run's own predictions from the export folder."""
-    from src import export, predict
+    from src import export
 
     texts = [t for t, _ in SCORES[:4]]
     for run in (multi_label_run(trained, tags, "custom_head", "manual"),
                 regression_run(trained, scores, "hf_head", "hf")):  # fmt: skip
         out = tmp_path / run.name
         assert export.main([f"run_dir={run}", f"out={out}"]) == 0
-        ours, theirs = (predict.Predictor.load(f) for f in (run, out))
+        ours, theirs = (Predictor.load(f) for f in (run, out))
         assert theirs.task.state() == ours.task.state()
         np.testing.assert_allclose(theirs.probabilities(texts), ours.probabilities(texts),
                                    atol=1e-4)  # fmt: skip

@@ -1,5 +1,5 @@
 """An exported model (`python -m src.export`): model.onnx run by onnxruntime, called as the
-torch model is (`model(**batch).logits`), so src.predict's Predictor, src.evaluate and the
+torch model is (`model(**batch).logits`), so src.trained's Predictor, src.evaluate and the
 export's own check serve it through the same code as a trained run."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from types import SimpleNamespace
 from typing import Any
 
 ONNX_FILE = "model.onnx"
-EXPORT_FILE = "export.json"  # what was exported from where, and the check it passed
+EXPORT_FILE = "export.json"  # what was exported from which run, and the check it passed
 
 
 class OnnxModel:

@@ -1,0 +1,187 @@
+"""src.trained: every kind of folder a command writes, opened one way, and what each command
+sees in it (src.predict, src.evaluate, src.export, src.compare, src.review --runs and
+src.summarize): the same run, config, labels, data and test split, or one line saying why not.
+
+The folders are made once from the shared custom_head smoke run (trained on 48 reviews, tested
+on 32): the run, a sweep's job of it, its best_model/, an ONNX export, an evaluation of the
+run and one of the export, and the sweep."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from src import compare, export, review, rundir, trained
+from src.cli import quote_paths
+from src.compose import compose
+from src.errors import UserError
+from src.evaluate import CONFIG_NAME, evaluate, prepare
+
+KINDS = ("run", "job", "model", "export", "evaluation", "evaluation-of-export", "sweep")
+# kind -> what opening it says: (Opened.kind, whether it has test metrics of its own to compare)
+OPENED = {
+    "run": ("run", True),
+    "job": ("job", True),
+    "model": ("model", True),  # compared as its run
+    "export": ("export", False),
+    "evaluation": ("evaluation", True),
+    "evaluation-of-export": ("evaluation", True),
+    "sweep": ("sweep", False),
+}
+
+
+def _evaluated(folder: Path, out: Path) -> Path:
+    """`python -m src.evaluate run_dir=<folder>` as typed (a job's `0_seed=42` too)."""
+    overrides = quote_paths([f"run_dir={folder}"], ("run_dir",))
+    cfg, found = prepare(compose(overrides, config_name=CONFIG_NAME), overrides)
+    evaluate(cfg, out, found)
+    return out
+
+
+@pytest.fixture(scope="module")
+def folders(trained_runs, tmp_path_factory) -> dict[str, Path]:
+    run = trained_runs["custom_head"]
+    root = tmp_path_factory.mktemp("kinds")
+    sweep = root / "sweep"
+    job = Path(shutil.copytree(run, sweep / "0_seed=42"))
+    (job / ".hydra").mkdir(exist_ok=True)
+    (job / ".hydra" / "overrides.yaml").write_text("- seed=42\n")
+    (job / ".hydra" / "hydra.yaml").write_text("hydra:\n  mode: MULTIRUN\n")
+    (sweep / "multirun.yaml").write_text("hydra: {}\n")
+    out = root / "export-onnx"
+    assert export.main([f"run_dir={run}", f"out={out}"]) == 0
+    return {
+        "run": run, "job": job, "model": run / "best_model", "export": out,
+        "evaluation": _evaluated(run, root / "evaluation"),
+        "evaluation-of-export": _evaluated(out, root / "evaluation-of-export"),
+        "sweep": sweep,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_folder_kind_opens_to_its_run(folders, kind):
+    """The kind it is, and the same run behind it: config, labels, dataset, test split."""
+    run = trained.open_folder(folders["run"])
+    found = trained.open_folder(folders[kind])
+    assert found.kind == OPENED[kind][0]
+    if kind == "sweep":
+        assert [j.name for j in trained.sweep_jobs(found.path)] == ["0_seed=42"]
+        return
+    assert found.config == run.config and found.label_names == ["neg", "pos"]
+    assert found.dataset == run.dataset and found.dataset["max_eval_samples"] == 32
+    test = found.test_split(found.task())
+    assert len(test) == 32
+    assert rundir.texts_sha256(test.texts) == run.metrics["test_sha256"]
+    if kind in ("model", "export", "evaluation-of-export"):
+        assert found.run == folders["run"]
+    assert (found.model / "config.json").is_file()
+    assert (found.model.name == "export-onnx") == kind.endswith("export")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_what_each_command_sees_in_each_kind(folders, kind, tmp_path):
+    """evaluate scores the run's own 32 test texts (no dataset given); compare sees the run's
+    settings, none changed; export takes a trained model only; summarize a sweep only; predict
+    serves every kind with a model. Each refusal is one line naming what to give instead."""
+    folder, (_, scored) = folders[kind], OPENED[kind]
+    run_metrics = trained.open_folder(folders["run"]).metrics
+    if kind == "sweep":
+        for refused in (lambda: trained.open_model(folder), lambda: compare.Run.read(folder),
+                        lambda: export.source({"run_dir": str(folder)})):  # fmt: skip
+            with pytest.raises(UserError, match="a sweep or study folder of 1 jobs; give one of "
+                               "its job folders \\(its best by best_eval_f1: "):  # fmt: skip
+                refused()
+        assert trained.open_sweep(folder)[0].status == "finished"
+        return
+    with pytest.raises(UserError, match="not a sweep"):
+        trained.open_sweep(folder)
+    record = _evaluated(folder, tmp_path / "e")  # evaluate, as `run_dir=<folder>` alone
+    metrics = json.loads((record / "metrics.json").read_text())
+    assert metrics["n_test"] == 32 and metrics["test_sha256"] == run_metrics["test_sha256"]
+    assert metrics["test"] == pytest.approx(run_metrics["test"], abs=1e-6)
+    if scored:
+        compared = compare.Run.read(folder)
+        ran = compare.Run.read(folders["run"])
+        assert compare.differences([ran, compared]) == {}
+        assert [v for _, v in compare.metric_rows([compared])[:4]] == \
+            [v for _, v in compare.metric_rows([ran])[:4]]  # fmt: skip
+    else:
+        with pytest.raises(UserError, match="has no test metrics of its own; score it with "
+                           f"`python -m src.evaluate run_dir={folder}`"):  # fmt: skip
+            compare.Run.read(folder)
+    if kind in ("export", "evaluation-of-export"):
+        with pytest.raises(UserError, match="already an ONNX export; export from the trained "
+                           f"model: run_dir={folders['run']}"):  # fmt: skip
+            export.source({"run_dir": str(folder)})
+    else:
+        own = folders["job"] if kind == "job" else folders["run"]
+        assert export.source({"run_dir": str(folder)}).run == own
+    texts = ["A gripping, beautifully acted film.", "Dull."]
+    probs = trained.open_model(folder).predictor("cpu").probabilities(texts)
+    reference = trained.Predictor.load(folders["run"], "cpu").probabilities(texts)
+    assert probs == pytest.approx(reference, abs=1e-4)
+
+
+def test_an_evaluation_of_an_export_compares_as_its_run(folders):
+    """The seen bug: the export folder has no config, so every setting showed as changed."""
+    runs = [compare.Run.read(folders[k]) for k in ("run", "evaluation-of-export")]
+    out = compare.markdown(runs, ["run", "eval"])
+    assert "None: the resolved configs are identical." in out
+    assert f"an evaluation of `{folders['export'].as_posix()}`" in out
+
+
+def test_the_export_card_names_the_folder_it_is_served_from(folders):
+    card = (folders["export"] / "README.md").read_text()
+    assert f"python -m src.predict run_dir={folders['export'].as_posix()} text=" in card
+    assert ".partial" not in card
+    record = json.loads((folders["export"] / "export.json").read_text())
+    assert Path(record["run_path"]) == folders["run"].resolve()
+
+
+def test_review_pairs_runs_and_refuses_a_run_beside_a_sweep(folders):
+    (found,) = review.evidence(folders["run"], folders["job"])
+    assert found.note.startswith("paired on the same 32 test texts")
+    assert [m for m, _, _ in found.rows] == [f"test {m}" for m in
+                                             ("accuracy", "precision", "recall", "f1")]  # fmt: skip
+    with pytest.raises(UserError, match=r"is a sweep and .* is not; give two run folders"):
+        review.evidence(folders["sweep"], folders["run"])
+
+
+def test_a_folder_no_command_wrote_is_one_line(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    for opener in (trained.open_folder, trained.open_model, trained.open_scored):
+        with pytest.raises(UserError, match="not a folder any command of this project wrote"):
+            opener(tmp_path)
+        with pytest.raises(UserError, match="no such folder"):
+            opener(tmp_path / "nope")
+
+
+def test_a_run_that_did_not_finish_says_how_it_stands(folders, tmp_path):
+    run = Path(shutil.copytree(folders["run"], tmp_path / "run"))
+    rundir.write_status(run, "failed", "something broke", start="fresh")
+    (run / "metrics.json").unlink()
+    with pytest.raises(UserError, match=r"run_dir=.*: not a finished run \(status.json: failed, "
+                       r"something broke\); rerun it"):  # fmt: skip
+        trained.open_model(run)
+    with pytest.raises(UserError, match=r"not a finished run \(status.json: failed"):
+        trained.open_scored(run)
+
+
+def test_what_the_commands_write_others_can_read(folders):
+    """A run's, an export's and an evaluation's files get the umask's mode (0644 under 022),
+    as open() gives, not mkstemp's 0600: a teammate or a UI under another user reads them."""
+    import os
+    import stat
+
+    umask = os.umask(0)
+    os.umask(umask)
+    names = {"run": ("metrics.json", "report.md", "config_resolved.yaml", "test_predictions.csv",
+                     "best_model/preprocessing.json"),
+             "export": ("README.md", "export.json"),
+             "evaluation": ("metrics.json", "report.md", "test_predictions.csv")}  # fmt: skip
+    modes = {f"{kind}/{name}": stat.S_IMODE((folders[kind] / name).stat().st_mode)
+             for kind, files in names.items() for name in files}  # fmt: skip
+    assert modes == dict.fromkeys(modes, 0o666 & ~umask)
