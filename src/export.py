@@ -112,8 +112,8 @@ def to_onnx(predictor: Any, path: Path) -> list[str]:
                        return_tensors="pt")  # fmt: skip
     names = [n for n in tokenizer.model_input_names if n in sample]
     axes = {n: {0: "batch", 1: "sequence"} for n in names} | {"logits": {0: "batch"}}
-    with torch.no_grad(), warnings.catch_warnings():  # the exporter's notes on its own ops
-        warnings.simplefilter("ignore", UserWarning)
+    with torch.no_grad(), warnings.catch_warnings():  # the tracer's notes on the model's code
+        warnings.simplefilter("ignore")
         torch.onnx.export(_Logits(predictor.model, names), tuple(sample[n] for n in names),
                           str(path), input_names=names, output_names=["logits"],
                           dynamic_axes=axes, opset_version=OPSET, dynamo=False)  # fmt: skip
@@ -121,15 +121,22 @@ def to_onnx(predictor: Any, path: Path) -> list[str]:
 
 
 def quantize_int8(path: Path) -> None:
+    import logging
+
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     fp32 = path.with_suffix(".fp32.onnx")
     path.rename(fp32)
+    root, level = logging.getLogger(), logging.getLogger().level
+    root.setLevel(logging.ERROR)  # its advice to pre-process first, logged on the root logger
     # the MatMuls' weights (the embedding tables stay fp32, as PyTorch's dynamic quantization
     # of BERT does), one scale per output channel rather than per matrix: on the default run
     # (MiniLM) the coarser choice moved more test labels (benchmarks/RESULTS_export.md)
-    quantize_dynamic(str(fp32), str(path), weight_type=QuantType.QInt8, per_channel=True,
-                     op_types_to_quantize=["MatMul"])
+    try:
+        quantize_dynamic(str(fp32), str(path), weight_type=QuantType.QInt8, per_channel=True,
+                         op_types_to_quantize=["MatMul"])  # fmt: skip
+    finally:
+        root.setLevel(level)
     fp32.unlink()
 
 

@@ -209,7 +209,7 @@ def job(cfg: DictConfig, run_dir: Path, sweeper: Any, sweep: bool) -> float | No
     from src import distributed
     from src.study import JobTrial
 
-    attempt = rundir.Attempt(run_dir)
+    attempt, new = rundir.Attempt(run_dir), rundir.unused(run_dir)
     try:
         spec.validate(cfg)  # before anything is written: a config that never runs leaves nothing
         todo = plan(cfg, run_dir)
@@ -241,6 +241,11 @@ def job(cfg: DictConfig, run_dir: Path, sweeper: Any, sweep: bool) -> float | No
         print(e if isinstance(e, errors.Preempted) else errors.INTERRUPTED, file=sys.stderr)
         interrupted = isinstance(e, errors.Interrupted | KeyboardInterrupt)
         sys.exit(errors.INTERRUPTED_EXIT_CODE if interrupted else errors.REQUEUE_EXIT_CODE)
+    except Exception as e:  # a mistake found while building (a data file's rows): as above
+        checkpoint = (run_dir / rundir.CHECKPOINTS_DIR).exists()
+        if errors.user_error(e) is not None and new and not sweep and not checkpoint:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     distributed.shutdown()  # under torchrun: the other ranks wait for this one's files
     return summary.best_metric
 

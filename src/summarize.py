@@ -31,7 +31,7 @@ from src.errors import UserError, run_command
 from src.metrics import higher_is_better
 from src.render import interval, number
 from src.rundir import BEST, ERROR_FILE, STARTS, locked, write_atomic
-from src.trained import Job, open_sweep, sweep_jobs
+from src.trained import Job, natural, open_sweep, sweep_jobs
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +60,7 @@ def sort_jobs(jobs: list[Job], metric: str | None) -> list[Job]:
     def key(job: Job) -> tuple:
         value = job.metrics.get(metric, math.nan) if metric else math.nan
         by_metric = sign * value if not math.isnan(value) else math.inf
-        natural = [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", job.name)]
-        return STATUS_ORDER.index(job.status), by_metric, natural
+        return STATUS_ORDER.index(job.status), by_metric, natural(job.name)
 
     return sorted(jobs, key=key)
 

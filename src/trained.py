@@ -333,9 +333,16 @@ def sweep_hint(folder: Path) -> str:
 
         metric = next(k for k in done[0].metrics if k.startswith(rundir.BEST))
         sign = 1 if higher_is_better(metric[len(rundir.BEST):]) else -1
-        best = max(done, key=lambda j: sign * best_value(j))
+        best = min(done, key=lambda j: (-sign * best_value(j), natural(j.name)))  # summary's
         hint = f" (its best by {metric}: {folder / best.name})"
     return f"a sweep or study folder of {len(jobs)} jobs; give one of its job folders{hint}"
+
+
+def natural(name: str) -> list:
+    """A job's name with its numbers as numbers: '10_lr=...' after '9_lr=...'."""
+    import re
+
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
 # --- a sweep: its jobs, as their folders describe them ----------------------------------------

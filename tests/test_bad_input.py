@@ -7,7 +7,6 @@ the exit code, the one-line format and the status it records.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 
@@ -123,8 +122,7 @@ def test_bad_data_file_through_the_cli(tmp_path):
     args = _files_args(tmp_path, train, test, suffix, *extra)
     proc = run_cli(*args, f"hydra.run.dir={tmp_path}/run")
     _assert_one_line(proc, *needles)
-    assert not (tmp_path / "run" / "metrics.json").exists()
-    assert json.loads((tmp_path / "run" / "status.json").read_text())["status"] == "failed"
+    assert not (tmp_path / "run").exists()  # a run that never trained leaves no folder
 
 
 def test_missing_file(tmp_path):
