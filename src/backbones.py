@@ -18,6 +18,7 @@ from typing import Any
 
 from src import encoders
 from src.errors import UserError
+from src.knobs import MIN_MAX_LENGTH
 from src.schema import Spec, param
 
 PKG_SCHEME = "pkg://"
@@ -116,7 +117,7 @@ class Backbone(Spec):
     )
     max_length: int = param(
         MISSING, "word pieces per text, [CLS] and [SEP] in, this checkpoint reads (the "
-        "max_length knob reads it)", ge=3,
+        "max_length knob reads it)", ge=MIN_MAX_LENGTH,
     )  # fmt: skip
     hub_id: str | None = param(
         None, "the hub id of these weights (the model card's base_model); null: path, if one"
@@ -144,6 +145,32 @@ class Backbone(Spec):
     cache_frozen: bool = param(
         False, "compute the frozen layers' output once per example and reuse it every epoch"
     )
+
+    def check(self, plain: Mapping[str, Any]) -> None:
+        """The max_length knob against this checkpoint's positions; the frozen cache against an
+        eager forward; each lever against this encoder (src.encoders), where its config.json
+        can be read without the network (a hub id not in the cache: build checks it)."""
+        limit = position_limit(plain["backbone"])
+        if limit is not None and plain["max_length"] > limit:
+            raise UserError(
+                f"max_length={plain['max_length']}: an integer from {MIN_MAX_LENGTH} to {limit} "
+                f"(the positions of backbone {self.name} allow {limit})"
+            )
+        if self.cache_frozen and not self.freeze_layers:
+            raise UserError(
+                "backbone.cache_frozen=true: nothing is frozen to cache; set "
+                "backbone.freeze_layers to 1 or more"
+            )
+        if self.cache_frozen and plain["trainer"].get("compile", plain.get("compile")):
+            raise UserError(
+                "backbone.cache_frozen=true: torch.compile cannot trace the cached forward; set "
+                "compile=false, or backbone.cache_frozen=false to compile"
+            )
+        config = local_config(plain["backbone"])
+        if config is not None:
+            model = plain["model"]
+            encoders.check_levers(config, plain["backbone"],
+                                  model.get("lora") if model.get("peft") == "lora" else None)
 
     @property
     def location(self) -> str:

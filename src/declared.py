@@ -28,30 +28,37 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+CONF = Path(__file__).resolve().parents[1] / "conf"
 GROUP = "declared"
 RUNTIME = ("self", "run_dir")  # what a logger gets from the run, not from its YAML
 OURS = ("src.",)  # the `_target_`s whose declarations are ours to guard
 
 
-def classes() -> list[type]:
-    """Every class a conf/ file builds, and the knobs (no torch loads here)."""
-    from src.backbones import Backbone
-    from src.data import Files, HFDataset, MovieReviews
-    from src.evaluate import Evaluation
-    from src.knobs import Knobs
-    from src.loggers import CSVLogger, NullLogger, TensorBoardLogger
-    from src.loggers.mlflow import MLflowLogger
-    from src.loggers.wandb import WandbLogger
-    from src.metrics import Metrics
-    from src.models import CustomHead, HFHead
-    from src.optim import SGD, AdamW, Schedule
-    from src.tasks import MultiLabel, Regression, SingleLabel
-    from src.trainers import HFTrainerConfig, ManualTrainerConfig
+def classes(conf: Path = CONF) -> list[type]:
+    """The two apps' top-level keys (src.run's knobs, src.evaluate's), then every class of
+    ours a conf/ file builds: the `_target_`s its YAML names, found as Hydra finds them, by
+    name (no torch loads here)."""
+    from hydra.utils import get_class
 
-    return [Knobs, Evaluation, Backbone, MovieReviews, Files, HFDataset, SingleLabel, MultiLabel,
-            Regression, HFHead, CustomHead, HFTrainerConfig, ManualTrainerConfig, AdamW, SGD,
-            Schedule, Metrics, NullLogger, CSVLogger, TensorBoardLogger, MLflowLogger,
-            WandbLogger]  # fmt: skip
+    from src.knobs import Evaluation, Knobs
+
+    targets = dict.fromkeys(t for path in sorted(Path(conf).rglob("*.yaml"))
+                            for t in _targets(load(path)) if _ours(t))  # fmt: skip
+    return [Knobs, Evaluation, *(get_class(t) for t in targets)]
+
+
+def _targets(node: Any) -> Iterator[str]:
+    """Every `_target_` in a YAML node, nested ones too (Hydra's own node aside: its callbacks
+    are no component of a run)."""
+    if isinstance(node, dict):
+        if isinstance(node.get("_target_"), str):
+            yield node["_target_"]
+        for key, value in node.items():
+            if key != "hydra":
+                yield from _targets(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _targets(value)
 
 
 def defaults(cls: type) -> dict[str, Any]:
@@ -72,8 +79,7 @@ def defaults(cls: type) -> dict[str, Any]:
 def nodes() -> dict[str, Any]:
     """`/declared/<Class>` -> its node: the class as `_target_` (first, so a composed node
     reads as its YAML does; not a default, and the YAML names it too), then its defaults."""
-    from src.evaluate import Evaluation
-    from src.knobs import Knobs
+    from src.knobs import Evaluation, Knobs
 
     def target(cls: type) -> dict[str, str]:
         return (
@@ -143,8 +149,7 @@ def second_homes(conf: Path) -> list[str]:
     on purpose."""
     from hydra.utils import get_class
 
-    from src.evaluate import Evaluation
-    from src.knobs import Knobs
+    from src.knobs import Evaluation, Knobs
 
     conf, found = Path(conf), []
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,23 +29,12 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from src import rundir
-from src.devices import DEVICE
 from src.errors import UserError, reported
-from src.schema import Spec, check_keys, fields, param
+from src.knobs import Evaluation
+from src.schema import check_keys, fields
 from src.trained import Opened, open_model
 
 CONFIG_NAME = "evaluate"
-
-
-@dataclass
-class Evaluation(Spec):
-    """python -m src.evaluate: which run, and how to feed it."""
-
-    run_dir: str = param(
-        MISSING, "a finished run or job folder, its best_model/, an export or an evaluation"
-    )
-    batch_size: int = param(32, "texts per forward pass", ge=1)
-    device: str = param("auto", "auto = cuda, else mps, else cpu", **DEVICE)
 
 
 def validate(cfg: DictConfig | Mapping) -> Evaluation:

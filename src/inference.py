@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 # examples -> one row of logits per example, in the examples' order
 Backend = Callable[[Any], np.ndarray]
 
-CHUNK_POOLINGS = ("logits", "probs")  # how a document's windows are pooled (chunk_pooling)
 
 
 def documents(examples: Encoded, backend: Backend, pooling: str = "logits") -> np.ndarray:

@@ -1,51 +1,62 @@
-"""The top-level knobs of conf/config.yaml (what people sweep), declared once.
+"""The top-level knobs of conf/config.yaml (what people sweep), declared here and only here;
+and src.evaluate's top-level keys (conf/evaluate.yaml).
 
-The groups read them by interpolation (`trainer.epochs: ${epochs}`). A knob that feeds a group's
-key is that key's declaration (`same_as`): one default, one rule, one help line, so
-`python -m src.spec trainer` prints what a run uses. The checks that span groups (max_length
-against the backbone, a resume path, a device that is not there) run here, before anything
-loads.
+A knob is the one home of its default (`seed: 42`, `dropout: 0.1`): the groups read it by
+interpolation (`trainer.seed: ${seed}`) and declare that key with no default of their own. A
+knob whose default depends on the option chosen reads it from that group in conf/config.yaml
+(`lr: ${backbone.lr}`, `epochs: ${task.epochs}`) and declares no default here either. The
+knobs' own vocabulary (the truncation strategies, the chunk poolings, what class_weights takes)
+is defined here and imported by the packages that act on it. The checks one key alone cannot
+make and that span groups are each group's own (`Spec.check`: the backbone's positions and
+levers, the task's metric and data, the data files); `Knobs.check_against` makes the knobs'.
+Imports the standard library, `src.errors`, `src.schema` and `src.devices` only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from src.backbones import Backbone, local_config, position_limit
-from src.data.corpora import check_files
-from src.data.tokenize import TRUNCATIONS
-from src.devices import check_device
-from src.encoders import check_levers
+from src.devices import DEVICE, check_device
 from src.errors import UserError
-from src.inference import CHUNK_POOLINGS
-from src.models import Head
-from src.optim import TorchOptimizer
-from src.schema import Spec, fields, param, same_as
-from src.tasks import Task
-from src.trainers import TrainerConfig
+from src.schema import Spec, fields, param
 
 MIN_MAX_LENGTH = 3  # [CLS], one word piece, [SEP]
+TRUNCATIONS = ("head", "tail", "head_tail", "chunks")  # how a text longer than max_length is cut
+CHUNK_POOLINGS = ("logits", "probs")  # how a document's windows are pooled (chunk_pooling)
+
+
+def class_weights_ok(value: Any) -> bool:
+    """`balanced`, or one positive number per label."""
+    if value == "balanced":
+        return True
+    numbers = isinstance(value, list) and all(
+        isinstance(w, int | float) and not isinstance(w, bool) for w in value
+    )
+    return numbers and len(value) > 0 and all(w > 0 for w in value)
+
+
+CLASS_WEIGHTS = {"test": class_weights_ok,
+                 "allowed": "balanced, or a list of positive numbers (one per label)"}  # fmt: skip
 
 
 @dataclass(kw_only=True)
 class Knobs(Spec):
     """The run's top-level knobs."""
 
-    # those conf/config.yaml reads from a group (`lr: ${backbone.lr}`: each backbone's step,
-    # each task's epochs) declare no default of their own (`read=True`)
-
     NODES: ClassVar[tuple[str, ...]] = ("dataset", "task", "backbone", "model", "trainer",
                                         "optimizer", "scheduler", "logger", "metrics")  # fmt: skip
 
-    seed: int = same_as(TrainerConfig, "seed")
-    lr: float = same_as(TorchOptimizer, "lr", read=True)
-    epochs: int = same_as(TrainerConfig, "epochs", read=True)
-    batch_size: int = same_as(TrainerConfig, "batch_size")
-    eval_batch_size: int = same_as(TrainerConfig, "eval_batch_size")
-    max_length: int = same_as(Backbone, "max_length", read=True)
+    seed: int = param(42, "seeds the weights' init, dropout and batch order (not the split)")
+    lr: float = param(MISSING, "the peak learning rate (the backbone's step for its size)", gt=0)
+    epochs: int = param(MISSING, "passes over the training split (the task's; more to reach "
+                        "trainer.min_steps)", ge=1)  # fmt: skip
+    batch_size: int = param(16, "examples per step and process (global = x processes)", ge=1)
+    eval_batch_size: int = param(32, "examples per evaluation batch", ge=1)
+    max_length: int = param(MISSING, "word pieces per window the backbone reads ([CLS] and [SEP] "
+                            "in; the backbone's)", ge=MIN_MAX_LENGTH)  # fmt: skip
     truncation: str = param(
         "chunks", "chunks: every word piece, in windows of max_length; head, tail, head_tail: "
         "one cut per text (sentence pairs need one)", choices=TRUNCATIONS,
@@ -58,30 +69,23 @@ class Knobs(Spec):
         "chunks: a text's prediction is the mean of its windows' logits or probs",
         choices=CHUNK_POOLINGS,
     )
-    dropout: float = same_as(Head, "dropout")
-    device: str = same_as(TrainerConfig, "device")
-    compile: bool = same_as(TrainerConfig, "compile")
+    dropout: float = param(0.1, "the classifier dropout of either head", ge=0, lt=1)
+    device: str = param("auto", "auto = cuda, else mps, else cpu", **DEVICE)
+    compile: bool = param(False, "torch.compile the training forward")
     resume: str | None = param(None, "auto (this run's newest checkpoint) or a run folder")
     tokenize_cache: str | None = param(
         "outputs/cache/tokenized",
         "tokenized splits, keyed by texts, tokenizer, max_length and "
         "truncation: a sweep's jobs and reruns tokenize once; null: off",
     )
-    class_weights: str | list | None = same_as(Task, "class_weights", read=True)
+    class_weights: str | list | None = param(
+        MISSING, "weights the loss per class (the task's): balanced (inverse frequency) or one "
+        "weight per label", **CLASS_WEIGHTS,
+    )  # fmt: skip
 
     def check_against(self, plain: Mapping[str, Any]) -> None:
-        """What one key alone cannot tell: limits of the backbone, paths, devices."""
-        limit = position_limit(plain["backbone"])
-        if limit is not None and self.max_length > limit:
-            raise UserError(
-                f"max_length={self.max_length}: an integer from {MIN_MAX_LENGTH} to {limit} "
-                f"(the positions of backbone {plain['backbone'].get('name')} allow {limit})"
-            )
-        check_frozen(plain["backbone"], plain["trainer"].get("compile", self.compile))
-        config = local_config(plain["backbone"])  # None: a hub id not in the cache (build checks)
-        if config is not None:
-            lora = plain["model"].get("lora") if plain["model"].get("peft") == "lora" else None
-            check_levers(config, plain["backbone"], lora)
+        """What the knobs alone cannot tell: a knob of windows with one cut per text, a stride
+        past half a window, a resume path, a device this machine lacks."""
         if self.truncation != "chunks":  # a knob of windows, with one cut per text
             for key in ("stride", "chunk_pooling"):
                 value, default = getattr(self, key), fields(Knobs)[key][0].default
@@ -102,25 +106,14 @@ class Knobs(Spec):
             )
         check_device("device", self.device)
         check_device("trainer.device", plain["trainer"].get("device", "auto"))
-        from hydra.utils import get_class
-
-        task = get_class(plain["task"]["_target_"])  # validated: one of src.tasks
-        if isinstance(task, type) and issubclass(task, Task):  # the metric, dataset, weights
-            task.parse(plain["task"], "task.").check(plain)
-        check_files(plain["dataset"])  # last: the checks above need no file
 
 
-def check_frozen(backbone: Mapping[str, Any], compile_: bool) -> None:
-    """cache_frozen with something frozen and an eager forward (its hooks swap layers, which
-    torch.compile cannot trace); the encoder's own limits are src.encoders.check_levers'."""
-    n = backbone.get("freeze_layers", 0)
-    if backbone.get("cache_frozen") and not n:
-        raise UserError(
-            "backbone.cache_frozen=true: nothing is frozen to cache; set backbone.freeze_layers "
-            "to 1 or more"
-        )
-    if backbone.get("cache_frozen") and compile_:
-        raise UserError(
-            "backbone.cache_frozen=true: torch.compile cannot trace the cached forward; set "
-            "compile=false, or backbone.cache_frozen=false to compile"
-        )
+@dataclass
+class Evaluation(Spec):
+    """python -m src.evaluate: which run, and how to feed it."""
+
+    run_dir: str = param(
+        MISSING, "a finished run or job folder, its best_model/, an export or an evaluation"
+    )
+    batch_size: int = param(32, "texts per forward pass", ge=1)
+    device: str = param("auto", "auto = cuda, else mps, else cpu", **DEVICE)

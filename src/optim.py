@@ -8,7 +8,7 @@ as in transformers' Trainer. A config may also name another torch optimizer dire
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass
 from typing import TYPE_CHECKING, Any
 
 from src.schema import Spec, fields, param
@@ -44,7 +44,7 @@ def _betas(value: Any) -> bool:
 class TorchOptimizer(Spec):
     """A torch.optim class of the same name, on parameter groups: weight decay for matrices."""
 
-    lr: float = param(1e-4, "the peak learning rate", gt=0)
+    lr: float = param(MISSING, "the peak learning rate (the lr knob)", gt=0)
 
     def build(self, model: nn.Module):
         import torch

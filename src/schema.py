@@ -133,6 +133,10 @@ class Spec:
                 words = rule.words(kind) + (", or null" if nullable else "")
                 raise UserError(f"{name}={show(value)}: {words}")
 
+    def check(self, plain: Mapping[str, Any]) -> None:
+        """What this component refuses of the whole config (`plain`, resolved), once each key
+        is valid on its own: the checks that span groups are the group's own (src.spec)."""
+
     @classmethod
     def parse(cls, node: Mapping, prefix: str = "") -> Spec:
         """Build from a plain mapping; an unknown key or bad value names `prefix + key`."""

@@ -23,6 +23,9 @@ from src.schema import SPECIAL_KEYS, Spec, check_keys, fields, qualname, show
 # The only `_target_` prefixes a config may name: the project's config classes, torch's
 # optimizers and modules, transformers. Nothing else (os, subprocess, builtins) is ever called.
 ALLOWED_PREFIXES = ("src.", "torch.optim.", "torch.nn.", "transformers.")
+# the order of the groups' own checks: the data files last (the others read no file)
+CHECK_ORDER = ("backbone", "model", "trainer", "optimizer", "scheduler", "logger", "metrics",
+               "task", "dataset")  # fmt: skip
 _DOTTED = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)+")
 
 
@@ -38,6 +41,7 @@ def validate(cfg: DictConfig | Mapping) -> None:
     nodes = {k: v for k, v in plain.items() if k in Knobs.NODES}
     knobs = {k: v for k, v in plain.items() if k not in nodes}
     top = Knobs.parse(knobs)  # first: a bad knob is named as typed, not where it lands
+    parsed = {}
     for name in Knobs.NODES:
         node = nodes.get(name)
         if not isinstance(node, Mapping) or "_target_" not in node:
@@ -46,8 +50,11 @@ def validate(cfg: DictConfig | Mapping) -> None:
             )
         spec = spec_class(node["_target_"])
         if spec is not None:
-            spec.parse(node, f"{name}.")
+            parsed[name] = spec.parse(node, f"{name}.")
     top.check_against(plain)
+    for name in CHECK_ORDER:  # each group's checks across the config; the data files last
+        if name in parsed:
+            parsed[name].check(plain)
 
 
 def spec_class(target: str) -> type[Spec] | None:

@@ -27,9 +27,9 @@ from omegaconf import OmegaConf
 
 from src.errors import UserError
 from src.inference import softmax
+from src.knobs import CLASS_WEIGHTS
 from src.metrics import TASK_METRICS, TASKS, compute, higher_is_better
-from src.schema import Spec, param, same_as
-from src.trainers import TrainerConfig
+from src.schema import Spec, param
 
 if TYPE_CHECKING:
     import torch
@@ -74,12 +74,10 @@ class Task(Spec):
 
     best_metric: str = _metric("single_label", "f1")
     # The `epochs` and `class_weights` knobs read these: what each task learns with by default.
-    epochs: int = same_as(TrainerConfig, "epochs")
+    epochs: int = param(2, "passes over the training split (the epochs knob reads it)", ge=1)
     class_weights: str | list | None = param(
-        None, "weights the loss per class: balanced (inverse frequency) or one weight per label",
-        test=lambda v: v == "balanced" or (isinstance(v, list) and len(v) > 0 and all(
-            isinstance(w, int | float) and not isinstance(w, bool) and w > 0 for w in v)),
-        allowed="balanced, or a list of positive numbers (one per label)",
+        None, "weights the loss per class: balanced (inverse frequency) or one weight per label "
+        "(the class_weights knob reads it)", **CLASS_WEIGHTS,
     )  # fmt: skip
 
     @property
@@ -275,8 +273,12 @@ class MultiLabel(Task):
     best_metric: str = _metric("multi_label", "f1_micro")
     # Sparse labels (most texts with none) need both: 2 unweighted epochs learn "no label"
     # (benchmarks/RESULTS_tasks.md, issue 31); early stopping ends what does not help.
-    epochs: int = same_as(TrainerConfig, "epochs", default=10)
-    class_weights: str | list | None = same_as(Task, "class_weights", default="balanced")
+    epochs: int = param(10, "passes over the training split (the epochs knob reads it): sparse "
+                        "labels need more steps", ge=1)  # fmt: skip
+    class_weights: str | list | None = param(
+        "balanced", "balanced: BCE's pos_weight, negatives / positives of each label; or one "
+        "weight per label (the class_weights knob reads it)", **CLASS_WEIGHTS,
+    )  # fmt: skip
     threshold: float = param(0.5, "a label is predicted when its probability reaches this", gt=0,
                              lt=1)  # fmt: skip
     tune_threshold: bool = param(

@@ -11,13 +11,21 @@ import torch
 from src import data
 from src.build import build
 from src.loggers import NullLogger
-from src.trainers import HFTrainerConfig, ManualTrainerConfig
 from src.trainers.common import length_grouped
 from src.trainers.manual import ManualTrainer
 from tests.conftest import PAIRS, compose, reloaded_and_saved_probs, tokenizer_of
 
 GROUPED = ("trainer.group_by_length=true",)  # the default; the tiny runs might pin it off
 
+
+
+def trainer_config(kind: str, **changes):
+    """A trainer's config as a run composes it (the knobs feed its keys), with `changes`."""
+    from dataclasses import replace
+
+    from src.build import make
+
+    return replace(make(compose(["debug=smoke", f"trainer={kind}"]).trainer), **changes)
 
 def padded(batches: list[list[int]], lengths: np.ndarray) -> int:
     return sum(len(b) * int(lengths[b].max()) for b in batches)
@@ -50,8 +58,8 @@ def test_manual_batches_are_grouped_and_a_function_of_seed_and_epoch():
         ids=np.zeros(int(lengths.sum()), np.int32), lengths=lengths.astype(np.int32),
         doc=np.arange(500, dtype=np.int32),
     )  # fmt: skip
-    plain = ManualTrainer(ManualTrainerConfig(batch_size=16, group_by_length=False))
-    loop = ManualTrainer(ManualTrainerConfig(batch_size=16, group_by_length=True))
+    plain = ManualTrainer(trainer_config("manual", batch_size=16, group_by_length=False))
+    loop = ManualTrainer(trainer_config("manual", batch_size=16, group_by_length=True))
     epoch1 = loop._batches(examples, 1)
     assert sorted(i for b in epoch1 for i in b) == list(range(500))
     assert epoch1 == loop._batches(examples, 1)  # what a resumed run skips through
@@ -64,7 +72,7 @@ def test_hf_trainer_gets_transformers_length_grouped_sampler(tmp_path):
 
     from src.trainers.hf import HFTrainer
 
-    args = HFTrainer(HFTrainerConfig(group_by_length=True))._args(tmp_path)
+    args = HFTrainer(trainer_config("hf", group_by_length=True))._args(tmp_path)
     built = build(compose([*PAIRS["hf_head", "hf"], *GROUPED]), NullLogger())
     from transformers import Trainer
 
@@ -95,7 +103,7 @@ def test_prediction_rows_come_back_in_dataset_order():
         ids=np.arange(int(lengths.sum()), dtype=np.int32), lengths=lengths,
         doc=np.arange(203, dtype=np.int32),
     )  # fmt: skip
-    loop = ManualTrainer(ManualTrainerConfig(eval_batch_size=16, precision="fp32"))
+    loop = ManualTrainer(trainer_config("manual", eval_batch_size=16, precision="fp32"))
     tokenizer = tokenizer_of()
     got = loop.predict(_Echo(), examples, data.collator(tokenizer))
     np.testing.assert_array_equal(got[:, 0], lengths)
@@ -109,7 +117,7 @@ def test_prediction_longest_first_gives_dataset_order_rows(model):
     texts = ["a film", "a long and rather slow film about a river and a town " * 3, "bad",
              "the best film of the year, and the longest one too", "fine " * 20]  # fmt: skip
     encoded = data.encode_texts(built.tokenizer, texts, 64, "head").with_labels([0] * 5)
-    loop = ManualTrainer(ManualTrainerConfig(eval_batch_size=2, precision="fp32"))
+    loop = ManualTrainer(trainer_config("manual", eval_batch_size=2, precision="fp32"))
     got = loop.predict(built.model, encoded, built.collator)
     with torch.no_grad():
         alone = [built.model(**{k: v for k, v in built.collator([e]).items() if k != "labels"})

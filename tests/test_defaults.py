@@ -64,7 +64,7 @@ def conf_copy(tmp_path_factory) -> Path:
         (
             "evaluate.yaml",
             "batch_size: 32",
-            "conf/evaluate.yaml: batch_size: 32 is src.evaluate.Evaluation's",
+            "conf/evaluate.yaml: batch_size: 32 is src.knobs.Evaluation's",
         ),
     ],
     ids=["shared", "list", "dict", "knob", "nested", "scheduler", "logger", "evaluate"],

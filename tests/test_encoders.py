@@ -210,10 +210,9 @@ def test_an_unknown_encoder_takes_berts_dropout_keys_or_keeps_its_own(encoder_fo
 def test_a_hub_id_is_checked_once_its_config_loads(monkeypatch, encoder_folder):
     """A hub id not in the cache passes validation (its config.json is not here); build checks
     the levers against its config before any weights load."""
-    from src import backbones, knobs
+    from src import backbones
 
-    for module in (backbones, knobs):
-        monkeypatch.setattr(module, "local_config", lambda backbone: None)
+    monkeypatch.setattr(backbones, "local_config", lambda backbone: None)
     overrides = small(encoder_folder("albert"), *CACHE)
     assert first_error(*overrides) == ""
     with pytest.raises(UserError, match="ALBERT .* shares one layer's weights"):

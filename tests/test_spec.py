@@ -78,8 +78,8 @@ BAD_OVERRIDES = [
     ),
     (
         ["model=hf_head", "model.pooling=cls"],
-        "model.pooling=cls: model (src.models.HFHead) has no key pooling; keys: dropout, peft, "
-        "lora",
+        "model.pooling=cls: model (src.models.HFHead) has no key pooling; keys: peft, lora, "
+        "dropout",
     ),
     (
         ["backbone.config_overrides.layer_norm_eps=1e-6"],

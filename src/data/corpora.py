@@ -383,24 +383,22 @@ class Columns(Splits):
         return self.finish(train, test, names, evaluation, task.STRATIFY)
 
 
-def check_files(node: Mapping) -> None:
-    """dataset=files: a train_file, and every file it names present, checked with the config
-    (before a run folder is written or anything loads; a sweep's --dry-run too)."""
-    if not str(node.get("_target_", "")).endswith(".Files"):
-        return
-    if not node.get("train_file"):
-        raise UserError("dataset=files needs dataset.train_file=<path to .csv, .tsv or .jsonl>")
-    for key in ("train_file", "test_file"):
-        if node.get(key) and not Path(node[key]).is_file():
-            raise UserError(f"dataset.{key}={node[key]}: data file {node[key]} does not exist")
-
-
 @dataclass
 class Files(Columns):
     """Your own CSV / TSV / JSONL; a stratified split when no test file is given."""
 
     train_file: str | None = param(None, "required: a .csv, .tsv or .jsonl file")
     test_file: str | None = param(None, "null: a stratified split of train_file by test_size")
+
+    def check(self, plain: Mapping[str, Any]) -> None:
+        """A train_file, and every file it names present, checked with the config (before a
+        run folder is written or anything loads; a sweep's --dry-run too)."""
+        if not self.train_file:
+            raise UserError("dataset=files needs dataset.train_file=<path to .csv, .tsv or .jsonl>")
+        for key in ("train_file", "test_file"):
+            if getattr(self, key) and not Path(getattr(self, key)).is_file():
+                raise UserError(f"dataset.{key}={getattr(self, key)}: data file "
+                                f"{getattr(self, key)} does not exist")  # fmt: skip
 
     def load(self, task: Task | None = None) -> Corpus:
         if not self.train_file:

@@ -10,11 +10,11 @@ import numpy as np
 
 from src.data.encoded import Encoded, from_parts
 from src.errors import UserError
+from src.knobs import TRUNCATIONS  # the truncation knob's vocabulary
 
 if TYPE_CHECKING:
     from src.data.corpora import Split
 
-TRUNCATIONS = ("head", "tail", "head_tail", "chunks")
 # A pair's texts share one window, so `chunks` cuts each text of a pair to its share as head_tail
 # does (windows over two texts at once have no one meaning); src.build says so in the log.
 FOR_PAIRS = {"chunks": "head_tail"}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,8 @@ def label_maps(id2label: dict[int, str], problem_type: str | None = None) -> dic
 class Head(Spec):
     """What both heads take: the classifier dropout, and LoRA adapters in the encoder."""
 
-    dropout: float = param(0.1, "the classifier dropout of either head", ge=0, lt=1)
+    dropout: float = param(MISSING, "the classifier dropout of either head (the dropout knob)",
+                           ge=0, lt=1)  # fmt: skip
     peft: str | None = param(
         None, "lora: LoRA adapters (model.lora) train in the frozen encoder, the head fully; "
         "best_model/ holds the merged weights", choices=PEFT_METHODS,

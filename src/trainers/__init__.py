@@ -9,7 +9,7 @@ imports no torch: config validation reads it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import MISSING, dataclass, replace
 from typing import ClassVar
 
 from src.devices import DEVICE, PRECISIONS
@@ -26,36 +26,41 @@ def optimizer_steps(n_train: int, batch_size: int, grad_accum_steps: int, proces
     return max(1, math.ceil(math.ceil(per_process / batch_size) / grad_accum_steps))
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainerConfig(Spec):
-    """What both loops share (trainer=hf and trainer=manual read the same keys)."""
+    """What both loops share (trainer=hf and trainer=manual read the same keys). The keys the
+    knobs feed (epochs, batch sizes, the metric, device, compile, seed) have their defaults
+    there (src/knobs.py, or the task's), none here."""
 
-    epochs: int = param(2, "passes over the training split (more to reach min_steps)", ge=1)
+    epochs: int = param(MISSING, "passes over the training split (more to reach min_steps)",
+                        ge=1)  # fmt: skip
     min_steps: int = param(
         150, "optimizer steps a run takes at least: a small dataset gets more epochs; 0: off", ge=0
     )
     max_epochs: int = param(20, "the most epochs min_steps may raise `epochs` to", ge=1)
-    batch_size: int = param(16, "examples per step and process (global = x processes)", ge=1)
-    eval_batch_size: int = param(32, "examples per evaluation batch", ge=1)
+    batch_size: int = param(MISSING, "examples per step and process (global = x processes)",
+                            ge=1)  # fmt: skip
+    eval_batch_size: int = param(MISSING, "examples per evaluation batch", ge=1)
     grad_accum_steps: int = param(1, "batches whose gradients add up to one step", ge=1)
     group_by_length: bool = param(
         True, "batch examples of similar length (less padding), as transformers' option"
     )
     max_grad_norm: float | None = param(1.0, "clip gradients to this norm; null: no clip", ge=0)
     metric_for_best_model: str = param(
-        "f1", "picks the best epoch on the eval split (one of the task's)", choices=tuple(REGISTRY)
-    )
+        MISSING, "picks the best epoch on the eval split (the task's best_metric)",
+        choices=tuple(REGISTRY),
+    )  # fmt: skip
     early_stopping_patience: int | None = param(
         3, "stop after N epochs without a better metric_for_best_model; null: never", ge=1
     )
-    device: str = param("auto", "auto = cuda, else mps, else cpu", **DEVICE)
+    device: str = param(MISSING, "auto = cuda, else mps, else cpu (the device knob)", **DEVICE)
     precision: str = param(
         "auto", "auto: bf16 (else fp16) on CUDA; on CPU bf16 where native (AVX512-BF16, AMX: "
         "detected), else fp32", choices=PRECISIONS,
     )  # fmt: skip
     num_workers: int = param(0, "DataLoader worker processes", ge=0)
-    compile: bool = param(False, "torch.compile the training forward")
-    seed: int = param(42, "seeds the weights' init, dropout and batch order (not the split)")
+    compile: bool = param(MISSING, "torch.compile the training forward (the compile knob)")
+    seed: int = param(MISSING, "seeds the weights' init, dropout and batch order (the seed knob)")
     logging_steps: int = param(50, "log the training loss every N optimizer steps", ge=1)
     save_steps: int | None = param(None, "checkpoint every N steps too (and every epoch)", ge=1)
     save_total_limit: int | None = param(2, "checkpoints kept in <run dir>/checkpoints", ge=1)
@@ -86,14 +91,14 @@ class TrainerConfig(Spec):
         return get_class(self.LOOP)(self, logger, loss)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class HFTrainerConfig(TrainerConfig):
     """transformers' Trainer."""
 
     LOOP: ClassVar[str] = "src.trainers.hf.HFTrainer"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ManualTrainerConfig(TrainerConfig):
     """The plain PyTorch loop."""
 
