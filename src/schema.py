@@ -82,22 +82,6 @@ def param(default: Any, help: str, **rule: Any) -> Any:
     return dataclasses.field(default=default, metadata=meta)
 
 
-def same_as(cls: type, name: str, default: Any = dataclasses.MISSING, read: bool = False) -> Any:
-    """A field declared by another Spec (a top-level knob that feeds a group's key by
-    interpolation): the same default, rule and help, so the two cannot drift apart. `default`:
-    a preset's own value of it (task=multi_label's epochs), with the same rule and help.
-    `read`: no default here, the YAML reads the value from elsewhere (`lr: ${backbone.lr}`)."""
-    declared = next(f for f in dataclasses.fields(cls) if f.name == name)
-    meta = declared.metadata
-    if read:
-        return dataclasses.field(metadata=meta)
-    if default is not dataclasses.MISSING:
-        return dataclasses.field(default=default, metadata=meta)
-    if declared.default_factory is not dataclasses.MISSING:
-        return dataclasses.field(default_factory=declared.default_factory, metadata=meta)
-    return dataclasses.field(default=declared.default, metadata=meta)
-
-
 def _is(kind: type, value: Any) -> bool:
     if kind is float:
         return isinstance(value, int | float) and not isinstance(value, bool)
