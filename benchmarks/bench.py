@@ -450,7 +450,7 @@ def write_results(
 
 def levers(device: str) -> dict[str, tuple[str, dict, str]]:
     """LEVERS, less bf16 on a CPU that only emulates it (hundreds of times slower)."""
-    from src.devices import cpu_has_native_bf16
+    from src.config.devices import cpu_has_native_bf16
 
     if device != "cpu" or cpu_has_native_bf16():
         return LEVERS

@@ -21,8 +21,8 @@ def use_shared_corpus() -> None:
 
 def compose(overrides: list[str]) -> DictConfig:
     """The config `python -m src.run OVERRIDES` would run, validated as src.run validates it."""
-    from src import spec
-    from src.compose import compose as compose_run
+    from src.config import validation as spec
+    from src.config.compose import compose as compose_run
 
     cfg = compose_run(overrides)
     spec.validate(cfg)

@@ -9,14 +9,16 @@ Training samples/s and peak memory of each lever, random weights, in one run:
     python -m benchmarks.encoders --families bert,modernbert --steps 8   # some families
 
 Every family gets a folder of config.json and the embedded WordPiece tokenizer
-(src.encoders.random_encoder, size "base": the family's base checkpoint's shape) and trains as
+(src.models.encoders.random_encoder, size "base": the family's base checkpoint's shape) and
+trains as
 `backbone.path=<folder> backbone.init=random` with the family's own dropout
 (`backbone.attention_dropout=null backbone.hidden_dropout=null`), model=custom_head, in the
 manual loop, each lever in its own process: benchmarks.worker running
 benchmarks.throughput.project (the project's own build and loop, exactly warm-up + timed batches
 of `truncation=head_tail` reviews), which for freeze + cache fills the cache first and times it
 apart, so the rate is that of every epoch after the first. Freeze + cache freezes half the
-layers (src.encoders.layer_count of the saved config, rounded down); ALBERT shares one layer's
+layers (src.models.encoders.layer_count of the saved config, rounded down); ALBERT shares one
+layer's
 weights at every depth and refuses it. LoRA is `model.peft=lora` at its defaults (r=8, every
 Linear of the family's layers). Peak memory: the process's peak RSS (getrusage) on a CPU,
 torch.cuda.max_memory_allocated on a GPU (both include filling the cache). The table goes to
@@ -40,7 +42,7 @@ from typing import Any
 from benchmarks.bench import child_env, machine, pool_rounds
 from benchmarks.common import MINILM, ROOT
 
-# one representative per family of src.encoders.ENCODERS (xlm-roberta, camembert: roberta's
+# one representative per family of src.models.encoders.ENCODERS (xlm-roberta, camembert: roberta's
 # code; deberta: v1, superseded by v2/v3)
 FAMILIES = ("bert", "roberta", "distilbert", "deberta-v2", "electra", "albert", "modernbert")
 LEVERS = ("full", "freeze+cache", "lora")
@@ -74,11 +76,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "RESULTS_encoders.md")
     args = p.parse_args(argv)
     args.families = [f for f in args.families.split(",") if f]
-    from src.encoders import ENCODERS
+    from src.models.encoders import ENCODERS
 
     if unknown := [f for f in args.families if f not in ENCODERS]:
         p.error(f"--families: unknown {', '.join(unknown)}; from {', '.join(ENCODERS)}")
-    from src.devices import resolve_device
+    from src.config.devices import resolve_device
 
     args.device_type = resolve_device(args.device).type  # the children resolve it the same way
     cpu = args.device_type == "cpu"
@@ -131,8 +133,8 @@ def run_cell(label: str, work: Path, env: dict[str, str], **kwargs: Any) -> dict
         lines = [line for line in log.read_text().splitlines() if line.strip()]
         last = lines[-1] if lines else f"exit {proc.returncode}"
         print(f"[encoders] {label} failed in {seconds:.0f} s: {last}", flush=True)
-        return {"error": last.removeprefix("src.errors.UserError: "),
-                "refused": last.startswith("src.errors.UserError")}  # fmt: skip
+        return {"error": last.removeprefix("src.config.errors.UserError: "),
+                "refused": last.startswith("src.config.errors.UserError")}  # fmt: skip
     print(f"[encoders] {label}: {seconds:.0f} s", flush=True)
     return json.loads(out.read_text())
 
@@ -140,8 +142,8 @@ def run_cell(label: str, work: Path, env: dict[str, str], **kwargs: Any) -> dict
 def family(args: argparse.Namespace, model_type: str, work: Path,
            env: dict[str, str]) -> dict[str, Any]:  # fmt: skip
     """One family: its random folder, then each lever in its own process."""
-    from src import encoders
-    from src.backbones import resolve_path
+    from src.models import encoders
+    from src.models.backbones import resolve_path
 
     folder = encoders.random_encoder(work / f"{model_type}-{args.size}", model_type,
                                      tokenizer=resolve_path(MINILM), size=args.size)  # fmt: skip

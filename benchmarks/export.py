@@ -52,7 +52,7 @@ def variants(run: Path) -> dict[str, tuple[Path, str]]:
 
 
 def bf16_native() -> bool:
-    from src.devices import resolve_device, resolve_precision
+    from src.config.devices import resolve_device, resolve_precision
 
     return resolve_precision("auto", resolve_device("cpu")) == "bf16"
 
@@ -108,7 +108,7 @@ def main() -> None:
     texts, _ = export.test_texts(args.run, task, None)
     from omegaconf import OmegaConf
 
-    from src.build import make
+    from src.trainers.build import make
 
     cfg = OmegaConf.load(args.run / "config_resolved.yaml")
     labels = np.asarray(make(cfg.dataset).load(task).test.labels)

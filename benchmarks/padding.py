@@ -15,7 +15,7 @@ import numpy as np
 
 from benchmarks.common import MINILM
 from src import data
-from src.backbones import Backbone
+from src.models.backbones import Backbone
 from src.trainers.common import length_grouped
 
 

@@ -2,7 +2,8 @@
 
     python -m benchmarks.profile_step [overrides ...]      # e.g. trainer.precision=bf16
 
-Builds the run with src.build.build (backbone MiniLM, real reviews, the config's max_length and
+Builds the run with src.trainers.build.build (backbone MiniLM, real reviews, the config's
+max_length and
 batch size), trains 2 warm-up steps, then profiles 3 steps of the manual loop's forward,
 backward and optimizer step, and prints the operators that took the most CPU time.
 """
@@ -15,8 +16,8 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from benchmarks.common import compose, use_shared_corpus
-from src.build import build
-from src.loggers import NullLogger
+from src.trainers.build import build
+from src.trainers.loggers import NullLogger
 
 WARMUP, STEPS = 2, 3
 

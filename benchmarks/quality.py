@@ -21,7 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from src import data, metrics, rundir
+from src import data
+from src.config import rundir
+from src.tasks import metrics
 
 # The two speed settings of the issue that made attention dropout a key: the backbone's own
 # attention dropout (0.1) in fp32, against no attention dropout (SDPA's fused kernel) with

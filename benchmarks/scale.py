@@ -5,7 +5,7 @@
     python -m benchmarks.scale --rows 10000,100000 --before 535ccfe --before-rows 10000,100000
 
 Each size is a CSV of reviews of about 3,000 characters (movie_reviews' texts, cycled), with a
-test file of 1,000 rows. One fresh process per measurement runs `src.build.build` on it
+test file of 1,000 rows. One fresh process per measurement runs `src.trainers.build.build` on it
 (`dataset=files`, the tiny backbone, `tokenize_cache=null`, max_length 256, head_tail: one
 example per row, the same at every commit): reading the file,
 splitting off validation, tokenizing every split, building the model and trainer; its wall time
@@ -34,8 +34,8 @@ MEASURE = """
 import json, resource, sys, time
 start = time.perf_counter()
 from benchmarks.common import compose, use_shared_corpus
-from src.build import build
-from src.loggers import NullLogger
+from src.trainers.build import build
+from src.trainers.loggers import NullLogger
 use_shared_corpus()
 built = build(compose(sys.argv[2:]), NullLogger())
 seconds = time.perf_counter() - start
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
         f"Machine: {info['cpu']}, {info['cores']} cores, CPU flags {' '.join(info['flags'])}, "
         f"{info['mem_gib']:.0f} GiB.",
         "",
-        f"Rows of about {TEXT_CHARS} characters; `src.build.build` with `dataset=files "
+        f"Rows of about {TEXT_CHARS} characters; `src.trainers.build.build` with `dataset=files "
         "backbone=tiny tokenize_cache=null max_length=256 truncation=head_tail`, in a fresh "
         "process each.",
         "",

@@ -105,9 +105,9 @@ def baseline() -> None:
     from sklearn.multiclass import OneVsRestClassifier
     from sklearn.svm import LinearSVC
 
-    from src import metrics
-    from src.build import make
-    from src.compose import compose
+    from src.config.compose import compose
+    from src.tasks import metrics
+    from src.trainers.build import make
 
     for name, overrides in RUNS.items():
         cfg = compose(overrides)

@@ -39,9 +39,9 @@ from transformers import (
 
 from benchmarks.common import MINILM, compose
 from src import data, run
-from src.backbones import resolve_path
-from src.build import build, make
-from src.devices import cpu_has_native_bf16
+from src.config.devices import cpu_has_native_bf16
+from src.models.backbones import resolve_path
+from src.trainers.build import build, make
 
 # --shape: the model every variant trains. bert-base's shape has random weights and the embedded
 # tokenizer (the same uncased 30522-piece vocab): the real model's speed without its download.

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from benchmarks.common import ROOT, compose, use_shared_corpus
 from src import data
-from src.build import make
+from src.trainers.build import make
 
 WAYS = ("tokenize_cache=null", "empty cache (tokenize, store)", "cache hit (read)")
 

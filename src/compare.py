@@ -4,9 +4,10 @@
     python -m src.compare RUN_A RUN_B --csv                # one row per run
 
 A run is any folder `python -m src.run` finished (metrics.json), from `outputs/runs/` or a job
-folder of a sweep, from any sweep, or its best_model/; folders are opened through src.trained.
-No torch loads. A folder of `python -m src.evaluate` is compared as the run it scored (that
-run's settings; an export's are its run's) on the dataset it was scored on, and the list of
+folder of a sweep, from any sweep, or its best_model/; folders are opened through
+src.outputs.trained. No torch loads. A folder of `python -m src.evaluate` is compared as the
+run it scored (that run's settings; an export's are its run's) on the dataset it was scored
+on, and the list of
 folders says which kind each is. An export has no test metrics of its own: evaluate it, then
 compare the evaluation.
 
@@ -26,13 +27,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from src import cli, render
-from src.errors import run_command
-from src.metrics import PairedDifference, paired_differences, task_of
-from src.render import number
-from src.rundir import best_eval, best_key, read_predictions
-from src.tasks import task_class
-from src.trained import open_scored
+from src.config import cli
+from src.config.errors import run_command
+from src.config.rundir import best_eval, best_key
+from src.outputs import render
+from src.outputs.render import number
+from src.outputs.results import read_predictions
+from src.outputs.trained import open_scored
+from src.tasks.metrics import PairedDifference, paired_differences, task_of
+from src.tasks.task import task_class
 
 ABSENT = "<absent>"
 # (label, metrics.json path) of what a reader compares after the test metrics, in this order

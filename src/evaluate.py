@@ -5,7 +5,7 @@
     python -m src.evaluate run_dir=<run> dataset=files dataset.test_file=new.csv
     python -m src.evaluate run_dir=<run> dataset=hf dataset.path=<hub id or folder>
 
-`run_dir` is any folder training left (src.trained.open_model): a finished run or a sweep's
+`run_dir` is any folder training left (src.outputs.trained.open_model): a finished run or a sweep's
 job, its best_model/, an export, or an evaluation (the model it scored, on the data it scored).
 A Hydra app like src.run (conf/evaluate.yaml). It scores the dataset's test split (with
 dataset=files and only a test_file, all of that file), cut as the run cut texts in training
@@ -28,18 +28,19 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from src import rundir
-from src.errors import UserError, reported
-from src.knobs import Evaluation
-from src.schema import check_keys, fields
-from src.trained import Opened, open_model
+from src.config import rundir
+from src.config.errors import UserError, reported
+from src.config.knobs import Evaluation
+from src.config.schema import check_keys, fields
+from src.outputs import results
+from src.outputs.trained import Opened, open_model
 
 CONFIG_NAME = "evaluate"
 
 
 def validate(cfg: DictConfig | Mapping) -> Evaluation:
-    """The whole evaluation config checked before anything loads, as src.spec checks a run's."""
-    from src import spec
+    """The whole evaluation config checked before anything loads, as a run's is checked."""
+    from src.config import validation as spec
 
     plain = spec.resolved(cfg)
     check_keys("", plain, (*fields(Evaluation), "dataset"), "a top-level key of src.evaluate")
@@ -78,10 +79,12 @@ def labelled(dataset: Any, names: list[str], run: str, task: Any):
 def evaluate(cfg: DictConfig, out_dir: Path, found: Opened | None = None) -> dict:
     """Score the model of `found` (else of cfg.run_dir) on cfg.dataset into `out_dir`;
     returns what metrics.json holds."""
-    from src import metrics, progress, render
-    from src.build import make
-    from src.outputs import predictions_csv
-    from src.reports import PLOT_TITLE, test_plot
+    from src.outputs import render
+    from src.outputs.reports import PLOT_TITLE, test_plot
+    from src.outputs.save import predictions_csv
+    from src.tasks import metrics
+    from src.trainers import progress
+    from src.trainers.build import make
 
     settings = validate(cfg)
     found = found or open_model(settings.run_dir)  # a wrong folder fails before torch loads
@@ -99,7 +102,7 @@ def evaluate(cfg: DictConfig, out_dir: Path, found: Opened | None = None) -> dic
         "n_test": len(split),
         "label_names": names,
         "task": task.state(),
-        "test_sha256": rundir.texts_sha256(split.texts),
+        "test_sha256": results.texts_sha256(split.texts),
         "model": type(predictor.model).__name__,
         "evaluated": {
             "run_dir": scored.path.as_posix(),  # as given
@@ -153,7 +156,7 @@ def with_run_dataset(cfg: DictConfig, overrides: list[str], found: Opened) -> Di
 def prepare(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Opened]:
     """The evaluation's config with the data to score (the folder's own, unless the command
     line names it) and the folder opened, each mistake one line, before anything loads."""
-    from src.devices import check_device
+    from src.config.devices import check_device
 
     settings = validate(cfg)
     found = open_model(settings.run_dir)
@@ -162,7 +165,7 @@ def prepare(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Opened]:
 
 
 def check(cfg: DictConfig) -> None:
-    """Before Hydra writes the evaluation's folder (src.callbacks.CheckConfig)."""
+    """Before Hydra writes the evaluation's folder (src.outputs.callbacks.CheckConfig)."""
     prepare(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]),
             list(cfg.hydra.overrides.task))  # fmt: skip
 
@@ -180,7 +183,7 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    from src import cli, preflight
+    from src.config import cli, preflight
 
     sys.argv[1:] = cli.quote_paths(sys.argv[1:], ("run_dir",))  # a sweep job's folder as shown
     with reported():

@@ -7,7 +7,8 @@ The folder holds model.onnx, the tokenizer, config.json (label names, problem ty
 preprocessing.json (the task and how the run cut texts: max_length, truncation, stride, chunk
 pooling), a model card and export.json. `python -m src.predict run_dir=<folder>` and
 `python -m src.evaluate run_dir=<folder>` serve it as they serve a run, through the same code
-(src.trained's Predictor; onnxruntime behind the model's call), and onnxruntime alone loads it.
+(src.outputs.trained's Predictor; onnxruntime behind the model's call), and onnxruntime alone
+loads it.
 
 The export is torch.onnx's (the TorchScript exporter, opset 17); `quantize=int8` is
 onnxruntime's dynamic quantization (int8 weights of every MatMul, one scale per output
@@ -26,10 +27,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from src import cli, rundir
-from src.errors import CheckFailed, UserError, run_command
+from src.config import cli, rundir
+from src.config.errors import CheckFailed, UserError, run_command
 from src.models.exported import EXPORT_FILE, ONNX_FILE
-from src.trained import Opened, open_model
+from src.outputs.trained import Opened, open_model
 
 DEFAULTS = dict(run_dir=None, format="onnx", quantize=None, out=None, max_disagreement=None,
                 batch_size="32", max_texts=None)  # fmt: skip
@@ -159,8 +160,8 @@ def compare(task: Any, reference: Any, exported: Any, scale: float = 1.0) -> tup
 def export(args: dict) -> Path:
     import numpy as np
 
-    from src import progress
-    from src.trained import Predictor
+    from src.outputs.trained import Predictor
+    from src.trainers import progress
 
     found = source(args)  # a wrong folder fails before torch loads
     run, int8 = found.run, args["quantize"] == "int8"

@@ -3,7 +3,7 @@
     python -m src.predict run_dir=outputs/runs/<run> text="A gripping, beautifully acted film."
     python -m src.predict run_dir=outputs/runs/<run> input=reviews.csv [output=preds.csv]
 
-`run_dir` is any folder training left (src.trained): a finished run or a sweep's job, its
+`run_dir` is any folder training left (src.outputs.trained): a finished run or a sweep's job, its
 best_model/, an export (`python -m src.export`), or an evaluation (the model it scored).
 `input` is .csv / .tsv / .jsonl (texts in `text_column`, default `text`) or .txt (one text a
 line); an empty text keeps its row in the output, with empty prediction cells, and the count
@@ -30,9 +30,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from src import cli, rundir
-from src.errors import UserError, run_command
-from src.trained import Opened, Predictor, open_model
+from src.config import cli, rundir
+from src.config.errors import UserError, run_command
+from src.outputs.trained import Opened, Predictor, open_model
 
 if TYPE_CHECKING:
     import numpy as np
@@ -77,7 +77,7 @@ def _some(path: Path, texts: list[str]) -> list[str]:
 
 
 def parse_args(argv: Sequence[str]) -> dict:
-    from src.devices import check_device_value
+    from src.config.devices import check_device_value
 
     args = cli.key_values(argv, DEFAULTS)
     if not args["run_dir"]:
@@ -90,7 +90,7 @@ def parse_args(argv: Sequence[str]) -> dict:
         raise UserError('text_pair= goes with text="..." (a file: text_pair_column=)')
     if args["output"] and not args["input"]:
         raise UserError("output= goes with input=<file>")
-    from src.outputs import PREDICTION_FORMATS
+    from src.outputs.save import PREDICTION_FORMATS
 
     if args["output"] and Path(args["output"]).suffix.lower() not in PREDICTION_FORMATS:
         raise UserError(f"output={args['output']}: predictions are written as "
@@ -168,7 +168,7 @@ def predict_file(args: dict, found: Opened) -> None:
     outputs: list = [None] * len(texts)
     for i, output in zip(kept, predicted, strict=True):
         outputs[i] = output
-    from src.outputs import predictions_csv
+    from src.outputs.save import predictions_csv
 
     table = predictions_csv(rows, outputs, names, task, target.suffix.lower())
     rundir.write_atomic(target, table)
@@ -180,7 +180,7 @@ def predict_file(args: dict, found: Opened) -> None:
 def check_columns(source: Path, rows: list[dict], names: list[str], task: Any) -> None:
     """The input's own columns stay as they are: one named as a prediction column would be
     overwritten, so it is one line before anything loads."""
-    from src.outputs import prediction_columns
+    from src.outputs.save import prediction_columns
 
     ours = prediction_columns(names, task)
     if clash := [c for c in (rows[0] if rows else {}) if c in ours]:
@@ -204,7 +204,7 @@ def _tally(task: Any, outputs: np.ndarray, names: list[str]) -> str:
 
 
 def _load(args: dict, found: Opened) -> Predictor:
-    from src import progress
+    from src.trainers import progress
 
     progress.quiet_libraries()
     return found.predictor(args["device"])

@@ -30,15 +30,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from src import cli
-from src.errors import UserError, one_line, run_command
-from src.rundir import flatten
-from src.schema import show
+from src.config import cli
+from src.config.errors import UserError, one_line, run_command
+from src.config.rundir import flatten
+from src.config.schema import show
 
 PRESET_GROUPS = ("experiment", "debug", "hparams_search")
 SWEEP_GROUP = "hparams_search"  # its presets add their search space: hydra.sweeper.*
 ABSENT = "<absent>"
-DECLARED = "src/declared.py"  # a revision with it composes with its own code's defaults
+DECLARED = ("src/config/declared.py", "src/config/declared.py")  # a revision with it composes with
+# its own code's defaults
 FORMATS = ("md", "json", "text")
 COMMENT_MARKER = "<!-- src.review -->"
 NOT_SETTINGS = (
@@ -62,7 +63,7 @@ class Preset:
 class Revision:
     label: str  # `main (1a2b3c4)` | `the working tree`
     presets: dict[str, Preset]
-    declared: dict[str, Any] = field(default_factory=dict)  # its code's defaults (src/declared.py)
+    declared: dict[str, Any] = field(default_factory=dict)  # its code's declared defaults
 
 
 @dataclass
@@ -108,7 +109,7 @@ def conf_at(repo: Path, commit: str, into: Path) -> Path | None:
     (None: it has no conf/)."""
     if not git(repo, "ls-tree", "--name-only", commit, "conf").strip():
         return None
-    code = ["src"] if git(repo, "ls-tree", "--name-only", commit, DECLARED).strip() else []
+    code = ["src"] if git(repo, "ls-tree", "--name-only", commit, *DECLARED).strip() else []
     archive = git(repo, "archive", "--format=tar", commit, "conf", *code, data=True)
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # 3.10.12+
@@ -162,7 +163,7 @@ def resolve(overrides: list[str], conf: Path) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
     import src.tasks  # noqa: F401  (registers the `direction_of` resolver a search space reads)
-    from src.compose import compose
+    from src.config.compose import compose
 
     sweep = any(o.startswith(f"{SWEEP_GROUP}=") for o in overrides)
     cfg = compose(overrides, conf=conf, hydra=sweep)
@@ -175,8 +176,8 @@ def resolve(overrides: list[str], conf: Path) -> dict[str, Any]:
 
 def read_revision(label: str, conf: Path | None, roots: tuple[Path, ...]) -> Revision:
     """Every preset of `conf` composed with the declarations of the code beside it."""
-    from src.compose import sources
-    from src.declared import at, declared_as
+    from src.config.compose import sources
+    from src.config.declared import at, declared_as
 
     presets: dict[str, Preset] = {}
     try:
@@ -251,7 +252,7 @@ def verdicts(head: Revision, repo: Path) -> dict[str, str]:
     data paths are the clone's)."""
     import os
 
-    from src.spec import validate
+    from src.config.validation import validate
 
     out = {}
     for name, preset in head.presets.items():
@@ -288,7 +289,7 @@ class Evidence:
 def evidence(old: Path, new: Path) -> list[Evidence]:
     """Two finished runs (paired by the preset their runs name), or two sweeps (their jobs
     paired by override set); a run beside a sweep is one line."""
-    from src.trained import open_folder, open_scored, open_sweep
+    from src.outputs.trained import open_folder, open_scored, open_sweep
 
     kinds = [open_folder(folder).kind for folder in (old, new)]
     if (kinds[0] == "sweep") != (kinds[1] == "sweep"):
@@ -319,7 +320,7 @@ def evidence(old: Path, new: Path) -> list[Evidence]:
 
 def _preset_of(run: Path) -> str:
     """`experiment/x`, or `default`; with the run's other overrides after it."""
-    from src.trained import open_folder
+    from src.outputs.trained import open_folder
 
     given = open_folder(run).overrides
     chosen = [o.replace("=", "/") for o in given if o.split("=", 1)[0] in PRESET_GROUPS]

@@ -1,11 +1,11 @@
 """Entry point: compose -> validate -> build -> fit -> score the test split -> save.
 
     python -m src.run [group=option ...] [knob=value ...]
-    python -m src.run -m dropout=0.1,0.3          # a sweep (summary: src/summarize.py)
-    torchrun --nproc_per_node=2 -m src.run ...    # DDP (src/distributed.py)
+    python -m src.run -m dropout=0.1,0.3          # a sweep (summary: src/sweeps/summary.py)
+    torchrun --nproc_per_node=2 -m src.run ...    # DDP (src/trainers/distributed.py)
 
 Only Hydra and OmegaConf load at import, so `--help` and `--cfg job` stay fast; torch and
-transformers load when a run starts. The run folder's bookkeeping is src/rundir.py's.
+transformers load when a run starts. The run folder's bookkeeping is src/config/rundir.py's.
 """
 
 from __future__ import annotations
@@ -22,9 +22,11 @@ from typing import TYPE_CHECKING, Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from src import compose as _resolvers  # noqa: F401  (study_name, job_dir: in every job process)
-from src import errors, rundir, spec
-from src.build import Built, build, make
+from src.config import compose as _resolvers  # noqa: F401  (study_name, job_dir: in every job process)
+from src.config import errors, rundir
+from src.config import validation as spec
+from src.outputs.results import RunSummary
+from src.trainers.build import Built, build, make
 
 if TYPE_CHECKING:
     import numpy as np
@@ -36,8 +38,8 @@ log = logging.getLogger("src.run")
 def scalar_logger(cfg: DictConfig, run_dir: Path) -> Iterator[Any]:
     """The run's logger, open from build to save and closed once, however the run ends (MLflow
     then marks its run FINISHED, FAILED or KILLED). Under torchrun, rank 0's alone logs."""
-    from src.distributed import is_main
-    from src.loggers import NullLogger
+    from src.trainers.distributed import is_main
+    from src.trainers.loggers import NullLogger
 
     logger = make(cfg.logger, run_dir=run_dir) if is_main() else NullLogger()
     try:
@@ -55,7 +57,7 @@ def fit(built: Built, run_dir: Path, resume_from: Path | None = None):
 
 def doc_logits(built: Built, split: str) -> np.ndarray:
     """The model's logits on an encoded split, one row per text (windows pooled): through the
-    trainer's backend and src.inference, as its evaluation."""
+    trainer's backend and src.tasks.inference, as its evaluation."""
     backend = built.trainer.backend(built.model, built.collator)
     return built.scorer.logits(built.encoded[split], backend)
 
@@ -64,7 +66,7 @@ def score_test(built: Built) -> tuple[np.ndarray, np.ndarray, dict, dict]:
     """The test split, scored once: its true labels as the metrics take them (ids, multi-hot
     rows, values), the logits (one row per text), the metrics and their 95% intervals. First,
     a task that decides by a threshold tuned on validation (task.tune_threshold) tunes it."""
-    from src.metrics import bootstrap_ci
+    from src.tasks.metrics import bootstrap_ci
 
     task, corpus, k = built.task, built.corpus, len(built.corpus.label_names)
     if getattr(task, "tune_threshold", False):
@@ -80,12 +82,14 @@ def score_test(built: Built) -> tuple[np.ndarray, np.ndarray, dict, dict]:
     return truth, logits, scores, ci
 
 
-def train(cfg: DictConfig, run_dir: Path, trial: Any = None) -> rundir.RunSummary:
+def train(cfg: DictConfig, run_dir: Path, trial: Any = None) -> RunSummary:
     """Run one experiment into `run_dir`: build, fit, test, save. Returns its RunSummary.
-    `trial`: the study's trial this run reports its epochs to (src.study.JobTrial)."""
+    `trial`: the study's trial this run reports its epochs to (src.sweeps.study.JobTrial)."""
     import numpy as np
 
-    from src import distributed, outputs, reports
+    from src.outputs import reports
+    from src.outputs import save as outputs
+    from src.trainers import distributed
     from src.trainers.common import find_checkpoint
 
     if distributed.is_main():
@@ -103,7 +107,7 @@ def train(cfg: DictConfig, run_dir: Path, trial: Any = None) -> rundir.RunSummar
         marks.append(time.perf_counter())
         seconds = dict(zip(("build", "fit", "test"), np.diff(marks).tolist(), strict=True))
         resumed, processes = str(resume_from) if resume_from else None, distributed.world_size()
-        summary = rundir.RunSummary.of(built, result, scores, ci, seconds, resumed, processes)
+        summary = RunSummary.of(built, result, scores, ci, seconds, resumed, processes)
         summary.warnings = list(built.warnings)
         if distributed.is_main():  # under torchrun, rank 0 alone writes the run's results
             artifacts = outputs.save_run(built, cfg, run_dir, summary, labels, logits)
@@ -168,7 +172,7 @@ def plan(cfg: DictConfig, run_dir: Path) -> str:
 
 def check(cfg: DictConfig) -> None:
     """A single run's checks before Hydra writes anything into its folder (Hydra's on_run_start,
-    through src.callbacks.CheckConfig): the config, and resume=auto against a finished run
+    through src.outputs.callbacks.CheckConfig): the config, and resume=auto against a finished run
     there, so that a run that cannot start leaves nothing and a finished run's folder stays as
     it was."""
     task = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
@@ -183,7 +187,7 @@ def main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from src import distributed
+    from src.trainers import distributed
 
     distributed.from_submitit()  # a SLURM job of several tasks: one DDP run (no-op elsewhere)
     hydra_cfg = HydraConfig.get()
@@ -206,8 +210,8 @@ def job(cfg: DictConfig, run_dir: Path, sweeper: Any, sweep: bool) -> float | No
     sweeper optimises). `sweeper`: Hydra's sweeper node (a study's job reports to its trial).
     A mistake before training leaves nothing of a single run, and a sweep's job folder that
     says why it failed (the summary shows it)."""
-    from src import distributed
-    from src.study import JobTrial
+    from src.sweeps.study import JobTrial
+    from src.trainers import distributed
 
     attempt, new = rundir.Attempt(run_dir), rundir.unused(run_dir)
     try:
@@ -253,9 +257,10 @@ def job(cfg: DictConfig, run_dir: Path, sweeper: Any, sweep: bool) -> float | No
 def cli(argv: list[str]) -> None:
     """`python -m src.run ARGS`: Hydra's flags read apart from the overrides; the overrides
     checked (typos, a study's settings) before Hydra starts; `--dry-run` shows the jobs."""
-    from src import cli as command_line
-    from src import preflight, preview
-    from src.distributed import hydra_overrides
+    from src.config import cli as command_line
+    from src.config import preflight
+    from src.sweeps import preview
+    from src.trainers.distributed import hydra_overrides
 
     argv = command_line.quote_paths(argv, ("resume",))  # a sweep job's folder, as shown
     with errors.reported():

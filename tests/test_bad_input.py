@@ -1,6 +1,6 @@
 """Every bad input: one line naming the file/row/key, and nothing that looks like a finished run.
 
-Each bad file is loaded in-process through the function the run calls (`src.build.build`,
+Each bad file is loaded in-process through the function the run calls (`src.trainers.build.build`,
 which reads the data before any model loads); a few go through `python -m src.run` itself, for
 the exit code, the one-line format and the status it records.
 """
@@ -12,10 +12,10 @@ import os
 
 import pytest
 
-from src.build import build
-from src.compose import compose
-from src.errors import UserError, one_line
-from src.loggers import NullLogger
+from src.config.compose import compose
+from src.config.errors import UserError, one_line
+from src.trainers.build import build
+from src.trainers.loggers import NullLogger
 from tests.conftest import run_cli
 
 GOOD_ROWS = "".join(f"review {i},{['neg', 'pos'][i % 2]}\n" for i in range(40))
@@ -152,7 +152,7 @@ def test_a_config_that_never_runs_leaves_no_run_folder(tmp_path, args, needle):
 
 
 def test_empty_texts_dropped_with_a_count(tmp_path, caplog):
-    from src.build import make
+    from src.trainers.build import make
 
     args = _files_args(tmp_path, "text,label\n" + GOOD_ROWS + " ,pos\n\t,neg\n")
     with caplog.at_level(logging.WARNING):
@@ -179,7 +179,7 @@ def test_a_folder_a_live_run_holds_is_refused(tmp_path):
     """Two runs into one folder would mix their files: while one lives (here this test's own
     process holds the folder, as a run does), the second is refused before Hydra writes its
     config there; the first one's files are untouched."""
-    from src.rundir import claimed
+    from src.config.rundir import claimed
 
     run_dir = tmp_path / "run"
     with claimed(run_dir):

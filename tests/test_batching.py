@@ -9,23 +9,15 @@ import pytest
 import torch
 
 from src import data
-from src.build import build
-from src.loggers import NullLogger
+from src.trainers.build import build
 from src.trainers.common import length_grouped
+from src.trainers.loggers import NullLogger
 from src.trainers.manual import ManualTrainer
-from tests.conftest import PAIRS, compose, reloaded_and_saved_probs, tokenizer_of
+from tests.conftest import PAIRS, compose, reloaded_and_saved_probs, tokenizer_of, trainer_config
 
 GROUPED = ("trainer.group_by_length=true",)  # the default; the tiny runs might pin it off
 
 
-
-def trainer_config(kind: str, **changes):
-    """A trainer's config as a run composes it (the knobs feed its keys), with `changes`."""
-    from dataclasses import replace
-
-    from src.build import make
-
-    return replace(make(compose(["debug=smoke", f"trainer={kind}"]).trainer), **changes)
 
 def padded(batches: list[list[int]], lengths: np.ndarray) -> int:
     return sum(len(b) * int(lengths[b].max()) for b in batches)

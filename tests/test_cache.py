@@ -125,9 +125,9 @@ def test_runs_tokenize_once_and_null_turns_it_off(tmp_path, caplog):
     are tokenized in `build`, as each run builds itself; tokenize_cache=null stores nothing."""
     import logging
 
-    from src.build import build
-    from src.compose import compose
-    from src.loggers import NullLogger
+    from src.config.compose import compose
+    from src.trainers.build import build
+    from src.trainers.loggers import NullLogger
 
     cache = tmp_path / "cache"
     logs = []

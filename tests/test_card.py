@@ -10,8 +10,8 @@ from huggingface_hub import ModelCard
 from huggingface_hub.repocard_data import model_index_to_eval_results
 from omegaconf import DictConfig, OmegaConf
 
-from src.card import base_model, model_card
-from src.compose import compose
+from src.config.compose import compose
+from src.outputs.card import base_model, model_card
 
 HEADS = ["hf_head", "custom_head"]
 

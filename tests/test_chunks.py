@@ -8,8 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from src import data, inference
-from src.inference import pool
+from src import data
+from src.tasks import inference
+from src.tasks.inference import pool
 
 
 def test_windows_cover_every_piece_with_the_stride_as_overlap():
@@ -36,9 +37,9 @@ def test_a_document_in_three_windows_gets_one_pooled_prediction():
 @pytest.mark.parametrize("model", ["custom_head", "hf_head"])
 def test_chunks_end_to_end_count_documents(compose_cfg, tmp_path, monkeypatch, model, trainer):
     """Training sees windows (each with its review's label); evaluation, the test metrics,
-    test_predictions.csv and src.predict count reviews, each pooled once by src.inference."""
+    test_predictions.csv and src.predict count reviews, each pooled once by src.tasks.inference."""
+    from src.outputs.trained import Predictor
     from src.run import train
-    from src.trained import Predictor
 
     pooled = []  # (documents, windows) of every pooling: the one inference path's
     real_pool = inference.pool

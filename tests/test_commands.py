@@ -1,5 +1,5 @@
 """Every `python -m src.<command>` turns a user's mistake into one line on stderr and exit 2
-through one function (src.errors.reported): a bad device, an output that cannot be written, a
+through one function (src.config.errors.reported): a bad device, an output that cannot be written, a
 folder that is missing or of the wrong kind, an option that does not exist. Each row runs the
 command's own entry in-process (its `main` through `run_command`, or the Hydra callback its
 `python -m` runs before writing anything); one process per Hydra app shows the wiring. Hydra's
@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from src import compare, export, predict, review, spec, summarize
-from src.callbacks import CheckConfig, CheckOutputDir
-from src.compose import compose
+from src.config.compose import compose
+from src.outputs.callbacks import CheckConfig, CheckOutputDir
 from tests.conftest import command_exit, run_cli
 
 
@@ -128,8 +128,8 @@ def test_a_hydra_apps_mistake_is_one_line_before_its_folder(kinds, app, argv, li
      (["colour=red"], "colour=red: no top-level key colour")],
 )  # fmt: skip
 def test_evaluate_takes_only_its_own_groups_and_keys(words, line):
-    from src import preflight
-    from src.errors import UserError
+    from src.config import preflight
+    from src.config.errors import UserError
 
     with pytest.raises(UserError, match="^" + line.replace("+", r"\+")):
         preflight.check(["run_dir=x", *words], config_name="evaluate")

@@ -74,7 +74,7 @@ def test_paired_test_of_two_real_runs(trained_runs):
     from scipy.stats import binomtest
 
     from src import data
-    from src.rundir import texts_sha256
+    from src.outputs.results import texts_sha256
 
     hf, manual = trained_runs["hf_head"], trained_runs["custom_head"]
     a, b = (json.loads((p / "metrics.json").read_text()) for p in (hf, manual))
@@ -97,7 +97,7 @@ def test_paired_test_of_two_real_runs(trained_runs):
 
 
 def test_paired_differences_tell_a_real_gap_from_noise():
-    from src.metrics import mcnemar, paired_differences
+    from src.tasks.metrics import mcnemar, paired_differences
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, 400)

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from src import data, inference
-from src.errors import UserError
+from src import data
+from src.config.errors import UserError
+from src.tasks import inference
 from tests.conftest import tokenizer_of
 
 

@@ -1,5 +1,5 @@
-"""One home per default (src/declared.py): every option of every group starts from its class's
-declaration and writes only what it sets otherwise; the guard names a value written in both
+"""One home per default (src/config/declared.py): every option of every group starts from its
+class's declaration and writes only what it sets otherwise; the guard names a value written in both
 places, lists and dicts included, in any group, `_shared.yaml` and conf/config.yaml too."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pytest
 from hydra.utils import get_class
 from omegaconf import OmegaConf
 
-from src import declared
-from src.compose import compose
+from src.config import declared
+from src.config.compose import compose
 from tests.conftest import CONF, group_options
 
 
@@ -38,33 +38,33 @@ def conf_copy(tmp_path_factory) -> Path:
         (
             "optimizer/adamw.yaml",
             "betas: [0.9, 0.999]",
-            "adamw.yaml: betas: [0.9, 0.999] is src.optim.AdamW's declared default",
+            "adamw.yaml: betas: [0.9, 0.999] is src.trainers.optim.AdamW's declared default",
         ),  # a list
         (
             "model/_shared.yaml",
             "lora:\n  r: 8\n  alpha: 32",
             "model/_shared.yaml: lora.r: 8 is src.models.CustomHead's declared default",
         ),  # a dict, key by key (alpha 32 differs)
-        ("config.yaml", "seed: 42", "conf/config.yaml: seed: 42 is src.knobs.Knobs's"),
+        ("config.yaml", "seed: 42", "conf/config.yaml: seed: 42 is src.config.knobs.Knobs's"),
         (
             "config.yaml",
-            "metrics:\n  _target_: src.metrics.Metrics\n  extra: []",
-            "conf/config.yaml: metrics.extra: [] is src.metrics.Metrics's",
+            "metrics:\n  _target_: src.tasks.metrics.Metrics\n  extra: []",
+            "conf/config.yaml: metrics.extra: [] is src.tasks.metrics.Metrics's",
         ),  # a nested node
         (
             "scheduler/cosine.yaml",
             "warmup_ratio: 0.1",
-            "cosine.yaml: warmup_ratio: 0.1 is src.optim.Schedule's",
+            "cosine.yaml: warmup_ratio: 0.1 is src.trainers.optim.Schedule's",
         ),
         (
             "logger/wandb.yaml",
             "entity: null",
-            "wandb.yaml: entity: null is src.loggers.wandb.WandbLogger's",
+            "wandb.yaml: entity: null is src.trainers.loggers.wandb.WandbLogger's",
         ),  # an __init__'s default
         (
             "evaluate.yaml",
             "batch_size: 32",
-            "conf/evaluate.yaml: batch_size: 32 is src.knobs.Evaluation's",
+            "conf/evaluate.yaml: batch_size: 32 is src.config.knobs.Evaluation's",
         ),
     ],
     ids=["shared", "list", "dict", "knob", "nested", "scheduler", "logger", "evaluate"],

@@ -45,7 +45,7 @@ def test_a_constant_run_says_so_everywhere(trained, tmp_path, caplog):
     metrics.json, report.md, the sweep summary and src.compare say so; a run that learnt its
     data says nothing."""
     from src import compare
-    from src.trained import sweep_jobs
+    from src.outputs.trained import sweep_jobs
 
     stuck = trained("debug=smoke", "lr=1e-9", "model=hf_head", "trainer=manual")
     metrics = json.loads((stuck / "metrics.json").read_text())
@@ -60,8 +60,8 @@ def test_a_constant_run_says_so_everywhere(trained, tmp_path, caplog):
     (job,) = sweep_jobs(sweep)
     assert job.status == "finished" and job.error.startswith("warning: test: the model predicts")
     with caplog.at_level(logging.WARNING):
-        from src.build import build
-        from src.loggers import NullLogger
+        from src.trainers.build import build
+        from src.trainers.loggers import NullLogger
         from tests.conftest import compose
 
         built = build(compose(["debug=smoke", "lr=1e-9", "model=hf_head"]), NullLogger())

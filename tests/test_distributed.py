@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from src import distributed
+from src.trainers import distributed
 from tests.conftest import ROOT
 
 # no dropout anywhere, so one process with batch 16 and two with batch 8 see the same math

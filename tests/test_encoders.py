@@ -1,4 +1,5 @@
-"""Every family of src.encoders with every lever, on tiny random checkpoints of each model_type
+"""Every family of src.models.encoders with every lever, on tiny random checkpoints of each
+model_type
 (tests/conftest.py `encoder_folder`): frozen layers are frozen and their cache is read once per
 example under both trainers and gives the uncached run's predictions; LoRA finds its targets;
 the dropout knobs reach the family's keys; segment ids reach only encoders that read them; the
@@ -13,11 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from src import encoders
-from src.build import build
-from src.errors import UserError
-from src.loggers import NullLogger
+from src.config.errors import UserError
+from src.models import encoders
 from src.run import doc_logits, fit
+from src.trainers.build import build
+from src.trainers.loggers import NullLogger
 from tests.conftest import FAMILIES, compose, first_error, tokenizer_of
 
 CACHE = ("backbone.freeze_layers=1", "backbone.cache_frozen=true")
@@ -170,10 +171,10 @@ def test_position_limits_count_robertas_offset(encoder_folder):
          "layer's weights across all its layers"),
         ("distilbert", ("backbone.freeze_layers=3",), "backbone.freeze_layers=3: backbone "
          "tiny-random-bert has 2 encoder layers; use 0 to 2"),
-        ("mpnet", CACHE, "backbone.freeze_layers=1: src/encoders.py does not know model_type "
-         "'mpnet'"),
+        ("mpnet", CACHE, "backbone.freeze_layers=1: src/models/encoders.py does not know "
+         "model_type 'mpnet'"),
         ("mpnet", ("backbone.freeze_layers=0", "model.peft=lora"), "model.lora.target_modules="
-         "null: src/encoders.py does not know model_type 'mpnet'"),
+         "null: src/models/encoders.py does not know model_type 'mpnet'"),
     ],
 )  # fmt: skip
 def test_a_lever_that_cannot_apply_is_one_line_at_validation(family, args, line,
@@ -183,10 +184,10 @@ def test_a_lever_that_cannot_apply_is_one_line_at_validation(family, args, line,
 
 
 def test_an_unknown_encoder_takes_berts_dropout_keys_or_keeps_its_own(encoder_folder):
-    """The default config (its attention_dropout=0.0) on MPNet, which src/encoders.py does not
-    know: not refused; its BERT-named keys take the knobs. An encoder without them keeps its
+    """The default config (its attention_dropout=0.0) on MPNet, which src/models/encoders.py does
+    not know: not refused; its BERT-named keys take the knobs. An encoder without them keeps its
     own dropout, and each knob left is one line (not a refusal)."""
-    from src.backbones import Backbone
+    from src.models.backbones import Backbone
 
     mpnet = encoder_folder("mpnet")
     assert first_error(f"backbone.path={mpnet}", "backbone.freeze_layers=0",
@@ -210,7 +211,7 @@ def test_an_unknown_encoder_takes_berts_dropout_keys_or_keeps_its_own(encoder_fo
 def test_a_hub_id_is_checked_once_its_config_loads(monkeypatch, encoder_folder):
     """A hub id not in the cache passes validation (its config.json is not here); build checks
     the levers against its config before any weights load."""
-    from src import backbones
+    from src.models import backbones
 
     monkeypatch.setattr(backbones, "local_config", lambda backbone: None)
     overrides = small(encoder_folder("albert"), *CACHE)
@@ -246,7 +247,7 @@ def test_a_saved_run_predicts_alike_through_predict_and_pipeline(family, trained
     from transformers import pipeline
 
     from src import data
-    from src.trained import Predictor
+    from src.outputs.trained import Predictor
 
     run = saved_run(trained, encoder_folder, family)
     rows = list(csv.DictReader((run / "test_predictions.csv").open()))
@@ -326,7 +327,7 @@ def test_a_cached_hub_checkpoint_is_checked_at_validation(tmp_path, monkeypatch)
 def test_a_hub_preset_offline_without_a_copy_is_one_line(tmp_path, monkeypatch):
     import huggingface_hub.constants
 
-    from src.build import make
+    from src.trainers.build import make
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))

@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from src.compose import compose
-from src.errors import UserError
+from src.config.compose import compose
+from src.config.errors import UserError
 from src.evaluate import CONFIG_NAME, evaluate
 from tests.conftest import run_cli
 

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from src import export, predict
-from src.compose import compose
-from src.errors import UserError
+from src.config.compose import compose
+from src.config.errors import UserError
 from src.evaluate import CONFIG_NAME, evaluate
 from src.models.exported import EXPORT_FILE, ONNX_FILE
-from src.trained import Predictor
+from src.outputs.trained import Predictor
 from tests.conftest import command_exit
 
 HEADS = ["hf_head", "custom_head"]

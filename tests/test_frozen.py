@@ -10,9 +10,9 @@ import torch
 from safetensors.torch import load_file
 
 from src import data
-from src.build import build
-from src.loggers import NullLogger
 from src.models.frozen import FrozenCache
+from src.trainers.build import build
+from src.trainers.loggers import NullLogger
 from tests.conftest import PAIRS, compose, first_error, reloaded_and_saved_probs
 
 FREEZE = ("backbone.freeze_layers=1",)

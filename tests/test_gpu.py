@@ -43,7 +43,7 @@ def test_overfit_on_gpu_in_mixed_precision(compose_cfg, tmp_path, model, trainer
 
 
 def test_auto_precision_is_mixed_on_cuda_and_on_a_cpu_with_native_bf16():
-    from src.devices import cpu_has_native_bf16, resolve_precision
+    from src.config.devices import cpu_has_native_bf16, resolve_precision
 
     native = cpu_has_native_bf16()  # AVX512-BF16 or AMX: bf16 autocast on the CPU too
     assert resolve_precision("auto", torch.device("cpu")) == ("bf16" if native else "fp32")

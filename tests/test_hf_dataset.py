@@ -9,7 +9,7 @@ import json
 import pytest
 
 from src import data
-from src.errors import UserError
+from src.config.errors import UserError
 
 # ClassLabel order on purpose not sorted: the names must come from the feature, not a sort.
 NAMES = ["positive", "negative"]
@@ -103,7 +103,7 @@ def test_a_run_on_a_local_folder_end_to_end(tmp_path):
 
     folder = tmp_path / "saved"
     datasets.DatasetDict(train=_dataset(60), test=_dataset(20, 100)).save_to_disk(str(folder))
-    from src.compose import compose
+    from src.config.compose import compose
     from src.run import train
 
     run_dir = tmp_path / "run"

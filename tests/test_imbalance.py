@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from src.errors import UserError
+from src.config.errors import UserError
 from src.run import train
 from src.tasks import SingleLabel
 from tests.conftest import first_error
@@ -74,8 +74,8 @@ def test_weights_scale_the_loss_of_both_heads_under_both_trainers(compose_cfg, t
     same seed: the same weights; eval mode: no dropout), is three times the unweighted one."""
     import torch
 
-    from src.build import build
-    from src.loggers import NullLogger
+    from src.trainers.build import build
+    from src.trainers.loggers import NullLogger
 
     base = ["debug=smoke", f"trainer={trainer}", f"model={model}", "dataset.max_train_samples=8"]
     losses = {}

@@ -1,7 +1,8 @@
 """Layers you can draw: src/'s imports (at any depth, `if TYPE_CHECKING:` blocks aside) form no
-cycle, and every arrow points down: foundation <- components <- assembly <- entry points.
+cycle, and every arrow between packages points down: config <- tasks <- data <- models <-
+trainers <- outputs <- sweeps <- the commands at src/'s top (docs/architecture.md).
 
-    python -m tests.test_layers [src]    # the layers, each module's imports, the counts
+    python -m tests.test_layers [src]    # the packages, each module's imports, the counts
 """
 
 from __future__ import annotations
@@ -14,24 +15,9 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
-# Bottom to top. A new module gets a layer here, or the test below names it.
-LAYERS = {
-    "foundation": ["src", "src.errors", "src.schema", "src.rundir", "src.distributed",
-                   "src.progress", "src.compose", "src.devices"],
-    "components": ["src.tasks", "src.data", "src.data.corpora", "src.data.tokenize",
-                   "src.data.cache", "src.data.collate", "src.data.encoded", "src.encoders",
-                   "src.backbones", "src.inference",
-                   "src.models",
-                   "src.models.custom_head", "src.models.frozen", "src.models.lora",
-                   "src.metrics", "src.optim", "src.trainers", "src.trainers.common",
-                   "src.trainers.checkpoint", "src.trainers.hf", "src.trainers.manual",
-                   "src.loggers", "src.loggers.mlflow", "src.loggers.wandb",
-                   "src.models.exported", "src.study"],
-    "assembly": ["src.knobs", "src.spec", "src.preflight", "src.build", "src.render",
-                 "src.card", "src.reports", "src.outputs", "src.callbacks", "src.trained"],
-    "entry points": ["src.cli", "src.run", "src.predict", "src.compare", "src.summarize",
-                     "src.preview", "src.evaluate", "src.declared", "src.review", "src.export"],
-}  # fmt: skip
+# Bottom to top; a package may import those before it, never one after it. A module at src/'s
+# top (a command: run, predict, evaluate, ...) stands on them all.
+PACKAGES = ("config", "tasks", "data", "models", "trainers", "outputs", "sweeps")
 
 
 def imports(root: Path = SRC) -> dict[str, set[str]]:
@@ -100,11 +86,19 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def layer_of(module: str) -> int | None:
-    return next((i for i, mods in enumerate(LAYERS.values()) if module in mods), None)
+    """A module's package's place in PACKAGES; a command at src/'s top is above them all."""
+    parts = module.split(".")
+    if parts[0] != "src":
+        return None
+    if len(parts) == 1:
+        return 0  # src/__init__.py: empty
+    if parts[1] in PACKAGES:
+        return PACKAGES.index(parts[1])
+    return len(PACKAGES) if (SRC / f"{parts[1]}.py").is_file() else None
 
 
 def upward(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
-    """The arrows from a module to one in a higher layer."""
+    """The arrows from a module to one in a higher package."""
     return [(a, b) for a in sorted(graph) for b in sorted(graph[a])
             if None not in (layer_of(a), layer_of(b)) and layer_of(b) > layer_of(a)]  # fmt: skip
 
@@ -142,20 +136,25 @@ def test_every_import_points_down(graph):
 def test_declarations_are_a_leaf(graph):
     """The machinery every component declares its config with imports nothing of the project
     but the exceptions (which import nothing)."""
-    assert graph["src.schema"] <= {"src.errors"} and graph["src.errors"] == set()
+    assert graph["src.config.schema"] <= {"src.config.errors"}
+    assert graph["src.config.errors"] == set()
 
 
-def test_loggers_and_outputs_reach_no_reports_or_trainers(graph):
-    reporting = {"src.reports", "src.card", "src.render", "src.compare", "src.outputs"}
-    for logger in ("src.loggers", "src.loggers.mlflow"):
-        assert not graph[logger] & reporting, logger
-    assert not {m for m in graph["src.outputs"] if m.startswith("src.trainers")}
+def test_src_lists_a_dozen_entries_the_commands_and_the_packages():
+    entries = sorted(p.name for p in SRC.iterdir() if p.name != "__pycache__")
+    packages = [p.name for p in SRC.iterdir() if p.is_dir() and p.name != "__pycache__"]
+    assert sorted(packages) == sorted(PACKAGES) and len(entries) <= 16, entries
+
+
+def test_every_package_says_what_it_owns_and_may_import():
+    for package in PACKAGES:
+        doc = ast.get_docstring(ast.parse((SRC / package / "__init__.py").read_text()))
+        assert doc and "import" in doc, package
 
 
 if __name__ == "__main__":
     walked = imports(Path(sys.argv[1]) if len(sys.argv) > 1 else SRC)
-    for name, mods in LAYERS.items():
-        print(f"{name}: {', '.join(mods)}")
+    print("packages, bottom to top:", ", ".join(PACKAGES), "<- commands")
     for module in sorted(walked):
         print(f"  {module} -> {', '.join(sorted(walked[module])) or '-'}")
     print(

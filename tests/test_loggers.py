@@ -7,8 +7,8 @@ import json
 
 import pytest
 
+from src.config.rundir import SCALARS_FILE, TENSORBOARD_DIR
 from src.run import train
-from src.rundir import SCALARS_FILE, TENSORBOARD_DIR
 
 EXPECTED_TAGS = {
     "train/loss",

@@ -14,10 +14,10 @@ import torch
 from safetensors import safe_open
 
 from src import predict
-from src.build import build
-from src.errors import UserError
-from src.loggers import NullLogger
+from src.config.errors import UserError
 from src.models import load_trained, lora
+from src.trainers.build import build
+from src.trainers.loggers import NullLogger
 from tests.conftest import PAIRS, compose, first_error, reloaded_and_saved_probs
 
 LORA = ("model.peft=lora", "model.lora.r=4")

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from src.metrics import CORE, bootstrap_ci, compute
+from src.tasks.metrics import CORE, bootstrap_ci, compute
 
 METRIC_MODULE = '''"""The share of predictions equal to 1 (a metric module written by the test)."""
 
@@ -35,9 +35,9 @@ class PositiveShare(evaluate.Metric):
 def test_extra_metric_from_a_local_module(tmp_path):
     """metrics.extra=[path]: computed at every evaluation and on test, written beside the core
     four in metrics.json, report.md and (from metrics.json) the sweep summary."""
-    from src import summarize
-    from src.compose import compose
+    from src.config.compose import compose
     from src.run import train
+    from src.sweeps import summary
 
     module = tmp_path / "positive_share.py"
     module.write_text(METRIC_MODULE)
@@ -52,17 +52,17 @@ def test_extra_metric_from_a_local_module(tmp_path):
     assert set(metrics["test"]) == {"accuracy", "precision", "recall", "f1", "positive_share"}
     assert [("positive_share" in row) for row in metrics["history"]] == [True, True]
     assert "positive_share" in (job / "report.md").read_text()
-    summarize.summarize(tmp_path / "sweep")
+    summary.summarize(tmp_path / "sweep")
     (summary,) = csv.DictReader((tmp_path / "sweep" / "summary.csv").open())
     assert float(summary["test_positive_share"]) == share
 
 
 def test_unloadable_extra_metric_is_one_line_before_training(tmp_path):
     """It fails while the run is built, before the model is (and so before any training)."""
-    from src.build import build
-    from src.compose import compose
-    from src.errors import UserError
-    from src.loggers import NullLogger
+    from src.config.compose import compose
+    from src.config.errors import UserError
+    from src.trainers.build import build
+    from src.trainers.loggers import NullLogger
 
     cfg = compose(["debug=smoke", f"metrics.extra=[{tmp_path}/nope.py]"])
     with pytest.raises(UserError) as caught:

@@ -13,11 +13,11 @@ import mlflow
 import pytest
 import yaml
 
-from src.compose import compose
-from src.errors import Preempted, UserError
-from src.loggers.mlflow import MLFLOW_ARTIFACTS_DIR, MLflowLogger, local_store, sweep_of
+from src.config.compose import compose
+from src.config.errors import Preempted, UserError
+from src.config.rundir import flatten
 from src.run import train
-from src.rundir import flatten
+from src.trainers.loggers.mlflow import MLFLOW_ARTIFACTS_DIR, MLflowLogger, local_store, sweep_of
 from tests.conftest import ROOT, run_cli
 from tests.test_loggers import EXPECTED_TAGS
 
@@ -64,7 +64,7 @@ def test_a_run_records_params_scalars_test_metrics_and_artifacts(store, trainer)
     config = flatten(yaml.safe_load((run_dir / "config_resolved.yaml").read_text()))
     assert run.data.params == {k: str(v) for k, v in config.items()}
     assert run.data.params["lr"] == "0.001"
-    assert run.data.params["logger._target_"] == "src.loggers.mlflow.MLflowLogger"
+    assert run.data.params["logger._target_"] == "src.trainers.loggers.mlflow.MLflowLogger"
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
     accuracy = client.get_metric_history(run.info.run_id, "eval/accuracy")

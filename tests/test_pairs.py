@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from src import data
-from src.trained import Predictor
+from src.outputs.trained import Predictor
 from tests.conftest import first_error, tokenizer_of
 
 PAIR = ["dataset=files", "dataset.text_column=premise", "dataset.text_pair_column=hypothesis"]
@@ -70,7 +70,7 @@ def test_each_text_of_a_long_pair_is_cut_to_its_share_by_the_strategy(tokenizer)
 
 def test_chunks_cut_each_text_of_a_pair_as_head_tail(tokenizer, same_or_not):
     """The default's truncation=chunks takes pairs: a pair shares one window, so each text is
-    cut to its share as head_tail cuts it (src.build says so in the log)."""
+    cut to its share as head_tail cuts it (src.trainers.build says so in the log)."""
     assert first_error("truncation=chunks", *PAIR, f"dataset.train_file={same_or_not}") == ""
     long, short = " ".join(f"word{i}" for i in range(80)), "a short one"
     chunks = data.encode_texts(tokenizer, [long], 32, "chunks", pairs=[short])
@@ -96,8 +96,8 @@ def test_segment_ids_reach_the_model(compose_cfg, same_or_not):
     with every segment id 0 gives other logits."""
     import torch
 
-    from src.build import build
-    from src.loggers import NullLogger
+    from src.trainers.build import build
+    from src.trainers.loggers import NullLogger
 
     cfg = compose_cfg("debug=overfit", *PAIR, f"dataset.train_file={same_or_not}",
                       f"dataset.test_file={same_or_not}", "dataset.val_size=0")  # fmt: skip
@@ -148,7 +148,7 @@ def test_predict_and_pipeline_take_pairs(trained, same_or_not, tmp_path, capsys)
 def test_a_pair_model_refuses_a_lone_text_and_a_single_text_model_a_pair(trained, same_or_not,
                                                                          trained_runs):  # fmt: skip
     from src import predict
-    from src.errors import UserError
+    from src.config.errors import UserError
 
     run = trained("debug=overfit", *PAIR, f"dataset.train_file={same_or_not}",
                   f"dataset.test_file={same_or_not}", "dataset.val_size=0", "epochs=60",
@@ -169,7 +169,7 @@ def test_a_pair_export_is_served_and_scored_on_the_runs_pairs(trained, same_or_n
     the export on the run's own test pairs (it used to read movie_reviews and refuse their
     labels as never seen)."""
     from src import export
-    from src.compose import compose
+    from src.config.compose import compose
     from src.evaluate import CONFIG_NAME, evaluate, prepare
 
     run = trained("debug=overfit", *PAIR, f"dataset.train_file={same_or_not}",

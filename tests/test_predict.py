@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from src import data, predict
-from src.errors import UserError
-from src.trained import Predictor
+from src.config.errors import UserError
+from src.outputs.trained import Predictor
 from tests.conftest import run_cli
 
 HEADS = ["hf_head", "custom_head"]

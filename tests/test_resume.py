@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from src.compose import compose
-from src.errors import UserError
+from src.config.compose import compose
+from src.config.errors import UserError
 from src.run import train
 from tests.conftest import ROOT, run_cli
 
@@ -205,8 +205,8 @@ def test_fewer_epochs_with_resume_auto_is_refused_and_the_folder_kept(trainer, t
     the folder as it was: Hydra's own .hydra/ record too (the check runs before Hydra writes)."""
     import shutil
 
+    from src.config.rundir import write_status
     from src.run import further
-    from src.rundir import write_status
 
     args = ["debug=smoke", f"trainer={trainer}", "trainer.keep_checkpoints=true"]
     run = trained(*args, "epochs=2")

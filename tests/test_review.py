@@ -37,9 +37,9 @@ def edit(path: Path, old: str, new: str) -> None:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
     """This project's conf/ and src/ in a new repo, then one commit per kind of change:
-    `shared` (AdamW's declared weight_decay in src/optim.py, which every preset reads), `one`
-    (a key of one preset's YAML), `added` (a new preset); the working tree puts an invalid
-    value into that new preset."""
+    `shared` (AdamW's declared weight_decay in src/trainers/optim.py, which every preset
+    reads), `one` (a key of one preset's YAML), `added` (a new preset); the working tree puts
+    an invalid value into that new preset."""
     repo = tmp_path_factory.mktemp("repo")
     shutil.copytree(CONF, repo / "conf")
     shutil.copytree(ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))
@@ -48,7 +48,7 @@ def repo(tmp_path_factory) -> Path:
     git(repo, "commit", "-qm", "base")
     git(repo, "tag", "base")
     edit(
-        repo / "src/optim.py",
+        repo / "src/trainers/optim.py",
         'param(0.01, "decoupled weight decay',
         'param(0.05, "decoupled weight decay',
     )

@@ -11,7 +11,7 @@ import random
 
 import pytest
 
-from src.trainers import ManualTrainerConfig
+from tests.conftest import trainer_config
 
 CLASSES = [f"topic{i}" for i in range(15)]
 FILLER = [
@@ -40,9 +40,9 @@ FILLER = [
     [(1440, 2), (360, 7), (100_000, 2), (40, 20), (10, 20)],
 )  # movie_reviews' 1440 training reviews; 400 documents less validation; 100k rows; tiny
 def test_min_steps_raises_epochs_up_to_max_epochs(n_train, epochs):
-    config = ManualTrainerConfig(epochs=2, batch_size=16, min_steps=150, max_epochs=20)
+    config = trainer_config(epochs=2, batch_size=16, min_steps=150, max_epochs=20)
     assert config.sized(n_train).epochs == epochs
-    assert ManualTrainerConfig(epochs=2, min_steps=0).sized(n_train).epochs == 2
+    assert trainer_config(epochs=2, min_steps=0).sized(n_train).epochs == 2
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """Config validation: one line, exit 2, before anything loads.
 
-The rules come from each component's declaration (src/schema.py); these tests check the
+The rules come from each component's declaration (src/config/schema.py); these tests check the
 messages a user sees, not a copy of the rules. Every mistake is checked in-process through the
 functions the entry point runs (`first_error`); a few go through `python -m src.run` itself,
 for the exit code, the one-line format and what a failing process imports.
@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import pytest
 
 from src import spec
-from src.errors import UserError
-from src.schema import Spec, param
+from src.config import validation
+from src.config.errors import UserError
+from src.config.schema import Spec, param
 from tests.conftest import command_exit, first_error, group_options, run_cli
 
 ALLOWLIST = "src., torch.optim., torch.nn., transformers."
@@ -262,7 +263,7 @@ def test_every_option_validates(compose_cfg, override, tmp_path):
     if extra is not None:  # dataset=files: a file that is there (validation checks it is)
         (tmp_path / "train.csv").write_text("text,label\na,x\n")
         extra = ["dataset=files", f"dataset.train_file={tmp_path / 'train.csv'}"]
-    spec.validate(compose_cfg(override, *(extra or [])))
+    validation.validate(compose_cfg(override, *(extra or [])))
 
 
 def test_a_declaration_is_the_rule():
@@ -301,7 +302,7 @@ def test_every_option_builds_its_declared_config(compose_cfg):
         for group in ("dataset", "backbone", "model", "trainer", "optimizer", "scheduler"):
             built = instantiate(cfg[group], _convert_="all")
             assert isinstance(built, Spec), (override, group)
-            for key, value in spec.resolved(cfg)[group].items():
+            for key, value in validation.resolved(cfg)[group].items():
                 if not key.startswith("_"):
                     assert getattr(built, key) == value, (override, group, key)
 
@@ -318,13 +319,13 @@ def test_spec_cli_lists_each_key_with_its_rule_and_help(capsys):
 def test_check_callables_refuses_a_reexported_callable():
     cfg = {"optimizer": {"_target_": "torch.nn.modules.module.torch.load", "_partial_": True}}
     with pytest.raises(UserError, match="refused; it is torch.serialization.load"):
-        spec.check_callables(cfg)
+        validation.check_callables(cfg)
 
 
 def test_third_party_optimizer_keys_are_checked_against_its_signature():
     cfg = {"optimizer": {"_target_": "torch.optim.Adam", "_partial_": True, "lrr": 0.1}}
     with pytest.raises(UserError, match=r"optimizer.lrr=0.1: not an argument of torch.optim.Adam"):
-        spec.check_callables(cfg)
+        validation.check_callables(cfg)
 
 
 def test_spec_cli_names_an_unknown_group_in_one_line_and_has_help(capsys):

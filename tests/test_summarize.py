@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from src import summarize
+from src.summarize import main as summarize_main
+from src.sweeps import summary
 from tests.conftest import ROOT, command_exit
 
 
@@ -36,7 +37,7 @@ def sweep(tmp_path) -> Path:
 
 
 def test_statuses_and_order(sweep):
-    jobs = summarize.summarize(sweep)
+    jobs = summary.summarize(sweep)
     assert [(j.name, j.status) for j in jobs] == [
         ("1_lr=1e-4", "finished"),
         ("10_lr=3e-4", "finished"),
@@ -49,7 +50,7 @@ def test_statuses_and_order(sweep):
 
 
 def test_files(sweep):
-    summarize.summarize(sweep)
+    summary.summarize(sweep)
     md = (sweep / "summary.md").read_text()
     assert "5 jobs: 3 finished, 1 failed, 1 incomplete." in md
     assert "Shared overrides: `debug=smoke`" in md
@@ -66,29 +67,29 @@ def test_sort_by_another_metric(sweep):
     (sweep / "4_lr=2e-4" / "metrics.json").write_text(
         json.dumps({"test": {"accuracy": 0.99, "f1": 0.6}, "best_eval_f1": 0.6})
     )
-    jobs = summarize.summarize(sweep, metric="test_accuracy")
+    jobs = summary.summarize(sweep, metric="test_accuracy")
     assert jobs[0].name == "4_lr=2e-4"
 
 
 def test_nothing_to_plot(tmp_path):
     _job(tmp_path, "0_debug=smoke", ["debug=smoke"], f1=0.5)
-    jobs = summarize.summarize(tmp_path)
+    jobs = summary.summarize(tmp_path)
     assert len(jobs) == 1 and "1 job: 1 finished" in (tmp_path / "summary.md").read_text()
     assert not (tmp_path / "summary.png").exists()
 
 
 def test_cli_prints_and_writes_nothing(sweep, capsys):
-    summarize.summarize(sweep)  # the sweep's own files, as the running sweep left them
+    summary.summarize(sweep)  # the sweep's own files, as the running sweep left them
     written = {p.name: p.read_bytes() for p in sweep.glob("summary.*")}
     proc = subprocess.run(
         [sys.executable, "-m", "src.summarize", str(sweep), "--metric", "test_accuracy"],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    jobs, _ = summarize.sorted_jobs(sweep, "test_accuracy")
-    assert proc.stdout == summarize.to_markdown(jobs, "test_accuracy", sweep.name)
+    jobs, _ = summary.sorted_jobs(sweep, "test_accuracy")
+    assert proc.stdout == summary.to_markdown(jobs, "test_accuracy", sweep.name)
     assert {p.name: p.read_bytes() for p in sweep.glob("summary.*")} == written
-    code, err = command_exit(summarize.main, str(sweep), "--metric", "nope", capsys=capsys)
+    code, err = command_exit(summarize_main, str(sweep), "--metric", "nope", capsys=capsys)
     assert code == 2 and err.startswith("error: --metric nope: no job has it")
 
 
@@ -103,14 +104,14 @@ def test_cli_prints_and_writes_nothing(sweep, capsys):
 def test_a_folder_that_is_no_sweep_is_one_line_exit_2(tmp_path, capsys, make, line):
     folder = tmp_path / "x"
     make(folder)
-    code, err = command_exit(summarize.main, str(folder), capsys=capsys)
+    code, err = command_exit(summarize_main, str(folder), capsys=capsys)
     assert code == 2 and err.startswith(f"error: {folder}: {line}") and err.count("\n") == 1
     assert not list(tmp_path.rglob("summary.*"))
 
 
 def test_no_torch_import():
     """The summary runs where torch is not installed (a login node) and starts in a blink."""
-    code = "import sys, src.summarize; assert 'torch' not in sys.modules"
+    code = "import sys, src.sweeps.summary; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
 
 
@@ -120,23 +121,23 @@ def test_jobs_that_differ_only_in_seed_are_grouped(tmp_path):
     f1s = {("1e-4", "1"): 0.80, ("1e-4", "2"): 0.84, ("1e-4", "3"): 0.82, ("1e-3", "1"): 0.6}
     for n, ((lr, seed), f1) in enumerate(f1s.items()):
         _job(tmp_path, f"{n}_lr={lr},seed={seed}", ["debug=smoke", f"lr={lr}", f"seed={seed}"], f1)
-    jobs = summarize.summarize(tmp_path)
+    jobs = summary.summarize(tmp_path)
     assert len(jobs) == 4
-    rows = list(csv.DictReader((tmp_path / summarize.SEEDS_CSV).open()))
+    rows = list(csv.DictReader((tmp_path / summary.SEEDS_CSV).open()))
     assert [(r["lr"], r["n"]) for r in rows] == [("1e-4", "3"), ("1e-3", "1")]  # best mean first
     assert float(rows[0]["best_eval_f1_mean"]) == pytest.approx(0.82)
     assert float(rows[0]["best_eval_f1_std"]) == pytest.approx(0.02)  # sample std of .80 .84 .82
     assert rows[1]["best_eval_f1_std"] == "nan"  # one seed: no spread to report
-    text = (tmp_path / summarize.SUMMARY_MD).read_text()
+    text = (tmp_path / summary.SUMMARY_MD).read_text()
     assert "## By configuration, over seeds" in text
     assert "| 1e-4 | 3 | 0.8200 ± 0.0200 |" in text
-    assert (tmp_path / summarize.SUMMARY_PNG).stat().st_size > 0
+    assert (tmp_path / summary.SUMMARY_PNG).stat().st_size > 0
 
 
 def test_no_seed_table_without_a_seed_sweep(sweep):
-    summarize.summarize(sweep)
-    assert not (sweep / summarize.SEEDS_CSV).exists()
-    assert "over seeds" not in (sweep / summarize.SUMMARY_MD).read_text()
+    summary.summarize(sweep)
+    assert not (sweep / summary.SEEDS_CSV).exists()
+    assert "over seeds" not in (sweep / summary.SUMMARY_MD).read_text()
 
 
 def test_test_intervals_in_the_summary(tmp_path):
@@ -146,7 +147,7 @@ def test_test_intervals_in_the_summary(tmp_path):
     metrics = json.loads(metrics_file.read_text())
     metrics["test_ci95"] = {"accuracy": [0.85, 0.95], "f1": [0.75, 0.85]}
     metrics_file.write_text(json.dumps(metrics))
-    summarize.summarize(tmp_path)
-    assert "0.8000 [0.750, 0.850]" in (tmp_path / summarize.SUMMARY_MD).read_text()
-    row = next(csv.DictReader((tmp_path / summarize.SUMMARY_CSV).open()))
+    summary.summarize(tmp_path)
+    assert "0.8000 [0.750, 0.850]" in (tmp_path / summary.SUMMARY_MD).read_text()
+    row = next(csv.DictReader((tmp_path / summary.SUMMARY_CSV).open()))
     assert (row["test_f1_ci95_low"], row["test_f1_ci95_high"]) == ("0.75", "0.85")

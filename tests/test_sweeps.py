@@ -22,7 +22,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 import src.tasks  # noqa: F401  (registers direction_of, which the optuna preset resolves)
-from src.distributed import share_machine
+from src.trainers.distributed import share_machine
 from tests.conftest import CONF, ROOT, run_cli
 
 
@@ -237,7 +237,7 @@ def test_sweep_killed_in_its_second_job_resumes(tmp_path):
 def test_a_second_sweep_into_a_live_sweeps_folder_is_refused(tmp_path):
     """A sweep run again while the first still runs would mix the two: the second is refused
     before it launches a job (here this test's process holds the folder, as a sweep does)."""
-    from src.rundir import claimed
+    from src.config.rundir import claimed
 
     with claimed(tmp_path):
         proc = run_cli("-m", "debug=smoke", "seed=1,2", f"hydra.sweep.dir={tmp_path}")
@@ -296,7 +296,7 @@ def test_dry_run_of_an_optuna_study_prints_its_space(tmp_path):
 def test_each_dataset_and_search_space_gets_a_study_of_its_own(tmp_path):
     """A study on another dataset (or another search space, head...) no longer resumes the
     movie_reviews one; the same command names the same study, and so does every trial."""
-    from src.compose import compose
+    from src.config.compose import compose
 
     def study(*overrides: str) -> str:
         return compose(["hparams_search=optuna", *overrides], hydra=True).hydra.sweeper.study_name
@@ -308,7 +308,7 @@ def test_each_dataset_and_search_space_gets_a_study_of_its_own(tmp_path):
     assert study() == study() == study("lr=3e-4", "dropout=0.3")  # a trial's values
 
 
-# --- our Optuna sweeper (src/study.py): pruning, workers on one study, folder names -------------
+# --- our Optuna sweeper (src/sweeps/study.py): pruning, workers on one study, folder names ----
 
 ALWAYS_PRUNE = "hydra.sweeper.pruner={_target_: optuna.pruners.ThresholdPruner, lower: 2.0}"
 
@@ -324,8 +324,8 @@ def test_a_command_that_loses_the_race_to_create_the_storage_opens_it(monkeypatc
     lost opens the storage the other made; any other failure stays one line."""
     import optuna.storages
 
-    from src import study
-    from src.errors import UserError
+    from src.config.errors import UserError
+    from src.sweeps import study
 
     real, calls = optuna.storages.RDBStorage, []
 
@@ -411,8 +411,8 @@ def test_joblib_study_prunes_the_hf_trainer(tmp_path):
     ],
 )  # fmt: skip
 def test_a_bad_study_setting_is_one_line_before_any_trial(tmp_path, overrides, expected):
-    from src import preview
-    from src.errors import UserError
+    from src.config.errors import UserError
+    from src.sweeps import preview
 
     with pytest.raises(UserError) as caught:
         preview.study_preflight(
@@ -431,7 +431,7 @@ def test_a_bad_study_setting_through_the_cli(tmp_path):
 def test_the_search_space_reads_hydras_sweep_syntax():
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-    from src.study import space
+    from src.sweeps.study import space
 
     params = {"lr": "tag(log, interval(1e-5, 3e-4))", "dropout": "interval(0.0, 0.5)",
               "batch_size": "choice(8, 16, 32)", "layers": "range(1, 4)"}  # fmt: skip
@@ -446,7 +446,7 @@ def test_the_search_space_reads_hydras_sweep_syntax():
 
 
 def test_a_job_folder_always_fits_and_keeps_its_name():
-    from src.compose import NAME_BYTES, job_dir
+    from src.config.compose import NAME_BYTES, job_dir
 
     short = "0_lr=0.001,seed=1"
     assert job_dir(short) == short

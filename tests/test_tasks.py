@@ -11,9 +11,8 @@ import json
 import numpy as np
 import pytest
 
-from src import metrics
-from src.tasks import MultiLabel, Regression, SingleLabel
-from src.trained import Predictor
+from src.outputs.trained import Predictor
+from src.tasks import MultiLabel, Regression, SingleLabel, metrics
 from tests.conftest import first_error
 
 FILES = ["debug=overfit", "dataset=files", "dataset.val_size=0", "epochs=60", "lr=1e-3"]
@@ -213,8 +212,8 @@ def test_multi_label_reads_csv_jsonl_and_sequence_classlabel(tags, tmp_path):
 def test_list_labels_under_single_label_point_to_multi_label(tags):
     """A JSONL file whose labels are lists, trained as single_label: one line naming the row
     and task=multi_label (it used to train on classes such as "['fruit', 'water']")."""
+    from src.config.errors import UserError
     from src.data import Files
-    from src.errors import UserError
 
     jsonl, _ = tags
     with pytest.raises(UserError, match=rf'^{jsonl} row 1: label \["fruit"\] in column \'label\' '
@@ -318,7 +317,7 @@ def test_evaluate_and_compare_follow_the_task(trained, tags, scores, tmp_path):
     """src.evaluate on a run's own test file reproduces its metrics; src.compare pairs two
     multi-label runs (McNemar on subset accuracy) and two regression runs (no McNemar)."""
     from src import compare
-    from src.compose import compose
+    from src.config.compose import compose
     from src.evaluate import evaluate
 
     runs = ((multi_label_run(trained, tags, "custom_head", "manual"), "multi_label"),
@@ -363,7 +362,7 @@ def test_a_config_the_task_cannot_take_is_one_line(args, expected):
 def test_the_metric_follows_the_task_and_optuna_its_direction(compose_cfg):
     from omegaconf import OmegaConf
 
-    from src.compose import compose
+    from src.config.compose import compose
 
     assert compose_cfg("task=regression").trainer.metric_for_best_model == "mse"
     assert compose_cfg("task=multi_label").trainer.metric_for_best_model == "f1_micro"
@@ -383,8 +382,8 @@ def test_single_label_is_unchanged_by_default():
 def test_the_sweep_summary_follows_the_task(trained, tags, scores):
     """A sweep's table shows each task's headline metrics beside its best eval value, sorted
     the metric's way (lower first for mse)."""
-    from src import summarize
-    from src.trained import Job, flat_metrics
+    from src.outputs.trained import Job, flat_metrics
+    from src.sweeps import summary
 
     regression = read(regression_run(trained, scores, "custom_head", "manual"))
     assert set(flat_metrics(regression)) == {"best_eval_mse", "test_mse", "test_pearson"}
@@ -394,8 +393,8 @@ def test_the_sweep_summary_follows_the_task(trained, tags, scores):
     }  # fmt: skip
     jobs = [Job(name, {}, "finished", {"best_eval_mse": v})
             for name, v in (("worse", 2.0), ("better", 1.0))]  # fmt: skip
-    assert [j.name for j in summarize.sort_jobs(jobs, "best_eval_mse")] == ["better", "worse"]
-    assert "lower is better" in summarize.to_markdown(jobs, "best_eval_mse", "sweep")
+    assert [j.name for j in summary.sort_jobs(jobs, "best_eval_mse")] == ["better", "worse"]
+    assert "lower is better" in summary.to_markdown(jobs, "best_eval_mse", "sweep")
 
 
 def test_int8_of_a_regression_run_is_judged_in_the_labels_units(trained, scores, tmp_path):

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from src.backbones import Backbone
 from src.models import CustomHead, load_trained
+from src.models.backbones import Backbone
 from src.models.custom_head import CustomHeadClassifier
 from src.run import train
 from tests.conftest import PAIRS, reloaded_and_saved_probs
@@ -66,7 +66,7 @@ def test_manual_loop_evaluates_every_epoch_and_restores_best(trained, compose_cf
     """Every epoch is scored on the validation split, and the saved model is the best epoch's:
     scored on that split again, it gives the best epoch's metrics, not the last one's."""
     from src import data
-    from src.metrics import compute
+    from src.tasks.metrics import compute
 
     overrides = PAIRS["custom_head", "manual"]
     run_dir, cfg = trained(*overrides), compose_cfg(*overrides)

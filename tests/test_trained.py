@@ -1,6 +1,6 @@
-"""src.trained: every kind of folder a command writes, opened one way, and what each command
+"""src.outputs.trained: every kind of folder a command writes, opened one way, and what each command
 sees in it (src.predict, src.evaluate, src.export, src.compare, src.review --runs and
-src.summarize): the same run, config, labels, data and test split, or one line saying why not.
+src.sweeps.summary): the same run, config, labels, data and test split, or one line saying why not.
 
 The folders are made once from the shared custom_head smoke run (trained on 48 reviews, tested
 on 32): the run, a sweep's job of it, its best_model/, an ONNX export, an evaluation of the
@@ -14,11 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from src import compare, export, review, rundir, trained
-from src.cli import quote_paths
-from src.compose import compose
-from src.errors import UserError
+from src import compare, export, review
+from src.config import rundir
+from src.config.cli import quote_paths
+from src.config.compose import compose
+from src.config.errors import UserError
 from src.evaluate import CONFIG_NAME, evaluate, prepare
+from src.outputs import trained
+from src.outputs.results import texts_sha256
 
 KINDS = ("run", "job", "model", "export", "evaluation", "evaluation-of-export", "sweep")
 # kind -> what opening it says: (Opened.kind, whether it has test metrics of its own to compare)
@@ -74,7 +77,7 @@ def test_every_folder_kind_opens_to_its_run(folders, kind):
     assert found.dataset == run.dataset and found.dataset["max_eval_samples"] == 32
     test = found.test_split(found.task())
     assert len(test) == 32
-    assert rundir.texts_sha256(test.texts) == run.metrics["test_sha256"]
+    assert texts_sha256(test.texts) == run.metrics["test_sha256"]
     if kind in ("model", "export", "evaluation-of-export"):
         assert found.run == folders["run"]
     assert (found.model / "config.json").is_file()

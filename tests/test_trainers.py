@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from src.compose import CONF
+from src.config.compose import CONF
 from src.run import train
 from tests.conftest import PAIRS, ROOT, run_cli
 
@@ -305,7 +305,7 @@ def test_every_scheduler_shapes_the_lr(compose_cfg, tmp_path, scheduler):
 def test_validation_split_is_carved_from_train(compose_cfg, tmp_path, overrides, sizes):
     """The splits the run trains, picks the epoch and tests on (metrics.json's n_train,
     n_eval, n_test are their sizes: test_train), as the run's first step loads them."""
-    from src.build import make
+    from src.trainers.build import make
 
     if overrides:
         data_file = _write_dataset(tmp_path / "data.csv", 100)
@@ -409,7 +409,7 @@ def test_precision_auto_follows_the_hardware(tmp_path, monkeypatch):
     fp32 and bf16 are taken as asked."""
     import torch
 
-    from src import devices
+    from src.config import devices
 
     flags = tmp_path / "cpuinfo"
     flags.write_text("flags\t\t: fpu avx2 avx512f avx512bw\n")

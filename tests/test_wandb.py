@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from src.compose import compose
-from src.errors import UserError
-from src.loggers.wandb import WANDB_DIR, WandbLogger
+from src.config.compose import compose
+from src.config.errors import UserError
 from src.run import train
+from src.trainers.loggers.wandb import WANDB_DIR, WandbLogger
 from tests.conftest import run_cli
 
 

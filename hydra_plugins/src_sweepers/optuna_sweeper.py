@@ -1,4 +1,4 @@
-"""Hydra's entry to src/study.py (Hydra loads sweepers only from the hydra_plugins package).
+"""Hydra's entry to src/sweeps/study.py (Hydra loads sweepers only from the hydra_plugins package).
 
 conf/hydra/sweeper/optuna.yaml names this class; `hparams_search=optuna` selects it."""
 
@@ -10,10 +10,10 @@ from hydra.plugins.sweeper import Sweeper
 
 
 class OptunaSweeper(Sweeper):
-    """An Optuna study as a sweep: src.study.run_study asks, launches and tells."""
+    """An Optuna study as a sweep: src.sweeps.study.run_study asks, launches and tells."""
 
     def __init__(self, **settings: Any) -> None:
-        from src.study import Settings
+        from src.sweeps.study import Settings
 
         self.settings = Settings(**settings)
         self.config = self.launcher = None
@@ -27,6 +27,6 @@ class OptunaSweeper(Sweeper):
         )
 
     def sweep(self, arguments: list[str]) -> Any:
-        from src.study import run_study
+        from src.sweeps.study import run_study
 
         return run_study(self.settings, self.config, self.launcher, arguments)

@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from src.config.rundir import atomic
 from src.data.encoded import Encoded
 from src.data.tokenize import encode
-from src.rundir import atomic
 
 if TYPE_CHECKING:
     from src.data.corpora import Split
@@ -47,7 +47,7 @@ def encode_cached(tokenizer, split: Split, max_length: int, truncation: str, str
                   cache_dir: str | Path | None = None) -> Encoded:  # fmt: skip
     """`encode`, read from `cache_dir` when these texts were cut this way before (a sweep's
     jobs, a rerun), else tokenized and stored there. Entries are written whole or not at all
-    (src.rundir.atomic), so parallel jobs that miss together each write a whole file and
+    (src.config.rundir.atomic), so parallel jobs that miss together each write a whole file and
     readers never see half of one. An entry is an uncompressed .npz of the split's arrays,
     which a hit memory-maps (`_mapped`): the pages are read as batches need them, and jobs on
     one machine share them. `cache_dir=None`: tokenize every time."""

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from src.errors import UserError
-from src.schema import Spec, param
-from src.tasks import SingleLabel, Task, label_list
+from src.config.errors import UserError
+from src.config.schema import Spec, param
+from src.tasks.task import SingleLabel, Task, label_list
 
 log = logging.getLogger(__name__)
 

@@ -8,15 +8,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from src.config.errors import UserError
+from src.config.knobs import TRUNCATIONS  # the truncation knob's vocabulary
 from src.data.encoded import Encoded, from_parts
-from src.errors import UserError
-from src.knobs import TRUNCATIONS  # the truncation knob's vocabulary
 
 if TYPE_CHECKING:
     from src.data.corpora import Split
 
 # A pair's texts share one window, so `chunks` cuts each text of a pair to its share as head_tail
-# does (windows over two texts at once have no one meaning); src.build says so in the log.
+# does (windows over two texts at once have no one meaning); src.trainers.build says so in the log.
 FOR_PAIRS = {"chunks": "head_tail"}
 TOKENIZE_BATCH = 256  # texts per tokenizer call: one progress-bar tick
 

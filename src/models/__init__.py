@@ -1,10 +1,14 @@
-"""Models: a backbone plus a classification head, under one contract.
+"""models: a backbone plus a classification head, under one contract, and every lever that
+changes which weights train (frozen layers and their cache, LoRA).
 
 Every model takes `input_ids, attention_mask, token_type_ids=None, labels=None` and returns a
 `SequenceClassifierOutput` (loss when labels are given, logits), as transformers' classifiers
 do, so either model runs under either trainer. `num_labels` and `id2label` come from the data,
 `problem_type` from the task (src.tasks): both heads compute transformers' loss for it.
 The configs here import no torch; `build` loads the torch code in `src/models/custom_head.py`.
+Where a backbone comes from (`backbones`), what each encoder family is made of (`encoders`: one
+table every lever asks), the heads (here, `custom_head`), `lora`, `frozen` and an ONNX export
+called as a model (`exported`). It imports src.config only: no data, task or trainer.
 """
 
 from __future__ import annotations
@@ -15,10 +19,10 @@ from dataclasses import MISSING, dataclass
 from pathlib import Path
 from typing import Any
 
-from src.backbones import Backbone
-from src.errors import UserError
+from src.config.errors import UserError
+from src.config.schema import Spec, param
+from src.models.backbones import Backbone
 from src.models.lora import LORA
-from src.schema import Spec, param
 
 PEFT_METHODS = ("lora",)  # model.peft (src/models/lora.py)
 TOKEN_POOLINGS = ("cls", "mean")  # how custom_head pools the encoder's tokens into one vector
@@ -52,7 +56,7 @@ class Head(Spec):
     lora: Mapping[str, Any] = param(
         LORA, "model.peft=lora (peft's LoraConfig): r, the rank; alpha, the scale alpha / r; "
         "dropout, on the adapters' input; target_modules, null: every Linear in the family's "
-        "layers (src/encoders.py)",
+        "layers (src/models/encoders.py)",
         test=lambda v: isinstance(v, Mapping), allowed="a mapping of LoRA keys",
     )  # fmt: skip
 
@@ -78,7 +82,7 @@ def check_lora(lora: Mapping[str, Any]) -> None:
         "dropout": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
         "target_modules": (lambda v: v is None or (isinstance(v, Sequence) and not isinstance(
                            v, str) and v and all(isinstance(m, str) and m for m in v)),
-                           "null (the family's: src/encoders.py) or a list of module names"),
+                           "null (the family's: src/models/encoders.py) or a list of module names"),
     }  # fmt: skip
     for key, value in lora.items():
         if key not in rules:
@@ -103,7 +107,7 @@ class HFHead(Head):
     def model(self, backbone: Backbone, id2label: dict[int, str], problem_type: str | None):
         from transformers import AutoModelForSequenceClassification as Auto
 
-        from src.encoders import head_dropout_keys
+        from src.models.encoders import head_dropout_keys
 
         maps = label_maps(id2label, problem_type)
         config = backbone.config()  # the keys of this family's classifier dropout
@@ -128,6 +132,13 @@ class CustomHead(Head):
 
         encoder = backbone.load(AutoModel, **label_maps(id2label, problem_type))
         return CustomHeadClassifier(encoder, len(id2label), self.dropout, self.pooling)
+
+
+def parameter_counts(model: Any) -> dict[str, int]:
+    """How many parameters a model has, and how many of them train."""
+    params = list(model.parameters())
+    return {"total": sum(p.numel() for p in params),
+            "trainable": sum(p.numel() for p in params if p.requires_grad)}  # fmt: skip
 
 
 def load_trained(folder: str | Path):

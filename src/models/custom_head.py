@@ -10,7 +10,7 @@ from transformers import AutoConfig, AutoModel
 from transformers.loss.loss_utils import ForSequenceClassificationLoss
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from src.errors import UserError
+from src.config.errors import UserError
 
 
 class CustomHeadClassifier(nn.Module):

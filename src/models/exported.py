@@ -1,5 +1,5 @@
 """An exported model (`python -m src.export`): model.onnx run by onnxruntime, called as the
-torch model is (`model(**batch).logits`), so src.trained's Predictor, src.evaluate and the
+torch model is (`model(**batch).logits`), so src.outputs.trained's Predictor, src.evaluate and the
 export's own check serve it through the same code as a trained run."""
 
 from __future__ import annotations

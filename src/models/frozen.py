@@ -2,7 +2,7 @@
 and reused (`backbone.cache_frozen=true`).
 
 Freezing turns off gradients and dropout in what runs before layer 0 (the embeddings, and per
-family what src.encoders lists: ELECTRA's projection, DeBERTa's relative embeddings) and the
+family what src.models.encoders lists: ELECTRA's projection, DeBERTa's relative embeddings) and the
 lower N layers, so their output is a function of the input alone and the backward pass stops at
 layer N. Caching then keeps that output per example: the first time a batch holds an example
 (in the first epoch, the first evaluation, the test split), the frozen part runs for it under
@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from src import encoders
-from src.errors import UserError
+from src.config.errors import UserError
+from src.models import encoders
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +41,10 @@ _STORAGE = {torch.float32: np.float32, torch.bfloat16: np.uint16, torch.float16:
 
 
 def freeze(model: nn.Module, n: int) -> int:
-    """Freeze what runs before layer 0 and the lower `n` layers (src.encoders knows where they
-    are): no gradients (so no optimizer state: src.optim skips them), and eval mode whenever
-    they run, so no dropout however a family implements it (a module, a float it reads, a
-    functional call). Returns the parameters frozen."""
+    """Freeze what runs before layer 0 and the lower `n` layers (src.models.encoders knows
+    where they are): no gradients (so no optimizer state: src.trainers.optim skips them), and
+    eval mode whenever they run, so no dropout however a family implements it (a module, a
+    float it reads, a functional call). Returns the parameters frozen."""
     _, _, layers = encoders.layer_list(model)
     if n > len(layers):
         raise UserError(

@@ -14,14 +14,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from src.errors import UserError
+from src.config.errors import UserError
 
 if TYPE_CHECKING:  # the model configs (src.models) read LORA, and must not load torch
     import torch
     from torch import nn
 
 # model.lora's defaults, declared once here (Head.lora; the composed config reads them)
-# target_modules null: the family's Linear layers (src.encoders: query/key/value/dense for BERT)
+# target_modules null: the family's Linear layers (src.models.encoders: BERT's query, key, value,
+# dense)
 LORA = {"r": 8, "alpha": 16, "dropout": 0.1, "target_modules": None}
 
 ADAPTER_DIR = "adapter"  # in best_model/: the adapters and the head that trained
@@ -75,10 +76,10 @@ def merge(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def lora_config(settings: dict[str, Any], model_type: str | None):
-    """peft's LoraConfig; target_modules null names the family's (src.encoders)."""
+    """peft's LoraConfig; target_modules null names the family's (src.models.encoders)."""
     from peft import LoraConfig
 
-    from src.encoders import lora_targets
+    from src.models.encoders import lora_targets
 
     lora = {**LORA, **settings}
     targets = lora_targets(model_type, lora["target_modules"])

@@ -3,7 +3,11 @@
 Both are built from one shared `TrainerConfig`, take the same model, datasets, collator,
 optimizer and scheduler, count optimizer steps with the same `optimizer_steps`, evaluate every
 epoch, keep the best weights by the chosen metric and report a `TrainResult`. This module
-imports no torch: config validation reads it.
+imports no torch: config validation reads it. The package also owns what a training run is
+built from and runs on: `build` (the run's objects from its config), the optimizers and
+schedules (`optim`), the torch forward of the inference path (`forward`), the processes of a
+DDP run (`distributed`), progress bars (`progress`) and the loggers that record training
+(`loggers`). It imports src.config, src.tasks, src.data and src.models; no report or sweep.
 """
 
 from __future__ import annotations
@@ -12,10 +16,10 @@ import math
 from dataclasses import MISSING, dataclass, replace
 from typing import ClassVar
 
-from src.devices import DEVICE, PRECISIONS
-from src.distributed import world_size
-from src.metrics import REGISTRY
-from src.schema import Spec, param
+from src.config.devices import DEVICE, PRECISIONS
+from src.config.schema import Spec, param
+from src.tasks.metrics import REGISTRY
+from src.trainers.distributed import world_size
 
 
 def optimizer_steps(n_train: int, batch_size: int, grad_accum_steps: int, processes: int) -> int:
@@ -30,7 +34,7 @@ def optimizer_steps(n_train: int, batch_size: int, grad_accum_steps: int, proces
 class TrainerConfig(Spec):
     """What both loops share (trainer=hf and trainer=manual read the same keys). The keys the
     knobs feed (epochs, batch sizes, the metric, device, compile, seed) have their defaults
-    there (src/knobs.py, or the task's), none here."""
+    there (src/config/knobs.py, or the task's), none here."""
 
     epochs: int = param(MISSING, "passes over the training split (more to reach min_steps)",
                         ge=1)  # fmt: skip

@@ -20,7 +20,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from src.errors import UserError
+from src.config.errors import UserError
 
 WEIGHTS, BEST, STATE = "model.safetensors", "best.safetensors", "state.pt"
 _NAME = re.compile(r"^step-(\d+)$")

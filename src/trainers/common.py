@@ -8,28 +8,51 @@ import functools
 import logging
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from src.devices import resolve_device, resolve_precision
-from src.errors import Interrupted, Preempted, UserError
-from src.metrics import higher_is_better
-from src.rundir import CHECKPOINTS_DIR
+from src.config.devices import resolve_device, resolve_precision
+from src.config.errors import Interrupted, Preempted, UserError
+from src.config.rundir import CHECKPOINTS_DIR
+from src.tasks.metrics import higher_is_better
 
 if TYPE_CHECKING:
     import torch
 
-    from src.inference import Backend
-    from src.loggers import ScalarLogger
+    from src.tasks.inference import Backend
     from src.trainers import TrainerConfig
+    from src.trainers.loggers import ScalarLogger
 
 log = logging.getLogger(__name__)
 
 
+
+@dataclass
+class TrainResult:
+    """What a trainer reports: per-epoch history ({epoch, step, train_loss, eval metrics}),
+    the training loss every `logging_steps` optimizer steps ({step, epoch, loss, lr}), the
+    best epoch and throughput. Its fields are metrics.json's, inline."""
+
+    history: list[dict] = field(default_factory=list)
+    train_log: list[dict] = field(default_factory=list)
+    best_epoch: int | None = None
+    best_metric: float | None = None
+    train_seconds: float = 0.0
+    train_samples: int = 0
+    stopped_early: bool = False
+    pruned: bool = False  # a study's pruner stopped it (hparams_search=optuna with a pruner)
+    final_lr: float | None = None  # after the last step: 0 when a decaying schedule completed
+
+    @property
+    def samples_per_second(self) -> float:
+        return self.train_samples / self.train_seconds if self.train_seconds else 0.0
+
+
 class MetricsFn(Protocol):
-    """An evaluation (src.metrics.Scorer): encoded examples through a backend -> the task's
+    """An evaluation (src.tasks.metrics.Scorer): encoded examples through a backend -> the task's
     metrics (accuracy, precision, recall, f1, ...), counted per document."""
 
     def evaluate(self, examples: Any, backend: Backend) -> dict[str, float]: ...
@@ -43,7 +66,7 @@ class BaseTrainer:
 
     def __init__(self, config: TrainerConfig, logger: ScalarLogger | None = None,
                  loss: LossFn | None = None):  # fmt: skip
-        from src.loggers import NullLogger
+        from src.trainers.loggers import NullLogger
 
         self.config = config
         self.metric = config.metric_for_best_model
@@ -52,14 +75,14 @@ class BaseTrainer:
         self.precision = resolve_precision(config.precision, self.device)
         self.logger = logger or NullLogger()
         self.loss_fn = loss
-        self.trial = None  # src.study.JobTrial: a study's job reports each epoch to its trial
+        self.trial = None  # a study's job reports each epoch to its trial (src.sweeps.study)
 
     def pruned(self, epoch: int, value: float) -> bool:
         """After an epoch's evaluation: report it to the study's trial (if a study launched
         this run); True on every rank when the study's pruner stops the trial here."""
         if self.trial is None:
             return False
-        from src import distributed
+        from src.trainers import distributed
 
         # step: the epoch counted from 0, as Optuna's integrations report it (a pruner's
         # n_warmup_steps=1 then spares the first epoch)
@@ -70,7 +93,7 @@ class BaseTrainer:
         return distributed.any_rank(stop)
 
     def backend(self, model: torch.nn.Module, collator: Callable) -> Backend:
-        """How this trainer computes examples' logits (`predict`), as src.inference's backend:
+        """How this trainer computes examples' logits (`predict`), as src.tasks.inference's backend:
         evaluation and the test scoring pool its rows into documents there."""
         return functools.partial(self.predict, model, collator=collator)
 

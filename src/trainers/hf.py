@@ -17,13 +17,18 @@ import numpy as np
 import torch
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
 
-from src import progress
-from src.distributed import world_size
-from src.errors import UserError
-from src.loggers import NullLogger, ScalarLogger, TensorBoardLogger
-from src.rundir import CHECKPOINTS_DIR, TrainResult
-from src.trainers import checkpoint
-from src.trainers.common import BaseTrainer, MetricsFn, PreemptionGuard, check_batches
+from src.config.errors import UserError
+from src.config.rundir import CHECKPOINTS_DIR
+from src.trainers import checkpoint, progress
+from src.trainers.common import (
+    BaseTrainer,
+    MetricsFn,
+    PreemptionGuard,
+    TrainResult,
+    check_batches,
+)
+from src.trainers.distributed import world_size
+from src.trainers.loggers import NullLogger, ScalarLogger, TensorBoardLogger
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +158,7 @@ class HFTrainer(BaseTrainer):
 
     def predict(self, model: torch.nn.Module, dataset, collator) -> np.ndarray:
         """Logits in dataset order, through the Trainer that trained `model` (same device,
-        precision and processes): this trainer's backend for src.inference."""
+        precision and processes): this trainer's backend for src.tasks.inference."""
         if self._trainer is None or self._trainer.model is not model:
             raise RuntimeError("HFTrainer.predict runs after fit, on the model it trained")
         scorer, self._trainer.compute_metrics = self._trainer.compute_metrics, None

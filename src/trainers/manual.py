@@ -20,18 +20,19 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from src import distributed, inference
-from src.devices import autocast
-from src.inference import lengths_of
-from src.rundir import CHECKPOINTS_DIR, TrainResult
-from src.trainers import checkpoint, optimizer_steps
+from src.config.devices import autocast
+from src.config.rundir import CHECKPOINTS_DIR
+from src.tasks.inference import lengths_of
+from src.trainers import checkpoint, distributed, optimizer_steps
 from src.trainers.common import (
     BaseTrainer,
     MetricsFn,
     PreemptionGuard,
+    TrainResult,
     check_batches,
     length_grouped,
 )
+from src.trainers.forward import forward
 
 log = logging.getLogger(__name__)
 
@@ -277,8 +278,8 @@ class ManualTrainer(BaseTrainer):
         )
 
     def predict(self, model: torch.nn.Module, dataset, collator) -> np.ndarray:
-        """Logits for every example, in dataset order: the torch backend of src.inference on
+        """Logits for every example, in dataset order: the torch backend of src.tasks.inference on
         this loop's device and precision, each process its share."""
         cfg = self.config
-        return inference.forward(model, dataset, collator, cfg.eval_batch_size, self.device,
+        return forward(model, dataset, collator, cfg.eval_batch_size, self.device,
                                  self.precision, cfg.num_workers)  # fmt: skip

@@ -15,8 +15,8 @@ import yaml
 from omegaconf import OmegaConf
 
 from src.compare import ABSENT
-from src.compose import compose
-from src.rundir import flatten
+from src.config.compose import compose
+from src.config.rundir import flatten
 from tests.conftest import CONF, ROOT
 
 HERE = Path(__file__).resolve().parent

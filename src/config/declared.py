@@ -1,0 +1,243 @@
+"""One home per default: each class's declared defaults as a config node Hydra composes.
+
+A default is declared once: in its class's Spec dataclass (key, type, default, range and help;
+src/config/schema.py), or, for a class that is no Spec (a logger), in its `__init__`. An
+option's YAML starts from that declaration (`- /declared/<Class>@_here_` first in its defaults
+list) and writes only what it sets otherwise: its `_target_`, a knob it reads (`epochs:
+${epochs}`), a preset's own value (trainer=hf's `group_by_length: false`, a backbone's name).
+conf/config.yaml does the same for the knobs (`/declared/Knobs`) and the metrics node,
+conf/evaluate.yaml for src.evaluate. So every key is in the composed config (an override needs
+no `+`), `python -m src.spec` prints what a run uses, and a value written in both places is
+refused: `second_homes` finds it, tests/test_defaults.py runs it over every file of conf/.
+
+`register()` stores the nodes in Hydra's ConfigStore (group `declared`) as Hydra's own plugins
+store theirs: hydra_plugins/src_declared imports it when Hydra loads its plugins, before any
+config composes, for every entry point and the compose API alike. `python -m
+src.config.declared` prints the nodes as JSON (src.review reads a revision's declarations so).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import inspect
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+GROUP = "declared"
+RUNTIME = ("self", "run_dir")  # what a logger gets from the run, not from its YAML
+OURS = ("src.",)  # the `_target_`s whose declarations are ours to guard
+
+
+def classes(conf: Path = CONF) -> list[type]:
+    """The two apps' top-level keys (src.run's knobs, src.evaluate's), then every class of
+    ours a conf/ file builds: the `_target_`s its YAML names, found as Hydra finds them, by
+    name (no torch loads here)."""
+    from hydra.utils import get_class
+
+    from src.config.knobs import Evaluation, Knobs
+
+    targets = dict.fromkeys(t for path in sorted(Path(conf).rglob("*.yaml"))
+                            for t in _targets(load(path)) if _ours(t))  # fmt: skip
+    return [Knobs, Evaluation, *(get_class(t) for t in targets)]
+
+
+def _targets(node: Any) -> Iterator[str]:
+    """Every `_target_` in a YAML node, nested ones too (Hydra's own node aside: its callbacks
+    are no component of a run)."""
+    if isinstance(node, dict):
+        if isinstance(node.get("_target_"), str):
+            yield node["_target_"]
+        for key, value in node.items():
+            if key != "hydra":
+                yield from _targets(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _targets(value)
+
+
+def defaults(cls: type) -> dict[str, Any]:
+    """key -> the declared default of each key that has one (a list or dict copied)."""
+    if dataclasses.is_dataclass(cls):
+        out = {}
+        for f in dataclasses.fields(cls):
+            if f.init and f.default_factory is not dataclasses.MISSING:
+                out[f.name] = f.default_factory()
+            elif f.init and f.default is not dataclasses.MISSING:
+                out[f.name] = f.default
+        return out
+    parameters = inspect.signature(cls.__init__).parameters.values()
+    return {p.name: p.default for p in parameters
+            if p.name not in RUNTIME and p.default is not inspect.Parameter.empty}  # fmt: skip
+
+
+def nodes() -> dict[str, Any]:
+    """`/declared/<Class>` -> its node: the class as `_target_` (first, so a composed node
+    reads as its YAML does; not a default, and the YAML names it too), then its defaults."""
+    from src.config.knobs import Evaluation, Knobs
+
+    def target(cls: type) -> dict[str, str]:
+        return (
+            {} if cls in (Knobs, Evaluation) else {"_target_": f"{cls.__module__}.{cls.__name__}"}
+        )
+
+    return {cls.__name__: {**target(cls), **_plain(defaults(cls))} for cls in classes()}
+
+
+def at(root: Path) -> dict[str, Any]:
+    """The declarations of the checkout at `root`: its own declared.py run there (a
+    revision's defaults are its code's), or this checkout's where it has none (a revision
+    from before declarations composes from its YAML alone)."""
+    here = Path(__file__).resolve().parents[2]
+    found = [m for m in ("src.config.declared", "src.declared")
+             if (Path(root) / (m.replace(".", "/") + ".py")).is_file()]  # fmt: skip
+    if Path(root).resolve() == here or not found:
+        return nodes()
+    done = subprocess.run([sys.executable, "-m", found[0]], cwd=root, capture_output=True,
+                          text=True)  # fmt: skip
+    if done.returncode:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"its src/config/declared.py does not run: {last}")
+    return json.loads(done.stdout)
+
+
+@contextlib.contextmanager
+def declared_as(found: dict[str, Any]) -> Iterator[None]:
+    """Hydra composes with `found` as the declarations inside, this checkout's after."""
+    from hydra.core.plugins import Plugins
+
+    Plugins.instance()  # Hydra's first plugin scan stores this checkout's: let it run before
+    register(found)
+    try:
+        yield
+    finally:
+        register()
+
+
+def register(found: dict[str, Any] | None = None) -> None:
+    """`found` (default: this checkout's `nodes()`) as `/declared/<Class>` in Hydra's
+    ConfigStore, replacing what was there (src.review composes each revision with its own)."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    store.repo.pop(GROUP, None)
+    for name, node in (nodes() if found is None else found).items():
+        store.store(group=GROUP, name=name, node=node)
+
+
+def _plain(value: Any) -> Any:
+    """A value as OmegaConf and JSON take it: tuples and mappings as lists and dicts."""
+    if isinstance(value, dict) or hasattr(value, "items"):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+# --- the guard -----------------------------------------------------------------------------------
+
+
+def second_homes(conf: Path) -> list[str]:
+    """Each value a file of `conf` writes that its class already declares, one line each naming
+    the file, the key and the fix. Every group and option is read, a `_shared.yaml` through
+    the options that include it and a nested `_target_` node (conf/config.yaml's metrics) by its
+    own class; lists count whole, dicts key by key. A value read from elsewhere (`${epochs}`)
+    is no home, and a preset of knobs (experiment/, debug/, hparams_search/) pins its values
+    on purpose."""
+    from hydra.utils import get_class
+
+    from src.config.knobs import Evaluation, Knobs
+
+    conf, found = Path(conf), []
+
+    def check(path: Path, node: dict, declared: dict, owner: str, prefix: str = "") -> None:
+        for key, value in node.items():
+            if key in ("defaults", "hydra"):
+                continue
+            if isinstance(value, dict) and _ours(value.get("_target_")):
+                cls = get_class(value["_target_"])
+                check(path, value, defaults(cls), value["_target_"], f"{prefix}{key}.")
+            elif key not in declared or key.startswith("_"):
+                continue
+            elif isinstance(value, dict) and isinstance(declared[key], dict):
+                check(path, value, declared[key], owner, f"{prefix}{key}.")
+            elif _literal(value) and _same(value, declared[key]):
+                found.append(f"{path.relative_to(conf.parent)}: {prefix}{key}: {_show(value)} is "
+                             f"{owner}'s declared default; delete it here (the declaration is "
+                             f"its one home)")  # fmt: skip
+
+    for top, cls in (("config.yaml", Knobs), ("evaluate.yaml", Evaluation)):
+        check(conf / top, load(conf / top), defaults(cls), f"{cls.__module__}.{cls.__name__}")
+    for group in sorted(p for p in conf.rglob("*") if p.is_dir()):
+        for option in sorted(group.glob("[!_]*.yaml")):
+            node = load(option)
+            target = node.get("_target_")
+            if not _ours(target):
+                continue  # a preset of knobs, or a class that declares no defaults of ours
+            shared = [group / f"{d}.yaml" for d in node.get("defaults", [])
+                      if isinstance(d, str) and (group / f"{d}.yaml").is_file()]  # fmt: skip
+            for path in (*shared, option):
+                check(path, load(path), defaults(get_class(target)), target)
+    return sorted(set(found))
+
+
+def unstarted(conf: Path) -> list[str]:
+    """Each option of ours whose defaults list does not start from its class's declaration:
+    one line naming the file and the line to add."""
+    found = []
+    for option in sorted(Path(conf).rglob("[!_]*.yaml")):
+        node = load(option)
+        target = node.get("_target_")
+        if _ours(target):
+            want = f"/declared/{target.rsplit('.', 1)[-1]}@_here_"
+            first = (node.get("defaults") or [None])[0]
+            if first != want:
+                found.append(f"{option.relative_to(Path(conf).parent)}: its defaults list "
+                             f"starts with {first!r}; start it with `- {want}`")  # fmt: skip
+    return found
+
+
+def load(path: Path) -> dict[str, Any]:
+    """A YAML file as Hydra reads it (`1e-4` a number), its interpolations unresolved."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=False) or {}
+
+
+def _ours(target: Any) -> bool:
+    return isinstance(target, str) and target.startswith(OURS)
+
+
+def _literal(value: Any) -> bool:
+    """A value written out, not read (`${...}`) from elsewhere."""
+    if isinstance(value, str):
+        return "${" not in value
+    if isinstance(value, list):
+        return all(_literal(v) for v in value)
+    return True
+
+
+def _same(value: Any, default: Any) -> bool:
+    if isinstance(value, list | tuple) and isinstance(default, list | tuple):
+        return len(value) == len(default) and all(map(_same, value, default))
+    if isinstance(value, bool) or isinstance(default, bool):
+        return value is default
+    if isinstance(value, int | float) and isinstance(default, int | float):
+        return float(value) == float(default)
+    return value == default
+
+
+def _show(value: Any) -> str:
+    from src.config.schema import show
+
+    return show(value) if not isinstance(value, list) else f"[{', '.join(map(show, value))}]"
+
+
+if __name__ == "__main__":
+    json.dump(nodes(), sys.stdout, indent=1, default=str)
+    sys.stdout.write("\n")

@@ -1,0 +1,60 @@
+"""Hydra callbacks (registered under hydra.callbacks in conf/config.yaml)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from src.config.errors import USER_ERROR_EXIT_CODE, UserError, one_line, reported
+from src.config.rundir import claim, unwritable_reason
+
+
+class CheckConfig(Callback):
+    """A single run's own checks (`check`: src.run.check, src.evaluate.check) before Hydra
+    writes anything into its folder: a mistake is one line, exit 2, and leaves no folder (and
+    a finished run's folder as it was). A sweep's jobs are checked as each starts, in its
+    folder, so that the summary says why one failed."""
+
+    def __init__(self, check: str) -> None:
+        self.check = check
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from hydra.utils import get_method
+
+        with reported():
+            get_method(self.check)(config)
+
+
+class CheckOutputDir(Callback):
+    """Before Hydra writes anything into the run (or sweep) folder: refuse one that cannot be
+    written, and one that a live run is writing, with one line instead of a stack trace. The
+    folder is then held for this process (src.config.rundir.claim), so a second run into it is
+    refused while this one lives; under torchrun rank 0 holds it for all."""
+
+    def _check(self, folder: str, key: str, shared: bool = False) -> None:
+        """`shared`: an Optuna study's folder, which every worker of the study writes into
+        (each job still holds its own folder while it runs)."""
+        from src.trainers.distributed import is_main
+
+        try:
+            if reason := unwritable_reason(Path(folder)):
+                raise UserError(f"{key}={folder}: {reason}; choose a writable folder")
+            if is_main() and not shared:
+                try:
+                    claim(Path(folder))
+                except UserError as e:
+                    raise UserError(f"{key}={e}") from None
+        except UserError as e:
+            print(one_line(e), file=sys.stderr)
+            sys.exit(USER_ERROR_EXIT_CODE)
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config.hydra.run.dir, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        study = "src_sweepers" in str(OmegaConf.select(config, "hydra.sweeper._target_"))
+        self._check(config.hydra.sweep.dir, "hydra.sweep.dir", shared=study)

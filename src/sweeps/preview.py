@@ -1,0 +1,121 @@
+"""`python -m src.run -m <sweep overrides> --dry-run`: the jobs a sweep would launch, checked.
+
+Each job's config is composed and validated exactly as its run would be (a bad value in any job
+is the usual one line, exit 2), and printed with its number, overrides and folder. Nothing is
+created and no model, tokenizer or corpus loads. With `hparams_search=optuna` the jobs are not
+known in advance: the study, its search space and its number of trials are printed instead.
+"""
+
+from __future__ import annotations
+
+import re
+
+from omegaconf import DictConfig, OmegaConf
+
+from src.config import validation as spec
+from src.config.compose import compose
+
+MULTIRUN_FLAGS = ("-m", "--multirun")
+
+
+def folder(cfg: DictConfig, key: str) -> str:
+    """An output folder as the launch will name it; `${now:...}` is the time it starts."""
+    parent, _, leaf = key.rpartition(".")
+    written = str(OmegaConf.select(cfg, parent)._get_node(leaf)._value())  # type: ignore[union-attr]
+    if "${now:" in written:
+        return re.sub(r"\$\{now:[^}]*\}", "<start time>", written)
+    return str(OmegaConf.select(cfg, key))
+
+
+def swept(override: str) -> bool:
+    """`a=1,2` or `a=choice(...)`/`interval(...)`: a sweep, not one value."""
+    value = override.split("=", 1)[-1]
+    return "," in value or "(" in value
+
+
+def job_overrides(overrides: list[str]) -> list[list[str]]:
+    """The basic sweeper's own expansion of `a=1,2 b=x,y` into one override list per job."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    return BasicSweeper.split_arguments(parsed, max_batch_size=None)[0]
+
+
+def optuna(cfg: DictConfig, overrides: list[str]) -> list[str]:
+    """The study's search space (the preset's and the command line's) and its trial count."""
+    sweeper = cfg.hydra.sweeper
+    space = dict(OmegaConf.to_container(sweeper.params) or {})
+    space.update(o.split("=", 1) for o in overrides if swept(o))
+    return [
+        f"Optuna study {sweeper.study_name} in {folder(cfg, 'hydra.sweep.dir')} "
+        f"({sweeper.storage}), {sweeper.direction} the best eval "
+        f"{cfg.trainer.metric_for_best_model}",
+        "search space:",
+        *(f"  {key}: {value}" for key, value in space.items()),
+        f"sampler {_target(sweeper.get('sampler'))}, pruner {_target(sweeper.get('pruner'))}",
+        f"{sweeper.n_trials} trials, {sweeper.n_jobs} at a time; nothing was created "
+        "(drop --dry-run to start the study; the same command resumes it).",
+    ]
+
+
+def study_preflight(args: list[str]) -> None:
+    """`python -m src.run ... hparams_search=optuna`: the study's settings (src.sweeps.study.check)
+    in one line each, before Hydra starts."""
+    if not any(a.split("=", 1)[0] in ("hparams_search", "hydra/sweeper") for a in args):
+        return
+    from src.sweeps import study
+
+    overrides = [a for a in args if not a.startswith("-")]
+    hydra_part = [o for o in overrides if o.lstrip("+~").startswith("hydra")]
+    app = [o for o in overrides if o not in hydra_part]
+    fixed = [*hydra_part, *(o for o in app if not swept(o))]
+    study.check(composed(fixed, validate=False), [o for o in app if swept(o)])
+
+
+def _target(node) -> str:
+    return "none" if node is None else str(node.get("_target_", node)).rsplit(".", 1)[-1]
+
+
+def composed(overrides: list[str], validate: bool = True) -> DictConfig:
+    """The config with Hydra's node, validated without it (as the run will see it)."""
+    cfg = compose(overrides, hydra=True)
+    if validate:
+        spec.validate(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]))
+    return cfg
+
+
+def main(argv: list[str]) -> int:
+    multirun = any(a in MULTIRUN_FLAGS for a in argv)
+    overrides = [a for a in argv if a not in MULTIRUN_FLAGS]
+    hydra_part = [o for o in overrides if o.lstrip("+~").startswith("hydra")]
+    app = [o for o in overrides if o not in hydra_part]
+    # a sweep over the data (dataset.train_file=a.csv,b.csv) has no data without its jobs:
+    # each job is validated below, files and all
+    data_swept = any(swept(o) and o.lstrip("+~").startswith("dataset") for o in app)
+    base = composed([*hydra_part, *(o for o in app if not swept(o))], validate=not data_swept)
+    if "optuna" in str(OmegaConf.select(base, "hydra.sweeper._target_", default="")):
+        from src.sweeps import study
+
+        study.check(base, [o for o in app if swept(o)], open_storage=False)
+        print("\n".join(optuna(base, app)))
+        return 0
+    if not multirun:
+        print(f"1 run: {' '.join(app) or '(defaults)'} -> {folder(base, 'hydra.run.dir')}")
+        return 0
+    jobs = job_overrides(app)
+    lines = [f"sweep folder: {folder(base, 'hydra.sweep.dir')} (hydra.sweep.dir)"]
+    for num, job in enumerate(jobs):
+        cfg = composed([*hydra_part, *job, f"hydra.job.num={num}"])
+        lines.append(f"job {num}: {' '.join(job) or '(defaults)'} -> {cfg.hydra.sweep.subdir}")
+    lines.append(
+        f"{len(jobs)} job{'s' * (len(jobs) != 1)}; nothing was created (drop --dry-run to launch)."
+    )
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    from src.config.errors import run_command
+
+    run_command(main)

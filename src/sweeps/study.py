@@ -1,0 +1,349 @@
+"""Optuna studies as Hydra sweeps (`hparams_search=optuna`), on current Optuna.
+
+A small adapter, not an optimizer: Optuna's samplers, pruners and storages do the work. The
+sweeper (hydra_plugins/src_sweepers, conf/hydra/sweeper/optuna.yaml) asks the study for
+trials, turns each into a job's overrides, launches them with Hydra's launcher (basic, joblib,
+submitit/SLURM) and tells the study how each ended. A job learns its trial from
+`hydra.sweeper.trial` and reports each epoch's validation value through the study's storage,
+so a pruner can stop it at the end of an epoch under any launcher (`JobTrial`).
+
+The search space (`hydra.sweeper.params`, and sweeps on the command line), as
+hydra-optuna-sweeper read it:
+    interval(a, b)              a float in [a, b] (an int for two ints)
+    tag(log, interval(a, b))    the same on a log scale
+    choice(a, b, ...)           one of the values
+    range(a, b[, step])         a, a + step, ... up to b (floats: a stepped float)
+Several processes with the same study name and storage share the study (one sqlite file on
+one machine, an RDB URL across machines).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from src.config.errors import UserError
+
+if TYPE_CHECKING:
+    import optuna
+
+log = logging.getLogger(__name__)
+
+PRUNED = "pruned"  # status.json of a job its pruner stopped
+SQLITE_TIMEOUT_S = 60  # parallel jobs of one machine wait this long for the sqlite file's lock
+# what a command that lost the race to create a new study's storage sees; it opens it again
+CREATE_RACE = ("already exists", "UNIQUE constraint failed: alembic_version")
+STORAGE_ATTEMPTS = 4
+RESULTS_FILE = "optimization_results.yaml"  # <sweep dir>/: the best trial so far
+
+
+# --- the search space --------------------------------------------------------------------------
+
+
+def space(params: Mapping[str, Any] | None, arguments: list[str]) -> tuple[dict, list[str]]:
+    """(name -> Optuna distribution, the fixed overrides every trial gets) from the sweeper's
+    `params` and the command line's overrides (a sweep there joins the space)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    texts = [f"{k}={v}" for k, v in (params or {}).items()] + list(arguments)
+    distributions, fixed = {}, {}
+    for override in OverridesParser.create().parse_overrides(texts):
+        key = override.get_key_element()
+        if override.is_sweep_override():
+            distributions[key] = distribution(override)
+            fixed.pop(key, None)
+        else:
+            fixed[key] = override.input_line
+            distributions.pop(key, None)
+    return distributions, list(fixed.values())
+
+
+def distribution(override: Any) -> optuna.distributions.BaseDistribution:
+    from hydra.core.override_parser.types import Transformer
+    from optuna.distributions import (
+        CategoricalDistribution,
+        FloatDistribution,
+        IntDistribution,
+    )
+
+    value = override.value()
+    if override.is_choice_sweep() or (override.is_range_sweep() and value.shuffle):
+        return CategoricalDistribution(list(override.sweep_iterator(Transformer.encode)))
+    if override.is_range_sweep():
+        numbers = (value.start, value.stop, value.step)
+        if any(isinstance(x, float) for x in numbers):
+            return FloatDistribution(value.start, value.stop, step=value.step)
+        return IntDistribution(int(value.start), int(value.stop), step=int(value.step))
+    log_scale = "log" in value.tags
+    if isinstance(value.start, int) and isinstance(value.end, int):
+        return IntDistribution(value.start, value.end, log=log_scale)
+    return FloatDistribution(value.start, value.end, log=log_scale)
+
+
+def override_of(name: str, value: Any) -> str:
+    return f"{name}={value!r}" if isinstance(value, float) else f"{name}={value}"
+
+
+# --- what the sweeper checks before any trial runs ---------------------------------------------
+
+
+def check_keys(config: DictConfig, names: list[str]) -> None:
+    """Each search-space key names a key of the composed config (`+key` adds one)."""
+    sentinel = object()
+    for name in names:
+        if name.startswith(("+", "~")) or name.startswith("hydra."):
+            continue
+        if OmegaConf.select(config, name, default=sentinel) is sentinel:
+            raise UserError(
+                f"hydra.sweeper.params.{name}: not a key of the config; `python -m src.spec` "
+                f"lists the keys (or write +{name} to add one)"
+            )
+
+
+def optuna_object(node: Any, kind: str, module: str) -> Any:
+    """A sampler or pruner from `{_target_: optuna.<module>.<Class>, ...}` (None: none)."""
+    if node is None:
+        return None
+    target = str(node.get("_target_", "")) if isinstance(node, Mapping) else str(node)
+    import importlib
+
+    from hydra.utils import instantiate
+
+    try:
+        if not target.startswith(f"optuna.{module}."):
+            raise ImportError(target)
+        where, name = target.rsplit(".", 1)
+        if not isinstance(getattr(importlib.import_module(where), name), type):
+            raise ImportError(target)
+    except (ImportError, AttributeError):
+        raise UserError(
+            f"hydra.sweeper.{kind}._target_={target or '(none)'}: not an Optuna {kind}; use one "
+            f"of optuna.{module} (e.g. {EXAMPLES[kind]})"
+        ) from None
+    try:
+        return instantiate(node, _convert_="all")
+    except Exception as e:
+        reason = " ".join(str(e.__cause__ or e).split())
+        raise UserError(
+            f"hydra.sweeper.{kind}: {target} refuses its arguments ({reason})"
+        ) from None
+
+
+EXAMPLES = {"sampler": "optuna.samplers.TPESampler",
+            "pruner": "optuna.pruners.MedianPruner, optuna.pruners.HyperbandPruner"}  # fmt: skip
+
+
+def storage(url: str | None) -> Any:
+    """The study's storage, opened (a URL that cannot be is one line); sqlite waits for its
+    lock rather than failing when parallel jobs report at once."""
+    if url is None:
+        return None
+    from optuna.storages import RDBStorage
+
+    kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if url.startswith("sqlite") else {}
+    try:
+        for attempt in range(STORAGE_ATTEMPTS):
+            try:
+                return RDBStorage(url, engine_kwargs=kwargs)
+            except Exception as e:  # commands starting one study at once race to create its
+                lost = any(words in str(e) for words in CREATE_RACE)  # tables and schema row:
+                if not lost or attempt == STORAGE_ATTEMPTS - 1:  # the losers open what the
+                    raise  # winner made
+                time.sleep(0.2 * (attempt + 1))
+    except Exception as e:
+        reason = " ".join(str(e).split())[:200]
+        raise UserError(f"hydra.sweeper.storage={url}: cannot be opened ({reason})") from None
+
+
+def check_workers(n_jobs: int, launcher: DictConfig) -> None:
+    """`n_jobs` trials at a time need as many workers from the launcher."""
+    target = str(launcher.get("_target_", ""))
+    if n_jobs <= 1:
+        return
+    if "BasicLauncher" in target:
+        raise UserError(
+            f"hydra.sweeper.n_jobs={n_jobs}: the basic launcher runs one job at a time; add "
+            f"hydra/launcher=joblib hydra.launcher.n_jobs={n_jobs} (or set n_jobs=1)"
+        )
+    workers = launcher.get("n_jobs") if "joblib" in target.lower() else launcher.get(
+        "array_parallelism")  # fmt: skip
+    if isinstance(workers, int) and 0 < workers < n_jobs:
+        key = "n_jobs" if "joblib" in target.lower() else "array_parallelism"
+        raise UserError(
+            f"hydra.sweeper.n_jobs={n_jobs}: the launcher runs {workers} at a time "
+            f"(hydra.launcher.{key}={workers}); raise that, or lower n_jobs"
+        )
+
+
+def settings_of(sweeper: Mapping[str, Any]) -> Settings | None:
+    """This sweeper's settings from the composed `hydra.sweeper` (None: another sweeper)."""
+    if "src_sweepers" not in str(sweeper.get("_target_", "")):
+        return None
+    return Settings(**{k: v for k, v in sweeper.items() if not str(k).startswith("_")})
+
+
+def check(cfg: DictConfig, arguments: list[str], open_storage: bool = True) -> None:
+    """Everything a study needs, checked before any trial runs (src.run before Hydra starts,
+    and --dry-run without opening the storage): the space's keys, the sampler and pruner, the
+    launcher's workers and the storage."""
+    settings = settings_of(cfg.hydra.sweeper)
+    if settings is None:
+        return
+    distributions, _ = space(settings.params, arguments)
+    check_keys(cfg, list(distributions))
+    optuna_object(settings.sampler, "sampler", "samplers")
+    optuna_object(settings.pruner, "pruner", "pruners")
+    check_workers(settings.n_jobs, cfg.hydra.launcher)
+    if open_storage and settings.storage:
+        if settings.storage.startswith("sqlite:///"):  # its folder: the sweep's, made anyway
+            folder = Path(settings.storage.removeprefix("sqlite:///")).parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise UserError(f"hydra.sweeper.storage={settings.storage}: cannot be opened "
+                                f"({folder}: {e.strerror})") from None  # fmt: skip
+        storage(settings.storage).engine.dispose()
+
+
+# --- the sweeper -----------------------------------------------------------------------------
+
+
+@dataclass
+class Settings:
+    """conf/hydra/sweeper/optuna.yaml."""
+
+    direction: Any = "maximize"  # or a list of them (several objectives)
+    study_name: str | None = None
+    storage: str | None = None
+    n_trials: int = 20
+    n_jobs: int = 1
+    sampler: Any = None
+    pruner: Any = None
+    params: Any = None
+    max_failure_rate: float = 0.0  # failed trials a batch may have before the study stops
+    trial: int | None = None  # set by the sweeper for each job: its trial's number
+
+
+def run_study(settings: Settings, config: DictConfig, launcher: Any, arguments: list[str]
+              ) -> optuna.Study:  # fmt: skip
+    """Ask, launch, tell, `n_trials` times, `n_jobs` at a time."""
+    import optuna
+
+    distributions, fixed = space(settings.params, arguments)
+    check_keys(config, list(distributions))
+    check_workers(settings.n_jobs, config.hydra.launcher)
+    sampler = optuna_object(settings.sampler, "sampler", "samplers")
+    pruner = optuna_object(settings.pruner, "pruner", "pruners")
+    directions = [settings.direction] if isinstance(settings.direction, str) else list(
+        settings.direction)  # fmt: skip
+    study = optuna.create_study(
+        study_name=settings.study_name, storage=storage(settings.storage), sampler=sampler,
+        pruner=pruner or optuna.pruners.NopPruner(), directions=directions, load_if_exists=True,
+    )  # fmt: skip
+    log.info(f"study {study.study_name} ({settings.storage or 'in memory'}): {len(study.trials)} "
+             f"trials so far; {settings.n_trials} to run, {settings.n_jobs} at a time; sampler "
+             f"{type(study.sampler).__name__}, pruner {type(study.pruner).__name__}")  # fmt: skip
+    left, job_idx = settings.n_trials, 0
+    while left > 0:
+        trials = [study.ask(distributions) for _ in range(min(settings.n_jobs, left))]
+        overrides = [
+            (*(override_of(k, v) for k, v in t.params.items()), *fixed,
+             f"hydra.sweeper.trial={t.number}")  # the job reports to its trial; its folder
+            for t in trials                          # begins with the number
+        ]  # fmt: skip
+        returns = launcher.launch(overrides, initial_job_idx=job_idx)
+        job_idx, left = job_idx + len(returns), left - len(returns)
+        failed = [ret for trial, ret in zip(trials, returns, strict=True)
+                  if not tell(study, trial, ret, len(directions))]  # fmt: skip
+        if len(failed) / len(returns) > settings.max_failure_rate:
+            failed[0].return_value  # noqa: B018  (re-raises the job's error: the sweep stops)
+    write_results(study, Path(config.hydra.sweep.dir))
+    return study
+
+
+def tell(study: optuna.Study, trial: optuna.Trial, ret: Any, objectives: int) -> bool:
+    """The study learns how the job ended: complete with its value, pruned (status.json), or
+    failed. False for a failed job."""
+    from hydra.core.utils import JobStatus
+    from optuna.trial import TrialState
+
+    from src.config.rundir import read_status
+
+    if ret.status != JobStatus.COMPLETED:
+        study.tell(trial, state=TrialState.FAIL)
+        return False
+    folder = Path(ret.hydra_cfg.hydra.runtime.output_dir)
+    if read_status(folder).get("status") == PRUNED:
+        study.tell(trial, state=TrialState.PRUNED)
+        return True
+    values = ret.return_value if objectives > 1 else [ret.return_value]
+    if values is None or any(v is None or not math.isfinite(float(v)) for v in values):
+        log.warning(f"{folder}: returned {ret.return_value}, not a number: the trial failed")
+        study.tell(trial, state=TrialState.FAIL)
+        return False
+    study.tell(trial, [float(v) for v in values] if objectives > 1 else float(values[0]))
+    return True
+
+
+def write_results(study: optuna.Study, sweep_dir: Path) -> None:
+    """<sweep dir>/optimization_results.yaml: the best trial so far (every trial is in the
+    storage; `optuna-dashboard <storage URL>` shows them)."""
+    from optuna.trial import TrialState
+
+    from src.config.rundir import write_atomic
+
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    counts = {s.name.lower(): len(study.get_trials(deepcopy=False, states=(s,)))
+              for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}  # fmt: skip
+    out: dict[str, Any] = {"name": "optuna", "study": study.study_name, "trials": counts}
+    if done and len(study.directions) == 1:
+        out.update(best_params=dict(study.best_params), best_value=study.best_value)
+    elif done:
+        out["best_trials"] = [{"params": t.params, "values": t.values} for t in study.best_trials]
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(sweep_dir / RESULTS_FILE, OmegaConf.to_yaml(OmegaConf.create(out)))
+    log.info(f"best so far: {out.get('best_value', out.get('best_trials'))} "
+             f"({counts['complete']} complete, {counts['pruned']} pruned, "
+             f"{counts['fail']} failed)")  # fmt: skip
+
+
+# --- the job's side: its trial -----------------------------------------------------------------
+
+
+class JobTrial:
+    """The trial a sweep job belongs to: it reports each epoch's validation value and asks
+    the study's pruner whether to stop (through the storage, from any process)."""
+
+    def __init__(self, study_name: str, storage_url: str, number: int, pruner: Any = None):
+        self.study_name, self.storage_url, self.number = study_name, storage_url, number
+        self.pruner = pruner  # the sweeper's (a study's pruner is not kept in its storage)
+        self._trial: optuna.Trial | None = None
+
+    @classmethod
+    def of(cls, sweeper: Mapping[str, Any]) -> JobTrial | None:
+        """The job's trial, when an Optuna sweeper with a storage launched it."""
+        number = sweeper.get("trial")
+        if number is None or not sweeper.get("storage"):
+            return None
+        return cls(sweeper["study_name"], sweeper["storage"], int(number),
+                   sweeper.get("pruner"))  # fmt: skip
+
+    def should_prune(self, step: int, value: float) -> bool:
+        import optuna
+
+        if self._trial is None:
+            pruner = optuna_object(self.pruner, "pruner", "pruners") or optuna.pruners.NopPruner()
+            where = storage(self.storage_url)
+            study = optuna.load_study(study_name=self.study_name, pruner=pruner, storage=where)
+            study_id = where.get_study_id_from_name(self.study_name)
+            trial_id = where.get_trial_id_from_study_id_trial_number(study_id, self.number)
+            self._trial = optuna.Trial(study, trial_id)
+        self._trial.report(float(value), step)
+        return self._trial.should_prune()

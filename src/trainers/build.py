@@ -1,0 +1,155 @@
+"""The run's objects, built from a validated config: task, data, tokenizer, model, trainer,
+optimizer and schedule, each logged as it is built (src.run calls it; so does the benchmark).
+Runtime values go in where objects are built: `num_labels` from the data, the model's
+parameters into the optimizer, the number of optimizer steps into the schedule."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from omegaconf import DictConfig
+
+from src.config import validation as spec
+from src.config.errors import UserError
+from src.models import parameter_counts
+
+if TYPE_CHECKING:
+    from torch import nn
+    from torch.optim import Optimizer
+    from torch.optim.lr_scheduler import LRScheduler
+    from transformers import PreTrainedTokenizerBase
+
+    from src.data import Corpus
+    from src.data.collate import Collator
+    from src.data.encoded import Encoded
+    from src.models.backbones import Backbone
+    from src.models.frozen import FrozenCache
+    from src.tasks import Task
+    from src.tasks.metrics import Scorer
+    from src.trainers.common import BaseTrainer
+    from src.trainers.loggers import ScalarLogger
+
+log = logging.getLogger("src.run")
+
+
+@dataclass
+class Built:
+    """What `build` made from a config: the run's objects, for `fit` and for the benchmark."""
+
+    corpus: Corpus  # cfg.dataset, loaded: train, eval and test texts with their labels
+    task: Task  # cfg.task: what a label is, its loss, predictions and metrics
+    backbone: Backbone  # cfg.backbone
+    tokenizer: PreTrainedTokenizerBase  # the backbone's
+    encoded: dict[str, Encoded]  # per split (train, eval, test), tokenized as cfg cuts texts
+    collator: Collator  # batches of encoded examples, padded
+    model: nn.Module  # cfg.model on the backbone (frozen layers, LoRA adapters in)
+    logger: ScalarLogger  # cfg.logger
+    trainer: BaseTrainer  # cfg.trainer's loop: ManualTrainer or HFTrainer
+    optimizer: Optimizer  # cfg.optimizer on the model's trainable parameters
+    scheduler: LRScheduler  # cfg.scheduler over all optimizer steps
+    scorer: Scorer  # cfg.metrics for this task: evaluation and the test split's scores
+    frozen: FrozenCache | None = None  # backbone.cache_frozen's cache of the frozen layers
+    warnings: list[str] = field(default_factory=list)  # what the run says is wrong with its model
+
+
+def build(cfg: DictConfig, logger: ScalarLogger) -> Built:
+    """Data, tokenizer, model, trainer, optimizer and schedule, each logged as it is built."""
+    from transformers import set_seed
+
+    from src import data
+    from src.models.encoders import check_levers, levers_left
+    from src.trainers import progress
+    from src.trainers.common import check_batches
+    from src.trainers.optim import build_optimizer
+
+    spec.check_callables(cfg)
+    task = make(cfg.task)
+    corpus = make(cfg.dataset).load(task)  # first: a bad data file fails before the model loads
+    sizes = f"{len(corpus.train)} train / {len(corpus.eval)} {corpus.eval_split}"
+    log.info(f"dataset: {sizes} / {len(corpus.test)} test, {task.NAME}, labels {corpus.id2label}")
+    data.log_label_counts(corpus, task)
+    if getattr(task, "tune_threshold", False) and corpus.eval_split == "test":
+        raise UserError(
+            "task.tune_threshold=true: the test split would choose the threshold it is then "
+            "scored with; keep a validation split (dataset.val_size > 0)"
+        )
+    task.fit(corpus.train.labels)
+    check_batches(len(corpus.train), cfg.trainer.batch_size)
+    progress.quiet_libraries()
+    set_seed(cfg.seed)
+    backbone = make(cfg.backbone)
+    config = backbone.config().to_dict()  # a hub id: its config, no weights
+    check_levers(config, cfg.backbone, cfg.model.lora if cfg.model.get("peft") == "lora" else None)
+    hf_head = str(cfg.model._target_).endswith(".HFHead")
+    for line in levers_left(config, cfg.backbone, hf_head):  # said before any weights load
+        log.warning(line)
+    tokenizer = backbone.tokenizer()
+    k = len(corpus.label_names)
+    splits = {name: replace(split, labels=task.to_targets(split.labels, k)) for name, split in
+              (("train", corpus.train), ("eval", corpus.eval), ("test", corpus.test))}  # fmt: skip
+    cut = (cfg.max_length, cfg.truncation, cfg.stride, cfg.tokenize_cache)
+    encoded = {name: data.encode_cached(tokenizer, split, *cut) for name, split in splits.items()}
+    log.info(f"tokenizer: {backbone.name}, max_length {cfg.max_length}, {cfg.truncation}")
+    if corpus.train.pairs is not None and cfg.truncation in data.FOR_PAIRS:
+        log.info(f"truncation={cfg.truncation}: sentence pairs share each window, so each text "
+                 f"of a pair is cut to its share by {data.FOR_PAIRS[cfg.truncation]}")
+    scorer = make(cfg.metrics).build(task, k, cfg.chunk_pooling, corpus.label_names)
+    model = make(cfg.model).build(backbone, corpus.id2label, task.PROBLEM_TYPE)
+    if backbone.freeze_layers:
+        from src.models.frozen import freeze
+
+        freeze(model, backbone.freeze_layers)
+    log.info(f"model: {type(model).__name__} on {backbone.name} ({parameters(model)})")
+    trainer_config = make(cfg.trainer).sized(len(encoded["train"]))
+    if trainer_config.epochs != cfg.trainer.epochs:
+        per_epoch = trainer_config.steps_per_epoch(len(encoded["train"]))
+        log.info(f"epochs: {cfg.trainer.epochs} -> {trainer_config.epochs} (trainer.min_steps="
+                 f"{trainer_config.min_steps}; {per_epoch} optimizer steps per epoch)")  # fmt: skip
+    weights = task.weights(cfg.class_weights, corpus.train.labels, corpus.label_names)
+    if weights is not None:
+        log.info(task.loss_line(weights, corpus.label_names))
+    trainer = trainer_config.build(logger, task.loss(weights))
+    steps = trainer_config.num_training_steps(len(encoded["train"]))
+    optimizer = build_optimizer(make(cfg.optimizer), model)
+    scheduler = make(cfg.scheduler).build(optimizer, steps)
+    where = f"{trainer.device} ({trainer.precision}), {steps} optimizer steps"
+    log.info(f"trainer: {type(trainer).__name__} on {where}, logger {type(logger).__name__}")
+    frozen = None
+    if backbone.cache_frozen:
+        encoded, frozen = cache_frozen(model, backbone.freeze_layers, encoded, trainer.precision)
+    return Built(corpus=corpus, task=task, backbone=backbone, tokenizer=tokenizer,
+                 encoded=encoded, collator=data.collator(tokenizer), model=model, logger=logger,
+                 trainer=trainer, optimizer=optimizer, scheduler=scheduler, scorer=scorer,
+                 frozen=frozen)  # fmt: skip
+
+
+def parameters(model: Any) -> str:
+    """How many parameters the model has, and how many of them train."""
+    counts = parameter_counts(model)
+    return f"{counts['total'] / 1e6:.1f}M parameters, {counts['trainable'] / 1e6:.2f}M trainable"
+
+
+def cache_frozen(model: Any, n: int, encoded: dict[str, Any], precision: str):
+    """Every split's examples numbered into one frozen cache (train, eval, test rows), and the
+    cache, stored in the training precision (src.models.frozen)."""
+    import numpy as np
+    import torch
+
+    from src.models.frozen import FrozenCache
+
+    numbered, start = {}, 0
+    for name, examples in encoded.items():
+        numbered[name] = examples.numbered(start)
+        start += len(examples)
+    lengths = np.concatenate([examples.lengths for examples in encoded.values()])
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+    return numbered, FrozenCache(model, n, lengths, dtype)
+
+
+def make(node: DictConfig, **runtime: Any) -> Any:
+    """Hydra's instantiate with plain lists and dicts (what the configs' type checks expect)."""
+    from hydra.utils import instantiate
+
+    return instantiate(node, _convert_="all", **runtime)
