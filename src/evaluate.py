@@ -183,8 +183,9 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    from src.config import cli, preflight
+    from src.config import cli, declared, preflight
 
+    declared.register()  # each class's declared defaults, as Hydra nodes the YAML composes
     sys.argv[1:] = cli.quote_paths(sys.argv[1:], ("run_dir",))  # a sweep job's folder as shown
     with reported():
         flags, overrides = cli.hydra_command_line(sys.argv[1:])

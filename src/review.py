@@ -8,9 +8,10 @@ both sides, whether the change mattered.
     python -m src.review main --runs outputs/multirun/old outputs/multirun/new   # two sweeps
 
 The presets: the default composition, each conf/experiment/*, conf/debug/* and
-conf/hparams_search/* (with its search space, `hydra.sweeper`). Each revision's conf/ is read
+conf/hparams_search/* (with its search space, `hydra.sweeper`). Each revision's tree is read
 from git (`git archive`), never checked out over your files; the working tree's is read as it
-is. Validation is this checkout's (`python -m src.run` would name the same line).
+is. Each side's presets are composed and validated in a process of their own by that side's
+code (src/config/presets.py), so nothing of one revision is loaded into the other's process.
 
 Exit status: 0; 1 when a preset does not validate at HEAD, or with --fail-on-change when any
 resolved key changed; 2 for a mistake (no such revision, not a git repository, a folder that
@@ -31,15 +32,18 @@ from pathlib import Path
 from typing import Any
 
 from src.config import cli
-from src.config.errors import UserError, one_line, run_command
+from src.config.errors import UserError, run_command
+from src.config.presets import PRESET_GROUPS
 from src.config.rundir import flatten
 from src.config.schema import show
 
-PRESET_GROUPS = ("experiment", "debug", "hparams_search")
-SWEEP_GROUP = "hparams_search"  # its presets add their search space: hydra.sweeper.*
+HERE = Path(__file__).resolve().parents[1]  # this checkout: it composes a revision from before
+# src/config/presets.py
+
 ABSENT = "<absent>"
-DECLARED = ("src/config/declared.py", "src/config/declared.py")  # a revision with it composes with
-# its own code's defaults
+PRESETS = "src/config/presets.py"  # a revision that has it composes its presets with it
+# a revision from before it: its declarations, printed by its own code, where it has them
+OLD_DECLARED = ("src/config/declared.py", "src/declared.py")
 FORMATS = ("md", "json", "text")
 COMMENT_MARKER = "<!-- src.review -->"
 NOT_SETTINGS = (
@@ -56,7 +60,7 @@ class Preset:
     config: dict[str, Any] | None = None  # dotted keys, resolved; None: it did not compose
     error: str = ""  # why it did not compose
     files: list[str] = field(default_factory=list)  # conf/ files its composition reads
-    plain: dict[str, Any] | None = None  # the nested config a run would validate
+    invalid: str = ""  # the line `python -m src.run` prints for it ('' : it validates)
 
 
 @dataclass
@@ -104,19 +108,6 @@ def commit_of(repo: Path, rev: str) -> str:
         ) from None
 
 
-def conf_at(repo: Path, commit: str, into: Path) -> Path | None:
-    """The revision's conf/ written under `into`, and its src/ where that declares defaults
-    (None: it has no conf/)."""
-    if not git(repo, "ls-tree", "--name-only", commit, "conf").strip():
-        return None
-    code = ["src"] if git(repo, "ls-tree", "--name-only", commit, *DECLARED).strip() else []
-    archive = git(repo, "archive", "--format=tar", commit, "conf", *code, data=True)
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # 3.10.12+
-        tar.extractall(into, **safe)
-    return into / "conf"
-
-
 def changed_files(repo: Path, base: str, head: str | None) -> dict[str, str]:
     """conf/ path -> A (added), M or D, BASE against HEAD (or the working tree, untracked
     files included). A declaration's change is `changed_declarations`'."""
@@ -129,18 +120,7 @@ def changed_files(repo: Path, base: str, head: str | None) -> dict[str, str]:
     return dict(sorted(found.items()))
 
 
-# --- composing every preset ---------------------------------------------------------------------
-
-
-def preset_names(conf: Path) -> dict[str, list[str]]:
-    """Preset name -> its overrides: `default`, then each option of PRESET_GROUPS."""
-    out: dict[str, list[str]] = {"default": []}
-    for group in PRESET_GROUPS:
-        for path in sorted((conf / group).rglob("*.yaml")):
-            if not path.stem.startswith("_"):
-                option = path.relative_to(conf / group).with_suffix("").as_posix()
-                out[f"{group}/{option}"] = [f"{group}={option}"]
-    return out
+# --- composing every preset, each revision in its own process ---------------------------------
 
 
 def portable(value: Any, roots: tuple[Path, ...]) -> Any:
@@ -157,45 +137,50 @@ def portable(value: Any, roots: tuple[Path, ...]) -> Any:
     return value
 
 
-def resolve(overrides: list[str], conf: Path) -> dict[str, Any]:
-    """The composed config as a run resolves it, without Hydra's node; a search-space preset
-    keeps its sweeper (`hydra.sweeper`: the space, direction, trials)."""
-    from omegaconf import OmegaConf
-
-    import src.tasks  # noqa: F401  (registers the `direction_of` resolver a search space reads)
-    from src.config.compose import compose
-
-    sweep = any(o.startswith(f"{SWEEP_GROUP}=") for o in overrides)
-    cfg = compose(overrides, conf=conf, hydra=sweep)
-    plain = {k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k])
-             else cfg[k] for k in cfg if k != "hydra"}  # fmt: skip
-    if sweep:
-        plain["hydra"] = {"sweeper": OmegaConf.to_container(cfg.hydra.sweeper, resolve=True)}
-    return plain
+def _json_of(command: list[str], cwd: Path, label: str) -> Any:
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    if done.returncode:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise UserError(f"{label}: its presets do not compose ({' '.join(command[1:])}: {last})")
+    return json.loads(done.stdout)
 
 
-def read_revision(label: str, conf: Path | None, roots: tuple[Path, ...]) -> Revision:
-    """Every preset of `conf` composed with the declarations of the code beside it."""
-    from src.config.compose import sources
-    from src.config.declared import at, declared_as
+def read_revision(label: str, tree: Path, roots: tuple[Path, ...]) -> Revision:
+    """Every preset of the revision in `tree`, composed, resolved and validated in a process
+    of its own by its own code (src/config/presets.py run in its tree). A revision from before
+    that file has its conf/ composed by this checkout's code, with the declarations of its own
+    (its declared.py run in its tree), or none."""
+    if not (tree / "conf").is_dir():
+        return Revision(label, {})
+    command = [sys.executable, "-m", "src.config.presets"]
+    if (tree / PRESETS).is_file():
+        found = _json_of(command, tree, label)
+    else:
+        module = next((m.removesuffix(".py").replace("/", ".") for m in OLD_DECLARED
+                       if (tree / m).is_file()), None)  # fmt: skip
+        old = _json_of([sys.executable, "-m", module], tree, label) if module else {}
+        with tempfile.NamedTemporaryFile("w", suffix=".json") as nodes:
+            json.dump(old, nodes)
+            nodes.flush()
+            found = _json_of([*command, "--conf", str(tree / "conf"), "--declared", nodes.name],
+                             HERE, label)  # fmt: skip
+    presets = {
+        name: Preset(name, flatten(portable(p["config"], (tree, *roots))), files=p["files"],
+                     invalid=p["invalid"]) if "config" in p else Preset(name, error=p["error"])
+        for name, p in found["presets"].items()
+    }  # fmt: skip
+    return Revision(label, presets, found["declared"])
 
-    presets: dict[str, Preset] = {}
-    try:
-        declared = at(conf.parent) if conf else {}
-    except RuntimeError as e:  # composing would misreport every preset: say why, once
-        raise UserError(f"{label}: {e}") from None
-    with declared_as(declared):
-        for name, overrides in (preset_names(conf) if conf else {}).items():
-            try:
-                plain = resolve(overrides, conf)
-                files = [p if p.startswith("declared/") else f"conf/{p}.yaml"
-                         for p in sources(overrides, conf)]  # fmt: skip
-            except Exception as e:  # a revision whose conf/ does not compose: its line, reported
-                presets[name] = Preset(name, error=_first_line(e))
-                continue
-            config = flatten(portable(plain, (conf.parent, *roots)))
-            presets[name] = Preset(name, config, files=files, plain=plain)
-    return Revision(label, presets, declared)
+
+def committed(repo: Path, rev: str, commit: str, into: Path) -> Revision:
+    """A commit's presets: its tree (git archive, never checked out over your files) under
+    `into`, composed there."""
+    label = commit[:7] if commit.startswith(rev) else f"{rev} ({commit[:7]})"
+    archive = git(repo, "archive", "--format=tar", commit, data=True)
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # 3.10.12+
+        tar.extractall(into, **safe)
+    return read_revision(label, into, (repo,))
 
 
 def changed_declarations(base: Revision, head: Revision) -> dict[str, str]:
@@ -207,12 +192,6 @@ def changed_declarations(base: Revision, head: Revision) -> dict[str, str]:
         if old != new and (old or new) is not None:
             out[f"declared/{name}"] = "A" if old is None else "D" if new is None else "M"
     return out
-
-
-def _first_line(error: BaseException) -> str:
-    """Hydra's message on one line (it names the file, then the option it missed)."""
-    text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
-    return (text or type(error).__name__)[:400]
 
 
 # --- what changed ------------------------------------------------------------------------------
@@ -244,31 +223,6 @@ def reach(files: dict[str, str], base: Revision, head: Revision) -> dict[str, li
         names = [p.name for side in (head, base) for p in side.presets.values()
                  if path in p.files]  # fmt: skip
         out[path] = list(dict.fromkeys(names))
-    return out
-
-
-def verdicts(head: Revision, repo: Path) -> dict[str, str]:
-    """Preset -> '' (valid) or the one line `python -m src.run` would print for it (relative
-    data paths are the clone's)."""
-    import os
-
-    from src.config.validation import validate
-
-    out = {}
-    for name, preset in head.presets.items():
-        if preset.plain is None:
-            out[name] = f"error: does not compose: {preset.error}"
-            continue
-        plain = {k: v for k, v in preset.plain.items() if k != "hydra"}
-        here = Path.cwd()
-        try:
-            os.chdir(repo)
-            validate(plain)
-            out[name] = ""
-        except UserError as e:
-            out[name] = one_line(e)
-        finally:
-            os.chdir(here)
     return out
 
 
@@ -456,42 +410,25 @@ def to_json(r: Report) -> str:
 # --- the command --------------------------------------------------------------------------------
 
 
-_COMPOSED: dict[str, Revision] = {}  # conf/ and src/ tree ids -> its presets (one process)
-
-
-def committed(repo: Path, rev: str, commit: str) -> Revision:
-    """A commit's presets, composed from its conf/ and declarations (once per tree)."""
-    label = commit[:7] if commit.startswith(rev) else f"{rev} ({commit[:7]})"
-    trees = [
-        git(repo, "rev-parse", f"{commit}:{d}").strip()
-        if git(repo, "ls-tree", "--name-only", commit, d).strip()
-        else ""
-        for d in ("conf", "src")
-    ]
-    key = " ".join(trees)  # fmt: skip
-    if key not in _COMPOSED:
-        with tempfile.TemporaryDirectory(prefix="review-") as tmp:
-            side = read_revision(label, conf_at(repo, commit, Path(tmp)), (repo, Path(tmp)))
-        _COMPOSED[key] = side
-    return Revision(label, _COMPOSED[key].presets, _COMPOSED[key].declared)
-
-
 def review(repo: Path, base: str, head: str | None, runs: list[tuple[Path, Path]]) -> Report:
     repo = repo_root(repo)
     base_commit = commit_of(repo, base)
     head_commit = commit_of(repo, head) if head else None
     evidence_found = [e for old, new in runs for e in evidence(old, new)]  # a bad path: first
-    base_side = committed(repo, base, base_commit)
-    if head_commit:
-        head_side = committed(repo, head, head_commit)
-    else:
-        conf = repo / "conf"
-        head_side = read_revision("the working tree", conf if conf.is_dir() else None, (repo,))
+    with tempfile.TemporaryDirectory(prefix="review-") as tmp:
+        base_side = committed(repo, base, base_commit, Path(tmp) / "base")
+        if head_commit:
+            head_side = committed(repo, head, head_commit, Path(tmp) / "head")
+        else:
+            head_side = read_revision("the working tree", repo, ())
     files = {
         **changed_files(repo, base_commit, head_commit),
         **changed_declarations(base_side, head_side),
     }
-    invalid = {p: line for p, line in verdicts(head_side, repo).items() if line}
+    invalid = {name: (p.invalid if p.config is not None else
+                      f"error: does not compose: {p.error}")
+               for name, p in head_side.presets.items()
+               if p.invalid or p.config is None}  # fmt: skip
     return Report(base_side.label, head_side.label, compare(base_side, head_side), files,
                   reach(files, base_side, head_side), invalid, list(head_side.presets),
                   evidence_found)  # fmt: skip

@@ -109,7 +109,7 @@ def test_a_hydra_apps_mistake_is_one_line_before_its_folder(kinds, app, argv, li
     run_dir = [] if any(w.startswith("hydra.run.dir") for w in words) else \
         [f"hydra.run.dir={tmp_path / 'out'}"]  # fmt: skip
     cfg = compose([*words, *run_dir], hydra=True, config_name=app)
-    callbacks = {"evaluate": "src.evaluate.check", "config": "src.run.check"}
+    callbacks = {"evaluate": "src.evaluate.check", "config": "src.sweeps.job.check"}
     capsys.readouterr()
     with pytest.raises(SystemExit) as stopped:
         CheckConfig(callbacks[app]).on_run_start(cfg)
@@ -171,15 +171,15 @@ PRESETS = ["", "experiment=cpu_quickstart", "experiment=seed_notebook",
 
 @pytest.mark.parametrize("preset", PRESETS, ids=[p or "default" for p in PRESETS])
 def test_hydras_flags_print_the_config_of_every_preset(preset):
-    """`--cfg job --resolve` and `--cfg hydra -p hydra.sweeper`: what Hydra documents, each
+    """`--cfg job --resolve` and `-c hydra -p hydra.sweeper --resolve`: what Hydra documents, each
     preset, through `python -m src.run` (a study's preflight once read `job` as an override)."""
     words = [preset] if preset else []
     job = run_cli(*words, "--cfg", "job", "--resolve", timeout=60)
     assert job.returncode == 0 and "Traceback" not in job.stderr, job.stderr[-2000:]
     assert "trainer:" in job.stdout and "${" not in job.stdout
-    sweeper = run_cli(*words, "-c", "hydra", "-p", "hydra.sweeper", timeout=60)
+    sweeper = run_cli(*words, "-c", "hydra", "-p", "hydra.sweeper", "--resolve", timeout=60)
     assert sweeper.returncode == 0, sweeper.stderr[-2000:]
-    assert sweeper.stdout.startswith("# @package hydra.sweeper")
+    assert sweeper.stdout.startswith("# @package hydra.sweeper") and "${" not in sweeper.stdout
     assert ("OptunaSweeper" in sweeper.stdout) == (preset == "hparams_search=optuna")
 
 

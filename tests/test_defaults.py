@@ -66,9 +66,21 @@ def conf_copy(tmp_path_factory) -> Path:
             "batch_size: 32",
             "conf/evaluate.yaml: batch_size: 32 is src.config.knobs.Evaluation's",
         ),
+        (
+            "hydra/sweeper/optuna.yaml",
+            "n_trials: 20",
+            "hydra/sweeper/optuna.yaml: n_trials: 20 is "
+            "hydra_plugins.src_sweepers.optuna_sweeper.OptunaSweeper's declared default",
+        ),  # the sweeper's settings (src/sweeps/study.py Settings)
+        (
+            "hparams_search/optuna.yaml",
+            "    n_jobs: 1",
+            "hparams_search/optuna.yaml: hydra.sweeper.n_jobs: 1 is hydra/sweeper=optuna's",
+        ),  # a preset's hydra.sweeper node, against the sweeper it picks
     ],
-    ids=["shared", "list", "dict", "knob", "nested", "scheduler", "logger", "evaluate"],
-)
+    ids=["shared", "list", "dict", "knob", "nested", "scheduler", "logger", "evaluate",
+         "sweeper", "preset's sweeper"],
+)  # fmt: skip
 def test_the_guard_names_a_reintroduced_second_home(conf_copy, path, line, named):
     file = conf_copy / path
     text = file.read_text()
@@ -127,7 +139,10 @@ def test_a_declared_default_is_read_not_copied():
     nodes = declared.nodes()
     nodes["ManualTrainerConfig"] = {**nodes["ManualTrainerConfig"], "min_steps": 7}
     nodes["Knobs"] = {**nodes["Knobs"], "batch_size": 5}
-    with declared.declared_as(nodes):
+    declared.register(nodes)  # as src.config.presets is given another revision's
+    try:
         cfg = compose([])
         assert (cfg.trainer.min_steps, cfg.trainer.batch_size) == (7, 5)
+    finally:
+        declared.register(declared.nodes())
     assert compose([]).trainer.min_steps == 150  # this checkout's declarations again

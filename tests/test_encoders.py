@@ -16,7 +16,6 @@ import torch
 
 from src.config.errors import UserError
 from src.models import encoders
-from src.run import doc_logits, fit
 from src.trainers.build import build
 from src.trainers.loggers import NullLogger
 from tests.conftest import FAMILIES, compose, first_error, tokenizer_of
@@ -49,8 +48,8 @@ def fit_counting(overrides: list[str], run_dir) -> tuple[np.ndarray, int, int]:
         rows.append(first.shape[0])
 
     handle = layers[0].register_forward_pre_hook(count, with_kwargs=True)
-    fit(built, run_dir)
-    logits = doc_logits(built, "eval"), doc_logits(built, "test")
+    built.fit(run_dir)
+    logits = built.logits("eval"), built.logits("test")
     handle.remove()
     return np.concatenate(logits), sum(rows), sum(len(e) for e in built.encoded.values())
 

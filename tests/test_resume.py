@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 
 from src.config.compose import compose
 from src.config.errors import UserError
+from src.config.rundir import further
 from src.run import train
 from tests.conftest import ROOT, run_cli
 
@@ -31,6 +32,13 @@ RUN = [
     "dataset.max_train_samples=240",
     "trainer.save_steps=5",
 ]
+
+
+def resolved(cfg) -> dict:
+    """A composed config as src.config.rundir takes it: resolved, plain."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(cfg, resolve=True)
 
 
 def _start(run_dir: Path, *extra: str) -> subprocess.Popen:
@@ -177,20 +185,20 @@ def test_checkpoints_rotate_and_a_truncated_or_foreign_one_is_one_line(tmp_path)
 def test_resume_auto_on_a_finished_run_skips_continues_or_refuses(trained, tmp_path):
     """The same config: skipped. Only epochs grew: trained further from the kept checkpoint.
     Anything else changed, or no checkpoint kept: one line naming what changed."""
-    from src.run import further
 
     args = ["debug=smoke", "trainer=hf", "epochs=1", "resume=auto"]
     kept = tmp_path / "kept"
     train(compose([*args, "trainer.keep_checkpoints=true"]), kept)
-    assert further(compose([*args, "trainer.keep_checkpoints=true"]), kept) is False
-    assert further(compose([*args, "trainer.keep_checkpoints=true", "epochs=2"]), kept) is True
+    assert further(kept, resolved(compose([*args, "trainer.keep_checkpoints=true"]))) is False
+    grown = resolved(compose([*args, "trainer.keep_checkpoints=true", "epochs=2"]))
+    assert further(kept, grown) is True
     with pytest.raises(UserError, match=r"^resume=auto: .* finished with another config "
                        r"\(lr: 0.001 -> 0.002, optimizer.lr: 0.001 -> 0.002\)"):  # fmt: skip
-        further(compose([*args, "trainer.keep_checkpoints=true", "lr=2e-3"]), kept)
+        further(kept, resolved(compose([*args, "trainer.keep_checkpoints=true", "lr=2e-3"])))
     plain = trained(*args[:-1])  # keep_checkpoints=false: its checkpoints were deleted
     with pytest.raises(UserError, match=r"kept no checkpoint to train further from \(epochs: "
                        r"1 -> 2, trainer.epochs: 1 -> 2\)"):  # fmt: skip
-        further(compose([*args, "epochs=2"]), plain)
+        further(plain, resolved(compose([*args, "epochs=2"])))
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -206,14 +214,13 @@ def test_fewer_epochs_with_resume_auto_is_refused_and_the_folder_kept(trainer, t
     import shutil
 
     from src.config.rundir import write_status
-    from src.run import further
 
     args = ["debug=smoke", f"trainer={trainer}", "trainer.keep_checkpoints=true"]
     run = trained(*args, "epochs=2")
     with pytest.raises(UserError, match=r"^resume=auto: .* finished with epochs=2; epochs=1 "
                        r"would train nothing and only relabel its results; give epochs > 2"):
-        further(compose([*args, "epochs=1", "resume=auto"]), run)
-    assert further(compose([*args, "epochs=3", "resume=auto"]), run) is True
+        further(run, resolved(compose([*args, "epochs=1", "resume=auto"])))
+    assert further(run, resolved(compose([*args, "epochs=3", "resume=auto"]))) is True
     if trainer == "hf":
         return  # the process: once
     folder = Path(shutil.copytree(run, tmp_path / "run"))
@@ -232,11 +239,10 @@ def test_a_key_the_record_lacks_is_no_change(trained, tmp_path):
 
     import yaml
 
-    from src.run import further
 
     args = ["debug=smoke", "trainer=hf", "epochs=1"]
     run = Path(shutil.copytree(trained(*args), tmp_path / "run"))
     record = yaml.safe_load((run / "config_resolved.yaml").read_text())
     del record["backbone"]["lr"]  # a key added since
     (run / "config_resolved.yaml").write_text(yaml.safe_dump(record))
-    assert further(compose([*args, "resume=auto"]), run) is False
+    assert further(run, resolved(compose([*args, "resume=auto"]))) is False

@@ -152,8 +152,8 @@ def test_mistakes_are_one_line_exit_2(repo, capsys, args, expected):
 
 
 def test_a_default_changed_in_the_code_shows_in_a_fresh_process(repo):
-    """The process is what is tested: Hydra's first plugin scan stores this checkout's
-    declarations, and each revision must still compose with its own."""
+    """The process is what is tested: each revision composes with its own declarations, in a
+    process of its own, whatever this checkout declares."""
     proc = run_cli("shared", "base", "--repo", str(repo), "--format", "text", module="src.review")
     assert proc.returncode == 0, proc.stderr[-2000:]  # BASE first: its 0.05 is not this checkout's
     assert "declared/AdamW (M) reaches: default," in proc.stdout

@@ -241,7 +241,7 @@ def test_introspection_and_validation_import_no_torch(tmp_path, args):
     roots = _imported_roots(proc.stderr)
     assert "hydra" in roots and "src" in roots
     assert not roots & {"torch", "transformers", "sklearn", "nltk"}
-    if args[0] == "--cfg":  # a default declared in src/ only, composed through Hydra's plugin scan
+    if args[0] == "--cfg":  # a default declared in src/ only, registered where src.run starts
         assert "  min_steps: 150\n" in proc.stdout and "  amsgrad: false\n" in proc.stdout
     if args == ("--help",):  # the groups and presets, private option files left out
         assert "experiment: cpu_quickstart, seed_notebook, seed_notebook_manual" in proc.stdout

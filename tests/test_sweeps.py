@@ -21,7 +21,6 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-import src.tasks  # noqa: F401  (registers direction_of, which the optuna preset resolves)
 from src.trainers.distributed import share_machine
 from tests.conftest import CONF, ROOT, run_cli
 
@@ -170,6 +169,11 @@ def test_slurm_preset_reaches_sbatch(tmp_path):
 
 
 def test_launcher_presets_compose():
+    """Through Hydra's own compose API, as a user's script composes: the declarations
+    registered first (src/config/declared.py), as our entry points and compose do."""
+    from src.config.declared import register
+
+    register()
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):

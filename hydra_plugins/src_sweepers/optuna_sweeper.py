@@ -8,13 +8,15 @@ from typing import Any
 
 from hydra.plugins.sweeper import Sweeper
 
+from src.sweeps.study import Settings
+
 
 class OptunaSweeper(Sweeper):
     """An Optuna study as a sweep: src.sweeps.study.run_study asks, launches and tells."""
 
-    def __init__(self, **settings: Any) -> None:
-        from src.sweeps.study import Settings
+    DECLARED = Settings  # its keys and their defaults (src.config.declared composes them)
 
+    def __init__(self, **settings: Any) -> None:
         self.settings = Settings(**settings)
         self.config = self.launcher = None
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from src.config.declared import register
+
 CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
@@ -35,6 +37,7 @@ def compose(overrides: list[str], conf: Path = CONF, hydra: bool = False,
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
+    register()  # each class's declared defaults, as the `declared` group's nodes
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
@@ -53,6 +56,7 @@ def sources(overrides: list[str], conf: Path = CONF, config_name: str = "config"
     from hydra.core.global_hydra import GlobalHydra
     from hydra.types import RunMode
 
+    register()
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
@@ -97,6 +101,19 @@ def study_name(dataset, task: str, backbone: str, model: str, params) -> str:
 
 
 OmegaConf.register_new_resolver("study_name", study_name, replace=True, use_cache=True)
+
+
+def direction_of(metric: str) -> str:
+    """hparams_search=optuna's `direction: ${direction_of:${trainer.metric_for_best_model}}`:
+    the metric's own way, maximize (f1) or minimize (mse), as src.tasks.metrics declares it
+    (named by its dotted path, as a `_target_` names a component)."""
+    from hydra.utils import get_method
+
+    higher = get_method("src.tasks.metrics.higher_is_better")(str(metric))
+    return "maximize" if higher else "minimize"
+
+
+OmegaConf.register_new_resolver("direction_of", direction_of, replace=True)
 
 NAME_BYTES = 200  # a job folder's name at most (filesystems allow 255 bytes per name)
 

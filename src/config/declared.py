@@ -10,20 +10,18 @@ conf/evaluate.yaml for src.evaluate. So every key is in the composed config (an 
 no `+`), `python -m src.spec` prints what a run uses, and a value written in both places is
 refused: `second_homes` finds it, tests/test_defaults.py runs it over every file of conf/.
 
-`register()` stores the nodes in Hydra's ConfigStore (group `declared`) as Hydra's own plugins
-store theirs: hydra_plugins/src_declared imports it when Hydra loads its plugins, before any
-config composes, for every entry point and the compose API alike. `python -m
-src.config.declared` prints the nodes as JSON (src.review reads a revision's declarations so).
+The classes are the `_target_`s conf/ names (the sweeper's keys: its `DECLARED` Settings).
+`register()` stores the nodes in Hydra's ConfigStore (group `declared`) where our code starts:
+`python -m src.run` and `src.evaluate` before Hydra composes, src.config.compose before it
+composes; a Hydra compose of your own calls it first. Nothing registers when a module is
+imported, so no other Hydra app in the environment sees them.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+import functools
 import inspect
-import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,9 +29,10 @@ from typing import Any
 CONF = Path(__file__).resolve().parents[2] / "conf"
 GROUP = "declared"
 RUNTIME = ("self", "run_dir")  # what a logger gets from the run, not from its YAML
-OURS = ("src.",)  # the `_target_`s whose declarations are ours to guard
+OURS = ("src.", "hydra_plugins.src_sweepers.")  # the `_target_`s whose declarations we guard
 
 
+@functools.cache
 def classes(conf: Path = CONF) -> list[type]:
     """The two apps' top-level keys (src.run's knobs, src.evaluate's), then every class of
     ours a conf/ file builds: the `_target_`s its YAML names, found as Hydra finds them, by
@@ -62,7 +61,9 @@ def _targets(node: Any) -> Iterator[str]:
 
 
 def defaults(cls: type) -> dict[str, Any]:
-    """key -> the declared default of each key that has one (a list or dict copied)."""
+    """key -> the declared default of each key that has one (a list or dict copied). A class
+    whose keys a dataclass declares for it (the sweeper's Settings) names it as DECLARED."""
+    cls = getattr(cls, "DECLARED", cls)
     if dataclasses.is_dataclass(cls):
         out = {}
         for f in dataclasses.fields(cls):
@@ -89,45 +90,24 @@ def nodes() -> dict[str, Any]:
     return {cls.__name__: {**target(cls), **_plain(defaults(cls))} for cls in classes()}
 
 
-def at(root: Path) -> dict[str, Any]:
-    """The declarations of the checkout at `root`: its own declared.py run there (a
-    revision's defaults are its code's), or this checkout's where it has none (a revision
-    from before declarations composes from its YAML alone)."""
-    here = Path(__file__).resolve().parents[2]
-    found = [m for m in ("src.config.declared", "src.declared")
-             if (Path(root) / (m.replace(".", "/") + ".py")).is_file()]  # fmt: skip
-    if Path(root).resolve() == here or not found:
-        return nodes()
-    done = subprocess.run([sys.executable, "-m", found[0]], cwd=root, capture_output=True,
-                          text=True)  # fmt: skip
-    if done.returncode:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"its src/config/declared.py does not run: {last}")
-    return json.loads(done.stdout)
-
-
-@contextlib.contextmanager
-def declared_as(found: dict[str, Any]) -> Iterator[None]:
-    """Hydra composes with `found` as the declarations inside, this checkout's after."""
-    from hydra.core.plugins import Plugins
-
-    Plugins.instance()  # Hydra's first plugin scan stores this checkout's: let it run before
-    register(found)
-    try:
-        yield
-    finally:
-        register()
+_registered = False
 
 
 def register(found: dict[str, Any] | None = None) -> None:
-    """`found` (default: this checkout's `nodes()`) as `/declared/<Class>` in Hydra's
-    ConfigStore, replacing what was there (src.review composes each revision with its own)."""
+    """The declarations as `/declared/<Class>` in Hydra's ConfigStore: `found` (another code's,
+    as src.config.presets is given a revision's), replacing what was there; else this code's
+    `nodes()`, once a process (our entry points and src.config.compose call it before they
+    compose). A Hydra compose of your own calls it first."""
+    global _registered
     from hydra.core.config_store import ConfigStore
 
+    if found is None and _registered:
+        return
     store = ConfigStore.instance()
     store.repo.pop(GROUP, None)
     for name, node in (nodes() if found is None else found).items():
         store.store(group=GROUP, name=name, node=node)
+    _registered = True
 
 
 def _plain(value: Any) -> Any:
@@ -148,7 +128,8 @@ def second_homes(conf: Path) -> list[str]:
     the options that include it and a nested `_target_` node (conf/config.yaml's metrics) by its
     own class; lists count whole, dicts key by key. A value read from elsewhere (`${epochs}`)
     is no home, and a preset of knobs (experiment/, debug/, hparams_search/) pins its values
-    on purpose."""
+    on purpose; but a preset's `hydra.sweeper` node is checked against the sweeper it picks (its
+    declaration and its option's YAML)."""
     from hydra.utils import get_class
 
     from src.config.knobs import Evaluation, Knobs
@@ -183,6 +164,17 @@ def second_homes(conf: Path) -> list[str]:
                       if isinstance(d, str) and (group / f"{d}.yaml").is_file()]  # fmt: skip
             for path in (*shared, option):
                 check(path, load(path), defaults(get_class(target)), target)
+    for preset in sorted(conf.rglob("*.yaml")):  # a preset's sweeper settings
+        node = load(preset)
+        sweeper = (node.get("hydra") or {}).get("sweeper")
+        chosen = [str(next(iter(d.values()))) for d in node.get("defaults") or []
+                  if isinstance(d, dict) and "override /hydra/sweeper" in d]  # fmt: skip
+        if isinstance(sweeper, dict) and chosen:
+            option = load(conf / "hydra" / "sweeper" / f"{chosen[0]}.yaml")
+            target = option.get("_target_")
+            own = {k: v for k, v in option.items() if k != "defaults" and _literal(v)}
+            declared_ = {**defaults(get_class(target)), **own} if _ours(target) else own
+            check(preset, sweeper, declared_, f"hydra/sweeper={chosen[0]}", "hydra.sweeper.")
     return sorted(set(found))
 
 
@@ -238,6 +230,3 @@ def _show(value: Any) -> str:
     return show(value) if not isinstance(value, list) else f"[{', '.join(map(show, value))}]"
 
 
-if __name__ == "__main__":
-    json.dump(nodes(), sys.stdout, indent=1, default=str)
-    sys.stdout.write("\n")

@@ -310,6 +310,51 @@ def config_changes(folder: Path, config: dict[str, Any]) -> dict[str, tuple[Any,
             if k not in _NOT_THE_RUN and old[k] != new[k]}  # fmt: skip
 
 
+def further(run_dir: Path, config: dict[str, Any]) -> bool:
+    """resume=auto on a finished run: False when `config` (resolved) is the recorded one (skip
+    it); True when only what may grow grew (epochs, min_steps: train it further from its kept
+    checkpoint); a shrink, any other change, or no checkpoint to go on from is one line."""
+    changed = config_changes(run_dir, config)
+    if not changed:
+        return False
+    shown = ", ".join(f"{k}: {old} -> {new}" for k, (old, new) in changed.items())
+    if other := [k for k in changed if k not in GROWS]:
+        raise UserError(
+            f"resume=auto: {run_dir} finished with another config ({shown}); give it a new "
+            f"run folder, or drop resume=auto to retrain it from scratch (keys: "
+            f"{', '.join(other)})"
+        )
+    if shrunk := [k for k, (old, new) in changed.items() if not _grew(old, new)]:
+        key, (old, new) = shrunk[0], changed[shrunk[0]]
+        raise UserError(
+            f"resume=auto: {run_dir} finished with {key}={old}; {key}={new} would train nothing "
+            f"and only relabel its results; give {key} > {old} to train it further, or a new "
+            "run folder"
+        )
+    checkpoints = run_dir / CHECKPOINTS_DIR
+    if not checkpoints.is_dir() or not any(checkpoints.iterdir()):
+        raise UserError(
+            f"resume=auto: {run_dir} finished and kept no checkpoint to train further from "
+            f"({shown}); a run to be continued needs trainer.keep_checkpoints=true from its start"
+        )
+    log.info(f"resume=auto: {run_dir} finished; training further ({shown})")
+    return True
+
+
+def _grew(old: Any, new: Any) -> bool:
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (old, new))
+    return numbers and new > old
+
+
+def plan(run_dir: Path, config: dict[str, Any]) -> str:
+    """What a run does with its folder, by its resolved `config`: `skip` a finished run of the
+    same config (resume=auto), train it `further`, or `train` (new, resumed from a checkpoint,
+    or retrained from scratch)."""
+    if config.get("resume") != "auto" or not Attempt(run_dir).finished:
+        return "train"
+    return "further" if further(run_dir, config) else "skip"
+
+
 def unused(folder: Path) -> bool:
     """A run folder that holds only what Hydra wrote before the run began (its .hydra/, an
     empty run.log, the lock the output-folder check took): nothing of a run's."""

@@ -14,7 +14,7 @@ from src.config.rundir import claim, unwritable_reason
 
 
 class CheckConfig(Callback):
-    """A single run's own checks (`check`: src.run.check, src.evaluate.check) before Hydra
+    """A single run's own checks (`check`: src.sweeps.job.check, src.evaluate.check) before Hydra
     writes anything into its folder: a mistake is one line, exit 2, and leaves no folder (and
     a finished run's folder as it was). A sweep's jobs are checked as each starts, in its
     folder, so that the summary says why one failed."""

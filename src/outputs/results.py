@@ -41,16 +41,21 @@ class RunSummary:
 
     @classmethod
     def of(cls, built: Any, result: TrainResult, test: dict, ci: dict, seconds: dict[str, float],
-           resumed_from: str | None, processes: int) -> RunSummary:  # fmt: skip
-        """From what src.run built (corpus, trainer, backbone, model), the trainer's result,
-        the test metrics and intervals, and the seconds each phase of the run took."""
+           resumed_from: Path | None) -> RunSummary:  # fmt: skip
+        """From what src.run built (corpus, trainer, backbone, model, what it warns of), the
+        trainer's result, the test metrics and intervals, the seconds each phase of the run
+        took and the checkpoint it resumed from."""
+        from src.trainers.distributed import world_size
+
         corpus, trainer = built.corpus, built.trainer
         sizes = {f"n_{k}": len(getattr(corpus, k)) for k in ("train", "eval", "test")}
+        resumed = str(resumed_from) if resumed_from else None
         return cls(test, ci, result, trainer.metric, corpus.eval_split, str(trainer.device),
-                   trainer.precision, processes, built.backbone.name, type(built.model).__name__,
-                   type(trainer).__name__, sizes, list(corpus.label_names), seconds,
-                   resumed_from, texts_sha256(corpus.test.texts), built.task.state(),
-                   parameter_counts(built.model))  # fmt: skip
+                   trainer.precision, world_size(), built.backbone.name,
+                   type(built.model).__name__, type(trainer).__name__, sizes,
+                   list(corpus.label_names), seconds, resumed, texts_sha256(corpus.test.texts),
+                   built.task.state(), parameter_counts(built.model),
+                   list(built.warnings))  # fmt: skip
 
     @property
     def best_metric(self) -> float | None:

@@ -112,7 +112,7 @@ def save_model(folder: Path, model, tokenizer, card: ModelCard, max_length: int,
 def save_run(built, cfg, run_dir: Path, summary: RunSummary, truth, logits) -> list[Path]:
     """What a finished run leaves: the best model, the predictions, the reports, and
     metrics.json last. Returns the report files (what the logger keeps as artifacts).
-    `truth` is the test labels as the metrics take them (src.run.score_test).
+    `truth` is the test labels as the metrics take them (src.trainers.build.Built.score_test).
 
     It changes `built.model` to what is saved: regression's last layer scaled to the label's
     units, LoRA's adapters merged in (best_model/adapter/ keeps them apart). The record the

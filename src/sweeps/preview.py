@@ -9,6 +9,7 @@ known in advance: the study, its search space and its number of trials are print
 from __future__ import annotations
 
 import re
+import sys
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -83,6 +84,46 @@ def composed(overrides: list[str], validate: bool = True) -> DictConfig:
     if validate:
         spec.validate(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]))
     return cfg
+
+
+def before_hydra(argv: list[str]) -> list[str]:
+    """`python -m src.run ARGV` before Hydra starts: Hydra's flags read apart from the
+    overrides, the overrides checked (typos; a study's sampler, pruner, space and storage),
+    `--dry-run` shown and ended here; the command line Hydra is then given (a sweep job's folder
+    quoted, under torchrun every rank's run folder rank 0's)."""
+    from src.config import cli, preflight
+    from src.config.errors import reported
+    from src.trainers.distributed import hydra_overrides
+
+    argv = cli.quote_paths(argv, ("resume",))  # a sweep job's folder, as shown
+    with reported():
+        flags, overrides = cli.hydra_command_line(argv)
+        preflight.check(overrides, other_configs=cli.other_configs(flags))
+        if "--dry-run" in argv:  # the jobs a sweep would launch, checked, nothing run
+            sys.exit(main([*overrides, *(["-m"] if flags.multirun else [])]))
+        if cli.runs_a_job(flags):
+            study_preflight(overrides)
+    if flags.hydra_help:  # Hydra's own help composes Hydra's config: the app's groups go
+        argv = ["--hydra-help", *(o for o in overrides if o.lstrip("+~").startswith("hydra"))]
+    if flags.cfg == "hydra" and flags.resolve:
+        argv = hydra_node_resolved(argv, flags.package)
+    return [*argv, *hydra_overrides(argv)]
+
+
+def hydra_node_resolved(argv: list[str], package: str | None) -> list[str]:
+    """`--cfg hydra --resolve`: Hydra resolves its own node apart from the job's, where a
+    study's `hydra.sweeper` reads the job's (its direction, its name); the whole config resolved
+    and Hydra's node of it shown instead (`--cfg all -p hydra...`), the same YAML."""
+    out, words = [], iter(argv)
+    for word in words:
+        if word in ("--cfg", "-c"):
+            out += [word, "all"]
+            next(words, None)
+        elif word == "--cfg=hydra":
+            out.append("--cfg=all")
+        else:
+            out.append(word)
+    return out if package else [*out, "-p", "hydra"]
 
 
 def main(argv: list[str]) -> int:

@@ -217,18 +217,20 @@ def check(cfg: DictConfig, arguments: list[str], open_storage: bool = True) -> N
 
 @dataclass
 class Settings:
-    """conf/hydra/sweeper/optuna.yaml."""
+    """The sweeper's keys (`hydra.sweeper.*`) and their defaults, declared once: the option's
+    YAML, conf/hydra/sweeper/optuna.yaml, composes them and sets the sampler."""
 
-    direction: Any = "maximize"  # or a list of them (several objectives)
-    study_name: str | None = None
-    storage: str | None = None
-    n_trials: int = 20
-    n_jobs: int = 1
-    sampler: Any = None
-    pruner: Any = None
-    params: Any = None
-    max_failure_rate: float = 0.0  # failed trials a batch may have before the study stops
-    trial: int | None = None  # set by the sweeper for each job: its trial's number
+    direction: Any = "maximize"  # or minimize; a list for several objectives
+    study_name: str | None = None  # null: Optuna names it (hparams_search=optuna: by the data)
+    storage: str | None = None  # a database URL (sqlite:///..., postgresql://...); null: memory
+    n_trials: int = 20  # trials this command runs (a resumed study runs this many more)
+    n_jobs: int = 1  # trials launched at a time (the launcher needs as many workers)
+    sampler: Any = None  # any optuna.samplers class, as {_target_: ..., key: value}
+    pruner: Any = None  # any optuna.pruners class: {_target_: optuna.pruners.MedianPruner, ...}
+    params: Any = None  # the search space: key: interval(a, b) | tag(log, interval(a, b)) |
+    # choice(a, b) | range(a, b, step)
+    max_failure_rate: float = 0.0  # share of a batch's trials that may fail before it stops
+    trial: int | None = None  # set by the sweeper for each job: the id of its trial
 
 
 def run_study(settings: Settings, config: DictConfig, launcher: Any, arguments: list[str]

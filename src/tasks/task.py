@@ -23,21 +23,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-from omegaconf import OmegaConf
 
 from src.config.errors import UserError
 from src.config.knobs import CLASS_WEIGHTS
 from src.config.schema import Spec, param
 from src.tasks.inference import softmax
-from src.tasks.metrics import TASK_METRICS, TASKS, compute, higher_is_better
+from src.tasks.metrics import TASK_METRICS, TASKS, compute
 
 if TYPE_CHECKING:
     import torch
-
-# hparams_search=optuna: `direction: ${direction_of:${trainer.metric_for_best_model}}`
-OmegaConf.register_new_resolver(
-    "direction_of", lambda m: "maximize" if higher_is_better(m) else "minimize", replace=True
-)
 
 log = logging.getLogger(__name__)
 THRESHOLD_GRID = tuple(round(0.05 * i, 2) for i in range(1, 20))  # tune_threshold's candidates

@@ -5,8 +5,11 @@ parameters into the optimizer, the number of optimizer steps into the schedule."
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig
@@ -16,6 +19,7 @@ from src.config.errors import UserError
 from src.models import parameter_counts
 
 if TYPE_CHECKING:
+    import numpy as np
     from torch import nn
     from torch.optim import Optimizer
     from torch.optim.lr_scheduler import LRScheduler
@@ -28,7 +32,7 @@ if TYPE_CHECKING:
     from src.models.frozen import FrozenCache
     from src.tasks import Task
     from src.tasks.metrics import Scorer
-    from src.trainers.common import BaseTrainer
+    from src.trainers.common import BaseTrainer, TrainResult
     from src.trainers.loggers import ScalarLogger
 
 log = logging.getLogger("src.run")
@@ -52,6 +56,61 @@ class Built:
     scorer: Scorer  # cfg.metrics for this task: evaluation and the test split's scores
     frozen: FrozenCache | None = None  # backbone.cache_frozen's cache of the frozen layers
     warnings: list[str] = field(default_factory=list)  # what the run says is wrong with its model
+
+    def fit(self, run_dir: Path, resume_from: Path | None = None) -> TrainResult:
+        """Train (or resume from a checkpoint); the model ends on its best weights."""
+        return self.trainer.fit(self.model, self.encoded["train"], self.encoded["eval"],
+                                self.collator, self.optimizer, self.scheduler, self.scorer,
+                                run_dir, resume_from)  # fmt: skip
+
+    def logits(self, split: str) -> np.ndarray:
+        """The model's logits on an encoded split, one row per text (windows pooled): through
+        the trainer's backend and src.tasks.inference, as its evaluation."""
+        return self.scorer.logits(self.encoded[split], self.trainer.backend(self.model,
+                                                                            self.collator))
+
+    def score_test(self) -> Scored:
+        """The test split, scored once. First, a task that decides by a threshold tuned on
+        validation (task.tune_threshold) tunes it."""
+        from src.tasks.metrics import bootstrap_ci
+
+        task, corpus, k = self.task, self.corpus, len(self.corpus.label_names)
+        if getattr(task, "tune_threshold", False):
+            task.tune(self.logits("eval"), task.truth(corpus.eval.labels, k), k)
+            log.info(f"threshold tuned on the {corpus.eval_split} split: {task.threshold}")
+        truth, logits = task.truth(corpus.test.labels, k), self.logits("test")
+        scores = self.scorer.score(logits, truth)
+        if line := self.scorer.degenerate(logits, truth):  # metrics.json and report.md keep it
+            log.warning(f"test: {line}")
+            self.warnings.append(f"test: {line}")
+        ci = bootstrap_ci(truth, task.decide(logits), k, task=task.NAME)
+        log.info("test: " + " ".join(f"{k}={v:.4f}" for k, v in scores.items()))
+        return Scored(truth, logits, scores, ci)
+
+
+@dataclass
+class Scored:
+    """The test split, scored: its true labels as the metrics take them (ids, multi-hot rows,
+    values), the logits (one row per text), the metrics and their 95% intervals."""
+
+    truth: np.ndarray
+    logits: np.ndarray
+    scores: dict[str, float]
+    ci: dict[str, list[float]]
+
+
+@contextlib.contextmanager
+def opened_logger(node: DictConfig, run_dir: Path) -> Iterator[ScalarLogger]:
+    """The run's logger, open from build to save and closed once, however the run ends (MLflow
+    then marks its run FINISHED, FAILED or KILLED). Under torchrun, rank 0's alone logs."""
+    from src.trainers.distributed import is_main
+    from src.trainers.loggers import NullLogger
+
+    logger = make(node, run_dir=run_dir) if is_main() else NullLogger()
+    try:
+        yield logger
+    finally:
+        logger.close()
 
 
 def build(cfg: DictConfig, logger: ScalarLogger) -> Built:

@@ -27,7 +27,7 @@ class ScalarLogger(Protocol):
         """The run finished: `metrics` is metrics.json; `artifacts` the files it wrote."""
 
     def close(self) -> None:
-        """Always called last (src.run.scalar_logger), after `finish` or an exception."""
+        """Always called last (src.trainers.build.opened_logger), after `finish` or an exception."""
 
 
 class NullLogger:

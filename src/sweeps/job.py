@@ -1,0 +1,114 @@
+"""One job of `python -m src.run`: a single run, or one of a sweep's or a study's.
+
+What happens around the training itself, once for every job: the config checked before Hydra
+writes anything (`check`, Hydra's on_run_start through src.outputs.callbacks.CheckConfig), what
+resume=auto does with the folder (src.config.rundir.plan), the backbone reachable, the folder
+held and status.json kept, a preemption's checkpoint and exit code, and a mistake said in one
+line: a single run's leaves no folder it made, a sweep's job fails alone (its folder says why;
+the sweep goes on and its summary shows it).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from src.config import errors, rundir, validation
+from src.trainers import distributed
+from src.trainers.build import make
+
+log = logging.getLogger("src.run")
+Train = Callable[[DictConfig, Path, Any], Any]  # src.run.train: (cfg, run_dir, trial) -> summary
+
+
+def check(cfg: DictConfig) -> None:
+    """A single run's checks before Hydra writes anything into its folder: the config, and
+    resume=auto against a finished run there, so that a run that cannot start leaves nothing
+    and a finished run's folder stays as it was."""
+    task = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    validation.validate(task)
+    rundir.plan(Path(cfg.hydra.run.dir), OmegaConf.to_container(task, resolve=True))
+
+
+def run(cfg: DictConfig, train: Train) -> float | None:
+    """The job Hydra runs: its best eval value, what a sweeper optimises (None: skipped with
+    nothing recorded)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    distributed.from_submitit()  # a SLURM job of several tasks: one DDP run (no-op elsewhere)
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    if hydra_cfg.launcher.get("n_jobs"):  # hydra/launcher=joblib
+        distributed.share_machine(hydra_cfg.launcher.n_jobs, hydra_cfg.job.num, cfg.device)
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        with errors.reported():
+            return _job(cfg, run_dir, hydra_cfg.sweeper, train, sweep=False)
+    try:
+        return _job(cfg, run_dir, hydra_cfg.sweeper, train, sweep=True)
+    except Exception as e:
+        if (mistake := errors.user_error(e)) is None:
+            raise
+        raise failed(mistake) from None  # Hydra records the failed job, runs the others
+
+
+def failed(mistake: errors.UserError) -> Exception:
+    """A sweep job's mistake, printed as it happens and then by Hydra as one line (its compact
+    exception), not a traceback through Hydra's code."""
+    from hydra.errors import CompactHydraException
+
+    line = errors.one_line(mistake)
+    print(line, file=sys.stderr)
+    return CompactHydraException(line)
+
+
+def _job(cfg: DictConfig, run_dir: Path, sweeper: Any, train: Train, sweep: bool) -> float | None:
+    """Validate, then skip, train further or train into `run_dir`."""
+    from src.sweeps.study import JobTrial
+
+    attempt, new = rundir.Attempt(run_dir), rundir.unused(run_dir)
+    try:
+        validation.validate(cfg)  # before anything is written: a config that never runs
+        # leaves nothing
+        todo = rundir.plan(run_dir, OmegaConf.to_container(cfg, resolve=True))
+        if todo != "skip":
+            make(cfg.backbone).config()  # reachable (a hub id offline: one line, no folder)
+    except Exception as e:
+        if (mistake := errors.user_error(e)) is not None and distributed.is_main():
+            if sweep:
+                start = rundir.start_of(attempt.previous, None)
+                rundir.write_status(run_dir, "failed", str(mistake), start=start)
+            elif rundir.unused(run_dir):
+                shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    if todo == "skip":
+        return attempt.skip(cfg.trainer.metric_for_best_model, write=distributed.is_main())
+    if attempt.finished and cfg.resume in (None, ""):
+        log.warning(f"{run_dir} holds a finished run: retraining it from scratch over it "
+                    "(resume=auto skips a finished run, or trains it further)")  # fmt: skip
+    trial = JobTrial.of(sweeper)  # a study's job: it reports to its trial
+    if not distributed.is_main():  # one run folder, written by rank 0 alone
+        best = train(cfg, run_dir, trial).best_metric
+        distributed.shutdown()
+        return best
+    try:
+        with rundir.claimed(run_dir), attempt:  # status.json: running, then how it ended
+            summary = train(cfg, run_dir, trial)
+            attempt.resumed_from, attempt.pruned = summary.resumed_from, summary.result.pruned
+    except (errors.Preempted, KeyboardInterrupt) as e:  # a checkpoint to resume from, if any
+        print(e if isinstance(e, errors.Preempted) else errors.INTERRUPTED, file=sys.stderr)
+        interrupted = isinstance(e, errors.Interrupted | KeyboardInterrupt)
+        sys.exit(errors.INTERRUPTED_EXIT_CODE if interrupted else errors.REQUEUE_EXIT_CODE)
+    except Exception as e:  # a mistake found while building (a data file's rows): as above
+        checkpoint = (run_dir / rundir.CHECKPOINTS_DIR).exists()
+        if errors.user_error(e) is not None and new and not sweep and not checkpoint:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    distributed.shutdown()  # under torchrun: the other ranks wait for this one's files
+    return summary.best_metric
