@@ -28,7 +28,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from src.config import rundir
+from src.config import declared, rundir
 from src.config.errors import UserError, reported
 from src.config.knobs import Evaluation
 from src.config.schema import check_keys, fields
@@ -158,6 +158,7 @@ def prepare(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Opened]:
     line names it) and the folder opened, each mistake one line, before anything loads."""
     from src.config.devices import check_device
 
+    declared.check_current()
     settings = validate(cfg)
     found = open_model(settings.run_dir)
     check_device("device", settings.device)
@@ -183,9 +184,8 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    from src.config import cli, declared, preflight
+    from src.config import cli, preflight
 
-    declared.register()  # each class's declared defaults, as Hydra nodes the YAML composes
     sys.argv[1:] = cli.quote_paths(sys.argv[1:], ("run_dir",))  # a sweep job's folder as shown
     with reported():
         flags, overrides = cli.hydra_command_line(sys.argv[1:])

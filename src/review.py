@@ -67,7 +67,6 @@ class Preset:
 class Revision:
     label: str  # `main (1a2b3c4)` | `the working tree`
     presets: dict[str, Preset]
-    declared: dict[str, Any] = field(default_factory=dict)  # its code's declared defaults
 
 
 @dataclass
@@ -169,7 +168,7 @@ def read_revision(label: str, tree: Path, roots: tuple[Path, ...]) -> Revision:
                      invalid=p["invalid"]) if "config" in p else Preset(name, error=p["error"])
         for name, p in found["presets"].items()
     }  # fmt: skip
-    return Revision(label, presets, found["declared"])
+    return Revision(label, presets)
 
 
 def committed(repo: Path, rev: str, commit: str, into: Path) -> Revision:
@@ -181,17 +180,6 @@ def committed(repo: Path, rev: str, commit: str, into: Path) -> Revision:
         safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # 3.10.12+
         tar.extractall(into, **safe)
     return read_revision(label, into, (repo,))
-
-
-def changed_declarations(base: Revision, head: Revision) -> dict[str, str]:
-    """`declared/<Class>` -> A, M or D where the code's declared defaults differ: a default
-    changed in src/ reaches the presets that compose it, as a changed YAML file does."""
-    out = {}
-    for name in sorted({*base.declared, *head.declared}):
-        old, new = base.declared.get(name), head.declared.get(name)
-        if old != new and (old or new) is not None:
-            out[f"declared/{name}"] = "A" if old is None else "D" if new is None else "M"
-    return out
 
 
 # --- what changed ------------------------------------------------------------------------------
@@ -421,10 +409,7 @@ def review(repo: Path, base: str, head: str | None, runs: list[tuple[Path, Path]
             head_side = committed(repo, head, head_commit, Path(tmp) / "head")
         else:
             head_side = read_revision("the working tree", repo, ())
-    files = {
-        **changed_files(repo, base_commit, head_commit),
-        **changed_declarations(base_side, head_side),
-    }
+    files = changed_files(repo, base_commit, head_commit)  # conf/declared/ too: a default
     invalid = {name: (p.invalid if p.config is not None else
                       f"error: does not compose: {p.error}")
                for name, p in head_side.presets.items()

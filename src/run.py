@@ -21,7 +21,7 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from src.config import declared, rundir
+from src.config import rundir
 from src.outputs import reports, save
 from src.outputs.results import RunSummary
 from src.sweeps import job, preview
@@ -63,6 +63,5 @@ def train(cfg: DictConfig, run_dir: Path, trial: Any = None) -> RunSummary:
 
 
 if __name__ == "__main__":
-    declared.register()  # each class's declared defaults, as Hydra nodes the YAML composes
     sys.argv[1:] = preview.before_hydra(sys.argv[1:])
     main()

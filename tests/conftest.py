@@ -44,7 +44,7 @@ def group_options() -> list[str]:
     out = []
     for path in sorted(CONF.rglob("*.yaml")):
         rel = path.relative_to(CONF)
-        if len(rel.parts) < 2 or rel.parts[0] == "hydra" or rel.stem.startswith("_"):
+        if len(rel.parts) < 2 or rel.parts[0] in ("hydra", "declared") or rel.stem.startswith("_"):
             continue
         out.append(f"{rel.parent.as_posix()}={rel.stem}")
     return out

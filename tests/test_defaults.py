@@ -134,15 +134,31 @@ def test_every_option_composes_every_declared_key_from_its_one_home(override):
     assert all(knobs[k] == v for k, v in declared.nodes()["Knobs"].items())
 
 
-def test_a_declared_default_is_read_not_copied():
-    """Changing a declaration changes every composition that reads it, with no YAML edit."""
-    nodes = declared.nodes()
-    nodes["ManualTrainerConfig"] = {**nodes["ManualTrainerConfig"], "min_steps": 7}
-    nodes["Knobs"] = {**nodes["Knobs"], "batch_size": 5}
-    declared.register(nodes)  # as src.config.presets is given another revision's
-    try:
-        cfg = compose([])
-        assert (cfg.trainer.min_steps, cfg.trainer.batch_size) == (7, 5)
-    finally:
-        declared.register(declared.nodes())
-    assert compose([]).trainer.min_steps == 150  # this checkout's declarations again
+def test_a_changed_declaration_is_written_once_and_read_by_every_option(conf_copy,
+                                                                        monkeypatch):  # fmt: skip
+    """A default changed in the code: its written file is stale (one line naming it and the
+    command), `write` rewrites that file alone, and every option reads the new value from it
+    with no YAML edit."""
+    from src.trainers.optim import AdamW
+
+    assert declared.stale(conf_copy) == [] and declared.write(conf_copy) == []
+    monkeypatch.setattr(AdamW.__dataclass_fields__["weight_decay"], "default", 0.05)
+    assert declared.stale(conf_copy) == [
+        "conf/declared/AdamW.yaml: weight_decay: 0.01, declared 0.05; the declaration changed: "
+        "run python -m src.config.declared to write it again"]
+    with pytest.raises(declared_error(), match="AdamW.yaml: weight_decay: 0.01, declared 0.05"):
+        declared.check_current(conf_copy)
+    assert declared.write(conf_copy) == ["AdamW.yaml"]
+    assert declared.stale(conf_copy) == []
+    assert compose(["debug=smoke"], conf=conf_copy).optimizer.weight_decay == 0.05
+    assert compose(["optimizer=sgd"], conf=conf_copy).optimizer.weight_decay == 0.0
+
+
+def declared_error():
+    from src.config.errors import UserError
+
+    return UserError
+
+
+def test_every_declaration_is_written_as_it_is_now():
+    assert declared.stale() == []

@@ -52,6 +52,8 @@ def repo(tmp_path_factory) -> Path:
         'param(0.01, "decoupled weight decay',
         'param(0.05, "decoupled weight decay',
     )
+    subprocess.run([sys.executable, "-m", "src.config.declared"], cwd=repo, check=True,
+                   capture_output=True)  # the declaration written again, as its file says
     git(repo, "commit", "-qam", "a shared default")
     git(repo, "tag", "shared")
     edit(repo / "conf/debug/smoke.yaml", "max_length: 64", "max_length: 48")
@@ -79,8 +81,9 @@ def test_a_shared_default_is_shown_in_every_preset_it_reaches(repo):
     assert set(reached) == set(changes) - pinned and len(reached) == 5  # the search space's too
     for name in reached:
         assert changes[name].keys == [("optimizer.weight_decay", 0.01, 0.05)], name
-    assert report.files == {"declared/AdamW": "M"}  # a default changed in the code, not conf/
-    assert set(report.reaches["declared/AdamW"]) == set(changes)  # read by all
+    # a default changed in the code: its written declaration, read by every preset
+    assert report.files == {"conf/declared/AdamW.yaml": "M"}
+    assert set(report.reaches["conf/declared/AdamW.yaml"]) == set(changes)
     assert report.invalid == {}
 
 
@@ -156,7 +159,7 @@ def test_a_default_changed_in_the_code_shows_in_a_fresh_process(repo):
     process of its own, whatever this checkout declares."""
     proc = run_cli("shared", "base", "--repo", str(repo), "--format", "text", module="src.review")
     assert proc.returncode == 0, proc.stderr[-2000:]  # BASE first: its 0.05 is not this checkout's
-    assert "declared/AdamW (M) reaches: default," in proc.stdout
+    assert "conf/declared/AdamW.yaml (M) reaches: default," in proc.stdout
     assert "default: changed\n  optimizer.weight_decay: 0.05 -> 0.01\n" in proc.stdout
 
 

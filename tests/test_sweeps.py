@@ -169,11 +169,8 @@ def test_slurm_preset_reaches_sbatch(tmp_path):
 
 
 def test_launcher_presets_compose():
-    """Through Hydra's own compose API, as a user's script composes: the declarations
-    registered first (src/config/declared.py), as our entry points and compose do."""
-    from src.config.declared import register
-
-    register()
+    """Through Hydra's own compose API, as a user's script composes: nothing registered first
+    (every declaration is a file of conf/declared/)."""
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):

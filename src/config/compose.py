@@ -10,8 +10,6 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from src.config.declared import register
-
 CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
@@ -25,7 +23,8 @@ def group_lines(conf: Path = CONF, only: tuple[str, ...] = ()) -> str:
     """`group: option, ...` for each group of conf/ (Hydra's own groups aside), or for the
     groups `only` names: what `--help` lists (resolver `project_groups`, in
     conf/hydra/help/project.yaml; src.evaluate's `${project_groups:dataset}`)."""
-    groups = only or sorted(p.name for p in conf.iterdir() if p.is_dir() and p.name != "hydra")
+    groups = only or sorted(p.name for p in conf.iterdir()
+                            if p.is_dir() and p.name not in ("hydra", "declared"))  # fmt: skip
     return "\n".join(f"{g}: {', '.join(options(g, conf))}" for g in groups if options(g, conf))
 
 
@@ -37,7 +36,6 @@ def compose(overrides: list[str], conf: Path = CONF, hydra: bool = False,
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    register()  # each class's declared defaults, as the `declared` group's nodes
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
@@ -56,7 +54,6 @@ def sources(overrides: list[str], conf: Path = CONF, config_name: str = "config"
     from hydra.core.global_hydra import GlobalHydra
     from hydra.types import RunMode
 
-    register()
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(conf), version_base="1.3"):

@@ -1,20 +1,20 @@
-"""One home per default: each class's declared defaults as a config node Hydra composes.
+"""One home per default: each class's declared defaults, written as the YAML Hydra composes.
 
 A default is declared once: in its class's Spec dataclass (key, type, default, range and help;
-src/config/schema.py), or, for a class that is no Spec (a logger), in its `__init__`. An
-option's YAML starts from that declaration (`- /declared/<Class>@_here_` first in its defaults
-list) and writes only what it sets otherwise: its `_target_`, a knob it reads (`epochs:
-${epochs}`), a preset's own value (trainer=hf's `group_by_length: false`, a backbone's name).
-conf/config.yaml does the same for the knobs (`/declared/Knobs`) and the metrics node,
-conf/evaluate.yaml for src.evaluate. So every key is in the composed config (an override needs
-no `+`), `python -m src.spec` prints what a run uses, and a value written in both places is
-refused: `second_homes` finds it, tests/test_defaults.py runs it over every file of conf/.
+src/config/schema.py), or, for a class that is no Spec (a logger), in its `__init__`; the
+sweeper's keys in its `DECLARED` dataclass. `python -m src.config.declared` writes each
+class's declared defaults to conf/declared/<Class>.yaml, a file nobody edits. An option's YAML
+starts from it (`- /declared/<Class>@_here_` first in its defaults list) and writes only what
+it sets otherwise: its `_target_`, a knob it reads (`epochs: ${epochs}`), a preset's own value
+(trainer=hf's `group_by_length: false`, a backbone's name); conf/config.yaml does the same for
+the knobs (`/declared/Knobs`) and the metrics node, conf/evaluate.yaml for src.evaluate. So
+every key is in the composed config (an override needs no `+`), a Hydra user finds a default one
+file away, any Hydra app (the compose API from anywhere included) composes it with nothing
+registered, and `python -m src.spec` prints what a run uses.
 
-The classes are the `_target_`s conf/ names (the sweeper's keys: its `DECLARED` Settings).
-`register()` stores the nodes in Hydra's ConfigStore (group `declared`) where our code starts:
-`python -m src.run` and `src.evaluate` before Hydra composes, src.config.compose before it
-composes; a Hydra compose of your own calls it first. Nothing registers when a module is
-imported, so no other Hydra app in the environment sees them.
+Two guards keep it one home: `stale` (a declaration changed and its file not written again:
+one line before a run, tests/test_defaults.py in CI) and `second_homes` (a value an option's
+YAML writes that its class already declares), both over every file of conf/.
 """
 
 from __future__ import annotations
@@ -27,23 +27,29 @@ from pathlib import Path
 from typing import Any
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
-GROUP = "declared"
+GROUP = "declared"  # conf/declared/: the written declarations
+ABSENT = "<absent>"
 RUNTIME = ("self", "run_dir")  # what a logger gets from the run, not from its YAML
 OURS = ("src.", "hydra_plugins.src_sweepers.")  # the `_target_`s whose declarations we guard
 
 
 @functools.cache
-def classes(conf: Path = CONF) -> list[type]:
-    """The two apps' top-level keys (src.run's knobs, src.evaluate's), then every class of
-    ours a conf/ file builds: the `_target_`s its YAML names, found as Hydra finds them, by
-    name (no torch loads here)."""
+def classes(conf: Path = CONF) -> dict[str, type]:
+    """`_target_` as conf/ names it -> class, for the two apps' top-level keys (src.run's
+    knobs, src.evaluate's: no target) and every class of ours a conf/ file builds, found as
+    Hydra finds them, by name (no torch loads here)."""
     from hydra.utils import get_class
 
     from src.config.knobs import Evaluation, Knobs
 
-    targets = dict.fromkeys(t for path in sorted(Path(conf).rglob("*.yaml"))
-                            for t in _targets(load(path)) if _ours(t))  # fmt: skip
-    return [Knobs, Evaluation, *(get_class(t) for t in targets)]
+    targets = dict.fromkeys(t for path in options(conf) for t in _targets(load(path))
+                            if _ours(t))  # fmt: skip
+    return {"": Knobs, ".": Evaluation, **{t: get_class(t) for t in targets}}
+
+
+def options(conf: Path = CONF) -> list[Path]:
+    """Every YAML file of conf/ but the written declarations."""
+    return [p for p in sorted(Path(conf).rglob("*.yaml")) if p.parent.name != GROUP]
 
 
 def _targets(node: Any) -> Iterator[str]:
@@ -77,37 +83,62 @@ def defaults(cls: type) -> dict[str, Any]:
             if p.name not in RUNTIME and p.default is not inspect.Parameter.empty}  # fmt: skip
 
 
-def nodes() -> dict[str, Any]:
-    """`/declared/<Class>` -> its node: the class as `_target_` (first, so a composed node
-    reads as its YAML does; not a default, and the YAML names it too), then its defaults."""
-    from src.config.knobs import Evaluation, Knobs
-
-    def target(cls: type) -> dict[str, str]:
-        return (
-            {} if cls in (Knobs, Evaluation) else {"_target_": f"{cls.__module__}.{cls.__name__}"}
-        )
-
-    return {cls.__name__: {**target(cls), **_plain(defaults(cls))} for cls in classes()}
+def nodes(conf: Path = CONF) -> dict[str, Any]:
+    """`<Class>` -> its node: its `_target_` as conf/ names it (first, so a composed node reads
+    as its YAML does; not a default, and the YAML names it too), then its defaults."""
+    return {cls.__name__: {**({"_target_": t} if t.strip(".") else {}),
+                           **_plain(defaults(cls))}
+            for t, cls in classes(conf).items()}  # fmt: skip
 
 
-_registered = False
+def text(name: str, node: dict[str, Any], conf: Path = CONF) -> str:
+    """conf/declared/<name>.yaml: where the defaults come from, then the node."""
+    from omegaconf import OmegaConf
+
+    cls = next(c for c in classes(conf).values() if c.__name__ == name)
+    cls = getattr(cls, "DECLARED", cls)
+    where = f"{cls.__module__}.{cls.__qualname__}"
+    head = (f"# {where}'s declared defaults, written by `python -m src.config.declared`.\n"
+            "# Do not edit: change the declaration, then run that command again.\n")  # fmt: skip
+    return head + (OmegaConf.to_yaml(OmegaConf.create(node)) if node else "{}\n")
 
 
-def register(found: dict[str, Any] | None = None) -> None:
-    """The declarations as `/declared/<Class>` in Hydra's ConfigStore: `found` (another code's,
-    as src.config.presets is given a revision's), replacing what was there; else this code's
-    `nodes()`, once a process (our entry points and src.config.compose call it before they
-    compose). A Hydra compose of your own calls it first."""
-    global _registered
-    from hydra.core.config_store import ConfigStore
+def write(conf: Path = CONF) -> list[str]:
+    """conf/declared/<Class>.yaml for every class (files of classes gone removed); the names
+    of the files written."""
+    folder, found, written = Path(conf) / GROUP, nodes(conf), []
+    folder.mkdir(exist_ok=True)
+    for name, node in found.items():
+        path = folder / f"{name}.yaml"
+        if not path.is_file() or path.read_text() != text(name, node, conf):
+            path.write_text(text(name, node, conf))
+            written.append(path.name)
+    for path in folder.glob("*.yaml"):
+        if path.stem not in found:
+            path.unlink()
+            written.append(f"{path.name} (removed)")
+    return written
 
-    if found is None and _registered:
-        return
-    store = ConfigStore.instance()
-    store.repo.pop(GROUP, None)
-    for name, node in (nodes() if found is None else found).items():
-        store.store(group=GROUP, name=name, node=node)
-    _registered = True
+
+def stale(conf: Path = CONF) -> list[str]:
+    """Each conf/declared/ file that is not what its class declares now: one line naming it,
+    the first key that differs, and the fix."""
+    folder, out = Path(conf) / GROUP, []
+    for name, node in nodes(conf).items():
+        path = folder / f"{name}.yaml"
+        on_disk = load(path) if path.is_file() else None
+        if on_disk == node:
+            continue
+        if on_disk is None:
+            what = "missing"
+        else:
+            key = next(k for k in {**node, **on_disk}
+                       if on_disk.get(k, ABSENT) != node.get(k, ABSENT))  # fmt: skip
+            what = (f"{key}: {_show(on_disk.get(key, ABSENT))}, declared "
+                    f"{_show(node.get(key, ABSENT))}")  # fmt: skip
+        out.append(f"{path.relative_to(Path(conf).parent)}: {what}; the declaration changed: "
+                   "run python -m src.config.declared to write it again")  # fmt: skip
+    return out
 
 
 def _plain(value: Any) -> Any:
@@ -120,6 +151,14 @@ def _plain(value: Any) -> Any:
 
 
 # --- the guard -----------------------------------------------------------------------------------
+
+
+def check_current(conf: Path = CONF) -> None:
+    """A run's, or an evaluation's, first check: every declaration written as it is now."""
+    from src.config.errors import UserError
+
+    if found := stale(conf):
+        raise UserError(found[0])
 
 
 def second_homes(conf: Path) -> list[str]:
@@ -154,7 +193,7 @@ def second_homes(conf: Path) -> list[str]:
 
     for top, cls in (("config.yaml", Knobs), ("evaluate.yaml", Evaluation)):
         check(conf / top, load(conf / top), defaults(cls), f"{cls.__module__}.{cls.__name__}")
-    for group in sorted(p for p in conf.rglob("*") if p.is_dir()):
+    for group in sorted(p for p in conf.rglob("*") if p.is_dir() and p.name != GROUP):
         for option in sorted(group.glob("[!_]*.yaml")):
             node = load(option)
             target = node.get("_target_")
@@ -164,7 +203,7 @@ def second_homes(conf: Path) -> list[str]:
                       if isinstance(d, str) and (group / f"{d}.yaml").is_file()]  # fmt: skip
             for path in (*shared, option):
                 check(path, load(path), defaults(get_class(target)), target)
-    for preset in sorted(conf.rglob("*.yaml")):  # a preset's sweeper settings
+    for preset in options(conf):  # a preset's sweeper settings
         node = load(preset)
         sweeper = (node.get("hydra") or {}).get("sweeper")
         chosen = [str(next(iter(d.values()))) for d in node.get("defaults") or []
@@ -182,7 +221,7 @@ def unstarted(conf: Path) -> list[str]:
     """Each option of ours whose defaults list does not start from its class's declaration:
     one line naming the file and the line to add."""
     found = []
-    for option in sorted(Path(conf).rglob("[!_]*.yaml")):
+    for option in (p for p in options(conf) if not p.name.startswith("_")):
         node = load(option)
         target = node.get("_target_")
         if _ours(target):
@@ -230,3 +269,8 @@ def _show(value: Any) -> str:
     return show(value) if not isinstance(value, list) else f"[{', '.join(map(show, value))}]"
 
 
+
+
+if __name__ == "__main__":
+    changed = write()
+    print(f"conf/{GROUP}/: " + (", ".join(changed) + " written" if changed else "current"))

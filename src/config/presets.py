@@ -6,7 +6,7 @@ The presets: the default composition, each conf/experiment/*, conf/debug/* and
 conf/hparams_search/* (with its search space, `hydra.sweeper`). For each one: its resolved
 config, the conf/ files and declarations its composition reads, the line `python -m src.run`
 would print if it does not validate (relative data paths from the working directory), or the
-line composing it failed with; and the code's declared defaults. src.review runs it in each
+line composing it failed with. src.review runs it in each
 revision's own tree, in a process of its own, so that a revision composes its conf/ with its
 own code and nothing of one revision is loaded into another's process.
 """
@@ -57,7 +57,7 @@ def preset(overrides: list[str], conf: Path) -> dict[str, Any]:
     """One preset: {config, files, invalid} or {error} when it does not compose."""
     try:
         plain = resolve(overrides, conf)
-        files = [p if p.startswith("declared/") else f"conf/{p}.yaml"
+        files = [f"conf/{p}.yaml" if (conf / f"{p}.yaml").is_file() else p
                  for p in sources(overrides, conf)]  # fmt: skip
     except Exception as e:  # a conf/ that does not compose: its line, reported
         return {"error": first_line(e)}
@@ -79,13 +79,22 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m src.config.presets")
     parser.add_argument("--conf", type=Path, default=CONF, help="a conf/ folder (default: ours)")
     parser.add_argument("--declared", type=Path, help="a JSON file of declarations to compose "
-                        "with, in place of this code's (another revision's)")  # fmt: skip
+                        "with (a revision from before conf/declared/: its code's)")  # fmt: skip
     args = parser.parse_args(argv)
-    nodes = json.loads(args.declared.read_text()) if args.declared else declared.nodes()
-    declared.register(nodes)
+    if args.declared:
+        stored(json.loads(args.declared.read_text()))
     conf = args.conf.resolve()
     found = {name: preset(overrides, conf) for name, overrides in names(conf).items()}
-    json.dump({"declared": nodes, "presets": found}, sys.stdout, default=str)
+    json.dump({"presets": found}, sys.stdout, default=str)
+
+
+def stored(nodes: dict[str, Any]) -> None:
+    """A revision from before conf/declared/ composed its declarations from Hydra's
+    ConfigStore: its nodes stored there, in this process alone, for its conf/ to compose."""
+    from hydra.core.config_store import ConfigStore
+
+    for name, node in nodes.items():
+        ConfigStore.instance().store(group=declared.GROUP, name=name, node=node)
 
 
 if __name__ == "__main__":

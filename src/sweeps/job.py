@@ -19,7 +19,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from src.config import errors, rundir, validation
+from src.config import declared, errors, rundir, validation
 from src.trainers import distributed
 from src.trainers.build import make
 
@@ -32,6 +32,7 @@ def check(cfg: DictConfig) -> None:
     resume=auto against a finished run there, so that a run that cannot start leaves nothing
     and a finished run's folder stays as it was."""
     task = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    declared.check_current()
     validation.validate(task)
     rundir.plan(Path(cfg.hydra.run.dir), OmegaConf.to_container(task, resolve=True))
 
@@ -74,6 +75,7 @@ def _job(cfg: DictConfig, run_dir: Path, sweeper: Any, train: Train, sweep: bool
 
     attempt, new = rundir.Attempt(run_dir), rundir.unused(run_dir)
     try:
+        declared.check_current()
         validation.validate(cfg)  # before anything is written: a config that never runs
         # leaves nothing
         todo = rundir.plan(run_dir, OmegaConf.to_container(cfg, resolve=True))
