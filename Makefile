@@ -37,7 +37,8 @@ run: setup
 	$(PY) -m src.run $(ARGS)
 
 lint: $(VENV)/.installed
-	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff check src tests benchmarks hydra_plugins
+	$(PY) -m ruff format --check src tests benchmarks hydra_plugins
 
 test: setup lint
 	$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)

@@ -89,8 +89,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             setattr(args, name, on_cpu if cpu else elsewhere)
     args.precision = args.precision or ("fp32" if cpu else "auto")
     if args.warmup < 1 or args.windows < 1 or args.steps < args.windows:
-        p.error("need --warmup >= 1 (a timed step starts at a warm-up's end), --windows >= 1 "
-                "and --steps >= --windows")  # fmt: skip
+        p.error(
+            "need --warmup >= 1 (a timed step starts at a warm-up's end), --windows >= 1 "
+            "and --steps >= --windows"
+        )
     return args
 
 
@@ -133,31 +135,51 @@ def run_cell(label: str, work: Path, env: dict[str, str], **kwargs: Any) -> dict
         lines = [line for line in log.read_text().splitlines() if line.strip()]
         last = lines[-1] if lines else f"exit {proc.returncode}"
         print(f"[encoders] {label} failed in {seconds:.0f} s: {last}", flush=True)
-        return {"error": last.removeprefix("src.config.errors.UserError: "),
-                "refused": last.startswith("src.config.errors.UserError")}  # fmt: skip
+        return {
+            "error": last.removeprefix("src.config.errors.UserError: "),
+            "refused": last.startswith("src.config.errors.UserError"),
+        }
     print(f"[encoders] {label}: {seconds:.0f} s", flush=True)
     return json.loads(out.read_text())
 
 
-def family(args: argparse.Namespace, model_type: str, work: Path,
-           env: dict[str, str]) -> dict[str, Any]:  # fmt: skip
+def family(
+    args: argparse.Namespace, model_type: str, work: Path, env: dict[str, str]
+) -> dict[str, Any]:
     """One family: its random folder, then each lever in its own process."""
     from src.models import encoders
     from src.models.backbones import resolve_path
 
-    folder = encoders.random_encoder(work / f"{model_type}-{args.size}", model_type,
-                                     tokenizer=resolve_path(MINILM), size=args.size)  # fmt: skip
+    folder = encoders.random_encoder(
+        work / f"{model_type}-{args.size}",
+        model_type,
+        tokenizer=resolve_path(MINILM),
+        size=args.size,
+    )
     config = json.loads((folder / "config.json").read_text())
     layers = encoders.layer_count(config) or 0
-    shared = {"trainer": "manual", "steps": args.steps, "warmup": args.warmup,
-              "windows": args.windows, "max_length": args.max_length,
-              "batch_size": args.batch_size, "eval_batch_size": args.batch_size,
-              "eval_samples": args.batch_size, "device": args.device,
-              "backbone_path": str(folder)}  # fmt: skip
-    base = ("backbone.init=random", f"backbone.name={model_type}-{args.size}-random",
-            "backbone.hub_id=null", "backbone.attention_dropout=null",
-            "backbone.hidden_dropout=null", "model=custom_head",
-            f"trainer.precision={args.precision}", "tokenize_cache=null")  # fmt: skip
+    shared = {
+        "trainer": "manual",
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "windows": args.windows,
+        "max_length": args.max_length,
+        "batch_size": args.batch_size,
+        "eval_batch_size": args.batch_size,
+        "eval_samples": args.batch_size,
+        "device": args.device,
+        "backbone_path": str(folder),
+    }
+    base = (
+        "backbone.init=random",
+        f"backbone.name={model_type}-{args.size}-random",
+        "backbone.hub_id=null",
+        "backbone.attention_dropout=null",
+        "backbone.hidden_dropout=null",
+        "model=custom_head",
+        f"trainer.precision={args.precision}",
+        "tokenize_cache=null",
+    )
     row: dict[str, Any] = {
         "family": encoders.known(model_type).family,
         "layers": layers,
@@ -171,8 +193,13 @@ def family(args: argparse.Namespace, model_type: str, work: Path,
         overrides = [*base, *lever_overrides(lever, row["frozen"])]
         run = run_cell(label, work, env, **shared, overrides=overrides, out_dir=str(work / label))
         if "error" not in run:
-            run = {**pool_rounds([run]), **{k: run[k] for k in (
-                "trainable_params", "cache_fill_s", "cuda_peak_mb", "device_name")}}  # fmt: skip
+            run = {
+                **pool_rounds([run]),
+                **{
+                    k: run[k]
+                    for k in ("trainable_params", "cache_fill_s", "cuda_peak_mb", "device_name")
+                },
+            }
         row["levers"][lever] = run
     return row
 
@@ -235,8 +262,14 @@ def table(args: argparse.Namespace, rows: dict[str, dict]) -> tuple[list[str], l
     return lines, notes
 
 
-def write(args: argparse.Namespace, command: str, info: dict[str, Any], date: str,
-          started: float, rows: dict[str, dict]) -> None:  # fmt: skip
+def write(
+    args: argparse.Namespace,
+    command: str,
+    info: dict[str, Any],
+    date: str,
+    started: float,
+    rows: dict[str, dict],
+) -> None:
     import torch
     import transformers
 
@@ -246,8 +279,11 @@ def write(args: argparse.Namespace, command: str, info: dict[str, Any], date: st
     device = args.device_type + (f" ({', '.join(names)})" if names else "")
     memory = "peak CUDA memory allocated" if names else "peak RSS of the process"
     lines, notes = table(args, rows)
-    shape = ("each family's base checkpoint's shape" if args.size == "base" else
-             "**size tiny (2 layers of 32): a check of the harness, not a result**")  # fmt: skip
+    shape = (
+        "each family's base checkpoint's shape"
+        if args.size == "base"
+        else "**size tiny (2 layers of 32): a check of the harness, not a result**"
+    )
     minutes = (time.perf_counter() - started) / 60
     text = [
         "# Encoder families: full fine-tuning, freeze + cache and LoRA side by side",

@@ -57,15 +57,19 @@ def bf16_native() -> bool:
     return resolve_precision("auto", resolve_device("cpu")) == "bf16"
 
 
-def measure(folder: Path, precision: str, texts: list[str], labels: np.ndarray, reps: int,
-            n_throughput: int) -> dict:  # fmt: skip
+def measure(
+    folder: Path, precision: str, texts: list[str], labels: np.ndarray, reps: int, n_throughput: int
+) -> dict:
     import torch
 
     from src.predict import Predictor
 
     predictor = Predictor.load(folder, "cpu")
-    autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16"
-                else contextlib.nullcontext())  # fmt: skip
+    autocast = (
+        torch.autocast("cpu", dtype=torch.bfloat16)
+        if precision == "bf16"
+        else contextlib.nullcontext()
+    )
     with autocast:
         predictor.logits(texts[:4], 1)  # warm-up: first calls pay for allocation
         latencies = []
@@ -79,8 +83,9 @@ def measure(folder: Path, precision: str, texts: list[str], labels: np.ndarray, 
             predictor.logits(texts[:n_throughput], 32)
             passes.append(n_throughput / (time.perf_counter() - start))
         logits = predictor.logits(texts, 32)
-    weights = folder / ("model.onnx" if (folder / "model.onnx").is_file() else
-                        "best_model/model.safetensors")  # fmt: skip
+    weights = folder / (
+        "model.onnx" if (folder / "model.onnx").is_file() else "best_model/model.safetensors"
+    )
     return {
         "p50_ms": 1000 * statistics.median(latencies),
         "p95_ms": 1000 * float(np.percentile(latencies, 95)),
@@ -112,8 +117,10 @@ def main() -> None:
 
     cfg = OmegaConf.load(args.run / "config_resolved.yaml")
     labels = np.asarray(make(cfg.dataset).load(task).test.labels)
-    rows = {name: measure(folder, precision, texts, labels, args.reps, args.texts)
-            for name, (folder, precision) in variants(args.run).items()}  # fmt: skip
+    rows = {
+        name: measure(folder, precision, texts, labels, args.reps, args.texts)
+        for name, (folder, precision) in variants(args.run).items()
+    }
     base = rows["torch fp32"]
     lines = [
         "# Serving a trained run: torch, ONNX and int8 side by side",
@@ -139,12 +146,16 @@ def main() -> None:
         "|---|---|---|---|---|---|---|",
     ]
     for name, r in rows.items():
-        lines.append(f"| {name} | {r['p50_ms']:.0f} ms | {r['p95_ms']:.0f} ms | "
-                     f"{r['per_s']:.2f} | {r['per_s'] / base['per_s']:.2f}x | {r['mb']:.1f} MB | "
-                     f"{r['accuracy']:.4f} |")  # fmt: skip
+        lines.append(
+            f"| {name} | {r['p50_ms']:.0f} ms | {r['p95_ms']:.0f} ms | "
+            f"{r['per_s']:.2f} | {r['per_s'] / base['per_s']:.2f}x | {r['mb']:.1f} MB | "
+            f"{r['accuracy']:.4f} |"
+        )
     if "torch bf16" not in rows:
-        lines += ["", "No torch bf16 row: this CPU has no native bf16 (`precision=auto` picks "
-                  "fp32 here)."]  # fmt: skip
+        lines += [
+            "",
+            "No torch bf16 row: this CPU has no native bf16 (`precision=auto` picks fp32 here).",
+        ]
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -42,11 +42,13 @@ FP32 = ("model=custom_head", "trainer.precision=fp32", *FULL)
 LEVERS = {
     "full": (),
     **{f"freeze{n}": (f"backbone.freeze_layers={n}",) for n in (2, 3, 4)},
-    **{f"freeze{n}+cache": (f"backbone.freeze_layers={n}", "backbone.cache_frozen=true")
-       for n in (2, 3, 4)},
+    **{
+        f"freeze{n}+cache": (f"backbone.freeze_layers={n}", "backbone.cache_frozen=true")
+        for n in (2, 3, 4)
+    },
     "lora8": ("model.peft=lora", "model.lora.r=8"),
     "lora16": ("model.peft=lora", "model.lora.r=16"),
-}  # fmt: skip
+}
 # label -> overrides of the throughput row (on top of FP32)
 THROUGHPUT = LEVERS
 # The levers' whole runs start from the fast recipe of before (experiment=cpu_quickstart: one
@@ -56,16 +58,27 @@ LEVER_BASE = ("experiment=cpu_quickstart", "trainer.precision=fp32")
 # levers one by one, then what the freed time buys (whole reviews, longer cuts, more epochs)
 QUALITY = {
     "default": ("trainer.precision=fp32",),
-    **{f"quickstart+{name}" if name != "full" else "quickstart": (*LEVER_BASE, *overrides)
-       for name, overrides in LEVERS.items()},
+    **{
+        f"quickstart+{name}" if name != "full" else "quickstart": (*LEVER_BASE, *overrides)
+        for name, overrides in LEVERS.items()
+    },
     # LoRA's adapters start at zero and take a larger step than full fine-tuning's 1e-4
     "quickstart+lora8+lr1e-3": (*LEVER_BASE, *LEVERS["lora8"], "lr=1e-3"),
     "freeze4+cache+chunks": ("trainer.precision=fp32", "backbone.freeze_layers=4"),
-    "freeze4+cache+512": (*LEVER_BASE, "backbone.freeze_layers=4", "backbone.cache_frozen=true",
-                          "max_length=512"),
-    "freeze4+cache+512+epochs4": (*LEVER_BASE, "backbone.freeze_layers=4",
-                                  "backbone.cache_frozen=true", "max_length=512", "epochs=4"),
-}  # fmt: skip
+    "freeze4+cache+512": (
+        *LEVER_BASE,
+        "backbone.freeze_layers=4",
+        "backbone.cache_frozen=true",
+        "max_length=512",
+    ),
+    "freeze4+cache+512+epochs4": (
+        *LEVER_BASE,
+        "backbone.freeze_layers=4",
+        "backbone.cache_frozen=true",
+        "max_length=512",
+        "epochs=4",
+    ),
+}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -92,17 +105,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def throughput(args: argparse.Namespace, work: Path, env: dict[str, str]) -> dict[str, dict]:
-    shared = {"trainer": "manual", "steps": args.steps, "warmup": args.warmup,
-              "windows": args.windows, "max_length": args.max_length,
-              "batch_size": args.batch_size, "eval_batch_size": 32, "eval_samples": 64,
-              "backbone_path": MINILM}  # fmt: skip
+    shared = {
+        "trainer": "manual",
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "windows": args.windows,
+        "max_length": args.max_length,
+        "batch_size": args.batch_size,
+        "eval_batch_size": 32,
+        "eval_samples": 64,
+        "backbone_path": MINILM,
+    }
     rounds: dict[str, list[dict]] = {label: [] for label in args.variants}
     for n in range(args.rounds):
         for label in args.variants:
             name = f"{label}-{n + 1}"
             overrides = [*FP32, *THROUGHPUT[label]]
-            run = run_worker("project", name, work, env, **shared, overrides=overrides,
-                             out_dir=str(work / name))  # fmt: skip
+            run = run_worker(
+                "project", name, work, env, **shared, overrides=overrides, out_dir=str(work / name)
+            )
             rounds[label].append(run)
     pooled = {}
     for label, runs in rounds.items():
@@ -132,8 +153,9 @@ def throughput_table(args: argparse.Namespace, runs: dict[str, dict]) -> list[st
     return lines
 
 
-def quality(args: argparse.Namespace, work: Path, env: dict[str, str],
-            written: Callable[[list[str]], None]) -> list[str]:  # fmt: skip
+def quality(
+    args: argparse.Namespace, work: Path, env: dict[str, str], written: Callable[[list[str]], None]
+) -> list[str]:
     """Whole runs, seed by seed (every row's seed 42, then every row's seed 1, ...), the table
     handed to `written` after each run: a long benchmark stopped early keeps what it ran."""
     runs: dict[str, dict[int, dict]] = {name: {} for name in args.quality_configs}
@@ -142,8 +164,11 @@ def quality(args: argparse.Namespace, work: Path, env: dict[str, str],
         for name in args.quality_configs:
             out = work / f"quality-{name}-seed{seed}"
             run = runs[name][seed] = q.run_once([*QUALITY[name], f"seed={seed}"], out, env)
-            print(f"[levers] {name} seed {seed}: {run['test']['accuracy']:.4f} "
-                  f"in {run['wall_s']:.0f} s", flush=True)  # fmt: skip
+            print(
+                f"[levers] {name} seed {seed}: {run['test']['accuracy']:.4f} "
+                f"in {run['wall_s']:.0f} s",
+                flush=True,
+            )
             rows = quality_table(runs)
             written(rows)
     return rows
@@ -211,9 +236,15 @@ def main(argv: list[str] | None = None) -> None:
             minutes = (time.perf_counter() - started) / 60
             lines = [*head]
             if rows:
-                lines += ["## Whole runs", "",
-                          "`python -m src.run OVERRIDES seed=S`, start to exit, in fp32.", "",
-                          *rows, *baseline, ""]  # fmt: skip
+                lines += [
+                    "## Whole runs",
+                    "",
+                    "`python -m src.run OVERRIDES seed=S`, start to exit, in fp32.",
+                    "",
+                    *rows,
+                    *baseline,
+                    "",
+                ]
             lines += [f"{minutes:.0f} min in all so far.", ""]
             args.out.write_text("\n".join(lines))
 

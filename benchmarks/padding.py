@@ -46,9 +46,11 @@ def main(argv: list[str] | None = None) -> None:
             for name, seq in (("random", order), ("grouped", grouped)):
                 batches = [seq[i : i + size] for i in range(0, len(seq), size)]
                 shares[name].append(padding_share(batches, lengths))
-        print(f"| {stride} | {len(lengths)} ({len(lengths) / len(texts):.2f}) | "
-              f"{int(lengths.sum()):,} | {np.mean(shares['random']):.1%} | "
-              f"{np.mean(shares['grouped']):.1%} |")  # fmt: skip
+        print(
+            f"| {stride} | {len(lengths)} ({len(lengths) / len(texts):.2f}) | "
+            f"{int(lengths.sum()):,} | {np.mean(shares['random']):.1%} | "
+            f"{np.mean(shares['grouped']):.1%} |"
+        )
 
 
 if __name__ == "__main__":

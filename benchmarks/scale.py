@@ -56,11 +56,22 @@ def write_rows(path: Path, n: int, texts: list[str], labels: list[str]) -> None:
 
 
 def measure(root: Path, train: Path, test: Path, out: Path) -> dict:
-    overrides = ["dataset=files", f"dataset.train_file={train}", f"dataset.test_file={test}",
-                 "backbone=tiny", "tokenize_cache=null", "max_length=256",
-                 "truncation=head_tail", "device=cpu"]  # fmt: skip  # one example per row
-    proc = subprocess.run([sys.executable, "-c", MEASURE, str(out), *overrides], cwd=root,
-                          capture_output=True, text=True)  # fmt: skip
+    overrides = [
+        "dataset=files",
+        f"dataset.train_file={train}",
+        f"dataset.test_file={test}",
+        "backbone=tiny",
+        "tokenize_cache=null",
+        "max_length=256",
+        "truncation=head_tail",
+        "device=cpu",
+    ]  # one example per row
+    proc = subprocess.run(
+        [sys.executable, "-c", MEASURE, str(out), *overrides],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode:
         sys.exit(f"[scale] {root}: build failed:\n{proc.stderr[-3000:]}")
     return json.loads(out.read_text())
@@ -90,14 +101,19 @@ def main(argv: list[str] | None = None) -> None:
         before = None
         if args.before:
             before = work / "before"
-            subprocess.run(["git", "worktree", "add", "-q", "--detach", str(before), args.before],
-                           cwd=ROOT, check=True)  # fmt: skip
+            subprocess.run(
+                ["git", "worktree", "add", "-q", "--detach", str(before), args.before],
+                cwd=ROOT,
+                check=True,
+            )
         try:
             for n in sorted(set(sizes) | set(before_sizes)):
                 train = work / f"train-{n}.csv"
                 write_rows(train, n, texts, labels)
-                codes = (("this checkout", ROOT, sizes),
-                         (f"before ({args.before})", before, before_sizes))  # fmt: skip
+                codes = (
+                    ("this checkout", ROOT, sizes),
+                    (f"before ({args.before})", before, before_sizes),
+                )
                 for label, root, wanted in codes:
                     if n not in wanted:
                         continue

@@ -26,38 +26,61 @@ from benchmarks.bench import machine
 
 OUT = Path("outputs/bench/sweeps")
 SEARCH = [
-    "hparams_search=optuna", "dataset.max_train_samples=240", "dataset.max_eval_samples=160",
-    "max_length=128", "truncation=head", "epochs=4", "trainer.min_steps=0",
-    "trainer.early_stopping_patience=null", "hydra.sweeper.sampler.seed=0",
+    "hparams_search=optuna",
+    "dataset.max_train_samples=240",
+    "dataset.max_eval_samples=160",
+    "max_length=128",
+    "truncation=head",
+    "epochs=4",
+    "trainer.min_steps=0",
+    "trainer.early_stopping_patience=null",
+    "hydra.sweeper.sampler.seed=0",
     "hydra.sweeper.params.lr='tag(log, interval(1e-6, 1e-3))'",  # dropout, warm-up: the preset's
     "~hydra.sweeper.params.batch_size",
-]  # fmt: skip
+]
 PRUNERS = {
     "no pruner": [],
-    "MedianPruner": ["hydra.sweeper.pruner={_target_: optuna.pruners.MedianPruner, "
-                     "n_startup_trials: 3, n_warmup_steps: 1}"],  # fmt: skip
+    "MedianPruner": [
+        "hydra.sweeper.pruner={_target_: optuna.pruners.MedianPruner, "
+        "n_startup_trials: 3, n_warmup_steps: 1}"
+    ],
 }
 
 
 def run(name: str, extra: list[str], trials: int) -> dict:
     folder = OUT / name.replace(" ", "_")
     shutil.rmtree(folder, ignore_errors=True)
-    command = [sys.executable, "-m", "src.run", *SEARCH, f"hydra.sweeper.n_trials={trials}",
-               *extra, f"hydra.sweep.dir={folder}"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "src.run",
+        *SEARCH,
+        f"hydra.sweeper.n_trials={trials}",
+        *extra,
+        f"hydra.sweep.dir={folder}",
+    ]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
     wall = time.perf_counter() - start
     if done.returncode:
         raise SystemExit(f"{name}: exit {done.returncode}\n{done.stderr[-3000:]}")
     with sqlite3.connect(folder / "optuna.db") as db:
-        rows = db.execute("SELECT t.state, v.value FROM trials t LEFT JOIN trial_values v "
-                          "ON v.trial_id = t.trial_id").fetchall()  # fmt: skip
+        rows = db.execute(
+            "SELECT t.state, v.value FROM trials t LEFT JOIN trial_values v "
+            "ON v.trial_id = t.trial_id"
+        ).fetchall()
         epochs = db.execute("SELECT COUNT(*) FROM trial_intermediate_values").fetchone()[0]
     values = [v for state, v in rows if state == "COMPLETE" and v is not None]
     shown = " ".join(shlex.quote(a) for a in command[3:])
-    return {"name": name, "wall": wall, "best": max(values) if values else None,
-            "complete": len(values), "pruned": sum(s == "PRUNED" for s, _ in rows),
-            "epochs": epochs, "command": f"python -m src.run {shown}"}  # fmt: skip
+    return {
+        "name": name,
+        "wall": wall,
+        "best": max(values) if values else None,
+        "complete": len(values),
+        "pruned": sum(s == "PRUNED" for s, _ in rows),
+        "epochs": epochs,
+        "command": f"python -m src.run {shown}",
+    }
 
 
 def main() -> None:
@@ -91,9 +114,11 @@ def main() -> None:
     for r in results:
         saved = 1 - r["wall"] / base["wall"]
         best = f"{r['best']:.4f}" if r["best"] is not None else "-"
-        lines.append(f"| {r['name']} | {r['wall']:.0f} s | {best} | {r['complete']} | "
-                     f"{r['pruned']} | {r['epochs']} of {args.trials * 4} | "
-                     f"{saved:.0%} |")  # fmt: skip
+        lines.append(
+            f"| {r['name']} | {r['wall']:.0f} s | {best} | {r['complete']} | "
+            f"{r['pruned']} | {r['epochs']} of {args.trials * 4} | "
+            f"{saved:.0%} |"
+        )
     lines += ["", "The commands:", "", "```bash", *(r["command"] for r in results), "```", ""]
     args.out.write_text("\n".join(lines))
     print("\n".join(lines))

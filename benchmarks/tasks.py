@@ -34,30 +34,57 @@ SCORE = re.compile(r"[+-]?\d+")
 
 # The commands a run of each task takes (README and the closing note quote them).
 RUNS = {
-    "pairs": ["dataset=files", f"dataset.train_file={OUT}/rte_train.csv",
-              f"dataset.test_file={OUT}/rte_test.csv", "dataset.text_pair_column=hypothesis",
-              "max_length=128"],
-    "multi_label": ["task=multi_label", "dataset=files",
-                    f"dataset.train_file={OUT}/product_tags.jsonl", "max_length=64"],
-    "regression": ["task=regression", "dataset=files", "dataset.label_column=score",
-                   f"dataset.train_file={OUT}/product_scores.csv", "max_length=64"],
+    "pairs": [
+        "dataset=files",
+        f"dataset.train_file={OUT}/rte_train.csv",
+        f"dataset.test_file={OUT}/rte_test.csv",
+        "dataset.text_pair_column=hypothesis",
+        "max_length=128",
+    ],
+    "multi_label": [
+        "task=multi_label",
+        "dataset=files",
+        f"dataset.train_file={OUT}/product_tags.jsonl",
+        "max_length=64",
+    ],
+    "regression": [
+        "task=regression",
+        "dataset=files",
+        "dataset.label_column=score",
+        f"dataset.train_file={OUT}/product_scores.csv",
+        "max_length=64",
+    ],
     "topics": ["dataset=files", f"dataset.train_file={OUT}/product_topics.csv", "max_length=64"],
-    "sparse_multi_label": ["task=multi_label", "dataset=files",
-                           f"dataset.train_file={OUT}/product_aspects.jsonl", "max_length=64"],
-}  # fmt: skip
+    "sparse_multi_label": [
+        "task=multi_label",
+        "dataset=files",
+        f"dataset.train_file={OUT}/product_aspects.jsonl",
+        "max_length=64",
+    ],
+}
 
 
 def write() -> None:
     from nltk.corpus import product_reviews_2, rte
 
     OUT.mkdir(parents=True, exist_ok=True)
-    for part, files in (("train", ["rte1_dev.xml", "rte2_dev.xml"]),
-                        ("test", ["rte1_test.xml", "rte2_test.xml"])):  # fmt: skip
-        rows = [(p.text, p.hyp, "entailment" if p.value == 1 else "not")
-                for f in files for p in rte.pairs(f)]  # fmt: skip
+    for part, files in (
+        ("train", ["rte1_dev.xml", "rte2_dev.xml"]),
+        ("test", ["rte1_test.xml", "rte2_test.xml"]),
+    ):
+        rows = [
+            (p.text, p.hyp, "entailment" if p.value == 1 else "not")
+            for f in files
+            for p in rte.pairs(f)
+        ]
         _csv(OUT / f"rte_{part}.csv", ["text", "hypothesis", "label"], rows)
-    lines = [line for f in product_reviews_2.fileids() for review in product_reviews_2.reviews(f)
-             for line in review.review_lines if line.features]  # fmt: skip
+    lines = [
+        line
+        for f in product_reviews_2.fileids()
+        for review in product_reviews_2.reviews(f)
+        for line in review.review_lines
+        if line.features
+    ]
     top = {
         f
         for f, _ in Counter(f for line in lines for f, _ in line.features).most_common(TOP_FEATURES)
@@ -77,8 +104,12 @@ def write() -> None:
         if values:
             scored.append((" ".join(line.sent), round(sum(values) / len(values), 4)))
     _csv(OUT / "product_scores.csv", ["text", "score"], scored)
-    every = [line for f in product_reviews_2.fileids() for review in product_reviews_2.reviews(f)
-             for line in review.review_lines]  # fmt: skip
+    every = [
+        line
+        for f in product_reviews_2.fileids()
+        for review in product_reviews_2.reviews(f)
+        for line in review.review_lines
+    ]
     common = Counter(f for line in every for f, _ in line.features).most_common(SPARSE_FEATURES)
     aspects = {f for f, _ in common}
     with (OUT / "product_aspects.jsonl").open("w", encoding="utf-8") as out:

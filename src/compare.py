@@ -112,16 +112,18 @@ def metric_rows(runs: list[Run]) -> list[tuple[str, list[str]]]:
     rows += [(f"best eval {m}", [number(run.get((best_key(m),))) for run in runs]) for m in best]
     rows += [(label, [number(run.get(path)) for run in runs]) for label, path in FACTS]
     if any(run.metrics.get("warnings") for run in runs):  # a model that predicts one thing
-        rows.append(("warning", ["; ".join(run.metrics.get("warnings") or []) or "-"
-                                 for run in runs]))  # fmt: skip
+        rows.append(
+            ("warning", ["; ".join(run.metrics.get("warnings") or []) or "-" for run in runs])
+        )
     return rows
 
 
 def markdown(runs: list[Run], names: list[str]) -> str:
     diff = differences(runs)
     lines = ["# Runs compared", ""]
-    lines += [f"- **{name}**: `{run.name}`, {run.what}"
-              for name, run in zip(names, runs, strict=True)]  # fmt: skip
+    lines += [
+        f"- **{name}**: `{run.name}`, {run.what}" for name, run in zip(names, runs, strict=True)
+    ]
     lines += ["", "## Settings that differ", ""]
     if not diff:
         lines.append("None: the resolved configs are identical.")

@@ -26,21 +26,29 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from src.config import declared, rundir
+from src.config import validation as spec
+from src.config.devices import check_device
 from src.config.errors import UserError, reported
 from src.config.knobs import Evaluation
 from src.config.schema import check_keys, fields
-from src.outputs import results
+from src.data import Files
+from src.outputs import render, results
+from src.outputs.reports import PLOT_TITLE, test_plot
+from src.outputs.save import predictions_csv
 from src.outputs.trained import Opened, open_model
+from src.tasks import metrics
+from src.trainers import progress
+from src.trainers.build import make
 
 CONFIG_NAME = "evaluate"
 
 
 def validate(cfg: DictConfig | Mapping) -> Evaluation:
     """The whole evaluation config checked before anything loads, as a run's is checked."""
-    from src.config import validation as spec
 
     plain = spec.resolved(cfg)
     check_keys("", plain, (*fields(Evaluation), "dataset"), "a top-level key of src.evaluate")
@@ -55,7 +63,6 @@ def validate(cfg: DictConfig | Mapping) -> Evaluation:
 def labelled(dataset: Any, names: list[str], run: str, task: Any):
     """The split to score, its labels as the run's task holds them (by name: ids, id sets;
     numbers)."""
-    from src.data import Files
 
     if isinstance(dataset, Files) and dataset.test_file and not dataset.train_file:
         where, split = dataset.test_file, dataset.read(Path(dataset.test_file), task)
@@ -63,10 +70,14 @@ def labelled(dataset: Any, names: list[str], run: str, task: Any):
     else:
         corpus = dataset.load(task)
         where = f"the test split of {type(dataset).__name__}"
-        ids = corpus.test.labels if task.NAME == "regression" else [  # back to names
-            [corpus.label_names[i] for i in y] if isinstance(y, list) else corpus.label_names[y]
-            for y in corpus.test.labels
-        ]  # fmt: skip
+        ids = (
+            corpus.test.labels
+            if task.NAME == "regression"
+            else [  # back to names
+                [corpus.label_names[i] for i in y] if isinstance(y, list) else corpus.label_names[y]
+                for y in corpus.test.labels
+            ]
+        )
         split = replace(corpus.test, labels=ids)
     if unseen := task.unseen(split.labels, names, dataset):
         raise UserError(
@@ -79,12 +90,6 @@ def labelled(dataset: Any, names: list[str], run: str, task: Any):
 def evaluate(cfg: DictConfig, out_dir: Path, found: Opened | None = None) -> dict:
     """Score the model of `found` (else of cfg.run_dir) on cfg.dataset into `out_dir`;
     returns what metrics.json holds."""
-    from src.outputs import render
-    from src.outputs.reports import PLOT_TITLE, test_plot
-    from src.outputs.save import predictions_csv
-    from src.tasks import metrics
-    from src.trainers import progress
-    from src.trainers.build import make
 
     settings = validate(cfg)
     found = found or open_model(settings.run_dir)  # a wrong folder fails before torch loads
@@ -109,7 +114,7 @@ def evaluate(cfg: DictConfig, out_dir: Path, found: Opened | None = None) -> dic
             "run_path": str(scored.path.resolve()),  # found from any working directory
             "model_folder": str(found.model),
             "dataset": OmegaConf.to_container(cfg.dataset, resolve=True),
-        },  # fmt: skip
+        },
     }
     rows = [{"index": i, "label": task.label_cell(y, names)} for i, y in enumerate(split.labels)]
     table = predictions_csv(rows, task.outputs(logits), names, task)
@@ -118,15 +123,34 @@ def evaluate(cfg: DictConfig, out_dir: Path, found: Opened | None = None) -> dic
     rundir.write_atomic(out_dir / rundir.REPORT_FILE, report)
     plot = test_plot(out_dir, task.NAME, truth, preds, names)
     rundir.write_atomic(out_dir / rundir.CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
-    table = [f"| {m} | {v:.4f} | {render.interval(record['test_ci95'].get(m))} |"
-             for m, v in scores.items()]  # fmt: skip
-    rundir.write_atomic(out_dir / rundir.REPORT_MD, "\n".join([
-        f"# {settings.run_dir} on {record['evaluated']['dataset']['_target_']}", "",
-        f"{len(split)} texts, cut as the run cut them in training; labels {', '.join(names)}.",
-        "", "| metric | value | 95% interval |", "|---|---|---|", *table, "",
-        f"Intervals: {render.BOOTSTRAP}.", "", f"![{PLOT_TITLE[task.NAME]}]({plot.name})",
-        "", "```text", report.rstrip(), "```", "",
-    ]))  # fmt: skip
+    table = [
+        f"| {m} | {v:.4f} | {render.interval(record['test_ci95'].get(m))} |"
+        for m, v in scores.items()
+    ]
+    rundir.write_atomic(
+        out_dir / rundir.REPORT_MD,
+        "\n".join(
+            [
+                f"# {settings.run_dir} on {record['evaluated']['dataset']['_target_']}",
+                "",
+                f"{len(split)} texts, cut as the run cut them in training; labels "
+                f"{', '.join(names)}.",
+                "",
+                "| metric | value | 95% interval |",
+                "|---|---|---|",
+                *table,
+                "",
+                f"Intervals: {render.BOOTSTRAP}.",
+                "",
+                f"![{PLOT_TITLE[task.NAME]}]({plot.name})",
+                "",
+                "```text",
+                report.rstrip(),
+                "```",
+                "",
+            ]
+        ),
+    )
     rundir.write_json(out_dir / rundir.METRICS_FILE, record)  # last: a finished evaluation
     return record
 
@@ -147,7 +171,7 @@ def with_run_dataset(cfg: DictConfig, overrides: list[str], found: Opened) -> Di
         )
     own = OmegaConf.create(found.dataset)
     for key in (k for k in keys if k.startswith("dataset.")):
-        OmegaConf.update(own, key[len("dataset."):], OmegaConf.select(cfg, key), merge=False)
+        OmegaConf.update(own, key[len("dataset.") :], OmegaConf.select(cfg, key), merge=False)
     out = cfg.copy()
     out.dataset = own
     return out
@@ -156,7 +180,6 @@ def with_run_dataset(cfg: DictConfig, overrides: list[str], found: Opened) -> Di
 def prepare(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Opened]:
     """The evaluation's config with the data to score (the folder's own, unless the command
     line names it) and the folder opened, each mistake one line, before anything loads."""
-    from src.config.devices import check_device
 
     declared.check_current()
     settings = validate(cfg)
@@ -167,13 +190,13 @@ def prepare(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Opened]:
 
 def check(cfg: DictConfig) -> None:
     """Before Hydra writes the evaluation's folder (src.outputs.callbacks.CheckConfig)."""
-    prepare(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]),
-            list(cfg.hydra.overrides.task))  # fmt: skip
+    prepare(
+        OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), list(cfg.hydra.overrides.task)
+    )
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name=CONFIG_NAME)
 def main(cfg: DictConfig) -> None:
-    from hydra.core.hydra_config import HydraConfig
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     with reported():

@@ -22,18 +22,30 @@ Other keys: `batch_size` (32), `max_texts` (all: how many test texts the check r
 
 from __future__ import annotations
 
+import logging
 import shutil
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from src.config import cli, rundir
 from src.config.errors import CheckFailed, UserError, run_command
 from src.models.exported import EXPORT_FILE, ONNX_FILE
-from src.outputs.trained import Opened, open_model
+from src.outputs.trained import Opened, Predictor, open_model
+from src.trainers import progress
 
-DEFAULTS = dict(run_dir=None, format="onnx", quantize=None, out=None, max_disagreement=None,
-                batch_size="32", max_texts=None)  # fmt: skip
+DEFAULTS = dict(
+    run_dir=None,
+    format="onnx",
+    quantize=None,
+    out=None,
+    max_disagreement=None,
+    batch_size="32",
+    max_texts=None,
+)
 # how many of the test texts may get another label: fp32 only reorders float sums; int8 weights
 # move the texts nearest the boundary (the default run: 7 of 400, benchmarks/RESULTS_export.md)
 TOLERANCE = {None: "0.01", "int8": "0.03"}
@@ -49,8 +61,9 @@ def parse_args(argv: Sequence[str]) -> dict:
     if args["format"] not in FORMATS:
         raise UserError(f"format={args['format']}: one of {', '.join(FORMATS)}")
     if args["quantize"] not in (None, "", *QUANTIZE):
-        raise UserError(f"quantize={args['quantize']}: one of {', '.join(QUANTIZE)} (or leave "
-                        "it out: fp32)")  # fmt: skip
+        raise UserError(
+            f"quantize={args['quantize']}: one of {', '.join(QUANTIZE)} (or leave it out: fp32)"
+        )
     if args["max_disagreement"] is None:
         args["max_disagreement"] = TOLERANCE[args["quantize"] or None]
     try:
@@ -58,8 +71,10 @@ def parse_args(argv: Sequence[str]) -> dict:
     except ValueError:
         share = -1.0
     if not 0 <= share < 1:
-        raise UserError(f"max_disagreement={args['max_disagreement']}: a share from 0 to 1 "
-                        "(0.01: 1% of the test texts may get another label)")  # fmt: skip
+        raise UserError(
+            f"max_disagreement={args['max_disagreement']}: a share from 0 to 1 "
+            "(0.01: 1% of the test texts may get another label)"
+        )
     for key in ("batch_size", "max_texts"):
         if args[key] is not None and (not str(args[key]).isdigit() or int(args[key]) < 1):
             raise UserError(f"{key}={args[key]}: a positive integer")
@@ -103,26 +118,32 @@ class _Logits:
 
 def to_onnx(predictor: Any, path: Path) -> list[str]:
     """torch.onnx's export of the predictor's model (batch and length dynamic); its inputs."""
-    import warnings
 
     import torch
 
     tokenizer = predictor.tokenizer
     pairs = ["a second text", "and one more"] if predictor.pairs else None
-    sample = tokenizer(["a short text to trace", "another"], pairs, padding=True,
-                       return_tensors="pt")  # fmt: skip
+    sample = tokenizer(
+        ["a short text to trace", "another"], pairs, padding=True, return_tensors="pt"
+    )
     names = [n for n in tokenizer.model_input_names if n in sample]
     axes = {n: {0: "batch", 1: "sequence"} for n in names} | {"logits": {0: "batch"}}
     with torch.no_grad(), warnings.catch_warnings():  # the tracer's notes on the model's code
         warnings.simplefilter("ignore")
-        torch.onnx.export(_Logits(predictor.model, names), tuple(sample[n] for n in names),
-                          str(path), input_names=names, output_names=["logits"],
-                          dynamic_axes=axes, opset_version=OPSET, dynamo=False)  # fmt: skip
+        torch.onnx.export(
+            _Logits(predictor.model, names),
+            tuple(sample[n] for n in names),
+            str(path),
+            input_names=names,
+            output_names=["logits"],
+            dynamic_axes=axes,
+            opset_version=OPSET,
+            dynamo=False,
+        )
     return names
 
 
 def quantize_int8(path: Path) -> None:
-    import logging
 
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -134,8 +155,13 @@ def quantize_int8(path: Path) -> None:
     # of BERT does), one scale per output channel rather than per matrix: on the default run
     # (MiniLM) the coarser choice moved more test labels (benchmarks/RESULTS_export.md)
     try:
-        quantize_dynamic(str(fp32), str(path), weight_type=QuantType.QInt8, per_channel=True,
-                         op_types_to_quantize=["MatMul"])  # fmt: skip
+        quantize_dynamic(
+            str(fp32),
+            str(path),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=["MatMul"],
+        )
     finally:
         root.setLevel(level)
     fp32.unlink()
@@ -145,7 +171,6 @@ def compare(task: Any, reference: Any, exported: Any, scale: float = 1.0) -> tup
     """(texts whose label differs, the largest probability (or value) difference). A value
     (regression) differs past SPREAD_SHARE of `scale`, the test labels' spread: the label's
     units, not the spread of a model that may predict nearly one value."""
-    import numpy as np
 
     a, b = task.outputs(reference), task.outputs(exported)
     largest = float(np.max(np.abs(a - b))) if a.size else 0.0
@@ -158,10 +183,6 @@ def compare(task: Any, reference: Any, exported: Any, scale: float = 1.0) -> tup
 
 
 def export(args: dict) -> Path:
-    import numpy as np
-
-    from src.outputs.trained import Predictor
-    from src.trainers import progress
 
     found = source(args)  # a wrong folder fails before torch loads
     run, int8 = found.run, args["quantize"] == "int8"
@@ -194,9 +215,11 @@ def export(args: dict) -> Path:
         differ, largest = compare(task, reference, exported, scale)
         allowed = float(args["max_disagreement"])
         kind = "another value" if task.NAME == "regression" else "another label"
-        print(f"check on the run's {len(test)} test texts: {differ} get {kind} than the torch "
-              f"model (allowed: {allowed:.0%}, max_disagreement={args['max_disagreement']}); "
-              f"largest difference in probability (or value): {largest:.2e}")  # fmt: skip
+        print(
+            f"check on the run's {len(test)} test texts: {differ} get {kind} than the torch "
+            f"model (allowed: {allowed:.0%}, max_disagreement={args['max_disagreement']}); "
+            f"largest difference in probability (or value): {largest:.2e}"
+        )
         if differ > allowed * len(test):
             raise CheckFailed(
                 f"the export disagrees with the torch model on {differ} of {len(test)} test "
@@ -204,14 +227,24 @@ def export(args: dict) -> Path:
             )
         size = (partial / ONNX_FILE).stat().st_size
         record = {
-            "format": "onnx", "opset": OPSET, "quantize": "int8" if int8 else None,
-            "inputs": inputs, "source": str(found.model), "run_dir": run.as_posix(),
-            "run_path": str(run.resolve()), "onnx_bytes": size,
-            "check": {"texts": len(test), "disagree": differ, "max_disagreement": allowed,
-                      "largest_difference": largest,
-                      "agreement": 1 - differ / len(test) if len(test) else None},
-            "labels": predictor.label_names, "task": task.NAME,
-        }  # fmt: skip
+            "format": "onnx",
+            "opset": OPSET,
+            "quantize": "int8" if int8 else None,
+            "inputs": inputs,
+            "source": str(found.model),
+            "run_dir": run.as_posix(),
+            "run_path": str(run.resolve()),
+            "onnx_bytes": size,
+            "check": {
+                "texts": len(test),
+                "disagree": differ,
+                "max_disagreement": allowed,
+                "largest_difference": largest,
+                "agreement": 1 - differ / len(test) if len(test) else None,
+            },
+            "labels": predictor.label_names,
+            "task": task.NAME,
+        }
         rundir.write_json(partial / EXPORT_FILE, record)
         _card(partial, record, run, out, predictor.pairs)
     except BaseException:
@@ -219,8 +252,10 @@ def export(args: dict) -> Path:
         raise
     shutil.rmtree(out, ignore_errors=True)
     partial.rename(out)
-    print(f"wrote {out} ({size / 2**20:.1f} MB model.onnx{', int8' if int8 else ''}); "
-          f"python -m src.predict run_dir={out} {_example(predictor.pairs)}")  # fmt: skip
+    print(
+        f"wrote {out} ({size / 2**20:.1f} MB model.onnx{', int8' if int8 else ''}); "
+        f"python -m src.predict run_dir={out} {_example(predictor.pairs)}"
+    )
     return out
 
 
@@ -235,17 +270,23 @@ def _card(folder: Path, record: dict, run: Path, out: Path, pairs: dict | None) 
     card = folder / "README.md"
     check = record["check"]
     int8 = ", int8 dynamic quantization" if record["quantize"] else ""
-    section = "\n".join([
-        "", "## This export", "",
-        f"ONNX (opset {record['opset']}){int8}, exported from `{run}` by "
-        f"`python -m src.export`. On the run's {check['texts']} test "
-        f"texts it gives another label than the torch model on {check['disagree']} "
-        f"(largest probability difference {check['largest_difference']:.2e}).", "",
-        f"Serve it with `python -m src.predict run_dir={out.as_posix()} {_example(pairs)}`, "
-        "or with onnxruntime alone "
-        "(inputs: " + ", ".join(f"`{n}`" for n in record["inputs"]) + "; output `logits`; cut "
-        "texts as preprocessing.json says).", "",
-    ])  # fmt: skip
+    section = "\n".join(
+        [
+            "",
+            "## This export",
+            "",
+            f"ONNX (opset {record['opset']}){int8}, exported from `{run}` by "
+            f"`python -m src.export`. On the run's {check['texts']} test "
+            f"texts it gives another label than the torch model on {check['disagree']} "
+            f"(largest probability difference {check['largest_difference']:.2e}).",
+            "",
+            f"Serve it with `python -m src.predict run_dir={out.as_posix()} {_example(pairs)}`, "
+            "or with onnxruntime alone "
+            "(inputs: " + ", ".join(f"`{n}`" for n in record["inputs"]) + "; output `logits`; cut "
+            "texts as preprocessing.json says).",
+            "",
+        ]
+    )
     text = card.read_text() if card.is_file() else f"# {run.name}\n"
     rundir.write_atomic(card, text.rstrip() + "\n" + section)
 

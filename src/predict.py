@@ -30,22 +30,38 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from src import data
 from src.config import cli, rundir
+from src.config.devices import check_device_value
 from src.config.errors import UserError, run_command
+from src.outputs.save import PREDICTION_FORMATS, prediction_columns, predictions_csv
 from src.outputs.trained import Opened, Predictor, open_model
+from src.trainers import progress
 
 if TYPE_CHECKING:
     import numpy as np
 
-DEFAULTS = dict(run_dir=None, text=None, text_pair=None, input=None, output=None,
-                text_column=None, text_pair_column=None, batch_size="32",
-                device="auto")  # fmt: skip
+DEFAULTS = dict(
+    run_dir=None,
+    text=None,
+    text_pair=None,
+    input=None,
+    output=None,
+    text_column=None,
+    text_pair_column=None,
+    batch_size="32",
+    device="auto",
+)
 
 
-def read_texts(path: Path, text_column: str, text_pair_column: str | None = None,
-               ) -> tuple[list[dict], list[str], list[str] | None]:  # fmt: skip
+def read_texts(
+    path: Path,
+    text_column: str,
+    text_pair_column: str | None = None,
+) -> tuple[list[dict], list[str], list[str] | None]:
     """The input rows (kept for the output), their texts and (for pairs) their second texts."""
-    from src import data
 
     if not path.is_file():
         raise UserError(f"input={path}: no such file")
@@ -77,7 +93,6 @@ def _some(path: Path, texts: list[str]) -> list[str]:
 
 
 def parse_args(argv: Sequence[str]) -> dict:
-    from src.config.devices import check_device_value
 
     args = cli.key_values(argv, DEFAULTS)
     if not args["run_dir"]:
@@ -90,11 +105,12 @@ def parse_args(argv: Sequence[str]) -> dict:
         raise UserError('text_pair= goes with text="..." (a file: text_pair_column=)')
     if args["output"] and not args["input"]:
         raise UserError("output= goes with input=<file>")
-    from src.outputs.save import PREDICTION_FORMATS
 
     if args["output"] and Path(args["output"]).suffix.lower() not in PREDICTION_FORMATS:
-        raise UserError(f"output={args['output']}: predictions are written as "
-                        f"{', '.join(PREDICTION_FORMATS)}; name the file so")  # fmt: skip
+        raise UserError(
+            f"output={args['output']}: predictions are written as "
+            f"{', '.join(PREDICTION_FORMATS)}; name the file so"
+        )
     if not args["batch_size"].isdigit() or int(args["batch_size"]) < 1:
         raise UserError(f"batch_size={args['batch_size']}: a positive integer")
     check_device_value("device", args["device"])
@@ -127,13 +143,15 @@ def check_pairs(args: dict, pairs: dict | None) -> None:
     column = pairs["text_pair_column"]
     if args["text"] is not None and args["text_pair"] is None:
         raise UserError(
-            f'text_pair= is missing: this run was trained on sentence pairs (its second text: '
+            f"text_pair= is missing: this run was trained on sentence pairs (its second text: "
             f'column {column}); give text="..." text_pair="..."'
         )
     if args["input"] is not None and not args["text_pair_column"]:
         if Path(args["input"]).suffix.lower() == ".txt":
-            raise UserError(f"input={args['input']}: this run takes sentence pairs; a .txt holds "
-                            f"one text a line: give a table with a '{column}' column")  # fmt: skip
+            raise UserError(
+                f"input={args['input']}: this run takes sentence pairs; a .txt holds "
+                f"one text a line: give a table with a '{column}' column"
+            )
         args["text_pair_column"] = column  # the run's own pair column
 
 
@@ -163,12 +181,14 @@ def predict_file(args: dict, found: Opened) -> None:
     # an empty text (or pair text) keeps its row, with empty prediction cells: row i of the
     # output is row i of the input
     kept = [i for i, t in enumerate(texts) if t.strip() and (pairs is None or pairs[i].strip())]
-    predicted = predictor.probabilities([texts[i] for i in kept], int(args["batch_size"]),
-                                     None if pairs is None else [pairs[i] for i in kept])
+    predicted = predictor.probabilities(
+        [texts[i] for i in kept],
+        int(args["batch_size"]),
+        None if pairs is None else [pairs[i] for i in kept],
+    )
     outputs: list = [None] * len(texts)
     for i, output in zip(kept, predicted, strict=True):
         outputs[i] = output
-    from src.outputs.save import predictions_csv
 
     table = predictions_csv(rows, outputs, names, task, target.suffix.lower())
     rundir.write_atomic(target, table)
@@ -180,7 +200,6 @@ def predict_file(args: dict, found: Opened) -> None:
 def check_columns(source: Path, rows: list[dict], names: list[str], task: Any) -> None:
     """The input's own columns stay as they are: one named as a prediction column would be
     overwritten, so it is one line before anything loads."""
-    from src.outputs.save import prediction_columns
 
     ours = prediction_columns(names, task)
     if clash := [c for c in (rows[0] if rows else {}) if c in ours]:
@@ -192,7 +211,6 @@ def check_columns(source: Path, rows: list[dict], names: list[str], task: Any) -
 
 def _tally(task: Any, outputs: np.ndarray, names: list[str]) -> str:
     """How many texts got each label (multi_label: each label), or the values' mean."""
-    import numpy as np
 
     if task.NAME == "regression":
         return f"mean {names[0]} {outputs.mean():.4g}"
@@ -204,7 +222,6 @@ def _tally(task: Any, outputs: np.ndarray, names: list[str]) -> str:
 
 
 def _load(args: dict, found: Opened) -> Predictor:
-    from src.trainers import progress
 
     progress.quiet_libraries()
     return found.predictor(args["device"])

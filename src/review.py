@@ -31,11 +31,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from src import compare
 from src.config import cli
 from src.config.errors import UserError, run_command
 from src.config.presets import PRESET_GROUPS
 from src.config.rundir import flatten
 from src.config.schema import show
+from src.outputs.trained import open_folder, open_scored, open_sweep
 
 HERE = Path(__file__).resolve().parents[1]  # this checkout: it composes a revision from before
 # src/config/presets.py
@@ -110,8 +112,9 @@ def commit_of(repo: Path, rev: str) -> str:
 def changed_files(repo: Path, base: str, head: str | None) -> dict[str, str]:
     """conf/ path -> A (added), M or D, BASE against HEAD (or the working tree, untracked
     files included). A declaration's change is `changed_declarations`'."""
-    out = git(repo, "diff", "--name-status", "--no-renames", base, *([head] if head else []),
-              "--", "conf")  # fmt: skip
+    out = git(
+        repo, "diff", "--name-status", "--no-renames", base, *([head] if head else []), "--", "conf"
+    )
     found = {line.split("\t", 1)[1]: line[0] for line in out.splitlines() if "\t" in line}
     if head is None:
         untracked = git(repo, "ls-files", "--others", "--exclude-standard", "--", "conf")
@@ -155,19 +158,28 @@ def read_revision(label: str, tree: Path, roots: tuple[Path, ...]) -> Revision:
     if (tree / PRESETS).is_file():
         found = _json_of(command, tree, label)
     else:
-        module = next((m.removesuffix(".py").replace("/", ".") for m in OLD_DECLARED
-                       if (tree / m).is_file()), None)  # fmt: skip
+        module = next(
+            (m.removesuffix(".py").replace("/", ".") for m in OLD_DECLARED if (tree / m).is_file()),
+            None,
+        )
         old = _json_of([sys.executable, "-m", module], tree, label) if module else {}
         with tempfile.NamedTemporaryFile("w", suffix=".json") as nodes:
             json.dump(old, nodes)
             nodes.flush()
-            found = _json_of([*command, "--conf", str(tree / "conf"), "--declared", nodes.name],
-                             HERE, label)  # fmt: skip
+            found = _json_of(
+                [*command, "--conf", str(tree / "conf"), "--declared", nodes.name], HERE, label
+            )
     presets = {
-        name: Preset(name, flatten(portable(p["config"], (tree, *roots))), files=p["files"],
-                     invalid=p["invalid"]) if "config" in p else Preset(name, error=p["error"])
+        name: Preset(
+            name,
+            flatten(portable(p["config"], (tree, *roots))),
+            files=p["files"],
+            invalid=p["invalid"],
+        )
+        if "config" in p
+        else Preset(name, error=p["error"])
         for name, p in found["presets"].items()
-    }  # fmt: skip
+    }
     return Revision(label, presets)
 
 
@@ -185,7 +197,7 @@ def committed(repo: Path, rev: str, commit: str, into: Path) -> Revision:
 # --- what changed ------------------------------------------------------------------------------
 
 
-def compare(base: Revision, head: Revision) -> list[Change]:
+def preset_changes(base: Revision, head: Revision) -> list[Change]:
     out = []
     for name in dict.fromkeys([*base.presets, *head.presets]):
         old, new = base.presets.get(name), head.presets.get(name)
@@ -193,12 +205,16 @@ def compare(base: Revision, head: Revision) -> list[Change]:
             out.append(Change(name, "added" if old is None else "removed"))
         elif old.config is None or new.config is None:
             side = "BASE" if old.config is None else "HEAD"
-            out.append(Change(name, "broken", note=f"does not compose at {side}: "
-                                                   f"{old.error or new.error}"))  # fmt: skip
+            out.append(
+                Change(name, "broken", note=f"does not compose at {side}: {old.error or new.error}")
+            )
         else:
             keys = list(old.config) + [k for k in new.config if k not in old.config]
-            diff = [(k, old.config.get(k, ABSENT), new.config.get(k, ABSENT)) for k in keys
-                    if old.config.get(k, ABSENT) != new.config.get(k, ABSENT)]  # fmt: skip
+            diff = [
+                (k, old.config.get(k, ABSENT), new.config.get(k, ABSENT))
+                for k in keys
+                if old.config.get(k, ABSENT) != new.config.get(k, ABSENT)
+            ]
             out.append(Change(name, "changed" if diff else "unchanged", diff))
     return out
 
@@ -208,8 +224,7 @@ def reach(files: dict[str, str], base: Revision, head: Revision) -> dict[str, li
     a file HEAD no longer has)."""
     out = {}
     for path in files:
-        names = [p.name for side in (head, base) for p in side.presets.values()
-                 if path in p.files]  # fmt: skip
+        names = [p.name for side in (head, base) for p in side.presets.values() if path in p.files]
         out[path] = list(dict.fromkeys(names))
     return out
 
@@ -231,7 +246,6 @@ class Evidence:
 def evidence(old: Path, new: Path) -> list[Evidence]:
     """Two finished runs (paired by the preset their runs name), or two sweeps (their jobs
     paired by override set); a run beside a sweep is one line."""
-    from src.outputs.trained import open_folder, open_scored, open_sweep
 
     kinds = [open_folder(folder).kind for folder in (old, new)]
     if (kinds[0] == "sweep") != (kinds[1] == "sweep"):
@@ -250,11 +264,23 @@ def evidence(old: Path, new: Path) -> list[Evidence]:
         match = by_overrides.get(frozenset(job.overrides.items()))
         label = " ".join(f"{k}={v}" for k, v in sorted(job.overrides.items())) or job.name
         if match is None:
-            out.append(Evidence(label, "-", str(new / job.name), note="no job of the same "
-                                "overrides in the base sweep"))  # fmt: skip
+            out.append(
+                Evidence(
+                    label,
+                    "-",
+                    str(new / job.name),
+                    note="no job of the same overrides in the base sweep",
+                )
+            )
         elif job.status != "finished" or match.status != "finished":
-            out.append(Evidence(label, str(old / match.name), str(new / job.name),
-                                note=f"not finished ({match.status}, {job.status})"))  # fmt: skip
+            out.append(
+                Evidence(
+                    label,
+                    str(old / match.name),
+                    str(new / job.name),
+                    note=f"not finished ({match.status}, {job.status})",
+                )
+            )
         else:
             out.append(_pair(label, old / match.name, new / job.name))
     return out
@@ -262,7 +288,6 @@ def evidence(old: Path, new: Path) -> list[Evidence]:
 
 def _preset_of(run: Path) -> str:
     """`experiment/x`, or `default`; with the run's other overrides after it."""
-    from src.outputs.trained import open_folder
 
     given = open_folder(run).overrides
     chosen = [o.replace("=", "/") for o in given if o.split("=", 1)[0] in PRESET_GROUPS]
@@ -271,15 +296,14 @@ def _preset_of(run: Path) -> str:
 
 
 def _pair(label: str, old: Path, new: Path) -> Evidence:
-    from src import compare
 
     runs = [compare.Run.read(old), compare.Run.read(new)]
     found = Evidence(label, str(old), str(new))
-    found.settings = [(k, a, b) for k, (a, b) in compare.differences(runs).items()
-                      if k not in NOT_SETTINGS]  # fmt: skip
+    found.settings = [
+        (k, a, b) for k, (a, b) in compare.differences(runs).items() if k not in NOT_SETTINGS
+    ]
     tested = [f"test {name}" for name in runs[1].metrics.get("test", {})]
-    found.rows = [(name, a, b) for name, (a, b) in compare.metric_rows(runs)
-                  if name in tested]  # fmt: skip
+    found.rows = [(name, a, b) for name, (a, b) in compare.metric_rows(runs) if name in tested]
     result = compare.paired(*runs)
     if isinstance(result, str):
         found.note = f"no paired test: {result}"
@@ -310,23 +334,41 @@ class Report:
 
 
 def _cell(value: Any) -> str:
-    text = ABSENT if value == ABSENT else json.dumps(value) if isinstance(value, list | dict) \
-        else show(value)  # fmt: skip
+    text = (
+        ABSENT
+        if value == ABSENT
+        else json.dumps(value)
+        if isinstance(value, list | dict)
+        else show(value)
+    )
     return "`" + text.replace("|", "\\|") + "`"
 
 
 def markdown(r: Report) -> str:
     lines = [COMMENT_MARKER, f"## Config review: `{r.base}` -> `{r.head}`", ""]
-    verdict = ("every preset validates at HEAD" if not r.invalid else
-               f"**{len(r.invalid)} preset(s) do not validate at HEAD**")  # fmt: skip
-    lines += [f"{len(r.changed)} of {len(r.changes)} presets changed; {len(r.files)} file(s) "
-              f"in `conf/` changed; {verdict}.", ""]  # fmt: skip
+    verdict = (
+        "every preset validates at HEAD"
+        if not r.invalid
+        else f"**{len(r.invalid)} preset(s) do not validate at HEAD**"
+    )
+    lines += [
+        f"{len(r.changed)} of {len(r.changes)} presets changed; {len(r.files)} file(s) "
+        f"in `conf/` changed; {verdict}.",
+        "",
+    ]
     if r.files:
-        lines += ["### Changed files and the presets they reach", "", "| file | | reaches |",
-                  "|---|---|---|"]  # fmt: skip
-        lines += [f"| `{path}` | {status} | "
-                  + (", ".join(f"`{p}`" for p in r.reaches[path]) or _unreached(path)) + " |"
-                  for path, status in r.files.items()]  # fmt: skip
+        lines += [
+            "### Changed files and the presets they reach",
+            "",
+            "| file | | reaches |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| `{path}` | {status} | "
+            + (", ".join(f"`{p}`" for p in r.reaches[path]) or _unreached(path))
+            + " |"
+            for path, status in r.files.items()
+        ]
         lines.append("")
     lines += ["### Presets, key by key", ""]
     groups: dict[tuple, list[str]] = {}  # presets with the same changes share one table
@@ -344,8 +386,10 @@ def markdown(r: Report) -> str:
             lines += [f"| `{k}` | {_cell(a)} | {_cell(b)} |" for k, a, b in change.keys]
         lines.append("")
     same = [c.preset for c in r.changes if c.status == "unchanged"]
-    lines += [f"Unchanged: {', '.join(f'`{p}`' for p in same)}." if same else
-              "Every preset changed.", ""]  # fmt: skip
+    lines += [
+        f"Unchanged: {', '.join(f'`{p}`' for p in same)}." if same else "Every preset changed.",
+        "",
+    ]
     lines += ["### Validation at HEAD", ""]
     lines += [f"- `{p}`: **invalid**: `{line}`" for p, line in r.invalid.items()]
     valid = [f"`{p}`" for p in r.presets if p not in r.invalid]
@@ -355,8 +399,12 @@ def markdown(r: Report) -> str:
         for e in r.evidence:
             lines += [f"#### `{e.label}`", "", f"BASE `{e.base}`, HEAD `{e.head}`: {e.note}."]
             if e.settings:
-                lines += ["", "Settings that differ: " + ", ".join(
-                    f"`{k}` {_cell(a)} -> {_cell(b)}" for k, a, b in e.settings) + "."]  # fmt: skip
+                lines += [
+                    "",
+                    "Settings that differ: "
+                    + ", ".join(f"`{k}` {_cell(a)} -> {_cell(b)}" for k, a, b in e.settings)
+                    + ".",
+                ]
             if e.rows:
                 lines += ["", "| test metric [95% interval] | BASE | HEAD |", "|---|---|---|"]
                 lines += [f"| {m.removeprefix('test ')} | {a} | {b} |" for m, a, b in e.rows]
@@ -373,13 +421,17 @@ def _unreached(path: str) -> str:
 
 def text(r: Report) -> str:
     lines = [f"config review: {r.base} -> {r.head}"]
-    lines += [f"{path} ({status}) reaches: {', '.join(r.reaches[path]) or 'no preset'}"
-              for path, status in r.files.items()]  # fmt: skip
+    lines += [
+        f"{path} ({status}) reaches: {', '.join(r.reaches[path]) or 'no preset'}"
+        for path, status in r.files.items()
+    ]
     for change in r.changed:
-        lines.append(f"{change.preset}: {change.status}" + (f" ({change.note})" if change.note
-                                                            else ""))  # fmt: skip
-        lines += [f"  {k}: {_cell(a).strip('`')} -> {_cell(b).strip('`')}" for k, a, b in
-                  change.keys]  # fmt: skip
+        lines.append(
+            f"{change.preset}: {change.status}" + (f" ({change.note})" if change.note else "")
+        )
+        lines += [
+            f"  {k}: {_cell(a).strip('`')} -> {_cell(b).strip('`')}" for k, a, b in change.keys
+        ]
     lines += [f"invalid at HEAD: {p}: {line}" for p, line in r.invalid.items()]
     for e in r.evidence:
         lines.append(f"evidence {e.label}: {e.note}")
@@ -410,31 +462,51 @@ def review(repo: Path, base: str, head: str | None, runs: list[tuple[Path, Path]
         else:
             head_side = read_revision("the working tree", repo, ())
     files = changed_files(repo, base_commit, head_commit)  # conf/declared/ too: a default
-    invalid = {name: (p.invalid if p.config is not None else
-                      f"error: does not compose: {p.error}")
-               for name, p in head_side.presets.items()
-               if p.invalid or p.config is None}  # fmt: skip
-    return Report(base_side.label, head_side.label, compare(base_side, head_side), files,
-                  reach(files, base_side, head_side), invalid, list(head_side.presets),
-                  evidence_found)  # fmt: skip
+    invalid = {
+        name: (p.invalid if p.config is not None else f"error: does not compose: {p.error}")
+        for name, p in head_side.presets.items()
+        if p.invalid or p.config is None
+    }
+    return Report(
+        base_side.label,
+        head_side.label,
+        preset_changes(base_side, head_side),
+        files,
+        reach(files, base_side, head_side),
+        invalid,
+        list(head_side.presets),
+        evidence_found,
+    )
 
 
 def main(argv: list[str]) -> int:
     parser = cli.ArgumentParser(
-        prog="python -m src.review", description=__doc__.split("\n\n")[0],
+        prog="python -m src.review",
+        description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="\n\n".join(__doc__.split("\n\n")[1:]),
-    )  # fmt: skip
-    parser.add_argument("base", help="the revision the change is reviewed against (main, "
-                        "origin/main, a tag or a commit)")  # fmt: skip
+    )
+    parser.add_argument(
+        "base",
+        help="the revision the change is reviewed against (main, origin/main, a tag or a commit)",
+    )
     parser.add_argument("head", nargs="?", help="the changed revision (default: the working tree)")
     parser.add_argument("--format", choices=FORMATS, default="md", help="md (default), json, text")
-    parser.add_argument("--runs", nargs=2, action="append", type=Path, default=[],
-                        metavar=("BASE_RUN", "HEAD_RUN"),
-                        help="a run (or sweep) of each side: their metrics, intervals and "
-                             "paired tests; repeat for more presets")  # fmt: skip
-    parser.add_argument("--fail-on-change", action="store_true",
-                        help="exit 1 when any preset's resolved config changed")  # fmt: skip
+    parser.add_argument(
+        "--runs",
+        nargs=2,
+        action="append",
+        type=Path,
+        default=[],
+        metavar=("BASE_RUN", "HEAD_RUN"),
+        help="a run (or sweep) of each side: their metrics, intervals and "
+        "paired tests; repeat for more presets",
+    )
+    parser.add_argument(
+        "--fail-on-change",
+        action="store_true",
+        help="exit 1 when any preset's resolved config changed",
+    )
     parser.add_argument("--repo", type=Path, default=Path.cwd(), help="a clone (default: here)")
     args = parser.parse_args(argv)
     report = review(args.repo, args.base, args.head, [tuple(p) for p in args.runs])

@@ -27,6 +27,7 @@ from src.outputs.results import RunSummary
 from src.sweeps import job, preview
 from src.trainers import distributed
 from src.trainers.build import build, opened_logger
+from src.trainers.common import find_checkpoint
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -38,7 +39,6 @@ def main(cfg: DictConfig) -> float | None:
 def train(cfg: DictConfig, run_dir: Path, trial: Any = None) -> RunSummary:
     """Run one experiment into `run_dir`: build, fit, score the test split, save. `trial`: the
     study's trial this run reports its epochs to (src.sweeps.study.JobTrial)."""
-    from src.trainers.common import find_checkpoint
 
     if distributed.is_main():
         reports.show_config(cfg)

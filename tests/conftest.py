@@ -107,11 +107,16 @@ SMOKE = "debug=smoke"
 # logger=tensorboard, and custom_head over two epochs, so the comparison has a difference.
 PAIRS = {
     ("hf_head", "hf"): (SMOKE, "model=hf_head", "trainer=hf", "epochs=1", "logger=tensorboard"),
-    ("custom_head", "manual"): (SMOKE, "model=custom_head", "trainer=manual", "epochs=2",
-                                "logger=tensorboard"),
+    ("custom_head", "manual"): (
+        SMOKE,
+        "model=custom_head",
+        "trainer=manual",
+        "epochs=2",
+        "logger=tensorboard",
+    ),
     ("hf_head", "manual"): (SMOKE, "model=hf_head", "trainer=manual"),
     ("custom_head", "hf"): (SMOKE, "model=custom_head", "trainer=hf"),
-}  # fmt: skip
+}
 
 
 @pytest.fixture(scope="session")
@@ -140,8 +145,10 @@ def trained_runs(trained) -> dict[str, Path]:
     """Two tiny finished runs shared by the predict, report, card, compare and logger tests,
     keyed by model: hf_head under trainer=hf (1 epoch), custom_head under trainer=manual
     (2 epochs), both with logger=tensorboard."""
-    return {"hf_head": trained(*PAIRS["hf_head", "hf"]),
-            "custom_head": trained(*PAIRS["custom_head", "manual"])}  # fmt: skip
+    return {
+        "hf_head": trained(*PAIRS["hf_head", "hf"]),
+        "custom_head": trained(*PAIRS["custom_head", "manual"]),
+    }
 
 
 def copy_run(run_dir: Path, to: Path) -> Path:
@@ -199,8 +206,16 @@ def reloaded_and_saved_probs(run_dir: Path, cfg: DictConfig) -> tuple[np.ndarray
 # WordPiece tokenizer; ELECTRA and ALBERT with embedding_size 16, so with their projection),
 # as transformers' own tests build them: from_config, no network. `mpnet` stands for an encoder
 # the table does not know.
-FAMILIES = ("bert", "roberta", "xlm-roberta", "distilbert", "deberta-v2", "electra", "albert",
-            "modernbert")  # fmt: skip
+FAMILIES = (
+    "bert",
+    "roberta",
+    "xlm-roberta",
+    "distilbert",
+    "deberta-v2",
+    "electra",
+    "albert",
+    "modernbert",
+)
 
 
 @pytest.fixture(scope="session")

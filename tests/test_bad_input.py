@@ -104,8 +104,10 @@ CASES = {
         None,
         ".csv",
         (),
-        ("dataset.test_size=0.2: cannot split the data stratified: 'very rare' has a single "
-         "example (each class needs 2); give dataset.test_file, add examples",),
+        (
+            "dataset.test_size=0.2: cannot split the data stratified: 'very rare' has a single "
+            "example (each class needs 2); give dataset.test_file, add examples",
+        ),
     ),
 }
 
@@ -163,11 +165,15 @@ def test_empty_texts_dropped_with_a_count(tmp_path, caplog):
 
 @pytest.mark.parametrize(
     ("folder", "needle"),
-    [("a_file/run", "a_file is a file, not a folder"),
-     ("/proc/no_such_folder/run", "/proc/no_such_folder/run cannot be created (No such file or "
-      "directory)")],
+    [
+        ("a_file/run", "a_file is a file, not a folder"),
+        (
+            "/proc/no_such_folder/run",
+            "/proc/no_such_folder/run cannot be created (No such file or directory)",
+        ),
+    ],
     ids=["under a file", "on a virtual file system"],
-)  # fmt: skip
+)
 def test_unwritable_output_folder(tmp_path, folder, needle):
     """`os.access` says yes to root everywhere: only trying to create the folder tells."""
     (tmp_path / "a_file").write_text("")
@@ -184,6 +190,9 @@ def test_a_folder_a_live_run_holds_is_refused(tmp_path):
     run_dir = tmp_path / "run"
     with claimed(run_dir):
         proc = run_cli("debug=smoke", f"hydra.run.dir={run_dir}")
-        _assert_one_line(proc, f"hydra.run.dir={run_dir}: in use by a run that is still alive "
-                         f"(pid {os.getpid()}); wait for it to end")  # fmt: skip
+        _assert_one_line(
+            proc,
+            f"hydra.run.dir={run_dir}: in use by a run that is still alive "
+            f"(pid {os.getpid()}); wait for it to end",
+        )
     assert sorted(p.name for p in run_dir.iterdir()) == [".lock"]

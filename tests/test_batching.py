@@ -18,7 +18,6 @@ from tests.conftest import PAIRS, compose, reloaded_and_saved_probs, tokenizer_o
 GROUPED = ("trainer.group_by_length=true",)  # the default; the tiny runs might pin it off
 
 
-
 def padded(batches: list[list[int]], lengths: np.ndarray) -> int:
     return sum(len(b) * int(lengths[b].max()) for b in batches)
 
@@ -47,9 +46,10 @@ def test_length_grouped_keeps_every_example_once_and_pads_less():
 def test_manual_batches_are_grouped_and_a_function_of_seed_and_epoch():
     lengths = chunk_like_lengths(500)
     examples = data.Encoded(
-        ids=np.zeros(int(lengths.sum()), np.int32), lengths=lengths.astype(np.int32),
+        ids=np.zeros(int(lengths.sum()), np.int32),
+        lengths=lengths.astype(np.int32),
         doc=np.arange(500, dtype=np.int32),
-    )  # fmt: skip
+    )
     plain = ManualTrainer(trainer_config("manual", batch_size=16, group_by_length=False))
     loop = ManualTrainer(trainer_config("manual", batch_size=16, group_by_length=True))
     epoch1 = loop._batches(examples, 1)
@@ -92,9 +92,10 @@ def test_prediction_rows_come_back_in_dataset_order():
     """Longest-first batches, rows back in dataset order: each row names its own example."""
     lengths = chunk_like_lengths(203).astype(np.int32)
     examples = data.Encoded(
-        ids=np.arange(int(lengths.sum()), dtype=np.int32), lengths=lengths,
+        ids=np.arange(int(lengths.sum()), dtype=np.int32),
+        lengths=lengths,
         doc=np.arange(203, dtype=np.int32),
-    )  # fmt: skip
+    )
     loop = ManualTrainer(trainer_config("manual", eval_batch_size=16, precision="fp32"))
     tokenizer = tokenizer_of()
     got = loop.predict(_Echo(), examples, data.collator(tokenizer))
@@ -106,14 +107,23 @@ def test_prediction_rows_come_back_in_dataset_order():
 def test_prediction_longest_first_gives_dataset_order_rows(model):
     """Logits from the longest-first batches equal each example's own forward, in order."""
     built = build(compose([*PAIRS[model, "manual"]]), NullLogger())
-    texts = ["a film", "a long and rather slow film about a river and a town " * 3, "bad",
-             "the best film of the year, and the longest one too", "fine " * 20]  # fmt: skip
+    texts = [
+        "a film",
+        "a long and rather slow film about a river and a town " * 3,
+        "bad",
+        "the best film of the year, and the longest one too",
+        "fine " * 20,
+    ]
     encoded = data.encode_texts(built.tokenizer, texts, 64, "head").with_labels([0] * 5)
     loop = ManualTrainer(trainer_config("manual", eval_batch_size=2, precision="fp32"))
     got = loop.predict(built.model, encoded, built.collator)
     with torch.no_grad():
-        alone = [built.model(**{k: v for k, v in built.collator([e]).items() if k != "labels"})
-                 .logits[0].numpy() for e in encoded]  # fmt: skip
+        alone = [
+            built.model(**{k: v for k, v in built.collator([e]).items() if k != "labels"})
+            .logits[0]
+            .numpy()
+            for e in encoded
+        ]
     np.testing.assert_allclose(got, np.stack(alone), atol=1e-5, rtol=1e-4)
 
 

@@ -81,13 +81,17 @@ def test_levers_rows_are_valid_configs_that_change_one_lever() -> None:
     from benchmarks import levers
     from tests.conftest import compose, first_error
 
-    for name, overrides in {**levers.QUALITY, **{
-        f"throughput {k}": (*levers.FP32, *v) for k, v in levers.THROUGHPUT.items()
-    }}.items():  # fmt: skip
+    for name, overrides in {
+        **levers.QUALITY,
+        **{f"throughput {k}": (*levers.FP32, *v) for k, v in levers.THROUGHPUT.items()},
+    }.items():
         assert first_error(*overrides) == "", name
     full = compose(list(levers.QUALITY["quickstart"]))
     assert (full.backbone.freeze_layers, full.truncation, full.trainer.precision) == (
-        0, "head_tail", "fp32")  # fmt: skip
+        0,
+        "head_tail",
+        "fp32",
+    )
     cached = compose(list(levers.QUALITY["quickstart+freeze3+cache"]))
     assert (cached.backbone.freeze_layers, cached.backbone.cache_frozen) == (3, True)
     assert compose([*levers.FP32, *levers.THROUGHPUT["full"]]).backbone.freeze_layers == 0

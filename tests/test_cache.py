@@ -25,8 +25,9 @@ def _entries(folder: Path) -> list[Path]:
 
 
 @pytest.mark.parametrize(("truncation", "stride"), [("head_tail", 0), ("chunks", 16)])
-def test_a_hit_is_exactly_what_tokenizing_gives(tokenizer, tmp_path, monkeypatch, truncation,
-                                                 stride):  # fmt: skip
+def test_a_hit_is_exactly_what_tokenizing_gives(
+    tokenizer, tmp_path, monkeypatch, truncation, stride
+):
     split = data.Split(TEXTS, [1, 0, 1])
     fresh = data.encode(tokenizer, split, 64, truncation, stride)
     first = data.encode_cached(tokenizer, split, 64, truncation, stride, tmp_path)
@@ -43,8 +44,9 @@ def test_a_hit_is_exactly_what_tokenizing_gives(tokenizer, tmp_path, monkeypatch
 
 
 @pytest.mark.parametrize("damage", ["truncated", "not a zip", "arrays that do not fit"])
-def test_an_entry_that_cannot_be_read_is_dropped_and_tokenized_again(tokenizer, tmp_path,
-                                                                     caplog, damage):  # fmt: skip
+def test_an_entry_that_cannot_be_read_is_dropped_and_tokenized_again(
+    tokenizer, tmp_path, caplog, damage
+):
     """A full disk or a killed copy leaves a damaged entry under a valid key: every later run
     with that key would crash on it. It is dropped with a warning, and the texts tokenized and
     stored again."""
@@ -61,8 +63,12 @@ def test_an_entry_that_cannot_be_read_is_dropped_and_tokenized_again(tokenizer, 
         entry.write_bytes(b"\0" * 100)
     else:
         with entry.open("wb") as f:
-            np.savez(f, input_ids=np.zeros(3, np.int32), lengths=np.array([5], np.int32),
-                     doc=np.array([0], np.int32))  # fmt: skip
+            np.savez(
+                f,
+                input_ids=np.zeros(3, np.int32),
+                lengths=np.array([5], np.int32),
+                doc=np.array([0], np.int32),
+            )
     with caplog.at_level(logging.WARNING):
         again = data.encode_cached(tokenizer, split, 64, "head_tail", 0, tmp_path)
     assert again == fresh

@@ -61,9 +61,16 @@ def test_card_body_says_how_to_load_it_and_how_it_was_trained(trained_runs, mode
     _, metrics = _run(trained_runs[model])
     low, high = metrics["test_ci95"]["accuracy"]
     assert f"| accuracy | {metrics['test']['accuracy']:.4f} | [{low:.4f}, {high:.4f}] |" in text
-    rows = [f"| head | {model}", f"| trainer | {trainer}Trainer |", f"| epochs | {epochs} |",
-            "| max_length | 64 |", "| truncation | head_tail |", "| batch_size | 8 |",
-            "| seed | 42 |", "| epoch chosen on | validation split, by f1 |"]  # fmt: skip
+    rows = [
+        f"| head | {model}",
+        f"| trainer | {trainer}Trainer |",
+        f"| epochs | {epochs} |",
+        "| max_length | 64 |",
+        "| truncation | head_tail |",
+        "| batch_size | 8 |",
+        "| seed | 42 |",
+        "| epoch chosen on | validation split, by f1 |",
+    ]
     assert [r for r in rows if r not in text] == []
     assert "| stride |" not in text and "optimistic" not in text
     assert "Labels: 0=neg, 1=pos." in text
@@ -88,8 +95,9 @@ def test_card_of_chunks_a_file_dataset_and_three_labels(trained_runs):
     results = _results(card)
     assert {(r.dataset_type, r.dataset_name) for r in results} == {("files", "data/train.csv")}
     assert {r.metric_type: r.metric_args for r in results if r.dataset_split == "test"} == {
-        "accuracy": None, **dict.fromkeys(("precision", "recall", "f1"), {"average": "macro"})
-    }  # fmt: skip
+        "accuracy": None,
+        **dict.fromkeys(("precision", "recall", "f1"), {"average": "macro"}),
+    }
 
 
 def test_card_names_the_pretrained_base_model(trained_runs):

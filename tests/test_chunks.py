@@ -43,8 +43,13 @@ def test_chunks_end_to_end_count_documents(compose_cfg, tmp_path, monkeypatch, m
 
     pooled = []  # (documents, windows) of every pooling: the one inference path's
     real_pool = inference.pool
-    monkeypatch.setattr(inference, "pool", lambda logits, docs, how: pooled.append(
-        (max(docs) + 1, len(docs))) or real_pool(logits, docs, how))  # fmt: skip
+    monkeypatch.setattr(
+        inference,
+        "pool",
+        lambda logits, docs, how: (
+            pooled.append((max(docs) + 1, len(docs))) or real_pool(logits, docs, how)
+        ),
+    )
     cut = ("truncation=chunks", "max_length=64", "stride=16")
     cfg = compose_cfg("debug=smoke", f"model={model}", f"trainer={trainer}", *cut)
     train(cfg, tmp_path)

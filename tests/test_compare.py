@@ -120,8 +120,10 @@ def test_no_paired_test_across_test_sets(trained_runs, tmp_path):
     other = copy_run(trained_runs["custom_head"], tmp_path / "other")
     metrics = json.loads((other / "metrics.json").read_text())
     runs = [compare.Run.read(trained_runs["hf_head"]), None]
-    for fingerprint, reason in (("0" * 64, "tested on different texts"),
-                                (None, "records no fingerprint of its test texts")):  # fmt: skip
+    for fingerprint, reason in (
+        ("0" * 64, "tested on different texts"),
+        (None, "records no fingerprint of its test texts"),
+    ):
         metrics["test_sha256"] = fingerprint
         (other / "metrics.json").write_text(json.dumps(metrics))
         runs[1] = compare.Run.read(other)

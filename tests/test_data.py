@@ -162,10 +162,13 @@ def test_csv_text_longer_than_the_csv_modules_default_limit(tmp_path):
     [
         ("d.csv", "text,label,text\na,pos,b\n", "header"),
         ("d.tsv", "label\ttext\tlabel\npos\ta\tneg\n", "header"),
-        ("d.jsonl", '{"text": "a", "label": "pos"}\n{"text": "b", "label": "x", "label": "y"}\n',
-         "line 2"),
+        (
+            "d.jsonl",
+            '{"text": "a", "label": "pos"}\n{"text": "b", "label": "x", "label": "y"}\n',
+            "line 2",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_column_named_twice_is_one_line(tmp_path, name, text, where):
     """A dict keeps the last of two equal keys: the file is refused instead of read wrongly."""
     path = tmp_path / name

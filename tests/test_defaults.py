@@ -78,9 +78,19 @@ def conf_copy(tmp_path_factory) -> Path:
             "hparams_search/optuna.yaml: hydra.sweeper.n_jobs: 1 is hydra/sweeper=optuna's",
         ),  # a preset's hydra.sweeper node, against the sweeper it picks
     ],
-    ids=["shared", "list", "dict", "knob", "nested", "scheduler", "logger", "evaluate",
-         "sweeper", "preset's sweeper"],
-)  # fmt: skip
+    ids=[
+        "shared",
+        "list",
+        "dict",
+        "knob",
+        "nested",
+        "scheduler",
+        "logger",
+        "evaluate",
+        "sweeper",
+        "preset's sweeper",
+    ],
+)
 def test_the_guard_names_a_reintroduced_second_home(conf_copy, path, line, named):
     file = conf_copy / path
     text = file.read_text()
@@ -113,9 +123,14 @@ def _with_data(override: str) -> list[str]:
     return [override, *(["dataset=files"] if override.startswith("task=") else [])]
 
 
-@pytest.mark.parametrize("override", [o for o in group_options()
-                                      if o.split("=")[0] not in ("experiment", "debug",
-                                                                 "hparams_search")])  # fmt: skip
+@pytest.mark.parametrize(
+    "override",
+    [
+        o
+        for o in group_options()
+        if o.split("=")[0] not in ("experiment", "debug", "hparams_search")
+    ],
+)
 def test_every_option_composes_every_declared_key_from_its_one_home(override):
     """Each declared key is in the composed node, at its declared value unless the option's
     own YAML (or its `_shared.yaml`) writes another: so `python -m src.spec` shows what a run
@@ -134,8 +149,7 @@ def test_every_option_composes_every_declared_key_from_its_one_home(override):
     assert all(knobs[k] == v for k, v in declared.nodes()["Knobs"].items())
 
 
-def test_a_changed_declaration_is_written_once_and_read_by_every_option(conf_copy,
-                                                                        monkeypatch):  # fmt: skip
+def test_a_changed_declaration_is_written_once_and_read_by_every_option(conf_copy, monkeypatch):
     """A default changed in the code: its written file is stale (one line naming it and the
     command), `write` rewrites that file alone, and every option reads the new value from it
     with no YAML edit."""
@@ -145,7 +159,8 @@ def test_a_changed_declaration_is_written_once_and_read_by_every_option(conf_cop
     monkeypatch.setattr(AdamW.__dataclass_fields__["weight_decay"], "default", 0.05)
     assert declared.stale(conf_copy) == [
         "conf/declared/AdamW.yaml: weight_decay: 0.01, declared 0.05; the declaration changed: "
-        "run python -m src.config.declared to write it again"]
+        "run python -m src.config.declared to write it again"
+    ]
     with pytest.raises(declared_error(), match="AdamW.yaml: weight_decay: 0.01, declared 0.05"):
         declared.check_current(conf_copy)
     assert declared.write(conf_copy) == ["AdamW.yaml"]

@@ -22,16 +22,28 @@ BALANCED = np.array([0, 1] * 50)
         (SingleLabel(), BALANCED, np.r_[np.zeros(96, int), np.ones(4, int)], "for 96% of"),
         (SingleLabel(), BALANCED, np.r_[np.zeros(90, int), np.ones(10, int)], None),
         (SingleLabel(), np.r_[np.zeros(80, int), np.ones(20, int)], np.zeros(100, int), None),
-        (MultiLabel(), np.eye(4, dtype=bool)[[0, 1, 2, 3] * 5], np.zeros((20, 4), bool),
-         "predicts no label for every text"),
-        (MultiLabel(), np.eye(4, dtype=bool)[[0, 1, 2, 3] * 5], np.ones((20, 4), bool),
-         "predicts every label for every text"),
-        (MultiLabel(), np.eye(4, dtype=bool)[[0, 1, 2, 3] * 5],
-         np.eye(4, dtype=bool)[[0, 1, 2, 3] * 5], None),
+        (
+            MultiLabel(),
+            np.eye(4, dtype=bool)[[0, 1, 2, 3] * 5],
+            np.zeros((20, 4), bool),
+            "predicts no label for every text",
+        ),
+        (
+            MultiLabel(),
+            np.eye(4, dtype=bool)[[0, 1, 2, 3] * 5],
+            np.ones((20, 4), bool),
+            "predicts every label for every text",
+        ),
+        (
+            MultiLabel(),
+            np.eye(4, dtype=bool)[[0, 1, 2, 3] * 5],
+            np.eye(4, dtype=bool)[[0, 1, 2, 3] * 5],
+            None,
+        ),
         (Regression(), np.linspace(-3, 3, 50), np.full(50, 0.8), "the predictions barely vary"),
         (Regression(), np.linspace(-3, 3, 50), np.linspace(-2, 2, 50), None),
     ],
-)  # fmt: skip
+)
 def test_each_task_says_when_its_model_predicts_one_thing(task, truth, preds, fires):
     line = task.degenerate(truth, preds, ["neg", "pos"])
     if fires is None:
@@ -65,6 +77,7 @@ def test_a_constant_run_says_so_everywhere(trained, tmp_path, caplog):
         from tests.conftest import compose
 
         built = build(compose(["debug=smoke", "lr=1e-9", "model=hf_head"]), NullLogger())
-        built.scorer.evaluate(built.encoded["eval"],
-                              lambda examples: np.tile([5.0, -5.0], (len(examples), 1)))
+        built.scorer.evaluate(
+            built.encoded["eval"], lambda examples: np.tile([5.0, -5.0], (len(examples), 1))
+        )
     assert "evaluation: the model predicts 'neg' for 100% of the texts" in caplog.text

@@ -109,8 +109,13 @@ def test_frozen_cache_and_lora_under_two_processes_match_one(tmp_path, family, e
     projection frozen and cached with the embeddings)."""
     from safetensors import safe_open
 
-    levers = ["trainer=manual", "backbone.freeze_layers=1", "backbone.cache_frozen=true",
-              "model.peft=lora", "model.lora.dropout=0.0"]  # fmt: skip
+    levers = [
+        "trainer=manual",
+        "backbone.freeze_layers=1",
+        "backbone.cache_frozen=true",
+        "model.peft=lora",
+        "model.lora.dropout=0.0",
+    ]
     if family != "bert":  # bert: the tiny preset of debug=smoke
         levers.append(f"backbone.path={encoder_folder(family)}")
     single = tmp_path / "single"
@@ -118,8 +123,9 @@ def test_frozen_cache_and_lora_under_two_processes_match_one(tmp_path, family, e
     ddp = _ddp_run(tmp_path, *levers)
     np.testing.assert_allclose(_probabilities(ddp), _probabilities(single), atol=1e-4)
     two = json.loads((ddp / "metrics.json").read_text())
-    assert two["test"] == pytest.approx(json.loads((single / "metrics.json").read_text())["test"],
-                                        abs=1e-6)  # fmt: skip
+    assert two["test"] == pytest.approx(
+        json.loads((single / "metrics.json").read_text())["test"], abs=1e-6
+    )
     assert two["parameters"]["trainable"] < two["parameters"]["total"] / 2
     with safe_open(str(ddp / "best_model" / "model.safetensors"), "pt") as weights:
         assert not [k for k in weights.keys() if "lora_" in k]  # noqa: SIM118
@@ -155,9 +161,15 @@ def test_submitit_job_of_two_tasks_is_one_ddp_run(tmp_path, one):
     results, a finished row in the sweep's summary."""
     sweep = tmp_path / "sweep"
     _run(
-        tmp_path, "-m", "hydra/launcher=submitit_local", "hydra.launcher.tasks_per_node=2",
-        *SAME_MATH, "trainer=manual", "batch_size=8", f"hydra.sweep.dir={sweep}",
-    )  # fmt: skip
+        tmp_path,
+        "-m",
+        "hydra/launcher=submitit_local",
+        "hydra.launcher.tasks_per_node=2",
+        *SAME_MATH,
+        "trainer=manual",
+        "batch_size=8",
+        f"hydra.sweep.dir={sweep}",
+    )
     jobs = [p for p in sweep.iterdir() if (p / ".hydra").is_dir()]
     assert len(jobs) == 1 and (jobs[0] / "metrics.json").is_file()
     metrics = json.loads((jobs[0] / "metrics.json").read_text())

@@ -24,6 +24,7 @@ def test_the_reference_page_is_what_src_spec_prints_now():
 
 def test_the_reference_shows_each_options_own_value():
     """An option's own value, not the declaration's: trainer=hf keeps batches in order."""
+
     def values(option: str) -> dict[str, str]:
         _, cls = spec.options("trainer")[option]
         return {key: value for key, value, _, _ in spec.rows("trainer", [option], cls)}
@@ -37,8 +38,11 @@ def test_the_site_builds_strictly(tmp_path):
     """mkdocs with --strict: a missing page, a broken link or anchor fails the build."""
     proc = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(tmp_path / "site")],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "site" / "reference" / "index.html").is_file()
 

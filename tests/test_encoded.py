@@ -30,8 +30,16 @@ def reference(tokenizer, texts, pairs=None) -> list[dict]:
     sides = (texts,) if pairs is None else (texts, pairs)
     out = tokenizer(*sides, truncation=True, max_length=64, return_token_type_ids=True)
     rows = zip(out["input_ids"], out["token_type_ids"], strict=True)
-    return [{"input_ids": ids, "attention_mask": [1] * len(ids), "token_type_ids": types,
-             "doc": i, "labels": i % 2} for i, (ids, types) in enumerate(rows)]  # fmt: skip
+    return [
+        {
+            "input_ids": ids,
+            "attention_mask": [1] * len(ids),
+            "token_type_ids": types,
+            "doc": i,
+            "labels": i % 2,
+        }
+        for i, (ids, types) in enumerate(rows)
+    ]
 
 
 @pytest.mark.parametrize("pairs", [None, PAIRS], ids=["texts", "pairs"])

@@ -29,9 +29,17 @@ LAYERED = [f for f in FAMILIES if not encoders.known(f).shared_layers]
 def small(folder, *more: str) -> list[str]:
     """The default recipe's levers (chunks, custom_head with mean pooling, the manual loop) on
     a few reviews, cut into windows of 96 word pieces, over two epochs."""
-    return ["debug=smoke", f"backbone.path={folder}", "truncation=chunks", "max_length=96",
-            "dataset.max_train_samples=16", "dataset.max_eval_samples=8", "epochs=2",
-            "tokenize_cache=null", *more]  # fmt: skip
+    return [
+        "debug=smoke",
+        f"backbone.path={folder}",
+        "truncation=chunks",
+        "max_length=96",
+        "dataset.max_train_samples=16",
+        "dataset.max_eval_samples=8",
+        "epochs=2",
+        "tokenize_cache=null",
+        *more,
+    ]
 
 
 def fit_counting(overrides: list[str], run_dir) -> tuple[np.ndarray, int, int]:
@@ -55,8 +63,9 @@ def fit_counting(overrides: list[str], run_dir) -> tuple[np.ndarray, int, int]:
 
 
 @pytest.mark.parametrize("family", LAYERED)
-def test_the_cache_is_read_once_per_example_and_changes_no_prediction(family, encoder_folder,
-                                                                      tmp_path):  # fmt: skip
+def test_the_cache_is_read_once_per_example_and_changes_no_prediction(
+    family, encoder_folder, tmp_path
+):
     """Same seed, fp32: the cached run's predictions are the uncached run's, and its frozen
     layer ran once per example (train, eval and test windows), not once per step."""
     folder = encoder_folder(family)
@@ -71,8 +80,7 @@ def test_the_cache_is_read_once_per_example_and_changes_no_prediction(family, en
 def test_trainer_hf_reads_the_cache(family, encoder_folder, tmp_path):
     """transformers' Trainer keeps each example's cache row (its column filter dropped it)."""
     folder = encoder_folder(family)
-    _, rows, examples = fit_counting(small(folder, *CACHE, "trainer=hf", "model=hf_head"),
-                                     tmp_path)  # fmt: skip
+    _, rows, examples = fit_counting(small(folder, *CACHE, "trainer=hf", "model=hf_head"), tmp_path)
     assert rows == examples
 
 
@@ -111,9 +119,17 @@ def _has(base, path: str) -> bool:
 def test_lora_targets_every_linear_of_the_layers(family, encoder_folder):
     """model.lora.target_modules=null: the family's Linear layers get adapters, and only the
     adapters and the head train."""
-    built = build(compose(small(encoder_folder(family), "backbone.freeze_layers=0",
-                                "backbone.cache_frozen=false", "model.peft=lora")),
-                  NullLogger())  # fmt: skip
+    built = build(
+        compose(
+            small(
+                encoder_folder(family),
+                "backbone.freeze_layers=0",
+                "backbone.cache_frozen=false",
+                "model.peft=lora",
+            )
+        ),
+        NullLogger(),
+    )
     names = [n for n, p in built.model.named_parameters() if p.requires_grad]
     adapted = {n.split(".lora_")[0].rsplit(".", 1)[-1] for n in names if ".lora_" in n}
     assert adapted == set(encoders.known(family).lora_targets)
@@ -124,9 +140,14 @@ def test_lora_targets_every_linear_of_the_layers(family, encoder_folder):
 def test_the_dropout_knobs_reach_the_familys_keys(family, encoder_folder):
     """dropout (hf_head's classifier), backbone.hidden_dropout and backbone.attention_dropout
     land in the config keys this family reads, and every Dropout of the head takes `dropout`."""
-    knobs = ("model=hf_head", "dropout=0.3", "backbone.hidden_dropout=0.25",
-             "backbone.attention_dropout=0.2", "backbone.freeze_layers=0",
-             "backbone.cache_frozen=false")  # fmt: skip
+    knobs = (
+        "model=hf_head",
+        "dropout=0.3",
+        "backbone.hidden_dropout=0.25",
+        "backbone.attention_dropout=0.2",
+        "backbone.freeze_layers=0",
+        "backbone.cache_frozen=false",
+    )
     model = build(compose(small(encoder_folder(family), *knobs)), NullLogger()).model
     entry, config = encoders.known(family), model.config
     assert all(getattr(config, k) == 0.3 for k in entry.head_dropout)
@@ -153,8 +174,12 @@ def test_segment_ids_only_where_the_encoder_reads_them(family, encoder_folder, t
 
 def test_position_limits_count_robertas_offset(encoder_folder):
     """roberta-base's 514 positions allow 512 word pieces (they start after pad_token_id 1)."""
-    assert encoders.position_limit({"model_type": "roberta", "max_position_embeddings": 514,
-                                    "pad_token_id": 1}) == 512  # fmt: skip
+    assert (
+        encoders.position_limit(
+            {"model_type": "roberta", "max_position_embeddings": 514, "pad_token_id": 1}
+        )
+        == 512
+    )
     assert encoders.position_limit({"model_type": "bert", "max_position_embeddings": 512}) == 512
     roberta = encoder_folder("roberta")  # 128 positions, pad_token_id 0 (the tokenizer's)
     assert first_error(*small(roberta, "max_length=127")) == ""
@@ -166,20 +191,34 @@ def test_position_limits_count_robertas_offset(encoder_folder):
 @pytest.mark.parametrize(
     ("family", "args", "line"),
     [
-        ("albert", CACHE, "backbone.freeze_layers=1: ALBERT (model_type albert) shares one "
-         "layer's weights across all its layers"),
-        ("distilbert", ("backbone.freeze_layers=3",), "backbone.freeze_layers=3: backbone "
-         "tiny-random-bert has 2 encoder layers; use 0 to 2"),
-        ("mpnet", CACHE, "backbone.freeze_layers=1: src/models/encoders.py does not know "
-         "model_type 'mpnet'"),
-        ("mpnet", ("backbone.freeze_layers=0", "model.peft=lora"), "model.lora.target_modules="
-         "null: src/models/encoders.py does not know model_type 'mpnet'"),
+        (
+            "albert",
+            CACHE,
+            "backbone.freeze_layers=1: ALBERT (model_type albert) shares one "
+            "layer's weights across all its layers",
+        ),
+        (
+            "distilbert",
+            ("backbone.freeze_layers=3",),
+            "backbone.freeze_layers=3: backbone tiny-random-bert has 2 encoder layers; use 0 to 2",
+        ),
+        (
+            "mpnet",
+            CACHE,
+            "backbone.freeze_layers=1: src/models/encoders.py does not know model_type 'mpnet'",
+        ),
+        (
+            "mpnet",
+            ("backbone.freeze_layers=0", "model.peft=lora"),
+            "model.lora.target_modules="
+            "null: src/models/encoders.py does not know model_type 'mpnet'",
+        ),
     ],
-)  # fmt: skip
-def test_a_lever_that_cannot_apply_is_one_line_at_validation(family, args, line,
-                                                             encoder_folder):  # fmt: skip
-    assert first_error(*small(encoder_folder(family), "backbone.cache_frozen=false",
-                              *args)).startswith(f"error: {line}")  # fmt: skip
+)
+def test_a_lever_that_cannot_apply_is_one_line_at_validation(family, args, line, encoder_folder):
+    assert first_error(
+        *small(encoder_folder(family), "backbone.cache_frozen=false", *args)
+    ).startswith(f"error: {line}")
 
 
 def test_an_unknown_encoder_takes_berts_dropout_keys_or_keeps_its_own(encoder_folder):
@@ -189,10 +228,23 @@ def test_an_unknown_encoder_takes_berts_dropout_keys_or_keeps_its_own(encoder_fo
     from src.models.backbones import Backbone
 
     mpnet = encoder_folder("mpnet")
-    assert first_error(f"backbone.path={mpnet}", "backbone.freeze_layers=0",
-                       "backbone.cache_frozen=false", "max_length=128") == ""  # fmt: skip
-    config = Backbone(name="m", path=str(mpnet), lr=1e-4, max_length=64, hidden_dropout=0.25,
-                      attention_dropout=0.0).config()  # fmt: skip
+    assert (
+        first_error(
+            f"backbone.path={mpnet}",
+            "backbone.freeze_layers=0",
+            "backbone.cache_frozen=false",
+            "max_length=128",
+        )
+        == ""
+    )
+    config = Backbone(
+        name="m",
+        path=str(mpnet),
+        lr=1e-4,
+        max_length=64,
+        hidden_dropout=0.25,
+        attention_dropout=0.0,
+    ).config()
     assert (config.hidden_dropout_prob, config.attention_probs_dropout_prob) == (0.25, 0.0)
     knobs = {"hidden_dropout": 0.25, "attention_dropout": 0.0}
     assert encoders.levers_left(config.to_dict(), knobs) == []
@@ -200,10 +252,13 @@ def test_an_unknown_encoder_takes_berts_dropout_keys_or_keeps_its_own(encoder_fo
     assert encoders.dropout_overrides(funnel, 0.25, 0.0) == {}
     left = encoders.levers_left(funnel, knobs)
     assert [line.split(" is not applied")[0] for line in left] == [
-        "backbone.hidden_dropout=0.25", "backbone.attention_dropout=0.0"]
+        "backbone.hidden_dropout=0.25",
+        "backbone.attention_dropout=0.0",
+    ]
     assert "config.json has no attention_probs_dropout_prob" in left[1]
     assert encoders.levers_left(funnel, {}, hf_head=True)[0].startswith(
-        "model=hf_head's dropout is set as config.json's classifier_dropout")
+        "model=hf_head's dropout is set as config.json's classifier_dropout"
+    )
     assert encoders.levers_left(config.to_dict(), {}, hf_head=False) == []
 
 
@@ -222,8 +277,13 @@ def test_a_hub_id_is_checked_once_its_config_loads(monkeypatch, encoder_folder):
 @pytest.mark.parametrize("model", ["hf_head", "custom_head"])
 def test_an_unknown_encoder_fine_tunes_fully(model, encoder_folder, tmp_path):
     """An encoder the table does not know trains with every layer, under either head."""
-    overrides = small(encoder_folder("mpnet"), "backbone.freeze_layers=0", f"model={model}",
-                      "backbone.cache_frozen=false", "epochs=1")  # fmt: skip
+    overrides = small(
+        encoder_folder("mpnet"),
+        "backbone.freeze_layers=0",
+        f"model={model}",
+        "backbone.cache_frozen=false",
+        "epochs=1",
+    )
     logits, rows, examples = fit_counting(overrides, tmp_path)
     assert rows > examples and np.isfinite(logits).all()
 
@@ -232,13 +292,21 @@ def saved_run(trained, encoder_folder, family: str):
     """One saved run of the other levers (trained once a session): hf_head under trainer=hf,
     LoRA above a frozen, cached layer (LoRA alone on ALBERT), the dropout knobs."""
     levers = ("model.peft=lora",) if family == "albert" else (*CACHE, "model.peft=lora")
-    return trained(*small(encoder_folder(family), "model=hf_head", "trainer=hf", "dropout=0.2",
-                          "backbone.hidden_dropout=0.0", "epochs=1", *levers))  # fmt: skip
+    return trained(
+        *small(
+            encoder_folder(family),
+            "model=hf_head",
+            "trainer=hf",
+            "dropout=0.2",
+            "backbone.hidden_dropout=0.0",
+            "epochs=1",
+            *levers,
+        )
+    )
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_a_saved_run_predicts_alike_through_predict_and_pipeline(family, trained,
-                                                                 encoder_folder):  # fmt: skip
+def test_a_saved_run_predicts_alike_through_predict_and_pipeline(family, trained, encoder_folder):
     """best_model/ (LoRA merged) reloads alone: src.predict gives the run's test predictions,
     pipeline() loads it with its label names, and the model card names the family's base."""
     import csv
@@ -279,11 +347,15 @@ def test_the_table_covers_the_families():
 
 
 # preset -> (model_type, lr, max_length)
-PRESETS = {"roberta_base": ("roberta", 2e-5, 512), "xlm_roberta_base": ("xlm-roberta", 2e-5, 512),
-           "deberta_v3_base": ("deberta-v2", 2e-5, 512),
-           "distilbert_base": ("distilbert", 5e-5, 512), "electra_base": ("electra", 1e-4, 512),
-           "modernbert_base": ("modernbert", 5e-5, 1024), "bert_base_uncased": ("bert", 2e-5, 512),
-           }  # fmt: skip
+PRESETS = {
+    "roberta_base": ("roberta", 2e-5, 512),
+    "xlm_roberta_base": ("xlm-roberta", 2e-5, 512),
+    "deberta_v3_base": ("deberta-v2", 2e-5, 512),
+    "distilbert_base": ("distilbert", 5e-5, 512),
+    "electra_base": ("electra", 1e-4, 512),
+    "modernbert_base": ("modernbert", 5e-5, 1024),
+    "bert_base_uncased": ("bert", 2e-5, 512),
+}
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -309,9 +381,17 @@ def test_a_cached_hub_checkpoint_is_checked_at_validation(tmp_path, monkeypatch)
     514 positions allow 512 word pieces, and its 12 layers bound freeze_layers."""
     import huggingface_hub.constants
 
-    _cached_hub_config(tmp_path, "FacebookAI/roberta-base", {
-        "model_type": "roberta", "max_position_embeddings": 514, "pad_token_id": 1,
-        "num_hidden_layers": 12, "type_vocab_size": 1})  # fmt: skip
+    _cached_hub_config(
+        tmp_path,
+        "FacebookAI/roberta-base",
+        {
+            "model_type": "roberta",
+            "max_position_embeddings": 514,
+            "pad_token_id": 1,
+            "num_hidden_layers": 12,
+            "type_vocab_size": 1,
+        },
+    )
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
     assert first_error("backbone=roberta_base") == ""
     assert first_error("backbone=roberta_base", "max_length=514").startswith(
@@ -331,6 +411,9 @@ def test_a_hub_preset_offline_without_a_copy_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
     backbone = make(compose(["backbone=deberta_v3_base"]).backbone)
-    with pytest.raises(UserError, match=r"^backbone.path=microsoft/deberta-v3-base: not in the "
-                       r"local HF cache.*needs the network once"):  # fmt: skip
+    with pytest.raises(
+        UserError,
+        match=r"^backbone.path=microsoft/deberta-v3-base: not in the "
+        r"local HF cache.*needs the network once",
+    ):
         backbone.config()

@@ -46,8 +46,10 @@ def _labelled_csv(path, labels: list[str]):
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["review", "sentiment"])
-        writer.writerows([f"a {'fine' if y == 'pos' else 'dull'} film number {i}", y]
-                         for i, y in enumerate(labels))  # fmt: skip
+        writer.writerows(
+            [f"a {'fine' if y == 'pos' else 'dull'} film number {i}", y]
+            for i, y in enumerate(labels)
+        )
     return path
 
 
@@ -57,9 +59,13 @@ def test_a_test_file_alone_is_scored_whole(trained_runs, tmp_path):
     from sklearn.metrics import accuracy_score, f1_score
 
     data = _labelled_csv(tmp_path / "new.csv", ["pos", "neg", "neg", "pos", "pos", "neg"] * 3)
-    cfg = _evaluation(f"run_dir={trained_runs['custom_head']}", "dataset=files",
-                      f"dataset.test_file={data}", "dataset.text_column=review",
-                      "dataset.label_column=sentiment")  # fmt: skip
+    cfg = _evaluation(
+        f"run_dir={trained_runs['custom_head']}",
+        "dataset=files",
+        f"dataset.test_file={data}",
+        "dataset.text_column=review",
+        "dataset.label_column=sentiment",
+    )
     record = evaluate(cfg, tmp_path / "out")
     assert record["n_test"] == 18 and record["label_names"] == ["neg", "pos"]
     rows = list(csv.DictReader((tmp_path / "out" / "test_predictions.csv").open()))
@@ -71,9 +77,13 @@ def test_a_test_file_alone_is_scored_whole(trained_runs, tmp_path):
 
 def test_labels_the_run_never_saw_are_one_line(trained_runs, tmp_path):
     data = _labelled_csv(tmp_path / "new.csv", ["pos", "meh", "neg", "great"])
-    cfg = _evaluation(f"run_dir={trained_runs['hf_head']}", "dataset=files",
-                      f"dataset.test_file={data}", "dataset.text_column=review",
-                      "dataset.label_column=sentiment")  # fmt: skip
+    cfg = _evaluation(
+        f"run_dir={trained_runs['hf_head']}",
+        "dataset=files",
+        f"dataset.test_file={data}",
+        "dataset.text_column=review",
+        "dataset.label_column=sentiment",
+    )
     with pytest.raises(UserError, match=r"new.csv: labels \['great', 'meh'\] were never seen"):
         evaluate(cfg, tmp_path / "out")
     assert not (tmp_path / "out" / "metrics.json").exists()
@@ -97,8 +107,12 @@ def test_config_mistakes_are_one_line(overrides, message):
 
 def test_the_cli_scores_a_run_and_refuses_a_folder_that_is_no_run(trained_runs, tmp_path):
     out = tmp_path / "evaluation"
-    proc = run_cli(f"run_dir={trained_runs['custom_head']}", *SMOKE_CAPS,
-                   f"hydra.run.dir={out}", module="src.evaluate")  # fmt: skip
+    proc = run_cli(
+        f"run_dir={trained_runs['custom_head']}",
+        *SMOKE_CAPS,
+        f"hydra.run.dir={out}",
+        module="src.evaluate",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().startswith("32 texts: accuracy=")
     assert json.loads((out / "metrics.json").read_text())["n_test"] == 32
@@ -114,16 +128,23 @@ def test_without_a_dataset_the_run_is_scored_on_its_own_data(trained, tmp_path):
     from src.evaluate import prepare
 
     data = _labelled_csv(tmp_path / "own.csv", ["pos", "neg"] * 20)
-    run = trained("debug=smoke", "dataset=files", f"dataset.train_file={data}",
-                  "dataset.text_column=review", "dataset.label_column=sentiment")  # fmt: skip
+    run = trained(
+        "debug=smoke",
+        "dataset=files",
+        f"dataset.train_file={data}",
+        "dataset.text_column=review",
+        "dataset.label_column=sentiment",
+    )
     cfg, found = prepare(_evaluation(f"run_dir={run}"), [f"run_dir={run}"])
     assert cfg.dataset.train_file == str(data)
     record = evaluate(cfg, tmp_path / "e", found)
     metrics = json.loads((run / "metrics.json").read_text())
     assert record["test"] == pytest.approx(metrics["test"])
     assert record["test_sha256"] == metrics["test_sha256"]
-    capped, _ = prepare(_evaluation(f"run_dir={run}", "dataset.max_eval_samples=3"),
-                        [f"run_dir={run}", "dataset.max_eval_samples=3"])  # fmt: skip
+    capped, _ = prepare(
+        _evaluation(f"run_dir={run}", "dataset.max_eval_samples=3"),
+        [f"run_dir={run}", "dataset.max_eval_samples=3"],
+    )
     assert capped.dataset.train_file == str(data) and capped.dataset.max_eval_samples == 3
     other = [f"run_dir={run}", "dataset=movie_reviews"]
     assert prepare(_evaluation(*other), other)[0].dataset._target_.endswith("MovieReviews")

@@ -41,8 +41,14 @@ def test_the_folder_holds_what_serving_needs_and_its_check(exports, head):
     for kind in ("fp32", "int8"):
         folder = exports[head, kind]
         names = {p.name for p in folder.iterdir()}
-        assert {ONNX_FILE, "config.json", "tokenizer.json", "preprocessing.json", "README.md",
-                EXPORT_FILE} <= names, names  # fmt: skip
+        assert {
+            ONNX_FILE,
+            "config.json",
+            "tokenizer.json",
+            "preprocessing.json",
+            "README.md",
+            EXPORT_FILE,
+        } <= names, names
         record = json.loads((folder / EXPORT_FILE).read_text())
         assert record["check"]["texts"] == 32 and record["check"]["disagree"] == 0
         assert record["quantize"] == (None if kind == "fp32" else "int8")
@@ -50,8 +56,10 @@ def test_the_folder_holds_what_serving_needs_and_its_check(exports, head):
     import onnx
 
     fp32, int8 = (exports[head, k] / ONNX_FILE for k in ("fp32", "int8"))
-    ops = {k: [n.op_type for n in onnx.load(str(p)).graph.node] for k, p in
-           (("fp32", fp32), ("int8", int8))}  # fmt: skip
+    ops = {
+        k: [n.op_type for n in onnx.load(str(p)).graph.node]
+        for k, p in (("fp32", fp32), ("int8", int8))
+    }
     # every MatMul with weights runs on int8 weights (the embedding tables stay fp32)
     assert ops["int8"].count("MatMulInteger") >= 6 and "MatMulInteger" not in ops["fp32"]
     assert int8.stat().st_size < fp32.stat().st_size
@@ -78,8 +86,9 @@ def test_predict_serves_the_export_as_it_serves_the_run(trained_runs, exports, h
 
 def test_evaluate_scores_the_export_as_it_scores_the_run(trained_runs, exports, tmp_path):
     run = trained_runs["custom_head"]
-    cfg = compose([f"run_dir={exports['custom_head', 'fp32']}", *SMOKE_CAPS],
-                  config_name=CONFIG_NAME)  # fmt: skip
+    cfg = compose(
+        [f"run_dir={exports['custom_head', 'fp32']}", *SMOKE_CAPS], config_name=CONFIG_NAME
+    )
     record = evaluate(cfg, tmp_path)
     metrics = json.loads((run / "metrics.json").read_text())
     assert record["test"] == pytest.approx(metrics["test"], abs=1e-6)
@@ -101,15 +110,19 @@ def test_onnxruntime_alone_loads_the_export(trained_runs, exports):
     np.testing.assert_allclose(logits, ours, atol=1e-4)
 
 
-def test_a_disagreeing_export_is_refused_and_leaves_nothing(trained_runs, tmp_path, monkeypatch,
-                                                            capsys):  # fmt: skip
+def test_a_disagreeing_export_is_refused_and_leaves_nothing(
+    trained_runs, tmp_path, monkeypatch, capsys
+):
     monkeypatch.setattr(export, "compare", lambda task, a, b, scale: (2, 0.3))
     folder = tmp_path / "out"
-    code, err = command_exit(export.main, f"run_dir={trained_runs['hf_head']}", f"out={folder}",
-                             capsys=capsys)  # fmt: skip
+    code, err = command_exit(
+        export.main, f"run_dir={trained_runs['hf_head']}", f"out={folder}", capsys=capsys
+    )
     assert code == 1 and not folder.exists() and not list(tmp_path.iterdir())
-    assert err.strip() == ("error: the export disagrees with the torch model on 2 of 32 test "
-                           "texts (over max_disagreement=0.01); nothing was written")  # fmt: skip
+    assert err.strip() == (
+        "error: the export disagrees with the torch model on 2 of 32 test "
+        "texts (over max_disagreement=0.01); nothing was written"
+    )
 
 
 @pytest.mark.parametrize(

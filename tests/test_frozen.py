@@ -18,10 +18,18 @@ from tests.conftest import PAIRS, compose, first_error, reloaded_and_saved_probs
 FREEZE = ("backbone.freeze_layers=1",)
 CACHE = (*FREEZE, "backbone.cache_frozen=true")
 # (model, trainer, cached): every head and trainer freezes; two of the pairs also cache
-RUNS = [("hf_head", "hf", True), ("custom_head", "manual", True),
-        ("hf_head", "manual", False), ("custom_head", "hf", False)]  # fmt: skip
-TEXTS = ["a film", "a long and rather slow film about a river and a town",
-         "bad", "the best film of the year, and the longest one too"]  # fmt: skip
+RUNS = [
+    ("hf_head", "hf", True),
+    ("custom_head", "manual", True),
+    ("hf_head", "manual", False),
+    ("custom_head", "hf", False),
+]
+TEXTS = [
+    "a film",
+    "a long and rather slow film about a river and a town",
+    "bad",
+    "the best film of the year, and the longest one too",
+]
 
 
 def frozen_run(trained, model: str, trainer: str, cached: bool):
@@ -97,11 +105,13 @@ def test_frozen_parameters_get_no_gradient_and_no_optimizer_state():
 @pytest.mark.parametrize(
     ("args", "line"),
     [
-        (("backbone.freeze_layers=3",), "backbone.freeze_layers=3: backbone tiny-random-bert has "
-         "2 encoder layers; use 0 to 2"),
+        (
+            ("backbone.freeze_layers=3",),
+            "backbone.freeze_layers=3: backbone tiny-random-bert has 2 encoder layers; use 0 to 2",
+        ),
         (("backbone.cache_frozen=true",), "backbone.cache_frozen=true: nothing is frozen to cache"),
         ((*CACHE, "compile=true"), "backbone.cache_frozen=true: torch.compile cannot trace"),
     ],
-)  # fmt: skip
+)
 def test_frozen_mistakes_are_one_line(args, line):
     assert first_error("debug=smoke", *args).startswith(f"error: {line}")

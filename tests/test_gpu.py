@@ -28,8 +28,13 @@ pytestmark = [
 def test_overfit_on_gpu_in_mixed_precision(compose_cfg, tmp_path, model, trainer):
     """debug=overfit on cuda: the loss still falls to ~0 under autocast, and the best model
     trained on the GPU reloads on the CPU and predicts what the run predicted."""
-    cfg = compose_cfg("debug=overfit", "device=cuda", f"model={model}", f"trainer={trainer}",
-                      "trainer.precision=auto")  # debug=overfit pins fp32 for the CPU tests
+    cfg = compose_cfg(
+        "debug=overfit",
+        "device=cuda",
+        f"model={model}",
+        f"trainer={trainer}",
+        "trainer.precision=auto",
+    )  # debug=overfit pins fp32 for the CPU tests
     train(cfg, tmp_path)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["device"].startswith("cuda")
@@ -50,8 +55,9 @@ def test_auto_precision_is_mixed_on_cuda_and_on_a_cpu_with_native_bf16():
     assert resolve_precision("auto", torch.device("cuda")) in ("bf16", "fp16")
 
 
-@pytest.mark.parametrize("family", ["bert", "roberta", "distilbert", "deberta-v2", "electra",
-                                    "modernbert"])  # fmt: skip
+@pytest.mark.parametrize(
+    "family", ["bert", "roberta", "distilbert", "deberta-v2", "electra", "modernbert"]
+)
 def test_every_family_caches_on_cuda(family, encoder_folder, tmp_path):
     """Each family's frozen cache on the GPU: in fp32 it gives the uncached run's predictions
     and runs the frozen layer once per example; under trainer=hf in mixed precision too."""

@@ -107,8 +107,12 @@ def test_a_run_on_a_local_folder_end_to_end(tmp_path):
     from src.run import train
 
     run_dir = tmp_path / "run"
-    train(compose(["debug=smoke", "dataset=hf", f"dataset.path={folder}",
-                   "dataset.text_column=sentence"]), run_dir)  # fmt: skip
+    train(
+        compose(
+            ["debug=smoke", "dataset=hf", f"dataset.path={folder}", "dataset.text_column=sentence"]
+        ),
+        run_dir,
+    )
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["label_names"] == NAMES and metrics["n_test"] == 20
     assert (metrics["n_train"], metrics["n_eval"]) == (48, 6)  # 54 / 6 carved, train capped

@@ -19,8 +19,10 @@ from tests.conftest import first_error
 
 class_weights = SingleLabel().weights  # what class_weights means for the single-label task
 
-WORDS = {"a": ["sunny", "bright", "warm", "beach", "summer"],
-         "b": ["rain", "storm", "cloud", "wet", "umbrella"]}  # fmt: skip
+WORDS = {
+    "a": ["sunny", "bright", "warm", "beach", "summer"],
+    "b": ["rain", "storm", "cloud", "wet", "umbrella"],
+}
 FILLER = ["the", "day", "was", "quite", "very", "and", "with", "some", "today"]
 
 
@@ -50,9 +52,16 @@ def test_balanced_raises_the_minority_recall(compose_cfg, tmp_path, trainer, cap
     `balanced` makes a `b` cost nine times an `a`. custom_head: the tiny random backbone's
     hf_head barely learns in two epochs (its scaling is checked below, for both heads)."""
     data_file = _nine_to_one(tmp_path / "imbalanced.csv")
-    base = ["debug=smoke", "dataset=files", f"dataset.train_file={data_file}",
-            "dataset.max_train_samples=null", "dataset.max_eval_samples=null", "epochs=2",
-            f"trainer={trainer}", "model=custom_head"]  # fmt: skip
+    base = [
+        "debug=smoke",
+        "dataset=files",
+        f"dataset.train_file={data_file}",
+        "dataset.max_train_samples=null",
+        "dataset.max_eval_samples=null",
+        "epochs=2",
+        f"trainer={trainer}",
+        "model=custom_head",
+    ]
     with caplog.at_level(logging.INFO):
         train(compose_cfg(*base, "class_weights=null"), tmp_path / "null")
     assert "labels in train: a 259, b 29" in caplog.text

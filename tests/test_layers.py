@@ -26,9 +26,13 @@ def imports(root: Path = SRC) -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {m: set() for m in names}
     for module, path in names.items():
         tree = ast.parse(path.read_text(encoding="utf-8"))
-        typing_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
-                       and "TYPE_CHECKING" in ast.unparse(node.test)
-                       for stmt in node.body for n in ast.walk(stmt)}  # fmt: skip
+        typing_only = {
+            id(n)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+            for stmt in node.body
+            for n in ast.walk(stmt)
+        }
         for node in ast.walk(tree):
             if id(node) in typing_only:
                 continue
@@ -99,8 +103,12 @@ def layer_of(module: str) -> int | None:
 
 def upward(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
     """The arrows from a module to one in a higher package."""
-    return [(a, b) for a in sorted(graph) for b in sorted(graph[a])
-            if None not in (layer_of(a), layer_of(b)) and layer_of(b) > layer_of(a)]  # fmt: skip
+    return [
+        (a, b)
+        for a in sorted(graph)
+        for b in sorted(graph[a])
+        if None not in (layer_of(a), layer_of(b)) and layer_of(b) > layer_of(a)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -119,8 +127,9 @@ def test_the_walker_sees_a_cycle_at_any_depth(tmp_path):
     (pkg / "__init__.py").write_text("")
     (pkg / "a.py").write_text("from src.b import x\n")
     (pkg / "b.py").write_text("def f():\n    from src import a\n")
-    (pkg / "c.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
-                              "    from src import a\n")  # fmt: skip
+    (pkg / "c.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from src import a\n"
+    )
     walked = imports(pkg)
     assert cycles(walked) == [["src.a", "src.b"]] and walked["src.c"] == set()
 

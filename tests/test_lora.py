@@ -55,8 +55,9 @@ def test_the_adapter_with_its_head_rebuilds_the_model(trained, model):
     ids = torch.tensor([[101, 2023, 3185, 2001, 2307, 102]])
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
     with torch.no_grad():
-        torch.testing.assert_close(rebuilt(**batch).logits, merged(**batch).logits, atol=1e-5,
-                                   rtol=1e-4)  # fmt: skip
+        torch.testing.assert_close(
+            rebuilt(**batch).logits, merged(**batch).logits, atol=1e-5, rtol=1e-4
+        )
 
 
 def test_only_adapters_and_head_train():
@@ -88,5 +89,7 @@ def test_lora_mistakes_are_one_line():
     )
     assert first_error("debug=smoke", "model.peft=qlora").startswith("error: model.peft=qlora")
     with pytest.raises(UserError, match=r"model.lora.target_modules=\['nowhere'\]"):
-        build(compose([*PAIRS["hf_head", "hf"], *LORA, "model.lora.target_modules=[nowhere]"]),
-              NullLogger())  # fmt: skip
+        build(
+            compose([*PAIRS["hf_head", "hf"], *LORA, "model.lora.target_modules=[nowhere]"]),
+            NullLogger(),
+        )

@@ -102,9 +102,16 @@ def test_metrics_are_scikit_learns(num_labels):
         if trial % 7 == 0:
             labels = np.full(n, num_labels - 1)
         precision, recall, f1, _ = precision_recall_fscore_support(
-            labels, preds, average="binary" if num_labels == 2 else "macro", zero_division=0,
+            labels,
+            preds,
+            average="binary" if num_labels == 2 else "macro",
+            zero_division=0,
             labels=None if num_labels == 2 else range(num_labels),
-        )  # fmt: skip
-        expected = {"accuracy": accuracy_score(labels, preds), "precision": precision,
-                    "recall": recall, "f1": f1}  # fmt: skip
+        )
+        expected = {
+            "accuracy": accuracy_score(labels, preds),
+            "precision": precision,
+            "recall": recall,
+            "f1": f1,
+        }
         assert compute(labels, preds, num_labels) == pytest.approx(expected, abs=1e-12)

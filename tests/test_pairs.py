@@ -28,8 +28,12 @@ def same_or_not(tmp_path_factory):
     """8 pairs labelled `same` when both texts name the same thing: each text alone says
     nothing (every premise, and every hypothesis, comes with either label twice)."""
     path = tmp_path_factory.mktemp("pairs") / "pairs.csv"
-    rows = [(f"the {a}", f"a {b}", "same" if a == b else "different")
-            for _ in range(2) for a in WORDS for b in WORDS]  # fmt: skip
+    rows = [
+        (f"the {a}", f"a {b}", "same" if a == b else "different")
+        for _ in range(2)
+        for a in WORDS
+        for b in WORDS
+    ]
     with path.open("w", newline="", encoding="utf-8") as f:
         csv.writer(f).writerows([("premise", "hypothesis", "label"), *rows])
     for side in (0, 1):
@@ -47,9 +51,13 @@ def test_a_pair_is_what_the_tokenizer_makes_of_it(tokenizer):
 
 @pytest.mark.parametrize(
     ("lengths", "budget", "kept"),
-    [((100, 5, 20), 20, (15, 5)), ((5, 100, 20), 20, (5, 15)), ((30, 40, 0), 20, (10, 10)),
-     ((8, 9, 0), 20, (8, 9))],
-)  # fmt: skip
+    [
+        ((100, 5, 20), 20, (15, 5)),
+        ((5, 100, 20), 20, (5, 15)),
+        ((30, 40, 0), 20, (10, 10)),
+        ((8, 9, 0), 20, (8, 9)),
+    ],
+)
 def test_max_length_is_shared(lengths, budget, kept):
     """The shorter text keeps all its pieces up to half the budget, the longer the rest."""
     assert data.tokenize.allot(lengths[0], lengths[1], budget) == kept
@@ -84,9 +92,17 @@ def test_chunks_cut_each_text_of_a_pair_as_head_tail(tokenizer, same_or_not):
 def test_a_label_of_both_texts_is_learnt(trained, same_or_not, model, trainer):
     """debug=overfit on the 8 pairs (tested on the same 8, val_size=0): the loss falls to ~0
     and every pair is right, which no model of one text alone can reach (at most 4 of 8)."""
-    run = trained("debug=overfit", *PAIR, f"dataset.train_file={same_or_not}",
-                  f"dataset.test_file={same_or_not}", "dataset.val_size=0", "epochs=60",
-                  "lr=3e-3", f"model={model}", f"trainer={trainer}")  # fmt: skip
+    run = trained(
+        "debug=overfit",
+        *PAIR,
+        f"dataset.train_file={same_or_not}",
+        f"dataset.test_file={same_or_not}",
+        "dataset.val_size=0",
+        "epochs=60",
+        "lr=3e-3",
+        f"model={model}",
+        f"trainer={trainer}",
+    )
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["history"][-1]["train_loss"] < 0.01 and metrics["test"]["accuracy"] == 1.0
 
@@ -99,8 +115,13 @@ def test_segment_ids_reach_the_model(compose_cfg, same_or_not):
     from src.trainers.build import build
     from src.trainers.loggers import NullLogger
 
-    cfg = compose_cfg("debug=overfit", *PAIR, f"dataset.train_file={same_or_not}",
-                      f"dataset.test_file={same_or_not}", "dataset.val_size=0")  # fmt: skip
+    cfg = compose_cfg(
+        "debug=overfit",
+        *PAIR,
+        f"dataset.train_file={same_or_not}",
+        f"dataset.test_file={same_or_not}",
+        "dataset.val_size=0",
+    )
     built = build(cfg, NullLogger())
     batch = built.collator(built.encoded["train"])
     assert (batch["token_type_ids"] == 1).any(dim=1).all()
@@ -118,12 +139,27 @@ def test_predict_and_pipeline_take_pairs(trained, same_or_not, tmp_path, capsys)
 
     from src import predict
 
-    run = trained("debug=overfit", *PAIR, f"dataset.train_file={same_or_not}",
-                  f"dataset.test_file={same_or_not}", "dataset.val_size=0", "epochs=60",
-                  "lr=3e-3", "model=hf_head", "trainer=hf")  # fmt: skip
+    run = trained(
+        "debug=overfit",
+        *PAIR,
+        f"dataset.train_file={same_or_not}",
+        f"dataset.test_file={same_or_not}",
+        "dataset.val_size=0",
+        "epochs=60",
+        "lr=3e-3",
+        "model=hf_head",
+        "trainer=hf",
+    )
     out = tmp_path / "out.csv"
-    predict.main([f"run_dir={run}", f"input={same_or_not}", "text_column=premise",
-                  "text_pair_column=hypothesis", f"output={out}"])  # fmt: skip
+    predict.main(
+        [
+            f"run_dir={run}",
+            f"input={same_or_not}",
+            "text_column=premise",
+            "text_pair_column=hypothesis",
+            f"output={out}",
+        ]
+    )
     got = list(csv.DictReader(out.open()))
     saved = list(csv.DictReader((run / "test_predictions.csv").open()))
     assert (
@@ -133,8 +169,12 @@ def test_predict_and_pipeline_take_pairs(trained, same_or_not, tmp_path, capsys)
     predict.main([f"run_dir={run}", "text=the apple", "text_pair=a river"])
     assert capsys.readouterr().out.startswith("label: different")
     classify = pipeline("text-classification", model=str(run / "best_model"), device="cpu")
-    answers = classify([{"text": "the apple", "text_pair": "a apple"},
-                        {"text": "the apple", "text_pair": "a river"}])  # fmt: skip
+    answers = classify(
+        [
+            {"text": "the apple", "text_pair": "a apple"},
+            {"text": "the apple", "text_pair": "a river"},
+        ]
+    )
     assert [a["label"] for a in answers] == ["same", "different"]
     probs = Predictor.load(run).probabilities(["the river"], pairs=["a river"])
     assert np.argmax(probs[0]) == Predictor.load(run).label_names.index("same")
@@ -145,16 +185,28 @@ def test_predict_and_pipeline_take_pairs(trained, same_or_not, tmp_path, capsys)
     assert pairs == {"text_column": "premise", "text_pair_column": "hypothesis"}
 
 
-def test_a_pair_model_refuses_a_lone_text_and_a_single_text_model_a_pair(trained, same_or_not,
-                                                                         trained_runs):  # fmt: skip
+def test_a_pair_model_refuses_a_lone_text_and_a_single_text_model_a_pair(
+    trained, same_or_not, trained_runs
+):
     from src import predict
     from src.config.errors import UserError
 
-    run = trained("debug=overfit", *PAIR, f"dataset.train_file={same_or_not}",
-                  f"dataset.test_file={same_or_not}", "dataset.val_size=0", "epochs=60",
-                  "lr=3e-3", "model=hf_head", "trainer=hf")  # fmt: skip
-    with pytest.raises(UserError, match=r"^text_pair= is missing: this run was trained on "
-                       r"sentence pairs \(its second text: column hypothesis\)"):  # fmt: skip
+    run = trained(
+        "debug=overfit",
+        *PAIR,
+        f"dataset.train_file={same_or_not}",
+        f"dataset.test_file={same_or_not}",
+        "dataset.val_size=0",
+        "epochs=60",
+        "lr=3e-3",
+        "model=hf_head",
+        "trainer=hf",
+    )
+    with pytest.raises(
+        UserError,
+        match=r"^text_pair= is missing: this run was trained on "
+        r"sentence pairs \(its second text: column hypothesis\)",
+    ):
         predict.main([f"run_dir={run}", "text=I saw a cat."])
     single = trained_runs["hf_head"]
     with pytest.raises(UserError, match="^text_pair=: this run was trained on single texts"):
@@ -163,8 +215,9 @@ def test_a_pair_model_refuses_a_lone_text_and_a_single_text_model_a_pair(trained
     assert '`{"text": ..., "text_pair": ...}`' in card and "text_pair_column=hypothesis" in card
 
 
-def test_a_pair_export_is_served_and_scored_on_the_runs_pairs(trained, same_or_not, tmp_path,
-                                                              capsys):  # fmt: skip
+def test_a_pair_export_is_served_and_scored_on_the_runs_pairs(
+    trained, same_or_not, tmp_path, capsys
+):
     """The export's line says how to predict a pair (text_pair= too), and src.evaluate scores
     the export on the run's own test pairs (it used to read movie_reviews and refuse their
     labels as never seen)."""
@@ -172,13 +225,24 @@ def test_a_pair_export_is_served_and_scored_on_the_runs_pairs(trained, same_or_n
     from src.config.compose import compose
     from src.evaluate import CONFIG_NAME, evaluate, prepare
 
-    run = trained("debug=overfit", *PAIR, f"dataset.train_file={same_or_not}",
-                  f"dataset.test_file={same_or_not}", "dataset.val_size=0", "epochs=60",
-                  "lr=3e-3", "model=hf_head", "trainer=hf")  # fmt: skip
+    run = trained(
+        "debug=overfit",
+        *PAIR,
+        f"dataset.train_file={same_or_not}",
+        f"dataset.test_file={same_or_not}",
+        "dataset.val_size=0",
+        "epochs=60",
+        "lr=3e-3",
+        "model=hf_head",
+        "trainer=hf",
+    )
     out = tmp_path / "export"
     assert export.main([f"run_dir={run}", f"out={out}"]) == 0
-    assert capsys.readouterr().out.rstrip().endswith(
-        f'python -m src.predict run_dir={out} text="..." text_pair="..."')
+    assert (
+        capsys.readouterr()
+        .out.rstrip()
+        .endswith(f'python -m src.predict run_dir={out} text="..." text_pair="..."')
+    )
     assert 'text="..." text_pair="..."`' in (out / "README.md").read_text()
     overrides = [f"run_dir={out}"]
     cfg, found = prepare(compose(overrides, config_name=CONFIG_NAME), overrides)

@@ -135,8 +135,11 @@ def test_not_a_run_is_one_line_exit_2(tmp_path):
         (["run_dir=x", "text=a", "output=o.csv"], "output= goes with input="),
         (["run_dir=x", "text=a", "colour=red"], "colour=red: expected key=value"),
         (["run_dir=x", "text=a", "batch_size=0"], "batch_size=0"),
-        (["run_dir=x", "input=a.csv", "output=p.xlsx"], r"output=p.xlsx: predictions are "
-         r"written as .csv, .tsv, .jsonl"),
+        (
+            ["run_dir=x", "input=a.csv", "output=p.xlsx"],
+            r"output=p.xlsx: predictions are "
+            r"written as .csv, .tsv, .jsonl",
+        ),
     ],
 )
 def test_bad_arguments(argv, message):
@@ -156,7 +159,7 @@ def test_missing_text_column(trained_runs, tmp_path):
 def test_the_output_is_written_in_the_format_its_extension_names(trained_runs, tmp_path):
     """output=x.tsv is tab-separated, x.jsonl one JSON object a row, both with the CSV's cells."""
     source = tmp_path / "in.csv"
-    source.write_text("id,text\na,\"A fine, warm film.\"\nb,Dull.\n", encoding="utf-8")
+    source.write_text('id,text\na,"A fine, warm film."\nb,Dull.\n', encoding="utf-8")
     run = trained_runs["hf_head"]
     tables = {}
     for suffix in (".csv", ".tsv", ".jsonl"):
@@ -165,8 +168,9 @@ def test_the_output_is_written_in_the_format_its_extension_names(trained_runs, t
         if suffix == ".jsonl":
             tables[suffix] = [json.loads(line) for line in out.read_text().splitlines()]
         else:
-            tables[suffix] = list(csv.DictReader(out.open(), delimiter="," if suffix == ".csv"
-                                                 else "\t"))  # fmt: skip
+            tables[suffix] = list(
+                csv.DictReader(out.open(), delimiter="," if suffix == ".csv" else "\t")
+            )
     assert tables[".tsv"] == tables[".csv"] and tables[".csv"][0]["text"] == "A fine, warm film."
     for row, line in zip(tables[".csv"], tables[".jsonl"], strict=True):
         assert line["id"] == row["id"] and line["prediction"] == row["prediction"]
@@ -174,11 +178,15 @@ def test_the_output_is_written_in_the_format_its_extension_names(trained_runs, t
 
 
 @pytest.mark.parametrize("column", ["prediction", "p_pos"])
-def test_an_input_column_the_predictions_would_overwrite_is_one_line(trained_runs, tmp_path,
-                                                                      column):  # fmt: skip
+def test_an_input_column_the_predictions_would_overwrite_is_one_line(
+    trained_runs, tmp_path, column
+):
     source = tmp_path / "in.csv"
     source.write_text(f"text,{column}\nA fine film.,mine\n")
-    with pytest.raises(UserError, match=f"^input={source}: its column '{column}' would be "
-                       "overwritten by the predictions \\(they add prediction, p_neg, p_pos\\)"):
+    with pytest.raises(
+        UserError,
+        match=f"^input={source}: its column '{column}' would be "
+        "overwritten by the predictions \\(they add prediction, p_neg, p_pos\\)",
+    ):
         predict.main([f"run_dir={trained_runs['hf_head']}", f"input={source}"])
     assert not (tmp_path / "in.predictions.csv").exists()

@@ -192,18 +192,27 @@ def test_resume_auto_on_a_finished_run_skips_continues_or_refuses(trained, tmp_p
     assert further(kept, resolved(compose([*args, "trainer.keep_checkpoints=true"]))) is False
     grown = resolved(compose([*args, "trainer.keep_checkpoints=true", "epochs=2"]))
     assert further(kept, grown) is True
-    with pytest.raises(UserError, match=r"^resume=auto: .* finished with another config "
-                       r"\(lr: 0.001 -> 0.002, optimizer.lr: 0.001 -> 0.002\)"):  # fmt: skip
+    with pytest.raises(
+        UserError,
+        match=r"^resume=auto: .* finished with another config "
+        r"\(lr: 0.001 -> 0.002, optimizer.lr: 0.001 -> 0.002\)",
+    ):
         further(kept, resolved(compose([*args, "trainer.keep_checkpoints=true", "lr=2e-3"])))
     plain = trained(*args[:-1])  # keep_checkpoints=false: its checkpoints were deleted
-    with pytest.raises(UserError, match=r"kept no checkpoint to train further from \(epochs: "
-                       r"1 -> 2, trainer.epochs: 1 -> 2\)"):  # fmt: skip
+    with pytest.raises(
+        UserError,
+        match=r"kept no checkpoint to train further from \(epochs: "
+        r"1 -> 2, trainer.epochs: 1 -> 2\)",
+    ):
         further(plain, resolved(compose([*args, "epochs=2"])))
 
 
 def _files(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes()
-            for p in sorted(folder.rglob("*")) if p.is_file()}  # fmt: skip
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.mark.parametrize("trainer", ["manual", "hf"])
@@ -217,8 +226,11 @@ def test_fewer_epochs_with_resume_auto_is_refused_and_the_folder_kept(trainer, t
 
     args = ["debug=smoke", f"trainer={trainer}", "trainer.keep_checkpoints=true"]
     run = trained(*args, "epochs=2")
-    with pytest.raises(UserError, match=r"^resume=auto: .* finished with epochs=2; epochs=1 "
-                       r"would train nothing and only relabel its results; give epochs > 2"):
+    with pytest.raises(
+        UserError,
+        match=r"^resume=auto: .* finished with epochs=2; epochs=1 "
+        r"would train nothing and only relabel its results; give epochs > 2",
+    ):
         further(run, resolved(compose([*args, "epochs=1", "resume=auto"])))
     assert further(run, resolved(compose([*args, "epochs=3", "resume=auto"]))) is True
     if trainer == "hf":
@@ -238,7 +250,6 @@ def test_a_key_the_record_lacks_is_no_change(trained, tmp_path):
     import shutil
 
     import yaml
-
 
     args = ["debug=smoke", "trainer=hf", "epochs=1"]
     run = Path(shutil.copytree(trained(*args), tmp_path / "run"))

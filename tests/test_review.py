@@ -22,10 +22,16 @@ COMMENT = ROOT / ".github" / "scripts" / "pr-comment.sh"
 
 
 def git(repo: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}  # fmt: skip
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
-                          text=True, env=env).stdout  # fmt: skip
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True, env=env
+    ).stdout
 
 
 def edit(path: Path, old: str, new: str) -> None:
@@ -52,8 +58,9 @@ def repo(tmp_path_factory) -> Path:
         'param(0.01, "decoupled weight decay',
         'param(0.05, "decoupled weight decay',
     )
-    subprocess.run([sys.executable, "-m", "src.config.declared"], cwd=repo, check=True,
-                   capture_output=True)  # the declaration written again, as its file says
+    subprocess.run(
+        [sys.executable, "-m", "src.config.declared"], cwd=repo, check=True, capture_output=True
+    )  # the declaration written again, as its file says
     git(repo, "commit", "-qam", "a shared default")
     git(repo, "tag", "shared")
     edit(repo / "conf/debug/smoke.yaml", "max_length: 64", "max_length: 48")
@@ -96,8 +103,10 @@ def test_one_preset_and_an_added_preset(repo):
         c.status for p, c in changes.items() if p not in ("debug/smoke", "experiment/short")
     } == {"unchanged"}
     assert report.files == {"conf/debug/smoke.yaml": "M", "conf/experiment/short.yaml": "A"}
-    assert report.reaches == {"conf/debug/smoke.yaml": ["debug/smoke"],
-                              "conf/experiment/short.yaml": ["experiment/short"]}  # fmt: skip
+    assert report.reaches == {
+        "conf/debug/smoke.yaml": ["debug/smoke"],
+        "conf/experiment/short.yaml": ["experiment/short"],
+    }
     removed = by_preset(review.review(repo, "added", "shared", []))["experiment/short"]
     assert removed.status == "removed"
 
@@ -195,8 +204,9 @@ def test_evidence_of_two_runs_and_of_two_sweeps(repo, trained_runs, tmp_path):
     assert "- HEAD - BASE: accuracy " in md
     with pytest.raises(review.UserError, match="not a folder any command of this project wrote"):
         review.evidence(tmp_path, head)
-    with pytest.raises(review.UserError, match=f"{sweeps[0]} is a sweep and {head} is not; give "
-                       "two run folders"):  # fmt: skip
+    with pytest.raises(
+        review.UserError, match=f"{sweeps[0]} is a sweep and {head} is not; give two run folders"
+    ):
         review.evidence(sweeps[0], head)
 
 
@@ -220,9 +230,18 @@ def test_the_workflow_runs_the_commands_the_tests_run():
 
 def test_the_workflow_is_valid_for_github():
     """check-jsonschema against its bundled GitHub workflow schema (offline)."""
-    proc = subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema",
-                           "vendor.github-workflows", str(WORKFLOW)], capture_output=True,
-                          text=True)  # fmt: skip
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "check_jsonschema",
+            "--builtin-schema",
+            "vendor.github-workflows",
+            str(WORKFLOW),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -235,8 +254,13 @@ def test_the_comment_is_posted_once_then_updated(tmp_path):
     fake.parent.mkdir()
     fake.write_text(FAKE_GH)
     fake.chmod(0o755)
-    env = {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}", "GH_STATE": str(state),
-           "PR": "7", "GITHUB_REPOSITORY": "me/proj"}  # fmt: skip
+    env = {
+        **os.environ,
+        "PATH": f"{fake.parent}:{os.environ['PATH']}",
+        "GH_STATE": str(state),
+        "PR": "7",
+        "GITHUB_REPOSITORY": "me/proj",
+    }
     for push in ("first", "second", "third"):
         body = tmp_path / "review.md"
         body.write_text(f"{review.COMMENT_MARKER}\n## Config review {push}\n")

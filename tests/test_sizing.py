@@ -70,9 +70,17 @@ def many_classes(tmp_path_factory):
 
 def sized_run(trained, files, *extra):
     train, test = files
-    return trained("backbone=tiny", "device=cpu", "trainer.precision=fp32", "dataset=files",
-                   f"dataset.train_file={train}", f"dataset.test_file={test}", "max_length=32",
-                   "lr=3e-3", *extra)  # fmt: skip
+    return trained(
+        "backbone=tiny",
+        "device=cpu",
+        "trainer.precision=fp32",
+        "dataset=files",
+        f"dataset.train_file={train}",
+        f"dataset.test_file={test}",
+        "max_length=32",
+        "lr=3e-3",
+        *extra,
+    )
 
 
 def test_the_default_sizing_learns_many_classes_that_two_epochs_do_not(trained, many_classes):

@@ -23,12 +23,20 @@ ALLOWLIST = "src., torch.optim., torch.nn., transformers."
 
 BAD_OVERRIDES = [
     (["lr=0"], "lr=0: a number > 0"),
-    (["truncation=head_tail", "stride=300"], "stride=300: only truncation=chunks reads it "
-     "(truncation=head_tail cuts each text once); drop it, or set truncation=chunks"),
-    (["truncation=head", "chunk_pooling=probs"], "chunk_pooling=probs: only truncation=chunks "
-     "reads it (truncation=head cuts each text once); drop it, or set truncation=chunks"),
-    (["stride=300"], "stride=300: an integer from 0 to 128 (half of max_length: windows would "
-     "barely advance)"),
+    (
+        ["truncation=head_tail", "stride=300"],
+        "stride=300: only truncation=chunks reads it "
+        "(truncation=head_tail cuts each text once); drop it, or set truncation=chunks",
+    ),
+    (
+        ["truncation=head", "chunk_pooling=probs"],
+        "chunk_pooling=probs: only truncation=chunks "
+        "reads it (truncation=head cuts each text once); drop it, or set truncation=chunks",
+    ),
+    (
+        ["stride=300"],
+        "stride=300: an integer from 0 to 128 (half of max_length: windows would barely advance)",
+    ),
     (["lr=fast"], "lr=fast: a number > 0"),
     (["dropout=1.0"], "dropout=1.0: a number in [0, 1)"),
     (["model=custom_head", "model.dropout=-0.1"], "model.dropout=-0.1: a number in [0, 1)"),
@@ -139,9 +147,11 @@ def test_bad_value_is_one_line(overrides, expected):
 
 # One mistake of each path through the real process: validation in the task function, the
 # override preflight for a missing option and for a missing key, a sweep's bad option.
-CLI_CASES = [case for case in BAD_OVERRIDES
-             if case[0] in (["lr=0"], ["trainer.epochz=3"], ["model=custom_hed"],
-                            ["-m", "trainer=hf,manul"])]  # fmt: skip
+CLI_CASES = [
+    case
+    for case in BAD_OVERRIDES
+    if case[0] in (["lr=0"], ["trainer.epochz=3"], ["model=custom_hed"], ["-m", "trainer=hf,manul"])
+]
 
 
 @pytest.mark.parametrize(("overrides", "expected"), CLI_CASES, ids=[c[0][-1] for c in CLI_CASES])
@@ -253,8 +263,11 @@ def test_introspection_and_validation_import_no_torch(tmp_path, args):
 
 
 # a task beyond single_label needs data with its labels (movie_reviews has one per review)
-WITH = {"task=multi_label": ["dataset=files"], "task=regression": ["dataset=files"],
-        "dataset=files": []}  # fmt: skip
+WITH = {
+    "task=multi_label": ["dataset=files"],
+    "task=regression": ["dataset=files"],
+    "dataset=files": [],
+}
 
 
 @pytest.mark.parametrize("override", group_options())

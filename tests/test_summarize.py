@@ -83,8 +83,11 @@ def test_cli_prints_and_writes_nothing(sweep, capsys):
     written = {p.name: p.read_bytes() for p in sweep.glob("summary.*")}
     proc = subprocess.run(
         [sys.executable, "-m", "src.summarize", str(sweep), "--metric", "test_accuracy"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     jobs, _ = summary.sorted_jobs(sweep, "test_accuracy")
     assert proc.stdout == summary.to_markdown(jobs, "test_accuracy", sweep.name)

@@ -31,9 +31,12 @@ def _rows(sweep: Path) -> list[dict]:
 
 def test_multirun_2x2_summary(tmp_path):
     proc = run_cli(
-        "-m", "debug=smoke", "model=hf_head,custom_head", "trainer=hf,manual",
+        "-m",
+        "debug=smoke",
+        "model=hf_head,custom_head",
+        "trainer=hf,manual",
         f"hydra.sweep.dir={tmp_path}",
-    )  # fmt: skip
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = _rows(tmp_path)
     assert [r["status"] for r in rows] == ["finished"] * 4
@@ -51,12 +54,18 @@ def test_failed_job_does_not_stop_the_sweep(tmp_path, launcher):
     joblib's sweep is then run again with resume=auto: the finished job is skipped (its metric
     returned, nothing retrained), the failed one runs again (and fails again)."""
     parallel = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"] if launcher == "joblib" else []
-    sweep = ["-m", "debug=smoke", "trainer=manual", "truncation=nope,head", *parallel,
-             f"hydra.sweep.dir={tmp_path}"]  # fmt: skip
+    sweep = [
+        "-m",
+        "debug=smoke",
+        "trainer=manual",
+        "truncation=nope,head",
+        *parallel,
+        f"hydra.sweep.dir={tmp_path}",
+    ]
     proc = run_cli(*sweep)
     assert proc.returncode == 1
     assert "truncation=nope: one of head, tail, head_tail, chunks" in proc.stderr
-    assert "Traceback" not in proc.stderr and "File \"" not in proc.stderr  # one line, no trace
+    assert "Traceback" not in proc.stderr and 'File "' not in proc.stderr  # one line, no trace
     rows = {r["truncation"]: r for r in _rows(tmp_path)}
     head = json.loads(
         (tmp_path / "1_debug=smoke,trainer=manual,truncation=head" / "metrics.json").read_text()
@@ -151,10 +160,13 @@ def test_slurm_preset_reaches_sbatch(tmp_path):
         tool.chmod(0o755)
     script = tmp_path / "job.sh"
     proc = run_cli(
-        "-m", "hydra/launcher=slurm", "hydra.launcher.partition=gpu", "model=hf_head,custom_head",
+        "-m",
+        "hydra/launcher=slurm",
+        "hydra.launcher.partition=gpu",
+        "model=hf_head,custom_head",
         f"hydra.sweep.dir={tmp_path}/sweep",
         env={"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "SBATCH_COPY": str(script)},
-    )  # fmt: skip
+    )
     assert proc.returncode != 0 and "no cluster" in proc.stderr
     text = script.read_text()
     for line in (
@@ -187,9 +199,15 @@ def test_launcher_presets_compose():
 
 
 RESUMABLE_SWEEP = [
-    "-m", "debug=smoke", "trainer=manual", "model=custom_head", "seed=1,2,3", "epochs=2",
-    "dataset.max_train_samples=96", "trainer.save_steps=5",
-]  # fmt: skip
+    "-m",
+    "debug=smoke",
+    "trainer=manual",
+    "model=custom_head",
+    "seed=1,2,3",
+    "epochs=2",
+    "dataset.max_train_samples=96",
+    "trainer.save_steps=5",
+]
 
 
 def test_sweep_killed_in_its_second_job_resumes(tmp_path):
@@ -253,9 +271,13 @@ def test_a_second_sweep_into_a_live_sweeps_folder_is_refused(tmp_path):
 def test_dry_run_lists_the_jobs_and_creates_nothing(tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_cli(
-        "-m", "debug=smoke", "model=hf_head,custom_head", "trainer=hf,manual", "--dry-run",
+        "-m",
+        "debug=smoke",
+        "model=hf_head,custom_head",
+        "trainer=hf,manual",
+        "--dry-run",
         f"hydra.sweep.dir={sweep}",
-    )  # fmt: skip
+    )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert lines[0] == f"sweep folder: {sweep} (hydra.sweep.dir)"
@@ -271,21 +293,30 @@ def test_dry_run_lists_the_jobs_and_creates_nothing(tmp_path):
 def test_dry_run_reports_a_bad_job_as_one_line(tmp_path, bad):
     """A bad value, or a data file that is not there, as `src.run` would refuse it."""
     (tmp_path / "a.csv").write_text("text,label\na,x\nb,y\n")
-    sweep = (["lr=1e-4,-1"] if bad == "lr" else
-             ["dataset=files", f"dataset.train_file={tmp_path}/a.csv,{tmp_path}/gone.csv"])
+    sweep = (
+        ["lr=1e-4,-1"]
+        if bad == "lr"
+        else ["dataset=files", f"dataset.train_file={tmp_path}/a.csv,{tmp_path}/gone.csv"]
+    )
     proc = run_cli("-m", "debug=smoke", *sweep, "--dry-run", f"hydra.sweep.dir={tmp_path}/sweep")
     assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr.strip() == ("error: lr=-1: a number > 0" if bad == "lr" else
-                                   f"error: dataset.train_file={tmp_path}/gone.csv: data file "
-                                   f"{tmp_path}/gone.csv does not exist")  # fmt: skip
+    assert proc.stderr.strip() == (
+        "error: lr=-1: a number > 0"
+        if bad == "lr"
+        else f"error: dataset.train_file={tmp_path}/gone.csv: data file "
+        f"{tmp_path}/gone.csv does not exist"
+    )
     assert not (tmp_path / "sweep").exists()
 
 
 def test_dry_run_of_an_optuna_study_prints_its_space(tmp_path):
     proc = run_cli(
-        "hparams_search=optuna", "debug=smoke", "epochs=choice(1,2)", "--dry-run",
+        "hparams_search=optuna",
+        "debug=smoke",
+        "epochs=choice(1,2)",
+        "--dry-run",
         f"hydra.sweep.dir={tmp_path}/study",
-    )  # fmt: skip
+    )
     assert proc.returncode == 0, proc.stderr
     assert "  lr: tag(log, interval(1e-5, 3e-4))" in proc.stdout
     assert "  epochs: choice(1,2)" in proc.stdout
@@ -303,8 +334,12 @@ def test_each_dataset_and_search_space_gets_a_study_of_its_own(tmp_path):
         return compose(["hparams_search=optuna", *overrides], hydra=True).hydra.sweeper.study_name
 
     files = ("dataset=files", f"dataset.train_file={tmp_path / 'reviews.csv'}")
-    names = {study(), study(*files), study("model=hf_head"),
-             study("hydra.sweeper.params.lr='interval(1e-5, 1e-4)'")}
+    names = {
+        study(),
+        study(*files),
+        study("model=hf_head"),
+        study("hydra.sweeper.params.lr='interval(1e-5, 1e-4)'"),
+    }
     assert len(names) == 4 and study(*files).startswith("reviews-")
     assert study() == study() == study("lr=3e-4", "dropout=0.3")  # a trial's values
 
@@ -318,8 +353,10 @@ def _states(study: Path) -> list[str]:
     return [state for _, state in _trials(study)]
 
 
-@pytest.mark.parametrize("lost", ["table studies already exists",
-                                  "UNIQUE constraint failed: alembic_version.version_num"])
+@pytest.mark.parametrize(
+    "lost",
+    ["table studies already exists", "UNIQUE constraint failed: alembic_version.version_num"],
+)
 def test_a_command_that_loses_the_race_to_create_the_storage_opens_it(monkeypatch, tmp_path, lost):
     """Two commands starting one new study: the one whose CREATE TABLE or schema-version INSERT
     lost opens the storage the other made; any other failure stays one line."""
@@ -351,8 +388,17 @@ def test_pruned_trials_under_two_processes_on_one_study_and_not_retried(tmp_path
     its first epoch: status.json `pruned`, a complete folder (metrics so far, best weights),
     counted in the summary. A third command adds a trial and leaves those two as they are."""
     study = tmp_path / "study"
-    command = [sys.executable, "-m", "src.run", "hparams_search=optuna", "debug=smoke",
-               "epochs=3", "hydra.sweeper.n_trials=1", ALWAYS_PRUNE, f"hydra.sweep.dir={study}"]
+    command = [
+        sys.executable,
+        "-m",
+        "src.run",
+        "hparams_search=optuna",
+        "debug=smoke",
+        "epochs=3",
+        "hydra.sweeper.n_trials=1",
+        ALWAYS_PRUNE,
+        f"hydra.sweep.dir={study}",
+    ]
     logs = [(tmp_path / f"{i}.log").open("w") for i in range(2)]
     workers = [subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=log) for log in logs]
     codes = [w.wait(timeout=300) for w in workers]
@@ -376,10 +422,19 @@ def test_joblib_study_prunes_the_hf_trainer(tmp_path):
     """Two trials side by side (joblib), each a trainer=hf run: the Trainer stops at its
     first epoch's evaluation when the study's pruner says so."""
     study = tmp_path / "study"
-    proc = run_cli("hparams_search=optuna", "debug=smoke", "trainer=hf", "model=hf_head",
-                   "epochs=3", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-                   "hydra.sweeper.n_jobs=2", "hydra.sweeper.n_trials=2", ALWAYS_PRUNE,
-                   f"hydra.sweep.dir={study}")  # fmt: skip
+    proc = run_cli(
+        "hparams_search=optuna",
+        "debug=smoke",
+        "trainer=hf",
+        "model=hf_head",
+        "epochs=3",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "hydra.sweeper.n_jobs=2",
+        "hydra.sweeper.n_trials=2",
+        ALWAYS_PRUNE,
+        f"hydra.sweep.dir={study}",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert _states(study) == ["PRUNED", "PRUNED"]
     for metrics in study.glob("*/metrics.json"):
@@ -392,25 +447,41 @@ def test_joblib_study_prunes_the_hf_trainer(tmp_path):
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        (["hydra.sweeper.pruner={_target_: optuna.pruners.Nope}"],
-         "hydra.sweeper.pruner._target_=optuna.pruners.Nope: not an Optuna pruner"),
-        (["hydra.sweeper.sampler={_target_: random.Random}"],
-         "hydra.sweeper.sampler._target_=random.Random: not an Optuna sampler"),
-        (["hydra.sweeper.pruner={_target_: optuna.pruners.MedianPruner, bogus: 1}"],
-         "hydra.sweeper.pruner: optuna.pruners.MedianPruner refuses its arguments "
-         "(MedianPruner.__init__() got an unexpected keyword argument 'bogus')"),
-        (["+hydra.sweeper.params.lrr='interval(0.1, 0.2)'"],
-         "hydra.sweeper.params.lrr: not a key of the config"),
-        (["hydra.sweeper.storage=sqlite:////proc/nope/optuna.db"],
-         "hydra.sweeper.storage=sqlite:////proc/nope/optuna.db: cannot be opened"),
-        (["hydra.sweeper.storage=postgresql://me@127.0.0.1:1/db"],
-         "hydra.sweeper.storage=postgresql://me@127.0.0.1:1/db: cannot be opened"),
-        (["hydra.sweeper.n_jobs=2"],
-         "hydra.sweeper.n_jobs=2: the basic launcher runs one job at a time"),
-        (["hydra.sweeper.n_jobs=4", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
-         "hydra.sweeper.n_jobs=4: the launcher runs 2 at a time"),
+        (
+            ["hydra.sweeper.pruner={_target_: optuna.pruners.Nope}"],
+            "hydra.sweeper.pruner._target_=optuna.pruners.Nope: not an Optuna pruner",
+        ),
+        (
+            ["hydra.sweeper.sampler={_target_: random.Random}"],
+            "hydra.sweeper.sampler._target_=random.Random: not an Optuna sampler",
+        ),
+        (
+            ["hydra.sweeper.pruner={_target_: optuna.pruners.MedianPruner, bogus: 1}"],
+            "hydra.sweeper.pruner: optuna.pruners.MedianPruner refuses its arguments "
+            "(MedianPruner.__init__() got an unexpected keyword argument 'bogus')",
+        ),
+        (
+            ["+hydra.sweeper.params.lrr='interval(0.1, 0.2)'"],
+            "hydra.sweeper.params.lrr: not a key of the config",
+        ),
+        (
+            ["hydra.sweeper.storage=sqlite:////proc/nope/optuna.db"],
+            "hydra.sweeper.storage=sqlite:////proc/nope/optuna.db: cannot be opened",
+        ),
+        (
+            ["hydra.sweeper.storage=postgresql://me@127.0.0.1:1/db"],
+            "hydra.sweeper.storage=postgresql://me@127.0.0.1:1/db: cannot be opened",
+        ),
+        (
+            ["hydra.sweeper.n_jobs=2"],
+            "hydra.sweeper.n_jobs=2: the basic launcher runs one job at a time",
+        ),
+        (
+            ["hydra.sweeper.n_jobs=4", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+            "hydra.sweeper.n_jobs=4: the launcher runs 2 at a time",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_bad_study_setting_is_one_line_before_any_trial(tmp_path, overrides, expected):
     from src.config.errors import UserError
     from src.sweeps import preview
@@ -423,8 +494,12 @@ def test_a_bad_study_setting_is_one_line_before_any_trial(tmp_path, overrides, e
 
 
 def test_a_bad_study_setting_through_the_cli(tmp_path):
-    proc = run_cli("hparams_search=optuna", "debug=smoke", "hydra.sweeper.n_jobs=2",
-                   f"hydra.sweep.dir={tmp_path / 'study'}")  # fmt: skip
+    proc = run_cli(
+        "hparams_search=optuna",
+        "debug=smoke",
+        "hydra.sweeper.n_jobs=2",
+        f"hydra.sweep.dir={tmp_path / 'study'}",
+    )
     assert proc.returncode == 2 and proc.stderr.startswith("error: hydra.sweeper.n_jobs=2: ")
     assert proc.stderr.count("\n") == 1 and not (tmp_path / "study").exists()
 
@@ -434,8 +509,12 @@ def test_the_search_space_reads_hydras_sweep_syntax():
 
     from src.sweeps.study import space
 
-    params = {"lr": "tag(log, interval(1e-5, 3e-4))", "dropout": "interval(0.0, 0.5)",
-              "batch_size": "choice(8, 16, 32)", "layers": "range(1, 4)"}  # fmt: skip
+    params = {
+        "lr": "tag(log, interval(1e-5, 3e-4))",
+        "dropout": "interval(0.0, 0.5)",
+        "batch_size": "choice(8, 16, 32)",
+        "layers": "range(1, 4)",
+    }
     found, fixed = space(params, ["epochs=choice(1,2)", "seed=3", "dropout=0.1"])
     assert found == {
         "lr": FloatDistribution(1e-5, 3e-4, log=True),
@@ -460,11 +539,22 @@ def test_a_job_folder_always_fits_and_keeps_its_name():
 def test_a_sweep_with_many_overrides_runs(tmp_path):
     """Eleven overrides: Hydra's folder name would pass 255 bytes (Errno 36); the job runs in
     a shortened folder whose .hydra/overrides.yaml the summary reads."""
-    proc = run_cli("-m", "debug=smoke", "seed=1", "dataset.max_train_samples=16",
-                   "dataset.max_eval_samples=16", "max_length=32", "truncation=head",
-                   "lr=1e-3", "dropout=0.2", "eval_batch_size=8", "trainer.save_total_limit=1",
-                   "trainer.logging_steps=1", "trainer.early_stopping_patience=2",
-                   f"hydra.sweep.dir={tmp_path}")  # fmt: skip
+    proc = run_cli(
+        "-m",
+        "debug=smoke",
+        "seed=1",
+        "dataset.max_train_samples=16",
+        "dataset.max_eval_samples=16",
+        "max_length=32",
+        "truncation=head",
+        "lr=1e-3",
+        "dropout=0.2",
+        "eval_batch_size=8",
+        "trainer.save_total_limit=1",
+        "trainer.logging_steps=1",
+        "trainer.early_stopping_patience=2",
+        f"hydra.sweep.dir={tmp_path}",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (row,) = _rows(tmp_path)
     assert row["status"] == "finished" and "~" in row["job"] and len(row["job"]) <= 200

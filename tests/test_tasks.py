@@ -16,10 +16,18 @@ from src.tasks import MultiLabel, Regression, SingleLabel, metrics
 from tests.conftest import first_error
 
 FILES = ["debug=overfit", "dataset=files", "dataset.val_size=0", "epochs=60", "lr=1e-3"]
-COMBOS = [("custom_head", "manual"), ("hf_head", "hf"), ("hf_head", "manual"),
-          ("custom_head", "hf")]  # fmt: skip
-TAGS = [("the apple", ["fruit"]), ("a river", ["water"]),
-        ("the apple by a river", ["fruit", "water"]), ("a red car", [])] * 2  # fmt: skip
+COMBOS = [
+    ("custom_head", "manual"),
+    ("hf_head", "hf"),
+    ("hf_head", "manual"),
+    ("custom_head", "hf"),
+]
+TAGS = [
+    ("the apple", ["fruit"]),
+    ("a river", ["water"]),
+    ("the apple by a river", ["fruit", "water"]),
+    ("a red car", []),
+] * 2
 SCORES = [
     ("the apple", 1.0),
     ("a river", 3.0),
@@ -49,15 +57,28 @@ def scores(tmp_path_factory):
 
 def multi_label_run(trained, tags, model, trainer, *extra):
     jsonl, table = tags
-    return trained(*FILES, "task=multi_label", f"dataset.train_file={jsonl}",
-                   f"dataset.test_file={table}", f"model={model}", f"trainer={trainer}",
-                   *extra)  # fmt: skip
+    return trained(
+        *FILES,
+        "task=multi_label",
+        f"dataset.train_file={jsonl}",
+        f"dataset.test_file={table}",
+        f"model={model}",
+        f"trainer={trainer}",
+        *extra,
+    )
 
 
 def regression_run(trained, scores, model, trainer):
-    return trained(*FILES, "task=regression", f"dataset.train_file={scores}",
-                   f"dataset.test_file={scores}", "dataset.label_column=score", "epochs=40",
-                   f"model={model}", f"trainer={trainer}")  # fmt: skip
+    return trained(
+        *FILES,
+        "task=regression",
+        f"dataset.train_file={scores}",
+        f"dataset.test_file={scores}",
+        "dataset.label_column=score",
+        "epochs=40",
+        f"model={model}",
+        f"trainer={trainer}",
+    )
 
 
 def read(run, name="metrics.json"):
@@ -112,9 +133,17 @@ def test_tuned_threshold_is_recorded_and_predict_uses_it(trained, tags, tmp_path
     and src.predict decides with it."""
 
     jsonl, _ = tags
-    run = trained(*FILES[:2], "task=multi_label", "task.tune_threshold=true", "epochs=30",
-                  "lr=1e-3", f"dataset.train_file={jsonl}", "dataset.test_file=" + str(jsonl),
-                  "dataset.val_size=0.25", "batch_size=4")  # fmt: skip
+    run = trained(
+        *FILES[:2],
+        "task=multi_label",
+        "task.tune_threshold=true",
+        "epochs=30",
+        "lr=1e-3",
+        f"dataset.train_file={jsonl}",
+        "dataset.test_file=" + str(jsonl),
+        "dataset.val_size=0.25",
+        "batch_size=4",
+    )
     task = read(run)["task"]
     assert task["threshold_tuned"] is True and task["threshold"] in [
         round(0.05 * i, 2) for i in range(1, 20)
@@ -145,12 +174,26 @@ def test_class_weights_balanced_weighs_a_label_absent_from_train_as_one(caplog):
 
 
 # Sparse on purpose: 3 of 4 texts carry no label, each label is on 1 text in 12.
-FILLER = ["a red car", "the blue sky", "some old shoes", "a quiet room", "the long road",
-          "green grass", "a tall tree", "the cold night"]  # fmt: skip
-SPARSE = [(f"the apple {FILLER[i % 8]}", ["fruit"]) if i % 12 == 0 else
-          (f"a river {FILLER[i % 8]}", ["water"]) if i % 12 == 1 else
-          (f"a bright lamp {FILLER[i % 8]}", ["light"]) if i % 12 == 2 else
-          (f"{FILLER[i % 8]} {FILLER[i // 8 % 8]}", []) for i in range(48)]  # fmt: skip
+FILLER = [
+    "a red car",
+    "the blue sky",
+    "some old shoes",
+    "a quiet room",
+    "the long road",
+    "green grass",
+    "a tall tree",
+    "the cold night",
+]
+SPARSE = [
+    (f"the apple {FILLER[i % 8]}", ["fruit"])
+    if i % 12 == 0
+    else (f"a river {FILLER[i % 8]}", ["water"])
+    if i % 12 == 1
+    else (f"a bright lamp {FILLER[i % 8]}", ["light"])
+    if i % 12 == 2
+    else (f"{FILLER[i % 8]} {FILLER[i // 8 % 8]}", [])
+    for i in range(48)
+]
 
 
 def test_the_multi_label_default_learns_sparse_labels_where_the_old_one_predicts_nothing(
@@ -158,16 +201,26 @@ def test_the_multi_label_default_learns_sparse_labels_where_the_old_one_predicts
 ):
     """task=multi_label's own defaults (10 epochs, class_weights=balanced) learn the three rare
     labels; the defaults it had (2 epochs, unweighted) learn "no label" and say so."""
-    assert (compose_cfg("task=multi_label").epochs, compose_cfg("task=multi_label").class_weights
-            ) == (10, "balanced")  # fmt: skip
+    assert (
+        compose_cfg("task=multi_label").epochs,
+        compose_cfg("task=multi_label").class_weights,
+    ) == (10, "balanced")
     assert (compose_cfg().epochs, compose_cfg().class_weights) == (2, None)
     path = tmp_path_factory.mktemp("sparse") / "sparse.jsonl"
     path.write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in SPARSE))
     # debug=overfit's 20 epochs give way to the task's (epochs=${task.epochs})
-    common = ["debug=overfit", "dataset=files", "dataset.val_size=0", "task=multi_label",
-              "dataset.max_train_samples=null", "dataset.max_eval_samples=null", "lr=1e-3",
-              f"dataset.train_file={path}", f"dataset.test_file={path}",
-              "epochs=${task.epochs}"]  # fmt: skip
+    common = [
+        "debug=overfit",
+        "dataset=files",
+        "dataset.val_size=0",
+        "task=multi_label",
+        "dataset.max_train_samples=null",
+        "dataset.max_eval_samples=null",
+        "lr=1e-3",
+        f"dataset.train_file={path}",
+        f"dataset.test_file={path}",
+        "epochs=${task.epochs}",
+    ]
     new = read(trained(*common))
     old = read(trained(*common, "task.epochs=2", "task.class_weights=null"))
     assert len(new["history"]) == 10 and len(old["history"]) == 2
@@ -182,8 +235,10 @@ def test_multi_label_reads_csv_jsonl_and_sequence_classlabel(tags, tmp_path):
     from src.data import Files, HFDataset
 
     jsonl, table = tags
-    got = [Files(train_file=str(p), val_size=0, test_size=0.25).load(MultiLabel())
-           for p in (jsonl, table)]  # fmt: skip
+    got = [
+        Files(train_file=str(p), val_size=0, test_size=0.25).load(MultiLabel())
+        for p in (jsonl, table)
+    ]
     assert got[0].label_names == got[1].label_names == ["fruit", "water"]
     assert got[0].train.labels == got[1].train.labels
     assert sorted(map(tuple, got[0].train.labels + got[0].test.labels)) == sorted(
@@ -216,9 +271,12 @@ def test_list_labels_under_single_label_point_to_multi_label(tags):
     from src.data import Files
 
     jsonl, _ = tags
-    with pytest.raises(UserError, match=rf'^{jsonl} row 1: label \["fruit"\] in column \'label\' '
-                       r"is a list; task=single_label takes one label a text: several labels a "
-                       r"text is task=multi_label$"):  # fmt: skip
+    with pytest.raises(
+        UserError,
+        match=rf'^{jsonl} row 1: label \["fruit"\] in column \'label\' '
+        r"is a list; task=single_label takes one label a text: several labels a "
+        r"text is task=multi_label$",
+    ):
         Files(train_file=str(jsonl), val_size=0).load(SingleLabel())
     with pytest.raises(UserError, match="is a list; task=regression takes one label a text"):
         Files(train_file=str(jsonl), val_size=0).load(Regression())
@@ -320,13 +378,20 @@ def test_evaluate_and_compare_follow_the_task(trained, tags, scores, tmp_path):
     from src.config.compose import compose
     from src.evaluate import evaluate
 
-    runs = ((multi_label_run(trained, tags, "custom_head", "manual"), "multi_label"),
-            (regression_run(trained, scores, "hf_head", "hf"), "regression"))  # fmt: skip
+    runs = (
+        (multi_label_run(trained, tags, "custom_head", "manual"), "multi_label"),
+        (regression_run(trained, scores, "hf_head", "hf"), "regression"),
+    )
     for run, task in runs:
-        cfg = compose([f"run_dir={run}", "dataset=files",
-                       f"dataset.test_file={tags[1] if task == 'multi_label' else scores}",
-                       *(["dataset.label_column=score"] if task == "regression" else [])],
-                      config_name="evaluate")  # fmt: skip
+        cfg = compose(
+            [
+                f"run_dir={run}",
+                "dataset=files",
+                f"dataset.test_file={tags[1] if task == 'multi_label' else scores}",
+                *(["dataset.label_column=score"] if task == "regression" else []),
+            ],
+            config_name="evaluate",
+        )
         record = evaluate(cfg, tmp_path / task)
         for name, value in read(run)["test"].items():
             assert record["test"][name] == pytest.approx(value, abs=1e-4), (task, name)
@@ -342,19 +407,32 @@ def test_evaluate_and_compare_follow_the_task(trained, tags, scores, tmp_path):
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["task=regression", "trainer.metric_for_best_model=f1"],
-         "error: trainer.metric_for_best_model=f1: not a metric of task=regression; use one of "
-         "mse, mae, pearson, spearman"),
-        (["task=multi_label"],
-         "error: task=multi_label: dataset src.data.MovieReviews has one label per text; use "
-         "task=single_label, or dataset=files / dataset=hf with your labels"),
-        (["task=regression", "class_weights=balanced", "dataset=files", "dataset.train_file=x.csv"],
-         "error: class_weights=balanced: no classes in task=regression; set class_weights=null"),
-        (["task=single_label", "trainer.metric_for_best_model=mse"],
-         "error: trainer.metric_for_best_model=mse: not a metric of task=single_label; use one "
-         "of accuracy, precision, recall, f1"),
+        (
+            ["task=regression", "trainer.metric_for_best_model=f1"],
+            "error: trainer.metric_for_best_model=f1: not a metric of task=regression; use one of "
+            "mse, mae, pearson, spearman",
+        ),
+        (
+            ["task=multi_label"],
+            "error: task=multi_label: dataset src.data.MovieReviews has one label per text; use "
+            "task=single_label, or dataset=files / dataset=hf with your labels",
+        ),
+        (
+            [
+                "task=regression",
+                "class_weights=balanced",
+                "dataset=files",
+                "dataset.train_file=x.csv",
+            ],
+            "error: class_weights=balanced: no classes in task=regression; set class_weights=null",
+        ),
+        (
+            ["task=single_label", "trainer.metric_for_best_model=mse"],
+            "error: trainer.metric_for_best_model=mse: not a metric of task=single_label; use one "
+            "of accuracy, precision, recall, f1",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_config_the_task_cannot_take_is_one_line(args, expected):
     assert first_error(*args) == expected
 
@@ -389,10 +467,14 @@ def test_the_sweep_summary_follows_the_task(trained, tags, scores):
     assert set(flat_metrics(regression)) == {"best_eval_mse", "test_mse", "test_pearson"}
     multi = read(multi_label_run(trained, tags, "custom_head", "manual"))
     assert set(flat_metrics(multi)) == {
-        "best_eval_f1_micro", "test_f1_micro", "test_subset_accuracy",
-    }  # fmt: skip
-    jobs = [Job(name, {}, "finished", {"best_eval_mse": v})
-            for name, v in (("worse", 2.0), ("better", 1.0))]  # fmt: skip
+        "best_eval_f1_micro",
+        "test_f1_micro",
+        "test_subset_accuracy",
+    }
+    jobs = [
+        Job(name, {}, "finished", {"best_eval_mse": v})
+        for name, v in (("worse", 2.0), ("better", 1.0))
+    ]
     assert [j.name for j in summary.sort_jobs(jobs, "best_eval_mse")] == ["better", "worse"]
     assert "lower is better" in summary.to_markdown(jobs, "best_eval_mse", "sweep")
 
@@ -403,9 +485,17 @@ def test_int8_of_a_regression_run_is_judged_in_the_labels_units(trained, scores,
     refused for differences of 1e-4 in the label's units."""
     from src import export
 
-    run = trained(*FILES, "task=regression", f"dataset.train_file={scores}",
-                  f"dataset.test_file={scores}", "dataset.label_column=score", "epochs=1",
-                  "lr=1e-9", "model=hf_head", "trainer=manual")  # fmt: skip
+    run = trained(
+        *FILES,
+        "task=regression",
+        f"dataset.train_file={scores}",
+        f"dataset.test_file={scores}",
+        "dataset.label_column=score",
+        "epochs=1",
+        "lr=1e-9",
+        "model=hf_head",
+        "trainer=manual",
+    )
     assert export.main([f"run_dir={run}", f"out={tmp_path / 'int8'}", "quantize=int8"]) == 0
     check = json.loads((tmp_path / "int8" / "export.json").read_text())["check"]
     labels = np.array([y for _, y in SCORES])
@@ -420,14 +510,18 @@ def test_every_task_exports_and_its_export_predicts_as_the_run(trained, tags, sc
     from src import export
 
     texts = [t for t, _ in SCORES[:4]]
-    for run in (multi_label_run(trained, tags, "custom_head", "manual"),
-                regression_run(trained, scores, "hf_head", "hf")):  # fmt: skip
+    for run in (
+        multi_label_run(trained, tags, "custom_head", "manual"),
+        regression_run(trained, scores, "hf_head", "hf"),
+    ):
         out = tmp_path / run.name
         assert export.main([f"run_dir={run}", f"out={out}"]) == 0
         ours, theirs = (Predictor.load(f) for f in (run, out))
         assert theirs.task.state() == ours.task.state()
-        np.testing.assert_allclose(theirs.probabilities(texts), ours.probabilities(texts),
-                                   atol=1e-4)  # fmt: skip
+        np.testing.assert_allclose(
+            theirs.probabilities(texts), ours.probabilities(texts), atol=1e-4
+        )
         if ours.task.NAME == "multi_label":  # the same label sets at the run's threshold
-            assert (theirs.task.decide(theirs.logits(texts)) ==
-                    ours.task.decide(ours.logits(texts))).all()  # fmt: skip
+            assert (
+                theirs.task.decide(theirs.logits(texts)) == ours.task.decide(ours.logits(texts))
+            ).all()

@@ -57,11 +57,14 @@ def folders(trained_runs, tmp_path_factory) -> dict[str, Path]:
     out = root / "export-onnx"
     assert export.main([f"run_dir={run}", f"out={out}"]) == 0
     return {
-        "run": run, "job": job, "model": run / "best_model", "export": out,
+        "run": run,
+        "job": job,
+        "model": run / "best_model",
+        "export": out,
         "evaluation": _evaluated(run, root / "evaluation"),
         "evaluation-of-export": _evaluated(out, root / "evaluation-of-export"),
         "sweep": sweep,
-    }  # fmt: skip
+    }
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -92,10 +95,16 @@ def test_what_each_command_sees_in_each_kind(folders, kind, tmp_path):
     folder, (_, scored) = folders[kind], OPENED[kind]
     run_metrics = trained.open_folder(folders["run"]).metrics
     if kind == "sweep":
-        for refused in (lambda: trained.open_model(folder), lambda: compare.Run.read(folder),
-                        lambda: export.source({"run_dir": str(folder)})):  # fmt: skip
-            with pytest.raises(UserError, match="a sweep or study folder of 1 jobs; give one of "
-                               "its job folders \\(its best by best_eval_f1: "):  # fmt: skip
+        for refused in (
+            lambda: trained.open_model(folder),
+            lambda: compare.Run.read(folder),
+            lambda: export.source({"run_dir": str(folder)}),
+        ):
+            with pytest.raises(
+                UserError,
+                match="a sweep or study folder of 1 jobs; give one of "
+                "its job folders \\(its best by best_eval_f1: ",
+            ):
                 refused()
         assert trained.open_sweep(folder)[0].status == "finished"
         return
@@ -109,15 +118,22 @@ def test_what_each_command_sees_in_each_kind(folders, kind, tmp_path):
         compared = compare.Run.read(folder)
         ran = compare.Run.read(folders["run"])
         assert compare.differences([ran, compared]) == {}
-        assert [v for _, v in compare.metric_rows([compared])[:4]] == \
-            [v for _, v in compare.metric_rows([ran])[:4]]  # fmt: skip
+        assert [v for _, v in compare.metric_rows([compared])[:4]] == [
+            v for _, v in compare.metric_rows([ran])[:4]
+        ]
     else:
-        with pytest.raises(UserError, match="has no test metrics of its own; score it with "
-                           f"`python -m src.evaluate run_dir={folder}`"):  # fmt: skip
+        with pytest.raises(
+            UserError,
+            match="has no test metrics of its own; score it with "
+            f"`python -m src.evaluate run_dir={folder}`",
+        ):
             compare.Run.read(folder)
     if kind in ("export", "evaluation-of-export"):
-        with pytest.raises(UserError, match="already an ONNX export; export from the trained "
-                           f"model: run_dir={folders['run']}"):  # fmt: skip
+        with pytest.raises(
+            UserError,
+            match="already an ONNX export; export from the trained "
+            f"model: run_dir={folders['run']}",
+        ):
             export.source({"run_dir": str(folder)})
     else:
         own = folders["job"] if kind == "job" else folders["run"]
@@ -147,8 +163,9 @@ def test_the_export_card_names_the_folder_it_is_served_from(folders):
 def test_review_pairs_runs_and_refuses_a_run_beside_a_sweep(folders):
     (found,) = review.evidence(folders["run"], folders["job"])
     assert found.note.startswith("paired on the same 32 test texts")
-    assert [m for m, _, _ in found.rows] == [f"test {m}" for m in
-                                             ("accuracy", "precision", "recall", "f1")]  # fmt: skip
+    assert [m for m, _, _ in found.rows] == [
+        f"test {m}" for m in ("accuracy", "precision", "recall", "f1")
+    ]
     with pytest.raises(UserError, match=r"is a sweep and .* is not; give two run folders"):
         review.evidence(folders["sweep"], folders["run"])
 
@@ -166,8 +183,11 @@ def test_a_run_that_did_not_finish_says_how_it_stands(folders, tmp_path):
     run = Path(shutil.copytree(folders["run"], tmp_path / "run"))
     rundir.write_status(run, "failed", "something broke", start="fresh")
     (run / "metrics.json").unlink()
-    with pytest.raises(UserError, match=r"run_dir=.*: not a finished run \(status.json: failed, "
-                       r"something broke\); rerun it"):  # fmt: skip
+    with pytest.raises(
+        UserError,
+        match=r"run_dir=.*: not a finished run \(status.json: failed, "
+        r"something broke\); rerun it",
+    ):
         trained.open_model(run)
     with pytest.raises(UserError, match=r"not a finished run \(status.json: failed"):
         trained.open_scored(run)
@@ -181,10 +201,20 @@ def test_what_the_commands_write_others_can_read(folders):
 
     umask = os.umask(0)
     os.umask(umask)
-    names = {"run": ("metrics.json", "report.md", "config_resolved.yaml", "test_predictions.csv",
-                     "best_model/preprocessing.json"),
-             "export": ("README.md", "export.json"),
-             "evaluation": ("metrics.json", "report.md", "test_predictions.csv")}  # fmt: skip
-    modes = {f"{kind}/{name}": stat.S_IMODE((folders[kind] / name).stat().st_mode)
-             for kind, files in names.items() for name in files}  # fmt: skip
+    names = {
+        "run": (
+            "metrics.json",
+            "report.md",
+            "config_resolved.yaml",
+            "test_predictions.csv",
+            "best_model/preprocessing.json",
+        ),
+        "export": ("README.md", "export.json"),
+        "evaluation": ("metrics.json", "report.md", "test_predictions.csv"),
+    }
+    modes = {
+        f"{kind}/{name}": stat.S_IMODE((folders[kind] / name).stat().st_mode)
+        for kind, files in names.items()
+        for name in files
+    }
     assert modes == dict.fromkeys(modes, 0o666 & ~umask)

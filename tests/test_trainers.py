@@ -373,8 +373,13 @@ def test_hf_sigterm_checkpoints_exits_for_requeue_and_resumes(tmp_path):
 
 
 def _kept_checkpoints(trainer: str) -> tuple[str, ...]:
-    return ("debug=smoke", f"trainer={trainer}", "trainer.save_steps=2",
-            "trainer.save_total_limit=null", "trainer.keep_checkpoints=true")  # fmt: skip
+    return (
+        "debug=smoke",
+        f"trainer={trainer}",
+        "trainer.save_steps=2",
+        "trainer.save_total_limit=null",
+        "trainer.keep_checkpoints=true",
+    )
 
 
 @pytest.mark.parametrize("trainer", ["manual", "hf"])

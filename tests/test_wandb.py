@@ -28,8 +28,16 @@ def test_an_offline_run_records_config_scalars_test_metrics_and_images(offline_r
     (offline,) = (offline_run / WANDB_DIR).glob("offline-run-*")
     record = next(offline.glob("run-*.wandb")).read_bytes()
     metrics = json.loads((offline_run / "metrics.json").read_text())
-    for key in ("eval/accuracy", "train/loss", "train/learning_rate", "test/accuracy",
-                "test/accuracy_ci95_low", "test/f1_ci95_high", "trainer", "metric_for_best_model"):
+    for key in (
+        "eval/accuracy",
+        "train/loss",
+        "train/learning_rate",
+        "test/accuracy",
+        "test/accuracy_ci95_low",
+        "test/f1_ci95_high",
+        "trainer",
+        "metric_for_best_model",
+    ):
         assert key.encode() in record, key
     for value in (metrics["test"]["accuracy"], metrics["history"][-1]["f1"]):
         assert json.dumps(value).encode() in record, value
@@ -43,8 +51,14 @@ def test_a_sweeps_jobs_are_one_group(tmp_path):
     from wandb.proto.wandb_internal_pb2 import RunRecord
 
     sweep = tmp_path / "sweep"
-    proc = run_cli("-m", "debug=smoke", "logger=wandb", "logger.mode=offline", "dropout=0.1,0.2",
-                   f"hydra.sweep.dir={sweep}")  # fmt: skip
+    proc = run_cli(
+        "-m",
+        "debug=smoke",
+        "logger=wandb",
+        "logger.mode=offline",
+        "dropout=0.1,0.2",
+        f"hydra.sweep.dir={sweep}",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
     assert [p.name.split("_")[0] for p in jobs] == ["0", "1"]

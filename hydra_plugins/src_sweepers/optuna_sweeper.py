@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 
-from src.sweeps.study import Settings
+from src.sweeps.study import Settings, run_study
 
 
 class OptunaSweeper(Sweeper):
@@ -21,7 +22,6 @@ class OptunaSweeper(Sweeper):
         self.config = self.launcher = None
 
     def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
-        from hydra.core.plugins import Plugins
 
         self.config = config
         self.launcher = Plugins.instance().instantiate_launcher(
@@ -29,6 +29,5 @@ class OptunaSweeper(Sweeper):
         )
 
     def sweep(self, arguments: list[str]) -> Any:
-        from src.sweeps.study import run_study
 
         return run_study(self.settings, self.config, self.launcher, arguments)

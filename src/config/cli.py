@@ -38,31 +38,76 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UserError(f"{self.prog}: {message} (--help lists the arguments)")
 
 
+# Hydra's command-line flags as `--hydra-help` lists them (hydra-core 1.3): (names, what follows
+# a flag). tests/test_commands.py checks the list against what Hydra prints.
+HYDRA_FLAGS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
+    (("--help", "-h"), {"action": "store_true"}),
+    (("--hydra-help",), {"action": "store_true"}),
+    (("--version",), {"action": "store_true"}),
+    (("--cfg", "-c"), {"choices": ("job", "hydra", "all")}),
+    (("--resolve",), {"action": "store_true"}),
+    (("--package", "-p"), {}),
+    (("--run", "-r"), {"action": "store_true"}),
+    (("--multirun", "-m"), {"action": "store_true"}),
+    (("--shell-completion", "-sc"), {"action": "store_true"}),
+    (("--config-path", "-cp"), {}),
+    (("--config-name", "-cn"), {}),
+    (("--config-dir", "-cd"), {}),
+    (("--experimental-rerun",), {}),
+    (
+        ("--info", "-i"),
+        {
+            "nargs": "?",
+            "const": "all",
+            "choices": ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath"),
+        },
+    ),
+)
+
+
 def hydra_command_line(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     """Hydra's flags (`--cfg job`, `-p hydra.sweeper`, `--info`, `-m`, ...) and the overrides,
-    read by the parser `hydra.main` itself reads them with, so that a flag's value is never
-    taken for an override. Our own `--dry-run` is left out of both. A command line Hydra will
-    refuse (or `--version`) comes back as running nothing: Hydra then says it in its words."""
-    from hydra._internal.utils import get_args_parser  # what @hydra.main parses with
-
-    parser = get_args_parser()
+    read apart, so that a flag's value is never taken for an override. Our own `--dry-run` is
+    left out of both. A command line Hydra will refuse (or `--version`) comes back as running
+    nothing: Hydra then says it in its words."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)
+    for names, kwargs in HYDRA_FLAGS:
+        parser.add_argument(*names, **kwargs)
+    parser.add_argument("overrides", nargs="*")
 
     def refuse(message: str) -> NoReturn:
         raise argparse.ArgumentError(None, message)
 
-    parser.error = refuse  # type: ignore[method-assign]  (no usage printed twice)
+    parser.error = refuse  # type: ignore[method-assign]  (Hydra prints its own usage line)
     words = [a for a in argv if a != "--dry-run"]
-    nothing = argparse.Namespace(help=True, hydra_help=None, cfg=None, info=None,
-                                 shell_completion=None, multirun=False, overrides=[])  # fmt: skip
-    if "--version" in words:
-        return nothing, []
+    nothing = argparse.Namespace(
+        help=True,
+        hydra_help=None,
+        cfg=None,
+        info=None,
+        resolve=False,
+        package=None,
+        shell_completion=None,
+        multirun=False,
+        overrides=[],
+    )
     try:
         flags = parser.parse_args(words)
     except argparse.ArgumentError:
         return nothing, []
-    modes = [f for f, on in (("--run", flags.run), ("--multirun", flags.multirun),
-                             ("--cfg", flags.cfg), ("--info", flags.info is not None),
-                             ("--shell-completion", flags.shell_completion)) if on]  # fmt: skip
+    if flags.version:
+        return nothing, []
+    modes = [
+        f
+        for f, on in (
+            ("--run", flags.run),
+            ("--multirun", flags.multirun),
+            ("--cfg", flags.cfg),
+            ("--info", flags.info is not None),
+            ("--shell-completion", flags.shell_completion),
+        )
+        if on
+    ]
     if len(modes) > 1:  # Hydra's own rule, said in one line rather than its ValueError
         raise UserError(
             f"{' '.join(modes)}: Hydra takes one of --run, --multirun, --cfg, --info and "

@@ -6,8 +6,15 @@ the benchmark, the tests and the golden snapshots.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.types import RunMode
+from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -23,18 +30,17 @@ def group_lines(conf: Path = CONF, only: tuple[str, ...] = ()) -> str:
     """`group: option, ...` for each group of conf/ (Hydra's own groups aside), or for the
     groups `only` names: what `--help` lists (resolver `project_groups`, in
     conf/hydra/help/project.yaml; src.evaluate's `${project_groups:dataset}`)."""
-    groups = only or sorted(p.name for p in conf.iterdir()
-                            if p.is_dir() and p.name not in ("hydra", "declared"))  # fmt: skip
+    groups = only or sorted(
+        p.name for p in conf.iterdir() if p.is_dir() and p.name not in ("hydra", "declared")
+    )
     return "\n".join(f"{g}: {', '.join(options(g, conf))}" for g in groups if options(g, conf))
 
 
-def compose(overrides: list[str], conf: Path = CONF, hydra: bool = False,
-            config_name: str = "config") -> DictConfig:  # fmt: skip
+def compose(
+    overrides: list[str], conf: Path = CONF, hydra: bool = False, config_name: str = "config"
+) -> DictConfig:
     """conf/<config_name>.yaml (conf/config.yaml: a run's) with `overrides` applied (and Hydra's
     own node, with `hydra`); Hydra's global state is left clear."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
 
     GlobalHydra.instance().clear()
     try:
@@ -50,9 +56,6 @@ def sources(overrides: list[str], conf: Path = CONF, config_name: str = "config"
     """The files of `conf` that composing `overrides` reads, as `<group>/<option>`, and the
     declarations it reads, as `declared/<Class>` (Hydra's defaults list; its own built-in
     configs left out): which presets a changed file or default reaches."""
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.types import RunMode
 
     GlobalHydra.instance().clear()
     try:
@@ -65,14 +68,18 @@ def sources(overrides: list[str], conf: Path = CONF, config_name: str = "config"
     finally:
         GlobalHydra.instance().clear()
     paths = (d.config_path for d in found.defaults if d.config_path)
-    return [p for p in dict.fromkeys(paths)
-            if (conf / f"{p}.yaml").is_file() or p.startswith("declared/")]  # fmt: skip
+    return [
+        p
+        for p in dict.fromkeys(paths)
+        if (conf / f"{p}.yaml").is_file() or p.startswith("declared/")
+    ]
 
 
 # --help lists each group's options, its private _shared.yaml left out (Hydra's own list has it);
 # registered wherever a config composes, so the hydra node resolves in tools and tests too
-OmegaConf.register_new_resolver("project_groups", lambda *only: group_lines(only=only),
-                                replace=True)
+OmegaConf.register_new_resolver(
+    "project_groups", lambda *only: group_lines(only=only), replace=True
+)
 
 
 def study_name(dataset, task: str, backbone: str, model: str, params) -> str:
@@ -80,16 +87,19 @@ def study_name(dataset, task: str, backbone: str, model: str, params) -> str:
     the dataset, the task, backbone, head and the search space, so that another dataset or
     search starts a study of its own instead of resuming one with other trials in it. Cached
     (as `${now:}` is), so every trial of a sweep resolves the name the sweep started with."""
-    import hashlib
-    import json
 
     def plain(node):
         return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
 
     params = plain(params) or {}
     dataset = {k: v for k, v in (plain(dataset) or {}).items() if f"dataset.{k}" not in params}
-    fixed = {"dataset": dataset, "params": params, "task": task, "backbone": backbone,
-             "model": model}  # fmt: skip
+    fixed = {
+        "dataset": dataset,
+        "params": params,
+        "task": task,
+        "backbone": backbone,
+        "model": model,
+    }
     digest = hashlib.sha1(json.dumps(fixed, sort_keys=True, default=str).encode()).hexdigest()
     where = dataset.get("train_file") or dataset.get("path") or dataset.get("name")
     target = str(dataset.get("_target_", "")).rsplit(".", 1)[-1]
@@ -104,7 +114,6 @@ def direction_of(metric: str) -> str:
     """hparams_search=optuna's `direction: ${direction_of:${trainer.metric_for_best_model}}`:
     the metric's own way, maximize (f1) or minimize (mse), as src.tasks.metrics declares it
     (named by its dotted path, as a `_target_` names a component)."""
-    from hydra.utils import get_method
 
     higher = get_method("src.tasks.metrics.higher_is_better")(str(metric))
     return "maximize" if higher else "minimize"
@@ -119,7 +128,6 @@ def job_dir(name: str) -> str:
     """A sweep job's folder name (hydra.sweep.subdir): the overrides as Hydra writes them when
     they fit, else their start and a stable hash of the whole (the same overrides, the same
     folder: resume=auto finds it). Each job's .hydra/overrides.yaml holds them all."""
-    import hashlib
 
     parts = str(name).split("/")  # a value with a slash nests folders: each part must fit
     return "/".join(_fit(p, hashlib.sha1(p.encode()).hexdigest()[:10]) for p in parts)

@@ -26,6 +26,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from hydra.utils import get_class
+from omegaconf import OmegaConf
+
+from src.config.errors import UserError
+from src.config.knobs import Evaluation, Knobs
+from src.config.schema import show
+
 CONF = Path(__file__).resolve().parents[2] / "conf"
 GROUP = "declared"  # conf/declared/: the written declarations
 ABSENT = "<absent>"
@@ -38,12 +45,8 @@ def classes(conf: Path = CONF) -> dict[str, type]:
     """`_target_` as conf/ names it -> class, for the two apps' top-level keys (src.run's
     knobs, src.evaluate's: no target) and every class of ours a conf/ file builds, found as
     Hydra finds them, by name (no torch loads here)."""
-    from hydra.utils import get_class
 
-    from src.config.knobs import Evaluation, Knobs
-
-    targets = dict.fromkeys(t for path in options(conf) for t in _targets(load(path))
-                            if _ours(t))  # fmt: skip
+    targets = dict.fromkeys(t for path in options(conf) for t in _targets(load(path)) if _ours(t))
     return {"": Knobs, ".": Evaluation, **{t: get_class(t) for t in targets}}
 
 
@@ -79,27 +82,32 @@ def defaults(cls: type) -> dict[str, Any]:
                 out[f.name] = f.default
         return out
     parameters = inspect.signature(cls.__init__).parameters.values()
-    return {p.name: p.default for p in parameters
-            if p.name not in RUNTIME and p.default is not inspect.Parameter.empty}  # fmt: skip
+    return {
+        p.name: p.default
+        for p in parameters
+        if p.name not in RUNTIME and p.default is not inspect.Parameter.empty
+    }
 
 
 def nodes(conf: Path = CONF) -> dict[str, Any]:
     """`<Class>` -> its node: its `_target_` as conf/ names it (first, so a composed node reads
     as its YAML does; not a default, and the YAML names it too), then its defaults."""
-    return {cls.__name__: {**({"_target_": t} if t.strip(".") else {}),
-                           **_plain(defaults(cls))}
-            for t, cls in classes(conf).items()}  # fmt: skip
+    return {
+        cls.__name__: {**({"_target_": t} if t.strip(".") else {}), **_plain(defaults(cls))}
+        for t, cls in classes(conf).items()
+    }
 
 
 def text(name: str, node: dict[str, Any], conf: Path = CONF) -> str:
     """conf/declared/<name>.yaml: where the defaults come from, then the node."""
-    from omegaconf import OmegaConf
 
     cls = next(c for c in classes(conf).values() if c.__name__ == name)
     cls = getattr(cls, "DECLARED", cls)
     where = f"{cls.__module__}.{cls.__qualname__}"
-    head = (f"# {where}'s declared defaults, written by `python -m src.config.declared`.\n"
-            "# Do not edit: change the declaration, then run that command again.\n")  # fmt: skip
+    head = (
+        f"# {where}'s declared defaults, written by `python -m src.config.declared`.\n"
+        "# Do not edit: change the declaration, then run that command again.\n"
+    )
     return head + (OmegaConf.to_yaml(OmegaConf.create(node)) if node else "{}\n")
 
 
@@ -132,12 +140,16 @@ def stale(conf: Path = CONF) -> list[str]:
         if on_disk is None:
             what = "missing"
         else:
-            key = next(k for k in {**node, **on_disk}
-                       if on_disk.get(k, ABSENT) != node.get(k, ABSENT))  # fmt: skip
-            what = (f"{key}: {_show(on_disk.get(key, ABSENT))}, declared "
-                    f"{_show(node.get(key, ABSENT))}")  # fmt: skip
-        out.append(f"{path.relative_to(Path(conf).parent)}: {what}; the declaration changed: "
-                   "run python -m src.config.declared to write it again")  # fmt: skip
+            key = next(
+                k for k in {**node, **on_disk} if on_disk.get(k, ABSENT) != node.get(k, ABSENT)
+            )
+            what = (
+                f"{key}: {_show(on_disk.get(key, ABSENT))}, declared {_show(node.get(key, ABSENT))}"
+            )
+        out.append(
+            f"{path.relative_to(Path(conf).parent)}: {what}; the declaration changed: "
+            "run python -m src.config.declared to write it again"
+        )
     return out
 
 
@@ -155,7 +167,6 @@ def _plain(value: Any) -> Any:
 
 def check_current(conf: Path = CONF) -> None:
     """A run's, or an evaluation's, first check: every declaration written as it is now."""
-    from src.config.errors import UserError
 
     if found := stale(conf):
         raise UserError(found[0])
@@ -169,9 +180,6 @@ def second_homes(conf: Path) -> list[str]:
     is no home, and a preset of knobs (experiment/, debug/, hparams_search/) pins its values
     on purpose; but a preset's `hydra.sweeper` node is checked against the sweeper it picks (its
     declaration and its option's YAML)."""
-    from hydra.utils import get_class
-
-    from src.config.knobs import Evaluation, Knobs
 
     conf, found = Path(conf), []
 
@@ -187,9 +195,11 @@ def second_homes(conf: Path) -> list[str]:
             elif isinstance(value, dict) and isinstance(declared[key], dict):
                 check(path, value, declared[key], owner, f"{prefix}{key}.")
             elif _literal(value) and _same(value, declared[key]):
-                found.append(f"{path.relative_to(conf.parent)}: {prefix}{key}: {_show(value)} is "
-                             f"{owner}'s declared default; delete it here (the declaration is "
-                             f"its one home)")  # fmt: skip
+                found.append(
+                    f"{path.relative_to(conf.parent)}: {prefix}{key}: {_show(value)} is "
+                    f"{owner}'s declared default; delete it here (the declaration is "
+                    f"its one home)"
+                )
 
     for top, cls in (("config.yaml", Knobs), ("evaluate.yaml", Evaluation)):
         check(conf / top, load(conf / top), defaults(cls), f"{cls.__module__}.{cls.__name__}")
@@ -199,15 +209,21 @@ def second_homes(conf: Path) -> list[str]:
             target = node.get("_target_")
             if not _ours(target):
                 continue  # a preset of knobs, or a class that declares no defaults of ours
-            shared = [group / f"{d}.yaml" for d in node.get("defaults", [])
-                      if isinstance(d, str) and (group / f"{d}.yaml").is_file()]  # fmt: skip
+            shared = [
+                group / f"{d}.yaml"
+                for d in node.get("defaults", [])
+                if isinstance(d, str) and (group / f"{d}.yaml").is_file()
+            ]
             for path in (*shared, option):
                 check(path, load(path), defaults(get_class(target)), target)
     for preset in options(conf):  # a preset's sweeper settings
         node = load(preset)
         sweeper = (node.get("hydra") or {}).get("sweeper")
-        chosen = [str(next(iter(d.values()))) for d in node.get("defaults") or []
-                  if isinstance(d, dict) and "override /hydra/sweeper" in d]  # fmt: skip
+        chosen = [
+            str(next(iter(d.values())))
+            for d in node.get("defaults") or []
+            if isinstance(d, dict) and "override /hydra/sweeper" in d
+        ]
         if isinstance(sweeper, dict) and chosen:
             option = load(conf / "hydra" / "sweeper" / f"{chosen[0]}.yaml")
             target = option.get("_target_")
@@ -228,14 +244,15 @@ def unstarted(conf: Path) -> list[str]:
             want = f"/declared/{target.rsplit('.', 1)[-1]}@_here_"
             first = (node.get("defaults") or [None])[0]
             if first != want:
-                found.append(f"{option.relative_to(Path(conf).parent)}: its defaults list "
-                             f"starts with {first!r}; start it with `- {want}`")  # fmt: skip
+                found.append(
+                    f"{option.relative_to(Path(conf).parent)}: its defaults list "
+                    f"starts with {first!r}; start it with `- {want}`"
+                )
     return found
 
 
 def load(path: Path) -> dict[str, Any]:
     """A YAML file as Hydra reads it (`1e-4` a number), its interpolations unresolved."""
-    from omegaconf import OmegaConf
 
     return OmegaConf.to_container(OmegaConf.load(path), resolve=False) or {}
 
@@ -264,11 +281,8 @@ def _same(value: Any, default: Any) -> bool:
 
 
 def _show(value: Any) -> str:
-    from src.config.schema import show
 
     return show(value) if not isinstance(value, list) else f"[{', '.join(map(show, value))}]"
-
-
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ Validation reads the rules without loading torch; the resolvers load it when a r
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -95,7 +96,6 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 def autocast(device: torch.device, precision: str):
     """The forward's mixed precision for a resolved `precision`: none for fp32, else torch's
     autocast to bf16 or fp16 on the device."""
-    import contextlib
 
     import torch
 

@@ -81,8 +81,10 @@ def reported() -> Iterator[None]:
         sys.exit(mistake.exit_code)
 
 
-def run_command(main: Callable[[list[str]], int | None], argv: Sequence[str] | None = None,
-                ) -> NoReturn:  # fmt: skip
+def run_command(
+    main: Callable[[list[str]], int | None],
+    argv: Sequence[str] | None = None,
+) -> NoReturn:
     """`python -m src.<command>`: `main(argv)` inside `reported()`, its return the exit code."""
     with reported():
         code = main(list(sys.argv[1:] if argv is None else argv))

@@ -38,29 +38,48 @@ def class_weights_ok(value: Any) -> bool:
     return numbers and len(value) > 0 and all(w > 0 for w in value)
 
 
-CLASS_WEIGHTS = {"test": class_weights_ok,
-                 "allowed": "balanced, or a list of positive numbers (one per label)"}  # fmt: skip
+CLASS_WEIGHTS = {
+    "test": class_weights_ok,
+    "allowed": "balanced, or a list of positive numbers (one per label)",
+}
 
 
 @dataclass(kw_only=True)
 class Knobs(Spec):
     """The run's top-level knobs."""
 
-    NODES: ClassVar[tuple[str, ...]] = ("dataset", "task", "backbone", "model", "trainer",
-                                        "optimizer", "scheduler", "logger", "metrics")  # fmt: skip
+    NODES: ClassVar[tuple[str, ...]] = (
+        "dataset",
+        "task",
+        "backbone",
+        "model",
+        "trainer",
+        "optimizer",
+        "scheduler",
+        "logger",
+        "metrics",
+    )
 
     seed: int = param(42, "seeds the weights' init, dropout and batch order (not the split)")
     lr: float = param(MISSING, "the peak learning rate (the backbone's step for its size)", gt=0)
-    epochs: int = param(MISSING, "passes over the training split (the task's; more to reach "
-                        "trainer.min_steps)", ge=1)  # fmt: skip
+    epochs: int = param(
+        MISSING,
+        "passes over the training split (the task's; more to reach trainer.min_steps)",
+        ge=1,
+    )
     batch_size: int = param(16, "examples per step and process (global = x processes)", ge=1)
     eval_batch_size: int = param(32, "examples per evaluation batch", ge=1)
-    max_length: int = param(MISSING, "word pieces per window the backbone reads ([CLS] and [SEP] "
-                            "in; the backbone's)", ge=MIN_MAX_LENGTH)  # fmt: skip
+    max_length: int = param(
+        MISSING,
+        "word pieces per window the backbone reads ([CLS] and [SEP] in; the backbone's)",
+        ge=MIN_MAX_LENGTH,
+    )
     truncation: str = param(
-        "chunks", "chunks: every word piece, in windows of max_length; head, tail, head_tail: "
-        "one cut per text (sentence pairs need one)", choices=TRUNCATIONS,
-    )  # fmt: skip
+        "chunks",
+        "chunks: every word piece, in windows of max_length; head, tail, head_tail: "
+        "one cut per text (sentence pairs need one)",
+        choices=TRUNCATIONS,
+    )
     stride: int = param(
         0, "truncation=chunks: word pieces two neighbouring windows share; 0: none", ge=0
     )
@@ -79,9 +98,11 @@ class Knobs(Spec):
         "truncation: a sweep's jobs and reruns tokenize once; null: off",
     )
     class_weights: str | list | None = param(
-        MISSING, "weights the loss per class (the task's): balanced (inverse frequency) or one "
-        "weight per label", **CLASS_WEIGHTS,
-    )  # fmt: skip
+        MISSING,
+        "weights the loss per class (the task's): balanced (inverse frequency) or one "
+        "weight per label",
+        **CLASS_WEIGHTS,
+    )
 
     def check_against(self, plain: Mapping[str, Any]) -> None:
         """What the knobs alone cannot tell: a knob of windows with one cut per text, a stride

@@ -12,6 +12,10 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ValueType
+from omegaconf import OmegaConf
+
 from src.config.compose import CONF, compose
 from src.config.compose import options as group_options
 from src.config.errors import UserError
@@ -19,14 +23,17 @@ from src.config.errors import UserError
 _MISSING = object()
 
 
-def check(overrides: list[str], conf: Path = CONF, config_name: str = "config",
-          other_configs: bool = False) -> None:  # fmt: skip
+def check(
+    overrides: list[str],
+    conf: Path = CONF,
+    config_name: str = "config",
+    other_configs: bool = False,
+) -> None:
     """Raise UserError for the first override that names a missing group option or key.
     `other_configs`: the command line adds config folders (--config-dir, ...), which may hold
     options and keys conf/ does not: nothing is checked."""
     if other_configs or any("hydra.searchpath" in a for a in overrides):
         return
-    from hydra.core.override_parser.overrides_parser import OverridesParser
 
     texts = [a for a in overrides if "=" in a and not a.startswith("-")]
     try:
@@ -41,8 +48,10 @@ def check(overrides: list[str], conf: Path = CONF, config_name: str = "config",
             continue
         if (conf / key).is_dir() and key not in taken:
             own = " (a trained run's settings come from its folder)" * (config_name == "evaluate")
-            raise UserError(f"{text}: conf/{config_name}.yaml takes no {key} group{own}; its "
-                            f"groups: {', '.join(taken)}; drop {key}")  # fmt: skip
+            raise UserError(
+                f"{text}: conf/{config_name}.yaml takes no {key} group{own}; its "
+                f"groups: {', '.join(taken)}; drop {key}"
+            )
         if (conf / key).is_dir():
             values = _values(override)
             if values is None:
@@ -58,17 +67,16 @@ def check(overrides: list[str], conf: Path = CONF, config_name: str = "config",
 def groups_of(config_name: str, conf: Path = CONF) -> list[str]:
     """The groups a primary config composes: those its defaults list names (`- group: option`),
     Hydra's own aside; conf/config.yaml takes them all, conf/evaluate.yaml the dataset."""
-    from omegaconf import OmegaConf
 
     entries = OmegaConf.to_container(OmegaConf.load(conf / f"{config_name}.yaml")).get("defaults")
-    names = [k.removeprefix("override ").strip() for e in entries or [] if isinstance(e, dict)
-             for k in e]  # fmt: skip
+    names = [
+        k.removeprefix("override ").strip() for e in entries or [] if isinstance(e, dict) for k in e
+    ]
     return [n for n in names if not n.startswith(("hydra", "/"))]
 
 
 def _values(override) -> list[str] | None:
     """The option names an override selects: one, a `a,b` sweep, or None for sweep functions."""
-    from hydra.core.override_parser.types import ValueType
 
     if override.value_type == ValueType.ELEMENT:
         value = override.value()
@@ -90,10 +98,10 @@ def _check_options(text: str, group: str, values: list[str], conf: Path) -> None
             )
 
 
-def _check_keys(keys: list[tuple[str, str]], groups: list[str], conf: Path,
-                config_name: str) -> None:  # fmt: skip
+def _check_keys(
+    keys: list[tuple[str, str]], groups: list[str], conf: Path, config_name: str
+) -> None:
     """Compose with the group choices alone, then look each key up in the result."""
-    from omegaconf import OmegaConf
 
     try:
         cfg = compose(groups, conf, config_name=config_name)

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
 from src.config import declared
@@ -46,8 +47,11 @@ def resolve(overrides: list[str], conf: Path) -> dict[str, Any]:
     keeps its sweeper (`hydra.sweeper`: the space, direction, trials)."""
     sweep = any(o.startswith(f"{SWEEP_GROUP}=") for o in overrides)
     cfg = compose(overrides, conf=conf, hydra=sweep)
-    plain = {k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k])
-             else cfg[k] for k in cfg if k != "hydra"}  # fmt: skip
+    plain = {
+        k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
+        for k in cfg
+        if k != "hydra"
+    }
     if sweep:
         plain["hydra"] = {"sweeper": OmegaConf.to_container(cfg.hydra.sweeper, resolve=True)}
     return plain
@@ -57,8 +61,10 @@ def preset(overrides: list[str], conf: Path) -> dict[str, Any]:
     """One preset: {config, files, invalid} or {error} when it does not compose."""
     try:
         plain = resolve(overrides, conf)
-        files = [f"conf/{p}.yaml" if (conf / f"{p}.yaml").is_file() else p
-                 for p in sources(overrides, conf)]  # fmt: skip
+        files = [
+            f"conf/{p}.yaml" if (conf / f"{p}.yaml").is_file() else p
+            for p in sources(overrides, conf)
+        ]
     except Exception as e:  # a conf/ that does not compose: its line, reported
         return {"error": first_line(e)}
     try:
@@ -78,8 +84,12 @@ def first_line(error: BaseException) -> str:
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m src.config.presets")
     parser.add_argument("--conf", type=Path, default=CONF, help="a conf/ folder (default: ours)")
-    parser.add_argument("--declared", type=Path, help="a JSON file of declarations to compose "
-                        "with (a revision from before conf/declared/: its code's)")  # fmt: skip
+    parser.add_argument(
+        "--declared",
+        type=Path,
+        help="a JSON file of declarations to compose "
+        "with (a revision from before conf/declared/: its code's)",
+    )
     args = parser.parse_args(argv)
     if args.declared:
         stored(json.loads(args.declared.read_text()))
@@ -91,7 +101,6 @@ def main(argv: list[str]) -> None:
 def stored(nodes: dict[str, Any]) -> None:
     """A revision from before conf/declared/ composed its declarations from Hydra's
     ConfigStore: its nodes stored there, in this process alone, for its conf/ to compose."""
-    from hydra.core.config_store import ConfigStore
 
     for name, node in nodes.items():
         ConfigStore.instance().store(group=declared.GROUP, name=name, node=node)

@@ -19,6 +19,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+import yaml
+
+try:
+    import fcntl  # file locks (claim, locked); Windows has none
+except ImportError:
+    fcntl = None
+
 from src.config.errors import Interrupted, Preempted, UserError
 
 log = logging.getLogger(__name__)
@@ -94,9 +101,7 @@ def write_json(path: Path, data: Any) -> None:
 def locked(path: Path) -> Iterator[None]:
     """Wait for, then hold, an exclusive lock on the file `path` (made if absent): the parallel
     jobs of a sweep take turns at a shared file. No lock where fcntl is missing (Windows)."""
-    try:
-        import fcntl
-    except ImportError:
+    if fcntl is None:
         yield
         return
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -138,9 +143,7 @@ def claim(folder: Path) -> bool:
     folder = Path(folder).resolve()
     if folder in _claimed:
         return False
-    try:
-        import fcntl
-    except ImportError:
+    if fcntl is None:
         return False
     folder.mkdir(parents=True, exist_ok=True)
     handle = open(folder / LOCK_FILE, "a+")  # noqa: SIM115 (held open while the run lives)
@@ -290,7 +293,6 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
 
 def read_config(folder: Path) -> dict[str, Any]:
     """config_resolved.yaml as dotted keys ({} if the run never got that far)."""
-    import yaml
 
     path = folder / CONFIG_FILE
     return flatten(yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
@@ -306,8 +308,11 @@ def config_changes(folder: Path, config: dict[str, Any]) -> dict[str, tuple[Any,
     config_resolved.yaml. A key on one side only is left out: the code that wrote the record
     had other keys (a run from before an upgrade is not a changed run)."""
     old, new = read_config(folder), flatten(config)
-    return {k: (old[k], new[k]) for k in sorted(old.keys() & new.keys())
-            if k not in _NOT_THE_RUN and old[k] != new[k]}  # fmt: skip
+    return {
+        k: (old[k], new[k])
+        for k in sorted(old.keys() & new.keys())
+        if k not in _NOT_THE_RUN and old[k] != new[k]
+    }
 
 
 def further(run_dir: Path, config: dict[str, Any]) -> bool:
@@ -366,7 +371,6 @@ def unused(folder: Path) -> bool:
 
 def read_overrides(folder: Path) -> list[str]:
     """The overrides Hydra recorded for the job in this folder ([] without a record)."""
-    import yaml
 
     path = folder / HYDRA_DIR / "overrides.yaml"
     return [str(o) for o in yaml.safe_load(path.read_text()) or []] if path.is_file() else []

@@ -8,10 +8,12 @@ No torch is imported here or by the declarations.
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -23,8 +25,17 @@ from src.config.schema import SPECIAL_KEYS, Spec, check_keys, fields, show
 # optimizers and modules, transformers. Nothing else (os, subprocess, builtins) is ever called.
 ALLOWED_PREFIXES = ("src.", "torch.optim.", "torch.nn.", "transformers.")
 # the order of the groups' own checks: the data files last (the others read no file)
-CHECK_ORDER = ("backbone", "model", "trainer", "optimizer", "scheduler", "logger", "metrics",
-               "task", "dataset")  # fmt: skip
+CHECK_ORDER = (
+    "backbone",
+    "model",
+    "trainer",
+    "optimizer",
+    "scheduler",
+    "logger",
+    "metrics",
+    "task",
+    "dataset",
+)
 _DOTTED = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)+")
 
 
@@ -111,7 +122,6 @@ def check_target(key: str, target: Any) -> None:
 
 def locate(key: str, target: str) -> Callable:
     """The callable a target names, refused unless it is defined under an allowed prefix."""
-    from hydra.utils import get_object
 
     try:
         fn = get_object(target)
@@ -130,7 +140,6 @@ def locate(key: str, target: str) -> Callable:
 def check_callables(cfg: DictConfig | Mapping) -> None:
     """Third-party targets (torch.optim.Adam, ...) have no Spec: import each one (nothing is
     built) and check its node's keys against the callable's signature."""
-    import inspect
 
     for key, node in target_nodes(resolved(cfg)):
         fn = locate(key, node["_target_"])

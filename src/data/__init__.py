@@ -33,8 +33,26 @@ from src.data.tokenize import (
 )
 
 __all__ = [
-    "FOR_PAIRS", "TRUNCATIONS", "Collator", "Columns", "Corpus", "Encoded", "Files", "HFDataset",
-    "MovieReviews", "Split", "Splits", "collator", "encode", "encode_cached",
-    "encode_texts", "fingerprint", "label_list", "log_label_counts", "read_rows", "read_text",
-    "truncate", "windows",
-]  # fmt: skip
+    "FOR_PAIRS",
+    "TRUNCATIONS",
+    "Collator",
+    "Columns",
+    "Corpus",
+    "Encoded",
+    "Files",
+    "HFDataset",
+    "MovieReviews",
+    "Split",
+    "Splits",
+    "collator",
+    "encode",
+    "encode_cached",
+    "encode_texts",
+    "fingerprint",
+    "label_list",
+    "log_label_counts",
+    "read_rows",
+    "read_text",
+    "truncate",
+    "windows",
+]

@@ -6,9 +6,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import struct
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from src.config.rundir import atomic
 from src.data.encoded import Encoded
@@ -22,8 +26,14 @@ log = logging.getLogger(__name__)
 CACHE_FORMAT = 1  # bump when encode_texts' output changes: older entries then miss
 
 
-def fingerprint(tokenizer, texts: Sequence[str], max_length: int, truncation: str,
-                stride: int, pairs: Sequence[str] | None = None) -> str:  # fmt: skip
+def fingerprint(
+    tokenizer,
+    texts: Sequence[str],
+    max_length: int,
+    truncation: str,
+    stride: int,
+    pairs: Sequence[str] | None = None,
+) -> str:
     """What an encoding depends on: the texts (and their pairs), the whole tokenizer (vocab,
     normalizer, special tokens: its serialized form, not its name) and how texts are cut."""
     digest = hashlib.sha256()
@@ -43,8 +53,14 @@ def fingerprint(tokenizer, texts: Sequence[str], max_length: int, truncation: st
     return digest.hexdigest()[:32]
 
 
-def encode_cached(tokenizer, split: Split, max_length: int, truncation: str, stride: int = 0,
-                  cache_dir: str | Path | None = None) -> Encoded:  # fmt: skip
+def encode_cached(
+    tokenizer,
+    split: Split,
+    max_length: int,
+    truncation: str,
+    stride: int = 0,
+    cache_dir: str | Path | None = None,
+) -> Encoded:
     """`encode`, read from `cache_dir` when these texts were cut this way before (a sweep's
     jobs, a rerun), else tokenized and stored there. Entries are written whole or not at all
     (src.config.rundir.atomic), so parallel jobs that miss together each write a whole file and
@@ -53,7 +69,6 @@ def encode_cached(tokenizer, split: Split, max_length: int, truncation: str, str
     one machine share them. `cache_dir=None`: tokenize every time."""
     if cache_dir is None:
         return encode(tokenizer, split, max_length, truncation, stride)
-    import numpy as np
 
     key = fingerprint(tokenizer, split.texts, max_length, truncation, stride, split.pairs)
     path = Path(cache_dir) / f"{key}.npz"
@@ -85,8 +100,10 @@ def _read(path: Path, tokenizer, split: Split) -> Encoded | None:
         ):
             raise ValueError("its arrays do not fit together")
     except Exception as e:  # zipfile.BadZipFile, EOFError, KeyError, ValueError, OSError...
-        log.warning(f"tokenize cache: dropped {path}, which cannot be read "
-                    f"({type(e).__name__}: {e}); tokenizing again")  # fmt: skip
+        log.warning(
+            f"tokenize cache: dropped {path}, which cannot be read "
+            f"({type(e).__name__}: {e}); tokenizing again"
+        )
         path.unlink(missing_ok=True)
         return None
     with_types = "token_type_ids" in tokenizer.model_input_names
@@ -96,10 +113,6 @@ def _read(path: Path, tokenizer, split: Split) -> Encoded | None:
 def _mapped(path: Path) -> dict:
     """The arrays of an uncompressed .npz (what np.savez writes), memory-mapped where they lie
     in the file: np.load would read each one whole into memory."""
-    import struct
-    import zipfile
-
-    import numpy as np
 
     arrays = {}
     with zipfile.ZipFile(path) as archive, path.open("rb") as f:
@@ -113,13 +126,22 @@ def _mapped(path: Path) -> dict:
             name_length, extra_length = struct.unpack("<HH", local[26:30])
             f.seek(info.header_offset + 30 + name_length + extra_length)
             version = np.lib.format.read_magic(f)
-            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                           else np.lib.format.read_array_header_2_0)  # fmt: skip
+            read_header = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
             shape, fortran, dtype = read_header(f)
             name = info.filename[: -len(".npy")]
             if int(np.prod(shape)) == 0:
                 arrays[name] = np.zeros(shape, dtype)
             else:
-                arrays[name] = np.memmap(path, dtype=dtype, mode="r", offset=f.tell(),
-                                         shape=shape, order="F" if fortran else "C")  # fmt: skip
+                arrays[name] = np.memmap(
+                    path,
+                    dtype=dtype,
+                    mode="r",
+                    offset=f.tell(),
+                    shape=shape,
+                    order="F" if fortran else "C",
+                )
     return arrays

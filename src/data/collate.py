@@ -17,8 +17,9 @@ class Collator:
         self.pad = DataCollatorWithPadding(tokenizer)
 
     def __call__(self, examples: list[dict]) -> dict:
-        batch = self.pad([{k: v for k, v in e.items() if k not in ("doc", CACHE_ROW)}
-                          for e in examples])  # fmt: skip
+        batch = self.pad(
+            [{k: v for k, v in e.items() if k not in ("doc", CACHE_ROW)} for e in examples]
+        )
         if examples and CACHE_ROW in examples[0]:
             import torch
 

@@ -15,6 +15,7 @@ import itertools
 import json
 import logging
 import os
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,20 +94,27 @@ def log_label_counts(corpus: Corpus, task: Task | None = None) -> None:
             )
 
 
-def _split(split: Split, test_size: float, seed: int, key: str = "test_size",
-           stratify: bool = True, names: list[str] | None = None,
-           ) -> tuple[Split, Split]:  # fmt: skip
+def _split(
+    split: Split,
+    test_size: float,
+    seed: int,
+    key: str = "test_size",
+    stratify: bool = True,
+    names: list[str] | None = None,
+) -> tuple[Split, Split]:
     """A stratified split (scikit-learn's train_test_split, as the notebook: the same rows
     whatever the split carries besides its texts); `stratify=False` (label sets, numbers): a
     seeded random one. A class too small to stratify is named by its label (`names`)."""
-    from collections import Counter
 
     from sklearn.model_selection import train_test_split
 
-    few = sorted(str(names[y] if names else y) for y, n in Counter(split.labels).items()
-                 if n < 2) if stratify else []  # fmt: skip
+    few = (
+        sorted(str(names[y] if names else y) for y, n in Counter(split.labels).items() if n < 2)
+        if stratify
+        else []
+    )
     if few:
-        fix = ("give dataset.test_file" if key == "test_size" else f"set dataset.{key}=0")
+        fix = "give dataset.test_file" if key == "test_size" else f"set dataset.{key}=0"
         raise UserError(
             f"dataset.{key}={test_size}: cannot split the data stratified: "
             f"{', '.join(repr(f) for f in few)} {'has' if len(few) == 1 else 'have'} a single "
@@ -114,9 +122,12 @@ def _split(split: Split, test_size: float, seed: int, key: str = "test_size",
         )
     try:
         rows_tr, rows_te = train_test_split(
-            range(len(split)), stratify=split.labels if stratify else None, random_state=seed,
-            test_size=test_size, shuffle=True,
-        )  # fmt: skip
+            range(len(split)),
+            stratify=split.labels if stratify else None,
+            random_state=seed,
+            test_size=test_size,
+            shuffle=True,
+        )
     except ValueError as e:  # too few examples of a class to stratify, or test_size out of range
         raise UserError(f"dataset.{key}={test_size}: cannot split the data ({e})") from None
     return split.take(rows_tr), split.take(rows_te)
@@ -129,15 +140,24 @@ class Splits(Spec):
     test_size: float = param(0.2, "the test share when there is no test file", gt=0, lt=1)
     split_seed: int = param(42, "fixed apart from `seed`, so a seed sweep keeps one split")
     val_size: float = param(
-        0.1, "a stratified share of train that picks the epoch and drives early stopping (the "
+        0.1,
+        "a stratified share of train that picks the epoch and drives early stopping (the "
         "test split is scored once, at the end); 0: pick on test (optimistic; the notebook "
-        "presets do)", ge=0, lt=1,
-    )  # fmt: skip
+        "presets do)",
+        ge=0,
+        lt=1,
+    )
     max_train_samples: int | None = param(None, "cap for debugging; null = all", ge=1)
     max_eval_samples: int | None = param(None, "cap for debugging; null = all", ge=1)
 
-    def finish(self, train: Split, test: Split, label_names: list[str],
-               validation: Split | None = None, stratify: bool = True) -> Corpus:  # fmt: skip
+    def finish(
+        self,
+        train: Split,
+        test: Split,
+        label_names: list[str],
+        validation: Split | None = None,
+        stratify: bool = True,
+    ) -> Corpus:
         """Carve the optional validation split (unless the data has one), then apply the caps."""
         test = test.head(self.max_eval_samples)
         evaluation, eval_split = test, "test"
@@ -292,9 +312,11 @@ class Columns(Splits):
         "label", "the column holding the label (strings; a list or a number, by task)"
     )
     label_separator: str = param(
-        "|", "task=multi_label in CSV/TSV: what separates a row's labels (a|b)",
-        test=lambda v: isinstance(v, str) and v != "", allowed="a non-empty string",
-    )  # fmt: skip
+        "|",
+        "task=multi_label in CSV/TSV: what separates a row's labels (a|b)",
+        test=lambda v: isinstance(v, str) and v != "",
+        allowed="a non-empty string",
+    )
     empty_text: str = param(
         "drop", "rows with empty text: drop (counted) or error", choices=EMPTY_TEXT
     )
@@ -315,8 +337,9 @@ class Columns(Splits):
         pair = row.get(self.text_pair_column) if self.text_pair_column is not None else None
         return row.get(self.text_column), pair, row.get(self.label_column)
 
-    def keep(self, where: str, rows: Iterable[tuple[Any, Any, Any]],
-             task: Task | None = None) -> Split:  # fmt: skip
+    def keep(
+        self, where: str, rows: Iterable[tuple[Any, Any, Any]], task: Task | None = None
+    ) -> Split:
         """The split of (text, pair, label) rows; an empty text (or second text) is dropped
         (counted) or refused. An empty label is refused, but for multi_label (no label)."""
         texts, pairs, labels, dropped = [], [], [], 0
@@ -357,9 +380,15 @@ class Columns(Splits):
             raise UserError(f"{where}: every row has empty text in column '{self.text_column}'")
         return Split(texts, labels, pairs if self.text_pair_column else None)
 
-    def load_splits(self, where: Mapping[str, str | None], train: Split, test: Split | None,
-                    names: list[str] | None = None, evaluation: Split | None = None,
-                    task: Task | None = None) -> Corpus:  # fmt: skip
+    def load_splits(
+        self,
+        where: Mapping[str, str | None],
+        train: Split,
+        test: Split | None,
+        names: list[str] | None = None,
+        evaluation: Split | None = None,
+        task: Task | None = None,
+    ) -> Corpus:
         """Labels as read become what the task holds (single_label: ids through the train
         split's sorted label list, or `names` when the data names them); no test split: one
         split off train (stratified for single_label). `where` names each split's source."""
@@ -372,14 +401,18 @@ class Columns(Splits):
                 )
         roles = (("train", train), ("test", test), ("validation", evaluation))
         train, test, evaluation = (
-            None if s is None else dataclasses.replace(
-                s, labels=task.encode(s.labels, names, str(where.get(role)), self))
+            None
+            if s is None
+            else dataclasses.replace(
+                s, labels=task.encode(s.labels, names, str(where.get(role)), self)
+            )
             for role, s in roles
-        )  # fmt: skip
+        )
         task.check_names(names, str(where.get("train")))
         if test is None:
-            train, test = _split(train, self.test_size, self.split_seed, stratify=task.STRATIFY,
-                                 names=names)
+            train, test = _split(
+                train, self.test_size, self.split_seed, stratify=task.STRATIFY, names=names
+            )
         return self.finish(train, test, names, evaluation, task.STRATIFY)
 
 
@@ -397,8 +430,10 @@ class Files(Columns):
             raise UserError("dataset=files needs dataset.train_file=<path to .csv, .tsv or .jsonl>")
         for key in ("train_file", "test_file"):
             if getattr(self, key) and not Path(getattr(self, key)).is_file():
-                raise UserError(f"dataset.{key}={getattr(self, key)}: data file "
-                                f"{getattr(self, key)} does not exist")  # fmt: skip
+                raise UserError(
+                    f"dataset.{key}={getattr(self, key)}: data file "
+                    f"{getattr(self, key)} does not exist"
+                )
 
     def load(self, task: Task | None = None) -> Corpus:
         if not self.train_file:
@@ -431,9 +466,11 @@ class HFDataset(Columns):
     path: str | None = param(None, "required: a hub id (imdb), a builder (parquet) or a folder")
     name: str | None = param(None, "the dataset's configuration (load_dataset's `name`)")
     data_files: str | None = param(
-        None, "files for a builder: a path, a list, or {split: path(s)}", test=_is_data_files,
+        None,
+        "files for a builder: a path, a list, or {split: path(s)}",
+        test=_is_data_files,
         allowed="a path, a list of paths, or {split: path(s)}",
-    )  # fmt: skip
+    )
     revision: str | None = param(None, "a hub dataset's git revision, pinned for reproducibility")
     train_split: str = param("train", "the split to train on")
     test_split: str | None = param("test", "null or absent: a stratified split of train")
@@ -444,8 +481,11 @@ class HFDataset(Columns):
             raise UserError("dataset=hf needs dataset.path=<hub id, builder or local folder>")
         found = self._load()
         where = f"dataset.path={self.path}"
-        wanted = {"train": self.train_split, "test": self.test_split,
-                  "validation": self.validation_split}  # fmt: skip
+        wanted = {
+            "train": self.train_split,
+            "test": self.test_split,
+            "validation": self.validation_split,
+        }
         for role, split in wanted.items():
             if split is not None and split not in found and role != "test":
                 raise UserError(
@@ -459,10 +499,13 @@ class HFDataset(Columns):
         names = list(inner.names) if hasattr(inner, "names") else None  # a ClassLabel's
         roles = {role: split for role, split in wanted.items() if split in found}
         origins = {role: f"{where} split '{split}'" for role, split in roles.items()}
-        splits = {role: self._split(found[split], origins[role], names, task)
-                  for role, split in roles.items()}  # fmt: skip
-        return self.load_splits(origins, splits["train"], splits.get("test"), names,
-                                splits.get("validation"), task)  # fmt: skip
+        splits = {
+            role: self._split(found[split], origins[role], names, task)
+            for role, split in roles.items()
+        }
+        return self.load_splits(
+            origins, splits["train"], splits.get("test"), names, splits.get("validation"), task
+        )
 
     def _load(self):
         """The DatasetDict, with one line for what `datasets` could not load."""
@@ -503,6 +546,7 @@ class HFDataset(Columns):
                 f"{where}: labels outside 0..{len(names) - 1} (-1: hidden, as in GLUE's test "
                 "splits); use another split, e.g. dataset.test_split=null"
             )
-        named = [[names[y] for y in ys] if isinstance(ys, list) else names[ys]
-                 for ys in split.labels]  # fmt: skip
+        named = [
+            [names[y] for y in ys] if isinstance(ys, list) else names[ys] for ys in split.labels
+        ]
         return dataclasses.replace(split, labels=named)

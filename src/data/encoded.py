@@ -46,8 +46,10 @@ class Encoded(Sequence):
         if i < 0:
             i += len(self)
         a, n = int(self.starts[i]), int(self.lengths[i])
-        example: dict[str, Any] = {"input_ids": self.ids[a : a + n].tolist(),
-                                   "attention_mask": [1] * n}  # fmt: skip
+        example: dict[str, Any] = {
+            "input_ids": self.ids[a : a + n].tolist(),
+            "attention_mask": [1] * n,
+        }
         if self.with_types:
             example["token_type_ids"] = (
                 self.types[a : a + n].tolist() if self.types is not None else [0] * n
@@ -86,8 +88,13 @@ class Encoded(Sequence):
         return sum(a.nbytes for a in arrays if a is not None)
 
 
-def from_parts(id_parts: list[np.ndarray], type_parts: list[np.ndarray] | None,
-               lengths: list[int], doc: list[int], with_types: bool) -> Encoded:  # fmt: skip
+def from_parts(
+    id_parts: list[np.ndarray],
+    type_parts: list[np.ndarray] | None,
+    lengths: list[int],
+    doc: list[int],
+    with_types: bool,
+) -> Encoded:
     """An Encoded from the chunks tokenization produced."""
     return Encoded(
         ids=_join(id_parts, np.int32),

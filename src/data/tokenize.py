@@ -85,8 +85,14 @@ class _Layout:
         return ids, types
 
 
-def encode_texts(tokenizer, texts: Sequence[str], max_length: int, truncation: str,
-                 stride: int = 0, pairs: Sequence[str] | None = None) -> Encoded:  # fmt: skip
+def encode_texts(
+    tokenizer,
+    texts: Sequence[str],
+    max_length: int,
+    truncation: str,
+    stride: int = 0,
+    pairs: Sequence[str] | None = None,
+) -> Encoded:
     """Tokenize without truncation, then cut each text with the chosen strategy; `doc` is the
     index of the text an example came from (several windows share one with `chunks`).
 
@@ -107,8 +113,10 @@ def encode_texts(tokenizer, texts: Sequence[str], max_length: int, truncation: s
     for start in tqdm(starts, desc="tokenize", unit="chunk", leave=False, disable=None):
         stop = start + TOKENIZE_BATCH
         sides = [texts[start:stop]] + ([pairs[start:stop]] if pairs is not None else [])
-        tokenized = [tokenizer(list(side), add_special_tokens=False, verbose=False)["input_ids"]
-                     for side in sides]  # fmt: skip
+        tokenized = [
+            tokenizer(list(side), add_special_tokens=False, verbose=False)["input_ids"]
+            for side in sides
+        ]
         chunk_ids, chunk_types = [], []
         for doc, ids in enumerate(zip(*tokenized, strict=True), start=start):
             if pairs is not None:

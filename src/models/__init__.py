@@ -22,7 +22,9 @@ from typing import Any
 from src.config.errors import UserError
 from src.config.schema import Spec, param
 from src.models.backbones import Backbone
-from src.models.lora import LORA
+from src.models.encoders import head_dropout_keys
+from src.models.exported import ONNX_FILE, OnnxModel
+from src.models.lora import LORA, add_lora
 
 PEFT_METHODS = ("lora",)  # model.peft (src/models/lora.py)
 TOKEN_POOLINGS = ("cls", "mean")  # how custom_head pools the encoder's tokens into one vector
@@ -47,18 +49,23 @@ def label_maps(id2label: dict[int, str], problem_type: str | None = None) -> dic
 class Head(Spec):
     """What both heads take: the classifier dropout, and LoRA adapters in the encoder."""
 
-    dropout: float = param(MISSING, "the classifier dropout of either head (the dropout knob)",
-                           ge=0, lt=1)  # fmt: skip
+    dropout: float = param(
+        MISSING, "the classifier dropout of either head (the dropout knob)", ge=0, lt=1
+    )
     peft: str | None = param(
-        None, "lora: LoRA adapters (model.lora) train in the frozen encoder, the head fully; "
-        "best_model/ holds the merged weights", choices=PEFT_METHODS,
-    )  # fmt: skip
+        None,
+        "lora: LoRA adapters (model.lora) train in the frozen encoder, the head fully; "
+        "best_model/ holds the merged weights",
+        choices=PEFT_METHODS,
+    )
     lora: Mapping[str, Any] = param(
-        LORA, "model.peft=lora (peft's LoraConfig): r, the rank; alpha, the scale alpha / r; "
+        LORA,
+        "model.peft=lora (peft's LoraConfig): r, the rank; alpha, the scale alpha / r; "
         "dropout, on the adapters' input; target_modules, null: every Linear in the family's "
         "layers (src/models/encoders.py)",
-        test=lambda v: isinstance(v, Mapping), allowed="a mapping of LoRA keys",
-    )  # fmt: skip
+        test=lambda v: isinstance(v, Mapping),
+        allowed="a mapping of LoRA keys",
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -68,8 +75,6 @@ class Head(Spec):
         """The model, with LoRA adapters in its encoder when `peft=lora`."""
         model = self.model(backbone, id2label, problem_type)
         if self.peft == "lora":
-            from src.models.lora import add_lora
-
             add_lora(model, dict(self.lora))
         return model
 
@@ -80,10 +85,19 @@ def check_lora(lora: Mapping[str, Any]) -> None:
         "r": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
         "alpha": (lambda v: _number(v) and v > 0, "a number > 0"),
         "dropout": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
-        "target_modules": (lambda v: v is None or (isinstance(v, Sequence) and not isinstance(
-                           v, str) and v and all(isinstance(m, str) and m for m in v)),
-                           "null (the family's: src/models/encoders.py) or a list of module names"),
-    }  # fmt: skip
+        "target_modules": (
+            lambda v: (
+                v is None
+                or (
+                    isinstance(v, Sequence)
+                    and not isinstance(v, str)
+                    and v
+                    and all(isinstance(m, str) and m for m in v)
+                )
+            ),
+            "null (the family's: src/models/encoders.py) or a list of module names",
+        ),
+    }
     for key, value in lora.items():
         if key not in rules:
             raise UserError(f"lora.{key}: not a LoRA key; use {', '.join(rules)}")
@@ -106,8 +120,6 @@ class HFHead(Head):
 
     def model(self, backbone: Backbone, id2label: dict[int, str], problem_type: str | None):
         from transformers import AutoModelForSequenceClassification as Auto
-
-        from src.models.encoders import head_dropout_keys
 
         maps = label_maps(id2label, problem_type)
         config = backbone.config()  # the keys of this family's classifier dropout
@@ -137,8 +149,10 @@ class CustomHead(Head):
 def parameter_counts(model: Any) -> dict[str, int]:
     """How many parameters a model has, and how many of them train."""
     params = list(model.parameters())
-    return {"total": sum(p.numel() for p in params),
-            "trainable": sum(p.numel() for p in params if p.requires_grad)}  # fmt: skip
+    return {
+        "total": sum(p.numel() for p in params),
+        "trainable": sum(p.numel() for p in params if p.requires_grad),
+    }
 
 
 def load_trained(folder: str | Path):
@@ -146,7 +160,6 @@ def load_trained(folder: str | Path):
     config_file = Path(folder) / "config.json"
     if not config_file.is_file():
         raise UserError(f"{folder}: no config.json; not a saved model folder")
-    from src.models.exported import ONNX_FILE, OnnxModel
 
     if (Path(folder) / ONNX_FILE).is_file():  # an export (python -m src.export)
         return OnnxModel(folder)

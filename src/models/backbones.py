@@ -109,29 +109,38 @@ class Backbone(Spec):
 
     name: str = param(MISSING, "a name for logs and reports")
     path: str = param(
-        MISSING, "a local folder, a hub id, or pkg://<package>/<folder>", test=_is_location,
+        MISSING,
+        "a local folder, a hub id, or pkg://<package>/<folder>",
+        test=_is_location,
         allowed="an existing folder, a hub id (name or owner/name) or pkg://<package>/<folder>",
-    )  # fmt: skip
+    )
     lr: float = param(
         MISSING, "the peak learning rate for this checkpoint's size (the lr knob reads it)", gt=0
     )
     max_length: int = param(
-        MISSING, "word pieces per text, [CLS] and [SEP] in, this checkpoint reads (the "
-        "max_length knob reads it)", ge=MIN_MAX_LENGTH,
-    )  # fmt: skip
+        MISSING,
+        "word pieces per text, [CLS] and [SEP] in, this checkpoint reads (the "
+        "max_length knob reads it)",
+        ge=MIN_MAX_LENGTH,
+    )
     hub_id: str | None = param(
         None, "the hub id of these weights (the model card's base_model); null: path, if one"
     )
     init: str = param("pretrained", "pretrained weights, or random (for tests)", choices=INITS)
     hidden_dropout: float | None = param(
-        None, "the hidden dropout (hidden_dropout_prob, or the family's keys: "
-        "src/models/encoders.py); null: the checkpoint's", ge=0, lt=1,
+        None,
+        "the hidden dropout (hidden_dropout_prob, or the family's keys: "
+        "src/models/encoders.py); null: the checkpoint's",
+        ge=0,
+        lt=1,
     )
     attention_dropout: float | None = param(
-        None, "the attention dropout (attention_probs_dropout_prob, or the family's keys); null: "
+        None,
+        "the attention dropout (attention_probs_dropout_prob, or the family's keys); null: "
         "the checkpoint's (0 lets SDPA fuse on CPU)",
-        ge=0, lt=1,
-    )  # fmt: skip
+        ge=0,
+        lt=1,
+    )
     config_overrides: Mapping[str, Any] = param(
         {},
         "config.json keys to change, e.g. attention_probs_dropout_prob",
@@ -139,8 +148,10 @@ class Backbone(Spec):
         allowed="a mapping of config.json keys to plain values",
     )
     freeze_layers: int = param(
-        0, "freeze the embeddings (and what else runs before layer 0) and the lower N layers "
-        "(no gradients, no dropout)", ge=0,
+        0,
+        "freeze the embeddings (and what else runs before layer 0) and the lower N layers "
+        "(no gradients, no dropout)",
+        ge=0,
     )
     cache_frozen: bool = param(
         False, "compute the frozen layers' output once per example and reuse it every epoch"
@@ -169,8 +180,11 @@ class Backbone(Spec):
         config = local_config(plain["backbone"])
         if config is not None:
             model = plain["model"]
-            encoders.check_levers(config, plain["backbone"],
-                                  model.get("lora") if model.get("peft") == "lora" else None)
+            encoders.check_levers(
+                config,
+                plain["backbone"],
+                model.get("lora") if model.get("peft") == "lora" else None,
+            )
 
     @property
     def location(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, AutoModel
 from transformers.loss.loss_utils import ForSequenceClassificationLoss
@@ -65,8 +66,6 @@ class CustomHeadClassifier(nn.Module):
 
     def save_pretrained(self, folder: str | Path) -> None:
         """config.json (the encoder's, plus the head) and model.safetensors, like transformers."""
-        from safetensors.torch import save_file
-
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         config = self.encoder.config
@@ -78,8 +77,6 @@ class CustomHeadClassifier(nn.Module):
 
     @classmethod
     def from_pretrained(cls, folder: str | Path) -> CustomHeadClassifier:
-        from safetensors.torch import load_file
-
         config = AutoConfig.from_pretrained(folder)
         head = getattr(config, "custom_head", None)
         if not head:

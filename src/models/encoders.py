@@ -47,47 +47,76 @@ class Encoder:
     with_first_layer: tuple[str, ...] = ()  # modules applied with layer 0 (DeBERTa-v2's conv)
 
 
-_BERT = dict(layers="encoder.layer", before=("embeddings",),
-             lora_targets=("query", "key", "value", "dense"),
-             hidden_dropout=("hidden_dropout_prob",),
-             attention_dropout=("attention_probs_dropout_prob",),
-             head_dropout=("classifier_dropout",))  # fmt: skip
+_BERT = dict(
+    layers="encoder.layer",
+    before=("embeddings",),
+    lora_targets=("query", "key", "value", "dense"),
+    hidden_dropout=("hidden_dropout_prob",),
+    attention_dropout=("attention_probs_dropout_prob",),
+    head_dropout=("classifier_dropout",),
+)
 _ROBERTA = {**_BERT, "family": "RoBERTa", "position_offset": True}
-_DEBERTA = {**_BERT, "before": ("embeddings", "encoder.rel_embeddings", "encoder.LayerNorm"),
-            "head_dropout": ("cls_dropout", "pooler_dropout")}  # fmt: skip
+_DEBERTA = {
+    **_BERT,
+    "before": ("embeddings", "encoder.rel_embeddings", "encoder.LayerNorm"),
+    "head_dropout": ("cls_dropout", "pooler_dropout"),
+}
 
 ENCODERS: dict[str, Encoder] = {
     "bert": Encoder(family="BERT", **_BERT),
     "roberta": Encoder(**_ROBERTA),
     "xlm-roberta": Encoder(**{**_ROBERTA, "family": "XLM-RoBERTa"}),
     "camembert": Encoder(**{**_ROBERTA, "family": "CamemBERT"}),
-    "electra": Encoder(**{**_BERT, "family": "ELECTRA",
-                          "before": ("embeddings", "embeddings_project")}),  # fmt: skip
+    "electra": Encoder(
+        **{**_BERT, "family": "ELECTRA", "before": ("embeddings", "embeddings_project")}
+    ),
     "distilbert": Encoder(
-        family="DistilBERT", layers="transformer.layer", before=("embeddings",),
+        family="DistilBERT",
+        layers="transformer.layer",
+        before=("embeddings",),
         lora_targets=("q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2"),
-        hidden_dropout=("dropout",), attention_dropout=("attention_dropout",),
-        head_dropout=("seq_classif_dropout",), layer_count="n_layers", token_types=False,
-    ),  # fmt: skip
-    "deberta-v2": Encoder(**{**_DEBERTA, "family": "DeBERTa-v2/v3",
-                             "lora_targets": ("query_proj", "key_proj", "value_proj", "dense"),
-                             "with_first_layer": ("encoder.conv",)}),  # fmt: skip
-    "deberta": Encoder(**{**_DEBERTA, "family": "DeBERTa", "before": ("embeddings",
-                          "encoder.rel_embeddings"), "lora_targets": ("in_proj", "dense")}),
+        hidden_dropout=("dropout",),
+        attention_dropout=("attention_dropout",),
+        head_dropout=("seq_classif_dropout",),
+        layer_count="n_layers",
+        token_types=False,
+    ),
+    "deberta-v2": Encoder(
+        **{
+            **_DEBERTA,
+            "family": "DeBERTa-v2/v3",
+            "lora_targets": ("query_proj", "key_proj", "value_proj", "dense"),
+            "with_first_layer": ("encoder.conv",),
+        }
+    ),
+    "deberta": Encoder(
+        **{
+            **_DEBERTA,
+            "family": "DeBERTa",
+            "before": ("embeddings", "encoder.rel_embeddings"),
+            "lora_targets": ("in_proj", "dense"),
+        }
+    ),
     "albert": Encoder(
-        family="ALBERT", layers="encoder.albert_layer_groups",
+        family="ALBERT",
+        layers="encoder.albert_layer_groups",
         before=("embeddings", "encoder.embedding_hidden_mapping_in"),
         lora_targets=("query", "key", "value", "dense", "ffn", "ffn_output"),
         hidden_dropout=("hidden_dropout_prob",),
         attention_dropout=("attention_probs_dropout_prob",),
-        head_dropout=("classifier_dropout_prob",), shared_layers=True,
-    ),  # fmt: skip
+        head_dropout=("classifier_dropout_prob",),
+        shared_layers=True,
+    ),
     "modernbert": Encoder(
-        family="ModernBERT", layers="layers", before=("embeddings",),
-        lora_targets=("Wqkv", "Wo", "Wi"), hidden_dropout=("embedding_dropout", "mlp_dropout"),
-        attention_dropout=("attention_dropout",), head_dropout=("classifier_dropout",),
+        family="ModernBERT",
+        layers="layers",
+        before=("embeddings",),
+        lora_targets=("Wqkv", "Wo", "Wi"),
+        hidden_dropout=("embedding_dropout", "mlp_dropout"),
+        attention_dropout=("attention_dropout",),
+        head_dropout=("classifier_dropout",),
         token_types=False,
-    ),  # fmt: skip
+    ),
 }
 
 
@@ -146,8 +175,9 @@ def _dropout_keys(config: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[str
     return hidden, attention
 
 
-def dropout_overrides(config: Mapping[str, Any], hidden: float | None,
-                      attention: float | None) -> dict[str, float]:  # fmt: skip
+def dropout_overrides(
+    config: Mapping[str, Any], hidden: float | None, attention: float | None
+) -> dict[str, float]:
     """The config keys backbone.hidden_dropout and backbone.attention_dropout set (none for
     a knob whose keys this encoder lacks: `levers_left`)."""
     hidden_keys, attention_keys = _dropout_keys(config)
@@ -155,8 +185,9 @@ def dropout_overrides(config: Mapping[str, Any], hidden: float | None,
     return {**out, **{k: attention for k in attention_keys if attention is not None}}
 
 
-def levers_left(config: Mapping[str, Any], backbone: Mapping[str, Any],
-                hf_head: bool = False) -> list[str]:  # fmt: skip
+def levers_left(
+    config: Mapping[str, Any], backbone: Mapping[str, Any], hf_head: bool = False
+) -> list[str]:
     """The dropout knobs this encoder keeps its own value of, one line each (not refused: an
     encoder src/models/encoders.py does not know trains with its own dropout): a backbone knob whose
     keys its config.json lacks; model=hf_head's dropout on a family whose head is unknown."""
@@ -193,13 +224,17 @@ def lora_targets(model_type: str | None, target_modules: Any) -> list[str]:
         return list(target_modules)
     encoder = known(model_type)
     if encoder is None:
-        raise _unknown("model.lora.target_modules=null", model_type,
-                       "list the encoder's Linear layers in model.lora.target_modules")
+        raise _unknown(
+            "model.lora.target_modules=null",
+            model_type,
+            "list the encoder's Linear layers in model.lora.target_modules",
+        )
     return list(encoder.lora_targets)
 
 
-def check_levers(config: Mapping[str, Any], backbone: Mapping[str, Any],
-                 lora: Mapping[str, Any] | None = None) -> None:  # fmt: skip
+def check_levers(
+    config: Mapping[str, Any], backbone: Mapping[str, Any], lora: Mapping[str, Any] | None = None
+) -> None:
     """Each lever the config asks for applies to this encoder, or one line says why not."""
     model_type, n = config.get("model_type"), backbone.get("freeze_layers", 0) or 0
     encoder, name = known(model_type), backbone.get("name")
@@ -209,8 +244,9 @@ def check_levers(config: Mapping[str, Any], backbone: Mapping[str, Any],
         return
     cache = " backbone.cache_frozen=false" if backbone.get("cache_frozen") else ""
     if encoder is None:
-        raise _unknown(f"backbone.freeze_layers={n}", model_type,
-                       f"set backbone.freeze_layers=0{cache}")  # fmt: skip
+        raise _unknown(
+            f"backbone.freeze_layers={n}", model_type, f"set backbone.freeze_layers=0{cache}"
+        )
     if encoder.shared_layers:
         raise UserError(
             f"backbone.freeze_layers={n}: {encoder.family} (model_type {model_type}) shares one "
@@ -272,34 +308,61 @@ def _has(module: nn.Module, path: str) -> bool:
 
 # --- a random encoder of any family, saved to a folder (tests, benchmarks, trying offline) --
 
-TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
-        "intermediate_size": 64, "max_position_embeddings": 128}  # fmt: skip
-BASE = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
-        "intermediate_size": 3072, "max_position_embeddings": 512}  # fmt: skip
+TINY = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "max_position_embeddings": 128,
+}
+BASE = {
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "intermediate_size": 3072,
+    "max_position_embeddings": 512,
+}
 # Each family's own keys, and its base checkpoint's shape where it is not BERT-base's.
 _SHAPES: dict[str, dict[str, dict[str, Any]]] = {
     "roberta": {"all": {"type_vocab_size": 1}, "base": {"max_position_embeddings": 514}},
     "xlm-roberta": {"all": {"type_vocab_size": 1}, "base": {"max_position_embeddings": 514}},
     "distilbert": {"base": {"num_hidden_layers": 6}},
-    "deberta-v2": {"all": {"relative_attention": True, "position_biased_input": False,
-                           "pos_att_type": ["p2c", "c2p"], "norm_rel_ebd": "layer_norm",
-                           "share_att_key": True, "max_relative_positions": -1,
-                           "type_vocab_size": 0},
-                   "tiny": {"position_buckets": 16}, "base": {"position_buckets": 256}},
+    "deberta-v2": {
+        "all": {
+            "relative_attention": True,
+            "position_biased_input": False,
+            "pos_att_type": ["p2c", "c2p"],
+            "norm_rel_ebd": "layer_norm",
+            "share_att_key": True,
+            "max_relative_positions": -1,
+            "type_vocab_size": 0,
+        },
+        "tiny": {"position_buckets": 16},
+        "base": {"position_buckets": 256},
+    },
     "electra": {"tiny": {"embedding_size": 16}},
     "albert": {"tiny": {"embedding_size": 16}, "base": {"embedding_size": 128}},
-    "modernbert": {"all": {"global_attn_every_n_layers": 3, "local_attention": 128},
-                   "tiny": {"local_attention": 8, "global_attn_every_n_layers": 2},
-                   "base": {"num_hidden_layers": 22, "intermediate_size": 1152,
-                            "max_position_embeddings": 8192}},
-}  # fmt: skip
-_DISTILBERT_KEYS = {"hidden_size": "dim", "num_hidden_layers": "n_layers",
-                    "num_attention_heads": "n_heads",
-                    "intermediate_size": "hidden_dim"}  # fmt: skip
+    "modernbert": {
+        "all": {"global_attn_every_n_layers": 3, "local_attention": 128},
+        "tiny": {"local_attention": 8, "global_attn_every_n_layers": 2},
+        "base": {
+            "num_hidden_layers": 22,
+            "intermediate_size": 1152,
+            "max_position_embeddings": 8192,
+        },
+    },
+}
+_DISTILBERT_KEYS = {
+    "hidden_size": "dim",
+    "num_hidden_layers": "n_layers",
+    "num_attention_heads": "n_heads",
+    "intermediate_size": "hidden_dim",
+}
 
 
-def random_encoder(folder: str | Path, model_type: str, tokenizer: str | Path,
-                   size: str = "tiny", **extra: Any) -> Path:
+def random_encoder(
+    folder: str | Path, model_type: str, tokenizer: str | Path, size: str = "tiny", **extra: Any
+) -> Path:
     """A randomly initialised encoder of `model_type` (`tiny`: 2 layers of 32; `base`: the
     family's base checkpoint's shape) with `tokenizer` (a folder: tests and benchmarks use the
     embedded WordPiece one, whatever the family), saved to `folder`
@@ -310,13 +373,22 @@ def random_encoder(folder: str | Path, model_type: str, tokenizer: str | Path,
     folder = Path(folder)
     tok = AutoTokenizer.from_pretrained(str(tokenizer))
     shapes = _SHAPES.get(model_type, {})
-    shape = {**(TINY if size == "tiny" else BASE), **shapes.get("all", {}),
-             **shapes.get(size, {}), **extra}  # fmt: skip
+    shape = {
+        **(TINY if size == "tiny" else BASE),
+        **shapes.get("all", {}),
+        **shapes.get(size, {}),
+        **extra,
+    }
     if model_type == "distilbert":
         shape = {_DISTILBERT_KEYS.get(k, k): v for k, v in shape.items()}
-    ids = {"vocab_size": tok.vocab_size, "pad_token_id": tok.pad_token_id,
-           "bos_token_id": tok.cls_token_id, "eos_token_id": tok.sep_token_id,
-           "cls_token_id": tok.cls_token_id, "sep_token_id": tok.sep_token_id}  # fmt: skip
+    ids = {
+        "vocab_size": tok.vocab_size,
+        "pad_token_id": tok.pad_token_id,
+        "bos_token_id": tok.cls_token_id,
+        "eos_token_id": tok.sep_token_id,
+        "cls_token_id": tok.cls_token_id,
+        "sep_token_id": tok.sep_token_id,
+    }
     config = AutoConfig.for_model(model_type, **ids, **shape)
     if size == "tiny":
         AutoModel.from_config(config).save_pretrained(folder)
@@ -328,13 +400,16 @@ def random_encoder(folder: str | Path, model_type: str, tokenizer: str | Path,
 
 def table() -> str:
     """The families and what each supports, as Markdown (the README's backbone table)."""
-    rows = ["| model_type | family | freeze + cache | LoRA targets (null) | segment ids |",
-            "|---|---|---|---|---|"]  # fmt: skip
+    rows = [
+        "| model_type | family | freeze + cache | LoRA targets (null) | segment ids |",
+        "|---|---|---|---|---|",
+    ]
     for model_type, e in ENCODERS.items():
         freeze = "refused: shared layers" if e.shared_layers else f"`{e.layers}`"
         types = "where type_vocab_size > 1" if e.token_types else "never"
-        rows.append(f"| {model_type} | {e.family} | {freeze} | {', '.join(e.lora_targets)} | "
-                    f"{types} |")  # fmt: skip
+        rows.append(
+            f"| {model_type} | {e.family} | {freeze} | {', '.join(e.lora_targets)} | {types} |"
+        )
     return "\n".join(rows)
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
+
 ONNX_FILE = "model.onnx"
 EXPORT_FILE = "export.json"  # what was exported from which run, and the check it passed
 
@@ -22,16 +24,19 @@ class OnnxModel:
 
         self.folder = Path(folder)
         self.config = AutoConfig.from_pretrained(self.folder)
-        self.session = ort.InferenceSession(str(self.folder / ONNX_FILE),
-                                            providers=["CPUExecutionProvider"])  # fmt: skip
+        self.session = ort.InferenceSession(
+            str(self.folder / ONNX_FILE), providers=["CPUExecutionProvider"]
+        )
         self.inputs = [i.name for i in self.session.get_inputs()]
 
     def __call__(self, **batch: Any) -> SimpleNamespace:
-        import numpy as np
         import torch
 
-        feeds = {k: np.asarray(v.cpu().numpy() if hasattr(v, "cpu") else v, dtype=np.int64)
-                 for k, v in batch.items() if k in self.inputs}  # fmt: skip
+        feeds = {
+            k: np.asarray(v.cpu().numpy() if hasattr(v, "cpu") else v, dtype=np.int64)
+            for k, v in batch.items()
+            if k in self.inputs
+        }
         (logits,) = self.session.run(["logits"], feeds)
         return SimpleNamespace(logits=torch.from_numpy(np.asarray(logits, dtype=np.float32)))
 

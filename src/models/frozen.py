@@ -102,8 +102,9 @@ class FrozenCache:
             model.register_forward_hook(self._after, always_call=True),
         ]
         if n < len(layers):  # the first upper layer's input becomes the stored rows
-            self._handles.append(self.upper[0].register_forward_pre_hook(self._input,
-                                                                         with_kwargs=True))
+            self._handles.append(
+                self.upper[0].register_forward_pre_hook(self._input, with_kwargs=True)
+            )
         size, where = f"{self.nbytes / 1e6:.0f} MB", self.file or "memory"
         log.info(f"frozen cache: {len(self.lengths)} examples, {size} in {where}")
 

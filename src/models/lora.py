@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from src.config.errors import UserError
+from src.models.encoders import lora_targets
 
 if TYPE_CHECKING:  # the model configs (src.models) read LORA, and must not load torch
     import torch
@@ -79,16 +80,20 @@ def lora_config(settings: dict[str, Any], model_type: str | None):
     """peft's LoraConfig; target_modules null names the family's (src.models.encoders)."""
     from peft import LoraConfig
 
-    from src.models.encoders import lora_targets
-
     lora = {**LORA, **settings}
     targets = lora_targets(model_type, lora["target_modules"])
-    return LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
-                      target_modules=targets, bias="none")  # fmt: skip
+    return LoraConfig(
+        r=lora["r"],
+        lora_alpha=lora["alpha"],
+        lora_dropout=lora["dropout"],
+        target_modules=targets,
+        bias="none",
+    )
 
 
-def save_adapter(folder: Path, trained: dict[str, torch.Tensor], settings: dict[str, Any],
-                 model_type: str | None) -> int:  # fmt: skip
+def save_adapter(
+    folder: Path, trained: dict[str, torch.Tensor], settings: dict[str, Any], model_type: str | None
+) -> int:
     """best_model/adapter/: the adapters and the head (safetensors), and the LoRA settings.
     Returns the size of the weights in bytes."""
     from safetensors.torch import save_file

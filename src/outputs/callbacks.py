@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
+from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 
 from src.config.errors import USER_ERROR_EXIT_CODE, UserError, one_line, reported
 from src.config.rundir import claim, unwritable_reason
+from src.trainers.distributed import is_main
 
 
 class CheckConfig(Callback):
@@ -23,7 +25,6 @@ class CheckConfig(Callback):
         self.check = check
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from hydra.utils import get_method
 
         with reported():
             get_method(self.check)(config)
@@ -38,7 +39,6 @@ class CheckOutputDir(Callback):
     def _check(self, folder: str, key: str, shared: bool = False) -> None:
         """`shared`: an Optuna study's folder, which every worker of the study writes into
         (each job still holds its own folder while it runs)."""
-        from src.trainers.distributed import is_main
 
         try:
             if reason := unwritable_reason(Path(folder)):

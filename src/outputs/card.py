@@ -11,13 +11,15 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-
-from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from typing import TYPE_CHECKING
 
 from src.config.rundir import best_key
 from src.models.backbones import PKG_SCHEME
 from src.outputs.render import BOOTSTRAP, head_of, interval, selection, settings_table
 from src.tasks.metrics import REGISTRY, average, task_of
+
+if TYPE_CHECKING:
+    from huggingface_hub import EvalResult, ModelCard
 
 TASK = "text-classification"
 
@@ -25,6 +27,8 @@ TASK = "text-classification"
 def model_card(cfg: Mapping, metrics: Mapping) -> ModelCard:
     """The card of a run's best_model/: `cfg` is its resolved config, `metrics` its metrics.json
     (RunSummary.to_json), so the card reports what the run measured after scoring the test."""
+    from huggingface_hub import ModelCard, ModelCardData
+
     head = head_of(metrics)
     kind, name = dataset_of(cfg["dataset"])
     data = ModelCardData(
@@ -63,6 +67,8 @@ def dataset_of(dataset: Mapping) -> tuple[str, str]:
 def eval_results(cfg: Mapping, metrics: Mapping, kind: str, name: str) -> list[EvalResult]:
     """Every test metric on the test split; the best validation value of the metric that chose
     the epoch too, when a validation split chose it (a test-split choice is no separate result)."""
+    from huggingface_hub import EvalResult
+
     common = {"task_type": TASK, "dataset_type": kind, "dataset_name": name}
     average_of = {"average": average(len(metrics["label_names"]))}
 
@@ -70,18 +76,29 @@ def eval_results(cfg: Mapping, metrics: Mapping, kind: str, name: str) -> list[E
         return average_of if metric in REGISTRY and REGISTRY[metric].pools_labels else None
 
     results = [
-        EvalResult(**common, dataset_split="test", metric_type=m, metric_value=float(v),
-                   metric_name=f"test {m}", metric_args=args(m))
+        EvalResult(
+            **common,
+            dataset_split="test",
+            metric_type=m,
+            metric_value=float(v),
+            metric_name=f"test {m}",
+            metric_args=args(m),
+        )
         for m, v in metrics["test"].items()
-    ]  # fmt: skip
+    ]
     metric = cfg["trainer"]["metric_for_best_model"]
     best = metrics.get(best_key(metric))
     if metrics["eval_split"] == "validation" and best is not None:
         results.append(
-            EvalResult(**common, dataset_split="validation", metric_type=metric,
-                       metric_value=float(best), metric_name=f"best validation {metric}",
-                       metric_args=args(metric))
-        )  # fmt: skip
+            EvalResult(
+                **common,
+                dataset_split="validation",
+                metric_type=metric,
+                metric_value=float(best),
+                metric_name=f"best validation {metric}",
+                metric_args=args(metric),
+            )
+        )
     return results
 
 
@@ -106,7 +123,7 @@ def body(cfg: Mapping, metrics: Mapping, head: str, dataset: str) -> str:
             [_PAIRS.format(column=cfg["dataset"]["text_pair_column"]), ""]
             if cfg["dataset"].get("text_pair_column")
             else []
-        ),  # fmt: skip
+        ),
         *([_LIBRARY, ""] if head == "custom_head" else []),
         f"## Test metrics ({metrics['n_test']} texts)",
         "",
@@ -122,7 +139,7 @@ def body(cfg: Mapping, metrics: Mapping, head: str, dataset: str) -> str:
             f" Precision, recall and F1: {_pooling(metrics['label_names'])}."
             if task == "single_label"
             else ""
-        ),  # fmt: skip
+        ),
         "",
         selection(cfg, metrics),
         "",
@@ -155,8 +172,10 @@ def _labels_line(task: str, metrics: Mapping) -> str:
         )
     if task == "multi_label":
         threshold = (metrics.get("task") or {}).get("threshold", 0.5)
-        return (f"Multi-label: one sigmoid per label ({listed}); a label is predicted when its "
-                f"probability reaches {threshold} (`multi_label_classification`).")  # fmt: skip
+        return (
+            f"Multi-label: one sigmoid per label ({listed}); a label is predicted when its "
+            f"probability reaches {threshold} (`multi_label_classification`)."
+        )
     return f"Labels: {listed}."
 
 

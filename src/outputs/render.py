@@ -71,8 +71,10 @@ def parameters_line(cfg: Mapping, metrics: Mapping) -> str:
     counts, lora = metrics["parameters"], cfg["model"].get("lora") or {}
     line = f"{counts['total'] / 1e6:.1f}M, {counts['trainable'] / 1e6:.2f}M trained"
     if "adapter_bytes" in counts:
-        line += (f"; LoRA r={lora.get('r')}: adapters {counts['adapter_bytes'] / 1e6:.2f} MB in "
-                 "best_model/adapter/")  # fmt: skip
+        line += (
+            f"; LoRA r={lora.get('r')}: adapters {counts['adapter_bytes'] / 1e6:.2f} MB in "
+            "best_model/adapter/"
+        )
     return line
 
 
@@ -100,9 +102,13 @@ def selection(cfg: Mapping, metrics: Mapping) -> str:
     """Which epoch's weights these are and what chose them; a test-split choice is flagged."""
     metric, split = cfg["trainer"]["metric_for_best_model"], metrics["eval_split"]
     best = metrics.get(best_key(metric))
-    line = (f"The weights are epoch {metrics['best_epoch']}'s, the best {metric} on the {split} "
-            f"split ({best:.4f}).")  # fmt: skip
+    line = (
+        f"The weights are epoch {metrics['best_epoch']}'s, the best {metric} on the {split} "
+        f"split ({best:.4f})."
+    )
     if split == "test":
-        line += (" The test split chose the epoch (the notebook's way, `dataset.val_size=0`), "
-                 "so the test metrics above are optimistic.")  # fmt: skip
+        line += (
+            " The test split chose the epoch (the notebook's way, `dataset.val_size=0`), "
+            "so the test metrics above are optimistic."
+        )
     return line

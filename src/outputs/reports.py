@@ -15,6 +15,9 @@ from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.syntax import Syntax
+from rich.tree import Tree
 
 from src.config.rundir import (
     CONFIG_FILE,
@@ -29,14 +32,22 @@ from src.config.rundir import (
 from src.outputs.render import BOOTSTRAP, interval, number, selection, settings_table
 from src.tasks.metrics import TASK_METRICS, task_of
 
-TEST_PLOT = {"single_label": CONFUSION_PNG, "multi_label": PER_LABEL_PNG,
-             "regression": SCATTER_PNG}  # fmt: skip
-PLOT_TITLE = {"single_label": "confusion matrix", "multi_label": "per-label scores",
-              "regression": "predicted against true"}  # fmt: skip
+TEST_PLOT = {"single_label": CONFUSION_PNG, "multi_label": PER_LABEL_PNG, "regression": SCATTER_PNG}
+PLOT_TITLE = {
+    "single_label": "confusion matrix",
+    "multi_label": "per-label scores",
+    "regression": "predicted against true",
+}
 
 
-def write(run_dir: Path, cfg: DictConfig, metrics: Mapping, truth: np.ndarray,
-          preds: np.ndarray, classification_report: str) -> list[Path]:  # fmt: skip
+def write(
+    run_dir: Path,
+    cfg: DictConfig,
+    metrics: Mapping,
+    truth: np.ndarray,
+    preds: np.ndarray,
+    classification_report: str,
+) -> list[Path]:
     """The test plot, the learning curve and report.md, from the run's resolved config and its
     metrics.json record; returns the run's report files (what a logger such as MLflow keeps as
     artifacts)."""
@@ -49,8 +60,9 @@ def write(run_dir: Path, cfg: DictConfig, metrics: Mapping, truth: np.ndarray,
     return [run_dir / name for name in names]
 
 
-def test_plot(folder: Path, task: str, truth: np.ndarray, preds: np.ndarray,
-              label_names: Sequence[str]) -> Path:  # fmt: skip
+def test_plot(
+    folder: Path, task: str, truth: np.ndarray, preds: np.ndarray, label_names: Sequence[str]
+) -> Path:
     """The task's picture of the test split, into `folder`; returns its path."""
     path = folder / TEST_PLOT[task]
     if task == "regression":
@@ -71,15 +83,17 @@ def scatter_png(path: Path, truth: np.ndarray, preds: np.ndarray, name: str) -> 
     ax.scatter(truth, preds, s=10, alpha=0.5)
     low, high = float(min(truth.min(), preds.min())), float(max(truth.max(), preds.max()))
     ax.plot([low, high], [low, high], "k--", lw=1, label="predicted = true")
-    ax.set(xlabel=f"true {name}", ylabel=f"predicted {name}",
-           title=f"Test set ({len(truth)} examples)")  # fmt: skip
+    ax.set(
+        xlabel=f"true {name}", ylabel=f"predicted {name}", title=f"Test set ({len(truth)} examples)"
+    )
     ax.legend()
     ax.grid(alpha=0.3)
     fig.savefig(path, dpi=120)
 
 
-def per_label_png(path: Path, truth: np.ndarray, preds: np.ndarray,
-                  label_names: Sequence[str]) -> None:  # fmt: skip
+def per_label_png(
+    path: Path, truth: np.ndarray, preds: np.ndarray, label_names: Sequence[str]
+) -> None:
     """Each label's precision, recall and F1 on the test split, its support in the tick."""
     from matplotlib.figure import Figure
     from sklearn.metrics import precision_recall_fscore_support
@@ -89,13 +103,15 @@ def per_label_png(path: Path, truth: np.ndarray, preds: np.ndarray,
     fig = Figure(figsize=(max(6.0, 0.7 * n + 2), 4.5), layout="constrained")
     ax = fig.subplots()
     x, width = np.arange(n), 0.27
-    for i, (what, values) in enumerate(zip(("precision", "recall", "F1"), scores[:3],
-                                           strict=True)):  # fmt: skip
+    for i, (what, values) in enumerate(zip(("precision", "recall", "F1"), scores[:3], strict=True)):
         ax.bar(x + (i - 1) * width, values, width, label=what)
     ticks = [f"{name}\n({support})" for name, support in zip(label_names, scores[3], strict=True)]
     ax.set_xticks(x, ticks, rotation=45 if n > 6 else 0, ha="right" if n > 6 else "center")
-    ax.set(ylim=(0, 1.05), ylabel="score",
-           title=f"Test set ({len(truth)} examples; support in brackets)")  # fmt: skip
+    ax.set(
+        ylim=(0, 1.05),
+        ylabel="score",
+        title=f"Test set ({len(truth)} examples; support in brackets)",
+    )
     ax.legend()
     ax.grid(alpha=0.3, axis="y")
     fig.savefig(path, dpi=120)
@@ -112,8 +128,15 @@ def confusion_matrix_png(
     fig = Figure(figsize=(side + 1, side), layout="constrained")
     ax = fig.subplots()
     rotation = 45 if n > 4 else "horizontal"
-    ConfusionMatrixDisplay.from_predictions(labels, preds, labels=list(range(n)), ax=ax,
-        display_labels=list(label_names), cmap="Blues", xticks_rotation=rotation)  # fmt: skip
+    ConfusionMatrixDisplay.from_predictions(
+        labels,
+        preds,
+        labels=list(range(n)),
+        ax=ax,
+        display_labels=list(label_names),
+        cmap="Blues",
+        xticks_rotation=rotation,
+    )
     ax.set(xlabel="predicted", ylabel="true", title=f"Test set ({len(labels)} examples)")
     fig.savefig(path, dpi=120)
 
@@ -208,9 +231,6 @@ def _history_table(history: list[dict]) -> list[str]:
 
 def show_config(cfg: DictConfig) -> None:
     """The resolved config as a tree, one branch per group, then the top-level knobs."""
-    from rich.console import Console
-    from rich.syntax import Syntax
-    from rich.tree import Tree
 
     def yaml(text: str) -> Syntax:
         return Syntax(text.rstrip(), "yaml", background_color="default")

@@ -5,6 +5,7 @@ back for paired tests."""
 
 from __future__ import annotations
 
+import csv
 import hashlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 from src.config.rundir import PREDICTIONS_FILE, best_key, not_finished
 from src.models import parameter_counts
 from src.trainers.common import TrainResult
+from src.trainers.distributed import world_size
 
 
 @dataclass
@@ -40,22 +42,43 @@ class RunSummary:
     warnings: list = field(default_factory=list)  # e.g. the test split's model predicts one thing
 
     @classmethod
-    def of(cls, built: Any, result: TrainResult, test: dict, ci: dict, seconds: dict[str, float],
-           resumed_from: Path | None) -> RunSummary:  # fmt: skip
+    def of(
+        cls,
+        built: Any,
+        result: TrainResult,
+        test: dict,
+        ci: dict,
+        seconds: dict[str, float],
+        resumed_from: Path | None,
+    ) -> RunSummary:
         """From what src.run built (corpus, trainer, backbone, model, what it warns of), the
         trainer's result, the test metrics and intervals, the seconds each phase of the run
         took and the checkpoint it resumed from."""
-        from src.trainers.distributed import world_size
 
         corpus, trainer = built.corpus, built.trainer
         sizes = {f"n_{k}": len(getattr(corpus, k)) for k in ("train", "eval", "test")}
         resumed = str(resumed_from) if resumed_from else None
-        return cls(test, ci, result, trainer.metric, corpus.eval_split, str(trainer.device),
-                   trainer.precision, world_size(), built.backbone.name,
-                   type(built.model).__name__, type(trainer).__name__, sizes,
-                   list(corpus.label_names), seconds, resumed, texts_sha256(corpus.test.texts),
-                   built.task.state(), parameter_counts(built.model),
-                   list(built.warnings))  # fmt: skip
+        return cls(
+            test,
+            ci,
+            result,
+            trainer.metric,
+            corpus.eval_split,
+            str(trainer.device),
+            trainer.precision,
+            world_size(),
+            built.backbone.name,
+            type(built.model).__name__,
+            type(trainer).__name__,
+            sizes,
+            list(corpus.label_names),
+            seconds,
+            resumed,
+            texts_sha256(corpus.test.texts),
+            built.task.state(),
+            parameter_counts(built.model),
+            list(built.warnings),
+        )
 
     @property
     def best_metric(self) -> float | None:
@@ -67,8 +90,11 @@ class RunSummary:
         out[best_key(self.metric)] = out.pop("best_metric")
         out["train_seconds"] = round(self.result.train_seconds, 2)
         out["train_samples_per_second"] = round(self.result.samples_per_second, 3)
-        rest = {k: v for k, v in vars(self).items()
-                if k not in ("test", "test_ci95", "result", "metric")}  # fmt: skip
+        rest = {
+            k: v
+            for k, v in vars(self).items()
+            if k not in ("test", "test_ci95", "result", "metric")
+        }
         seconds = {k: round(v, 2) for k, v in rest.pop("seconds").items()}
         seconds["total"] = round(sum(seconds.values()), 2)  # from config to metrics.json
         return {**out, **rest.pop("sizes"), **rest, "seconds": seconds}
@@ -85,7 +111,6 @@ def texts_sha256(texts: list[str]) -> str:
 def read_predictions(folder: Path) -> tuple[list[str], list[str]]:
     """test_predictions.csv's `label` and `prediction` columns as written, in test-split order
     (what they hold is the task's: src.tasks' `read_cells` reads them)."""
-    import csv
 
     path = folder / PREDICTIONS_FILE
     if not path.is_file():

@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from src.config.rundir import (
     BEST_MODEL_DIR,
     METRICS_FILE,
@@ -22,7 +24,10 @@ from src.config.rundir import (
     write_atomic,
     write_json,
 )
+from src.models import lora
+from src.outputs import card, reports
 from src.outputs.results import RunSummary
+from src.tasks import metrics
 
 if TYPE_CHECKING:
     from huggingface_hub import ModelCard
@@ -32,20 +37,23 @@ if TYPE_CHECKING:
 log = logging.getLogger("src.run")
 
 
-def write_predictions(path: Path, corpus_labels, logits, label_names: list[str],
-                      task: Task) -> None:  # fmt: skip
+def write_predictions(
+    path: Path, corpus_labels, logits, label_names: list[str], task: Task
+) -> None:
     """One row per test example (split order): the true label (a label, a JSON list of labels,
     a value), the prediction and, for classification, each label's probability."""
-    rows = [{"index": i, "label": task.label_cell(y, label_names)}
-            for i, y in enumerate(corpus_labels)]  # fmt: skip
+    rows = [
+        {"index": i, "label": task.label_cell(y, label_names)} for i, y in enumerate(corpus_labels)
+    ]
     write_atomic(path, predictions_csv(rows, task.outputs(logits), label_names, task))
 
 
 PREDICTION_FORMATS = (".csv", ".tsv", ".jsonl")  # src.predict's output=, by its extension
 
 
-def predictions_csv(rows: list[dict], outputs, label_names: list[str], task: Task,
-                    suffix: str = ".csv") -> str:  # fmt: skip
+def predictions_csv(
+    rows: list[dict], outputs, label_names: list[str], task: Task, suffix: str = ".csv"
+) -> str:
     """`rows`' columns, then the task's: `prediction` (a label, a JSON list of the labels
     predicted, a value) and, for classification, one `p_<label>` probability per label; as
     CSV, TSV (`suffix` .tsv) or JSON Lines (.jsonl: one object a row, lists and numbers as
@@ -58,10 +66,18 @@ def predictions_csv(rows: list[dict], outputs, label_names: list[str], task: Tas
     if suffix == ".jsonl":
         numbers = [c for c in extra if c.startswith("p_")]
         numbers += ["prediction"] if task.NAME == "regression" else []
-        return "".join(json.dumps({**{c: row.get(c) for c in columns}, **cell,
-                                   **{c: float(cell[c]) for c in numbers if cell[c] is not None}},
-                                  ensure_ascii=False) + "\n"
-                       for row, cell in zip(rows, cells, strict=True))  # fmt: skip
+        return "".join(
+            json.dumps(
+                {
+                    **{c: row.get(c) for c in columns},
+                    **cell,
+                    **{c: float(cell[c]) for c in numbers if cell[c] is not None},
+                },
+                ensure_ascii=False,
+            )
+            + "\n"
+            for row, cell in zip(rows, cells, strict=True)
+        )
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n", delimiter="\t" if suffix == ".tsv" else ",")
     writer.writerow(columns + extra)
@@ -73,7 +89,6 @@ def predictions_csv(rows: list[dict], outputs, label_names: list[str], task: Tas
 def prediction_columns(label_names: list[str], task: Task) -> list[str]:
     """The columns `predictions_csv` adds after a table's own: `prediction`, and for
     classification one `p_<label>` per label."""
-    import numpy as np
 
     return list(task.prediction_cells(np.zeros(len(label_names)), label_names))
 
@@ -84,9 +99,18 @@ def _cell(value) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def save_model(folder: Path, model, tokenizer, card: ModelCard, max_length: int, truncation: str,
-               stride: int = 0, chunk_pooling: str = "logits",
-               task: dict | None = None, pairs: dict | None = None) -> None:  # fmt: skip
+def save_model(
+    folder: Path,
+    model,
+    tokenizer,
+    card: ModelCard,
+    max_length: int,
+    truncation: str,
+    stride: int = 0,
+    chunk_pooling: str = "logits",
+    task: dict | None = None,
+    pairs: dict | None = None,
+) -> None:
     """A save_pretrained folder (config, safetensors weights, tokenizer) that reloads alone.
 
     It also keeps how training cut the texts and what the task decides with (preprocessing.json,
@@ -117,8 +141,6 @@ def save_run(built, cfg, run_dir: Path, summary: RunSummary, truth, logits) -> l
     It changes `built.model` to what is saved: regression's last layer scaled to the label's
     units, LoRA's adapters merged in (best_model/adapter/ keeps them apart). The record the
     card, the reports and metrics.json show is taken after both, adapter_bytes included."""
-    from src.outputs import card, reports
-    from src.tasks import metrics
 
     task, names = built.task, built.corpus.label_names
     start, preds = time.perf_counter(), task.decide(logits)
@@ -126,8 +148,6 @@ def save_run(built, cfg, run_dir: Path, summary: RunSummary, truth, logits) -> l
     task.export(built.model)  # regression: the saved model predicts in the label's units
     folder = run_dir / BEST_MODEL_DIR
     if cfg.model.get("peft") == "lora":  # best_model/: the adapters merged in; adapter/: them
-        from src.models import lora
-
         trained = lora.merge(built.model)
         summary.parameters["adapter_bytes"] = lora.save_adapter(
             folder / lora.ADAPTER_DIR, trained, dict(cfg.model.lora), built.model.config.model_type
@@ -136,10 +156,20 @@ def save_run(built, cfg, run_dir: Path, summary: RunSummary, truth, logits) -> l
     cut = {k: cfg[k] for k in ("max_length", "truncation", "stride", "chunk_pooling")}
     decides = {k: v for k, v in record["task"].items() if k in ("name", "threshold")}
     pair_column = cfg.dataset.get("text_pair_column")
-    pairs = {"text_column": cfg.dataset.get("text_column", "text"),
-             "text_pair_column": pair_column} if pair_column else None  # fmt: skip
-    save_model(folder, built.model, built.tokenizer, card.model_card(cfg, record), **cut,
-               task=decides, pairs=pairs)  # fmt: skip
+    pairs = (
+        {"text_column": cfg.dataset.get("text_column", "text"), "text_pair_column": pair_column}
+        if pair_column
+        else None
+    )
+    save_model(
+        folder,
+        built.model,
+        built.tokenizer,
+        card.model_card(cfg, record),
+        **cut,
+        task=decides,
+        pairs=pairs,
+    )
     report = metrics.report(truth, preds, names, task.NAME)
     write_atomic(run_dir / REPORT_FILE, report)
     artifacts = reports.write(run_dir, cfg, record, truth, preds, report)

@@ -20,15 +20,27 @@ asked for. Above src.config, src.tasks, src.data, src.models and src.trainers; b
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
+import yaml
+from omegaconf import OmegaConf
+
+from src import data
 from src.config import rundir
+from src.config.devices import resolve_device
 from src.config.errors import UserError
+from src.models import load_trained
 from src.models.exported import EXPORT_FILE, ONNX_FILE
+from src.tasks import inference
+from src.tasks.metrics import HEADLINE, REGISTRY, higher_is_better, task_of
+from src.tasks.task import of_model
+from src.trainers.build import make
+from src.trainers.forward import forward
 
 if TYPE_CHECKING:
     import numpy as np
@@ -112,7 +124,6 @@ class Opened:
 
     def task(self) -> Task:
         """The task the model was trained for (its problem_type, multi_label's threshold)."""
-        from src.tasks.task import of_model
 
         config = SimpleNamespace(problem_type=self.model_config.get("problem_type"))
         return of_model(config, self.preprocessing.get("task") or {})
@@ -139,14 +150,12 @@ class Opened:
     def test_split(self, task: Task) -> Split:
         """The test split its metrics are on, read as the run read it (its dataset config),
         labels as `task` holds them."""
-        from src.trainers.build import make
 
         if not self.dataset:
             raise UserError(
                 f"{self.path}: {self.what}, with no run folder beside it, so which data it was "
                 "tested on is unknown; give the run folder, or name the data (dataset=<option>)"
             )
-        from omegaconf import OmegaConf
 
         return make(OmegaConf.create(self.dataset)).load(task).test
 
@@ -165,7 +174,6 @@ def _json(path: Path) -> dict:
 
 
 def _yaml(path: Path) -> dict:
-    import yaml
 
     return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
 
@@ -191,9 +199,15 @@ def open_folder(path: str | Path) -> Opened:
         return _evaluation(path, metrics)
     if _is_run(path):
         best = path / rundir.BEST_MODEL_DIR
-        return Opened(path, "job" if _in_sweep(path) else "run", path,
-                      best if best.is_dir() else None, metrics, rundir.read_status(path),
-                      _yaml(path / rundir.CONFIG_FILE))  # fmt: skip
+        return Opened(
+            path,
+            "job" if _in_sweep(path) else "run",
+            path,
+            best if best.is_dir() else None,
+            metrics,
+            rundir.read_status(path),
+            _yaml(path / rundir.CONFIG_FILE),
+        )
     jobs = (p.parent.parent for p in path.glob(f"*/{rundir.HYDRA_DIR}/overrides.yaml"))
     if (path / MULTIRUN_FILE).is_file() or any(_mode(job) != "RUN" for job in jobs):
         return Opened(path, "sweep")
@@ -212,7 +226,6 @@ def _is_run(path: Path) -> bool:
 
 def _mode(path: Path) -> str | None:
     """How Hydra ran the job in `path`: RUN or MULTIRUN (None: no record of it)."""
-    import re
 
     hydra_yaml = path / rundir.HYDRA_DIR / "hydra.yaml"
     text = hydra_yaml.read_text() if hydra_yaml.is_file() else ""
@@ -257,8 +270,9 @@ def _evaluation(path: Path, metrics: dict) -> Opened:
             f"{path}: an evaluation of {evaluated.get('run_dir')}, which is no longer there; "
             "its settings and model come from that folder: put it back, or evaluate again"
         )
-    return Opened(path, "evaluation", scored.run, scored.model, metrics, scored.status,
-                  scored.config, scored)  # fmt: skip
+    return Opened(
+        path, "evaluation", scored.run, scored.model, metrics, scored.status, scored.config, scored
+    )
 
 
 # --- what each command takes ----------------------------------------------------------------
@@ -315,12 +329,17 @@ def unfinished(found: Opened) -> str:
     if state and state not in rundir.DONE:
         detail = found.status.get("detail", "")
         why = f"status.json: {state}" + (f", {detail}" if detail else "")
-        return (f"not a finished run ({why}); rerun it (resume=auto continues from its newest "
-                "checkpoint)")  # fmt: skip
-    missing = [n for n in (rundir.METRICS_FILE, rundir.BEST_MODEL_DIR)
-               if not (found.path / n).exists()]  # fmt: skip
-    return (f"not a finished run (no {' or '.join(missing) or rundir.METRICS_FILE}); give a folder "
-            "that `python -m src.run` completed (outputs/runs/<time> or a sweep's job folder)")
+        return (
+            f"not a finished run ({why}); rerun it (resume=auto continues from its newest "
+            "checkpoint)"
+        )
+    missing = [
+        n for n in (rundir.METRICS_FILE, rundir.BEST_MODEL_DIR) if not (found.path / n).exists()
+    ]
+    return (
+        f"not a finished run (no {' or '.join(missing) or rundir.METRICS_FILE}); give a folder "
+        "that `python -m src.run` completed (outputs/runs/<time> or a sweep's job folder)"
+    )
 
 
 def sweep_hint(folder: Path) -> str:
@@ -329,10 +348,8 @@ def sweep_hint(folder: Path) -> str:
     done = [j for j in jobs if j.status == "finished" and best_value(j) is not None]
     hint = ""
     if done:
-        from src.tasks.metrics import higher_is_better
-
         metric = next(k for k in done[0].metrics if k.startswith(rundir.BEST))
-        sign = 1 if higher_is_better(metric[len(rundir.BEST):]) else -1
+        sign = 1 if higher_is_better(metric[len(rundir.BEST) :]) else -1
         best = min(done, key=lambda j: (-sign * best_value(j), natural(j.name)))  # summary's
         hint = f" (its best by {metric}: {folder / best.name})"
     return f"a sweep or study folder of {len(jobs)} jobs; give one of its job folders{hint}"
@@ -340,7 +357,6 @@ def sweep_hint(folder: Path) -> str:
 
 def natural(name: str) -> list:
     """A job's name with its numbers as numbers: '10_lr=...' after '9_lr=...'."""
-    import re
 
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
@@ -390,7 +406,6 @@ def flat_metrics(metrics: dict) -> dict[str, float]:
     """The numbers a sweep compares: best eval value of the chosen metric, the task's two
     headline test metrics (accuracy and f1; f1_micro and subset_accuracy; mse and pearson),
     and any extra test metric (metrics.extra)."""
-    from src.tasks.metrics import HEADLINE, REGISTRY, task_of
 
     chosen, flat = rundir.best_eval(metrics), {}
     if chosen and chosen[1] is not None:
@@ -458,9 +473,6 @@ class Predictor:
     def load_folder(cls, folder: Path, device: str = "auto") -> Predictor:
         from transformers import AutoTokenizer
 
-        from src.config.devices import resolve_device
-        from src.models import load_trained
-
         opened = Opened(folder, "model", model=folder)
         settings = opened.preprocessing
         torch_device = resolve_device(device)
@@ -482,21 +494,20 @@ class Predictor:
         id2label = self.model.config.id2label
         return [id2label[i] for i in range(len(id2label))]
 
-    def probabilities(self, texts: Sequence[str], batch_size: int = 32,
-                      pairs: Sequence[str] | None = None) -> np.ndarray:  # fmt: skip
+    def probabilities(
+        self, texts: Sequence[str], batch_size: int = 32, pairs: Sequence[str] | None = None
+    ) -> np.ndarray:
         """What the task outputs, one row per text (or pair), in input order: class
         probabilities (softmax), each label's probability (sigmoid, multi_label), the value
         (regression). A text cut into windows gets its windows' pooled prediction, as in
         training's evaluation."""
         return self.task.outputs(self.logits(texts, batch_size, pairs))
 
-    def logits(self, texts: Sequence[str], batch_size: int = 32,
-               pairs: Sequence[str] | None = None) -> np.ndarray:  # fmt: skip
+    def logits(
+        self, texts: Sequence[str], batch_size: int = 32, pairs: Sequence[str] | None = None
+    ) -> np.ndarray:
         """The model's logits, one row per text (or pair), in input order: the texts cut as in
         training, then src.tasks.inference (batches of similar length; windows pooled)."""
-        from src import data
-        from src.tasks import inference
-        from src.trainers.forward import forward
 
         cut = (self.max_length, self.truncation, self.stride)
         features = data.encode_texts(self.tokenizer, texts, *cut, pairs=pairs)

@@ -13,13 +13,18 @@ from __future__ import annotations
 import logging
 import shutil
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import CompactHydraException
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from src.config import declared, errors, rundir, validation
+from src.sweeps.study import JobTrial
 from src.trainers import distributed
 from src.trainers.build import make
 
@@ -40,8 +45,6 @@ def check(cfg: DictConfig) -> None:
 def run(cfg: DictConfig, train: Train) -> float | None:
     """The job Hydra runs: its best eval value, what a sweeper optimises (None: skipped with
     nothing recorded)."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
 
     distributed.from_submitit()  # a SLURM job of several tasks: one DDP run (no-op elsewhere)
     hydra_cfg = HydraConfig.get()
@@ -53,16 +56,23 @@ def run(cfg: DictConfig, train: Train) -> float | None:
             return _job(cfg, run_dir, hydra_cfg.sweeper, train, sweep=False)
     try:
         return _job(cfg, run_dir, hydra_cfg.sweeper, train, sweep=True)
-    except Exception as e:
-        if (mistake := errors.user_error(e)) is None:
+    except Exception as e:  # Hydra records the failed job and runs the others; the summary
+        mistake = errors.user_error(e)  # shows the last line of its error.txt
+        text = (
+            errors.one_line(mistake) + "\n"
+            if mistake
+            else "".join(traceback.format_exception(type(e), e, e.__traceback__))
+        )
+        if distributed.is_main():
+            rundir.write_atomic(run_dir / rundir.ERROR_FILE, text)
+        if mistake is None:
             raise
-        raise failed(mistake) from None  # Hydra records the failed job, runs the others
+        raise failed(mistake) from None
 
 
 def failed(mistake: errors.UserError) -> Exception:
     """A sweep job's mistake, printed as it happens and then by Hydra as one line (its compact
     exception), not a traceback through Hydra's code."""
-    from hydra.errors import CompactHydraException
 
     line = errors.one_line(mistake)
     print(line, file=sys.stderr)
@@ -71,7 +81,6 @@ def failed(mistake: errors.UserError) -> Exception:
 
 def _job(cfg: DictConfig, run_dir: Path, sweeper: Any, train: Train, sweep: bool) -> float | None:
     """Validate, then skip, train further or train into `run_dir`."""
-    from src.sweeps.study import JobTrial
 
     attempt, new = rundir.Attempt(run_dir), rundir.unused(run_dir)
     try:
@@ -92,8 +101,10 @@ def _job(cfg: DictConfig, run_dir: Path, sweeper: Any, train: Train, sweep: bool
     if todo == "skip":
         return attempt.skip(cfg.trainer.metric_for_best_model, write=distributed.is_main())
     if attempt.finished and cfg.resume in (None, ""):
-        log.warning(f"{run_dir} holds a finished run: retraining it from scratch over it "
-                    "(resume=auto skips a finished run, or trains it further)")  # fmt: skip
+        log.warning(
+            f"{run_dir} holds a finished run: retraining it from scratch over it "
+            "(resume=auto skips a finished run, or trains it further)"
+        )
     trial = JobTrial.of(sweeper)  # a study's job: it reports to its trial
     if not distributed.is_main():  # one run folder, written by rank 0 alone
         best = train(cfg, run_dir, trial).best_metric

@@ -8,13 +8,19 @@ known in advance: the study, its search space and its number of trials are print
 
 from __future__ import annotations
 
+import itertools
 import re
 import sys
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
+from src.config import cli, preflight
 from src.config import validation as spec
 from src.config.compose import compose
+from src.config.errors import UserError, reported
+from src.sweeps import study
+from src.trainers.distributed import hydra_overrides
 
 MULTIRUN_FLAGS = ("-m", "--multirun")
 
@@ -22,7 +28,7 @@ MULTIRUN_FLAGS = ("-m", "--multirun")
 def folder(cfg: DictConfig, key: str) -> str:
     """An output folder as the launch will name it; `${now:...}` is the time it starts."""
     parent, _, leaf = key.rpartition(".")
-    written = str(OmegaConf.select(cfg, parent)._get_node(leaf)._value())  # type: ignore[union-attr]
+    written = str(OmegaConf.to_container(OmegaConf.select(cfg, parent), resolve=False)[leaf])
     if "${now:" in written:
         return re.sub(r"\$\{now:[^}]*\}", "<start time>", written)
     return str(OmegaConf.select(cfg, key))
@@ -35,12 +41,21 @@ def swept(override: str) -> bool:
 
 
 def job_overrides(overrides: list[str]) -> list[list[str]]:
-    """The basic sweeper's own expansion of `a=1,2 b=x,y` into one override list per job."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parsed = OverridesParser.create().parse_overrides(overrides)
-    return BasicSweeper.split_arguments(parsed, max_batch_size=None)[0]
+    """`a=1,2 b=x,y` as the basic sweeper expands it: one override list per job, the
+    cartesian product in the order given (its `choice`, `range` and `glob` included)."""
+    per_override = []
+    for override in OverridesParser.create().parse_overrides(overrides):
+        if not override.is_sweep_override():
+            per_override.append([override.input_line])
+        elif override.is_discrete_sweep():
+            key = override.get_key_element()
+            per_override.append([f"{key}={v}" for v in override.sweep_string_iterator()])
+        else:  # interval(): a sampler's range, which the basic sweeper cannot enumerate
+            raise UserError(
+                f"{override.input_line}: a range the basic sweeper cannot list; "
+                "sample it with hparams_search=optuna, or give values: a=1,2,3"
+            )
+    return [list(job) for job in itertools.product(*per_override)]
 
 
 def optuna(cfg: DictConfig, overrides: list[str]) -> list[str]:
@@ -65,7 +80,6 @@ def study_preflight(args: list[str]) -> None:
     in one line each, before Hydra starts."""
     if not any(a.split("=", 1)[0] in ("hparams_search", "hydra/sweeper") for a in args):
         return
-    from src.sweeps import study
 
     overrides = [a for a in args if not a.startswith("-")]
     hydra_part = [o for o in overrides if o.lstrip("+~").startswith("hydra")]
@@ -91,9 +105,6 @@ def before_hydra(argv: list[str]) -> list[str]:
     overrides, the overrides checked (typos; a study's sampler, pruner, space and storage),
     `--dry-run` shown and ended here; the command line Hydra is then given (a sweep job's folder
     quoted, under torchrun every rank's run folder rank 0's)."""
-    from src.config import cli, preflight
-    from src.config.errors import reported
-    from src.trainers.distributed import hydra_overrides
 
     argv = cli.quote_paths(argv, ("resume",))  # a sweep job's folder, as shown
     with reported():
@@ -136,8 +147,6 @@ def main(argv: list[str]) -> int:
     data_swept = any(swept(o) and o.lstrip("+~").startswith("dataset") for o in app)
     base = composed([*hydra_part, *(o for o in app if not swept(o))], validate=not data_swept)
     if "optuna" in str(OmegaConf.select(base, "hydra.sweeper._target_", default="")):
-        from src.sweeps import study
-
         study.check(base, [o for o in app if swept(o)], open_storage=False)
         print("\n".join(optuna(base, app)))
         return 0

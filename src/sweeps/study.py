@@ -19,6 +19,7 @@ one machine, an RDB URL across machines).
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
 import time
@@ -27,9 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Transformer
+from hydra.core.utils import JobStatus
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from src.config.errors import UserError
+from src.config.rundir import read_status, write_atomic
 
 if TYPE_CHECKING:
     import optuna
@@ -50,7 +56,6 @@ RESULTS_FILE = "optimization_results.yaml"  # <sweep dir>/: the best trial so fa
 def space(params: Mapping[str, Any] | None, arguments: list[str]) -> tuple[dict, list[str]]:
     """(name -> Optuna distribution, the fixed overrides every trial gets) from the sweeper's
     `params` and the command line's overrides (a sweep there joins the space)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
 
     texts = [f"{k}={v}" for k, v in (params or {}).items()] + list(arguments)
     distributions, fixed = {}, {}
@@ -66,7 +71,6 @@ def space(params: Mapping[str, Any] | None, arguments: list[str]) -> tuple[dict,
 
 
 def distribution(override: Any) -> optuna.distributions.BaseDistribution:
-    from hydra.core.override_parser.types import Transformer
     from optuna.distributions import (
         CategoricalDistribution,
         FloatDistribution,
@@ -112,9 +116,6 @@ def optuna_object(node: Any, kind: str, module: str) -> Any:
     if node is None:
         return None
     target = str(node.get("_target_", "")) if isinstance(node, Mapping) else str(node)
-    import importlib
-
-    from hydra.utils import instantiate
 
     try:
         if not target.startswith(f"optuna.{module}."):
@@ -136,8 +137,10 @@ def optuna_object(node: Any, kind: str, module: str) -> Any:
         ) from None
 
 
-EXAMPLES = {"sampler": "optuna.samplers.TPESampler",
-            "pruner": "optuna.pruners.MedianPruner, optuna.pruners.HyperbandPruner"}  # fmt: skip
+EXAMPLES = {
+    "sampler": "optuna.samplers.TPESampler",
+    "pruner": "optuna.pruners.MedianPruner, optuna.pruners.HyperbandPruner",
+}
 
 
 def storage(url: str | None) -> Any:
@@ -172,8 +175,9 @@ def check_workers(n_jobs: int, launcher: DictConfig) -> None:
             f"hydra.sweeper.n_jobs={n_jobs}: the basic launcher runs one job at a time; add "
             f"hydra/launcher=joblib hydra.launcher.n_jobs={n_jobs} (or set n_jobs=1)"
         )
-    workers = launcher.get("n_jobs") if "joblib" in target.lower() else launcher.get(
-        "array_parallelism")  # fmt: skip
+    workers = (
+        launcher.get("n_jobs") if "joblib" in target.lower() else launcher.get("array_parallelism")
+    )
     if isinstance(workers, int) and 0 < workers < n_jobs:
         key = "n_jobs" if "joblib" in target.lower() else "array_parallelism"
         raise UserError(
@@ -207,8 +211,10 @@ def check(cfg: DictConfig, arguments: list[str], open_storage: bool = True) -> N
             try:
                 folder.mkdir(parents=True, exist_ok=True)
             except OSError as e:
-                raise UserError(f"hydra.sweeper.storage={settings.storage}: cannot be opened "
-                                f"({folder}: {e.strerror})") from None  # fmt: skip
+                raise UserError(
+                    f"hydra.sweeper.storage={settings.storage}: cannot be opened "
+                    f"({folder}: {e.strerror})"
+                ) from None
         storage(settings.storage).engine.dispose()
 
 
@@ -233,8 +239,9 @@ class Settings:
     trial: int | None = None  # set by the sweeper for each job: the id of its trial
 
 
-def run_study(settings: Settings, config: DictConfig, launcher: Any, arguments: list[str]
-              ) -> optuna.Study:  # fmt: skip
+def run_study(
+    settings: Settings, config: DictConfig, launcher: Any, arguments: list[str]
+) -> optuna.Study:
     """Ask, launch, tell, `n_trials` times, `n_jobs` at a time."""
     import optuna
 
@@ -243,27 +250,40 @@ def run_study(settings: Settings, config: DictConfig, launcher: Any, arguments: 
     check_workers(settings.n_jobs, config.hydra.launcher)
     sampler = optuna_object(settings.sampler, "sampler", "samplers")
     pruner = optuna_object(settings.pruner, "pruner", "pruners")
-    directions = [settings.direction] if isinstance(settings.direction, str) else list(
-        settings.direction)  # fmt: skip
+    directions = (
+        [settings.direction] if isinstance(settings.direction, str) else list(settings.direction)
+    )
     study = optuna.create_study(
-        study_name=settings.study_name, storage=storage(settings.storage), sampler=sampler,
-        pruner=pruner or optuna.pruners.NopPruner(), directions=directions, load_if_exists=True,
-    )  # fmt: skip
-    log.info(f"study {study.study_name} ({settings.storage or 'in memory'}): {len(study.trials)} "
-             f"trials so far; {settings.n_trials} to run, {settings.n_jobs} at a time; sampler "
-             f"{type(study.sampler).__name__}, pruner {type(study.pruner).__name__}")  # fmt: skip
+        study_name=settings.study_name,
+        storage=storage(settings.storage),
+        sampler=sampler,
+        pruner=pruner or optuna.pruners.NopPruner(),
+        directions=directions,
+        load_if_exists=True,
+    )
+    log.info(
+        f"study {study.study_name} ({settings.storage or 'in memory'}): {len(study.trials)} "
+        f"trials so far; {settings.n_trials} to run, {settings.n_jobs} at a time; sampler "
+        f"{type(study.sampler).__name__}, pruner {type(study.pruner).__name__}"
+    )
     left, job_idx = settings.n_trials, 0
     while left > 0:
         trials = [study.ask(distributions) for _ in range(min(settings.n_jobs, left))]
         overrides = [
-            (*(override_of(k, v) for k, v in t.params.items()), *fixed,
-             f"hydra.sweeper.trial={t.number}")  # the job reports to its trial; its folder
-            for t in trials                          # begins with the number
-        ]  # fmt: skip
+            (
+                *(override_of(k, v) for k, v in t.params.items()),
+                *fixed,
+                f"hydra.sweeper.trial={t.number}",
+            )  # the job reports to its trial; its folder
+            for t in trials  # begins with the number
+        ]
         returns = launcher.launch(overrides, initial_job_idx=job_idx)
         job_idx, left = job_idx + len(returns), left - len(returns)
-        failed = [ret for trial, ret in zip(trials, returns, strict=True)
-                  if not tell(study, trial, ret, len(directions))]  # fmt: skip
+        failed = [
+            ret
+            for trial, ret in zip(trials, returns, strict=True)
+            if not tell(study, trial, ret, len(directions))
+        ]
         if len(failed) / len(returns) > settings.max_failure_rate:
             failed[0].return_value  # noqa: B018  (re-raises the job's error: the sweep stops)
     write_results(study, Path(config.hydra.sweep.dir))
@@ -273,10 +293,7 @@ def run_study(settings: Settings, config: DictConfig, launcher: Any, arguments: 
 def tell(study: optuna.Study, trial: optuna.Trial, ret: Any, objectives: int) -> bool:
     """The study learns how the job ended: complete with its value, pruned (status.json), or
     failed. False for a failed job."""
-    from hydra.core.utils import JobStatus
     from optuna.trial import TrialState
-
-    from src.config.rundir import read_status
 
     if ret.status != JobStatus.COMPLETED:
         study.tell(trial, state=TrialState.FAIL)
@@ -299,11 +316,11 @@ def write_results(study: optuna.Study, sweep_dir: Path) -> None:
     storage; `optuna-dashboard <storage URL>` shows them)."""
     from optuna.trial import TrialState
 
-    from src.config.rundir import write_atomic
-
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    counts = {s.name.lower(): len(study.get_trials(deepcopy=False, states=(s,)))
-              for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}  # fmt: skip
+    counts = {
+        s.name.lower(): len(study.get_trials(deepcopy=False, states=(s,)))
+        for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    }
     out: dict[str, Any] = {"name": "optuna", "study": study.study_name, "trials": counts}
     if done and len(study.directions) == 1:
         out.update(best_params=dict(study.best_params), best_value=study.best_value)
@@ -311,9 +328,11 @@ def write_results(study: optuna.Study, sweep_dir: Path) -> None:
         out["best_trials"] = [{"params": t.params, "values": t.values} for t in study.best_trials]
     sweep_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(sweep_dir / RESULTS_FILE, OmegaConf.to_yaml(OmegaConf.create(out)))
-    log.info(f"best so far: {out.get('best_value', out.get('best_trials'))} "
-             f"({counts['complete']} complete, {counts['pruned']} pruned, "
-             f"{counts['fail']} failed)")  # fmt: skip
+    log.info(
+        f"best so far: {out.get('best_value', out.get('best_trials'))} "
+        f"({counts['complete']} complete, {counts['pruned']} pruned, "
+        f"{counts['fail']} failed)"
+    )
 
 
 # --- the job's side: its trial -----------------------------------------------------------------
@@ -334,8 +353,7 @@ class JobTrial:
         number = sweeper.get("trial")
         if number is None or not sweeper.get("storage"):
             return None
-        return cls(sweeper["study_name"], sweeper["storage"], int(number),
-                   sweeper.get("pruner"))  # fmt: skip
+        return cls(sweeper["study_name"], sweeper["storage"], int(number), sweeper.get("pruner"))
 
     def should_prune(self, step: int, value: float) -> bool:
         import optuna

@@ -18,16 +18,15 @@ import io
 import logging
 import math
 import re
-import traceback
 from pathlib import Path
 from typing import Any
 
-from hydra.errors import CompactHydraException
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from src.config.errors import UserError
-from src.config.rundir import BEST, ERROR_FILE, STARTS, locked, write_atomic
+from src.config.rundir import BEST, STARTS, locked, write_atomic
 from src.outputs.render import interval, number
 from src.outputs.trained import Job, natural, sweep_jobs
 from src.tasks.metrics import higher_is_better
@@ -124,8 +123,9 @@ def to_markdown(jobs: list[Job], metric: str | None, title: str) -> str:
     """Swept overrides as columns; the ones every job shares on one line above the table."""
     swept, shared = swept_keys(jobs)
     header, *rows = _table(jobs, swept, metric_columns(jobs, metric))
-    counts = ", ".join(f"{n} {s}" for s in STATUS_ORDER
-                       if (n := sum(j.status == s for j in jobs)) or s != "pruned")  # fmt: skip
+    counts = ", ".join(
+        f"{n} {s}" for s in STATUS_ORDER if (n := sum(j.status == s for j in jobs)) or s != "pruned"
+    )
     if restarted(jobs):  # what a rerun of the sweep did with each job
         counts += "; " + ", ".join(f"{sum(j.start == s for j in jobs)} {s}" for s in STARTS)
     lines = [f"# Sweep {title}", "", f"{len(jobs)} job{'s' * (len(jobs) != 1)}: {counts}."]
@@ -224,8 +224,11 @@ def plot(jobs: list[Job], metric: str, path: Path) -> bool:
             ax.set_xticks(range(len(categories)), categories, rotation=20)
             ax.set_xlim(-0.5, len(categories) - 0.5)
         for state, marker in (("finished", "o"), ("pruned", "x")):  # pruned: its best so far
-            shown = [(where(x), j.metrics[metric]) for x, j in zip(values, done, strict=True)
-                     if j.status == state]  # fmt: skip
+            shown = [
+                (where(x), j.metrics[metric])
+                for x, j in zip(values, done, strict=True)
+                if j.status == state
+            ]
             if shown:
                 ax.scatter(*zip(*shown, strict=True), marker=marker, alpha=0.6, label=state)
         if any(j.status == "pruned" for j in done):
@@ -233,8 +236,15 @@ def plot(jobs: list[Job], metric: str, path: Path) -> bool:
         if groups and key != "seed":  # each configuration's mean ± std over its seeds
             stats = [(where(o.get(key, "")), *_stats(js, metric)[:2]) for o, js in groups]
             xs, means, stds = zip(*stats, strict=True)
-            ax.errorbar(xs, means, yerr=[0 if math.isnan(s) else s for s in stds], fmt="D",
-                        color="black", capsize=4, label="mean ± std over seeds")  # fmt: skip
+            ax.errorbar(
+                xs,
+                means,
+                yerr=[0 if math.isnan(s) else s for s in stds],
+                fmt="D",
+                color="black",
+                capsize=4,
+                label="mean ± std over seeds",
+            )
             ax.legend(fontsize="small")
         ax.set(xlabel=key, ylabel=metric)
         ax.grid(alpha=0.3)
@@ -281,19 +291,10 @@ class SweepSummary(Callback):
         Path(config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
-        from hydra.core.utils import JobStatus
-        from hydra.types import RunMode
 
         if config.hydra.mode != RunMode.MULTIRUN:
             return
-        if job_return.status == JobStatus.FAILED:
-            # _return_value holds the exception; the public accessor would re-raise it.
-            error = job_return._return_value
-            text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-            if isinstance(error, CompactHydraException):  # a user's mistake: its one line
-                text = f"{error}\n"
-            write_atomic(Path(config.hydra.runtime.output_dir) / ERROR_FILE, text)
-        summarize(Path(config.hydra.sweep.dir))
+        summarize(Path(config.hydra.sweep.dir))  # a failed job wrote its error.txt itself
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)

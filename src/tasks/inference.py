@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 Backend = Callable[[Any], np.ndarray]
 
 
-
 def documents(examples: Encoded, backend: Backend, pooling: str = "logits") -> np.ndarray:
     """One row of logits per document: the backend's rows for `examples`, each document's
     windows pooled (`pool`)."""

@@ -55,8 +55,11 @@ TASKS = ("single_label", "multi_label", "regression")
 TASK_METRICS = {t: tuple(m for m, info in REGISTRY.items() if info.task == t) for t in TASKS}
 CORE = TASK_METRICS["single_label"]
 # per task: the two test metrics a sweep's table shows beside the best eval value
-HEADLINE = {"single_label": ("accuracy", "f1"), "multi_label": ("f1_micro", "subset_accuracy"),
-            "regression": ("mse", "pearson")}  # fmt: skip
+HEADLINE = {
+    "single_label": ("accuracy", "f1"),
+    "multi_label": ("f1_micro", "subset_accuracy"),
+    "regression": ("mse", "pearson"),
+}
 # the per-example right-or-wrong metric McNemar's test pairs (none for regression)
 EXACT = {"single_label": "accuracy", "multi_label": "subset_accuracy"}
 
@@ -79,8 +82,9 @@ def average(num_labels: int) -> str:
     return "binary" if num_labels == 2 else "macro"
 
 
-def compute(labels: np.ndarray, preds: np.ndarray, num_labels: int,
-            task: str = "single_label") -> dict[str, float]:  # fmt: skip
+def compute(
+    labels: np.ndarray, preds: np.ndarray, num_labels: int, task: str = "single_label"
+) -> dict[str, float]:
     """The task's metrics of one set of predictions. Single-label: accuracy, precision, recall,
     F1, binary for two labels (positive = id 1), macro for more (scikit-learn's definitions with
     zero_division=0, from the confusion counts). Multi-label (multi-hot truth and predictions):
@@ -101,8 +105,12 @@ def _single_label(labels: np.ndarray, preds: np.ndarray, k: int) -> dict[str, np
     recall = _ratio(tp, confusion.sum(2))  # of the true c, the predicted c
     f1 = _ratio(2 * precision * recall, precision + recall)
     pooled = (lambda v: v[:, 1]) if average(k) == "binary" else (lambda v: v.mean(1))
-    return {"accuracy": tp.sum(1) / n, "precision": pooled(precision),
-            "recall": pooled(recall), "f1": pooled(f1)}  # fmt: skip
+    return {
+        "accuracy": tp.sum(1) / n,
+        "precision": pooled(precision),
+        "recall": pooled(recall),
+        "f1": pooled(f1),
+    }
 
 
 def _multi_label(labels: np.ndarray, preds: np.ndarray, k: int) -> dict[str, np.ndarray]:
@@ -152,20 +160,28 @@ BOOTSTRAP_RESAMPLES = 1000
 BLOCK_CELLS = 2**24  # resampled cells scored at once: bounds the bootstrap's memory
 
 
-def resampled(labels: np.ndarray, preds: np.ndarray, k: int, task: str,
-              draws: np.ndarray) -> dict[str, np.ndarray]:  # fmt: skip
+def resampled(
+    labels: np.ndarray, preds: np.ndarray, k: int, task: str, draws: np.ndarray
+) -> dict[str, np.ndarray]:
     """The task's metrics of each resample (a row of `draws`: example indices), in blocks."""
     cells = max(1, labels[:1].size) * draws.shape[1]
     block = max(1, BLOCK_CELLS // cells)
-    parts = [SCORES[task](labels[rows], preds[rows], k)
-             for rows in (draws[i : i + block] for i in range(0, len(draws), block))]  # fmt: skip
+    parts = [
+        SCORES[task](labels[rows], preds[rows], k)
+        for rows in (draws[i : i + block] for i in range(0, len(draws), block))
+    ]
     return {m: np.concatenate([p[m] for p in parts]) for m in parts[0]}
 
 
 def bootstrap_ci(
-    labels: np.ndarray, preds: np.ndarray, num_labels: int, resamples: int = BOOTSTRAP_RESAMPLES,
-    seed: int = 0, level: float = 0.95, task: str = "single_label",
-) -> dict[str, list[float]]:  # fmt: skip
+    labels: np.ndarray,
+    preds: np.ndarray,
+    num_labels: int,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+    level: float = 0.95,
+    task: str = "single_label",
+) -> dict[str, list[float]]:
     """A percentile bootstrap interval for each of the task's metrics: the test examples are
     resampled with replacement `resamples` times (seeded, so a rerun gives the same interval),
     each resample is scored, and the interval spans the middle `level` of those scores."""
@@ -197,9 +213,15 @@ class PairedDifference:
         return (self.difference > 0) == higher_is_better(self.metric)
 
 
-def paired_differences(labels: np.ndarray, preds_a: np.ndarray, preds_b: np.ndarray,
-                       num_labels: int, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
-                       task: str = "single_label") -> list[PairedDifference]:  # fmt: skip
+def paired_differences(
+    labels: np.ndarray,
+    preds_a: np.ndarray,
+    preds_b: np.ndarray,
+    num_labels: int,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+    task: str = "single_label",
+) -> list[PairedDifference]:
     """Each of the task's metrics' B - A with a paired-bootstrap interval: every resample draws
     the same examples for both runs, so what the two runs share (which examples are hard)
     cancels out; the per-example exact metric (accuracy, subset accuracy) also gets McNemar's
@@ -241,8 +263,13 @@ class Metrics(Spec):
         allowed="a list of evaluate metric names or paths",
     )
 
-    def build(self, task: Any, num_labels: int, pooling: str = "logits",
-              names: Sequence[str] | None = None) -> Scorer:  # fmt: skip
+    def build(
+        self,
+        task: Any,
+        num_labels: int,
+        pooling: str = "logits",
+        names: Sequence[str] | None = None,
+    ) -> Scorer:
         """Load every extra module now, so that a bad name fails before any training."""
         extra = [_load(name) for name in self.extra]
         return Scorer(task, num_labels, extra, pooling, names)
@@ -254,8 +281,14 @@ class Scorer:
     evaluation counts documents, never windows. `task` (src.tasks) turns the examples' targets
     back into labels and logits into predictions."""
 
-    def __init__(self, task: Any, num_labels: int, extra: Sequence[Any] = (),
-                 pooling: str = "logits", names: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        task: Any,
+        num_labels: int,
+        extra: Sequence[Any] = (),
+        pooling: str = "logits",
+        names: Sequence[str] | None = None,
+    ) -> None:
         self.task, self.num_labels, self.extra = task, num_labels, list(extra)
         self.pooling, self.names = pooling, names
 
@@ -305,8 +338,9 @@ def _load(name: str):
         ) from None
 
 
-def report(labels: np.ndarray, preds: np.ndarray, label_names: Sequence[str],
-           task: str = "single_label") -> str:  # fmt: skip
+def report(
+    labels: np.ndarray, preds: np.ndarray, label_names: Sequence[str], task: str = "single_label"
+) -> str:
     """classification_report.txt: scikit-learn's per-label report (multi-label: on the label
     indicator matrix, with micro, macro and per-example averages); for regression, the metrics
     and the residuals' spread."""
@@ -315,11 +349,18 @@ def report(labels: np.ndarray, preds: np.ndarray, label_names: Sequence[str],
     if task == "regression":
         truth, guess = np.asarray(labels, np.float64), np.asarray(preds, np.float64)
         scores, residual = compute(truth, guess, 1, task), guess - truth
-        rows = [*scores.items(), ("mean residual", residual.mean()),
-                ("residual std", residual.std()), ("true mean", truth.mean()),
-                ("true std", truth.std()), ("examples", len(truth))]  # fmt: skip
-        return "".join(f"{name:>16}  {value:.4f}\n" if isinstance(value, float)
-                       else f"{name:>16}  {value}\n" for name, value in rows)  # fmt: skip
+        rows = [
+            *scores.items(),
+            ("mean residual", residual.mean()),
+            ("residual std", residual.std()),
+            ("true mean", truth.mean()),
+            ("true std", truth.std()),
+            ("examples", len(truth)),
+        ]
+        return "".join(
+            f"{name:>16}  {value:.4f}\n" if isinstance(value, float) else f"{name:>16}  {value}\n"
+            for name, value in rows
+        )
     return classification_report(
         labels,
         preds,

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+from hydra.utils import get_class
 
 from src.config.errors import UserError
 from src.config.knobs import CLASS_WEIGHTS
@@ -40,8 +41,9 @@ FLAT_SPREAD = 0.05  # regression: predictions spread under this share of the lab
 
 
 def _metric(task: str, default: str):
-    return param(default, f"picks the best epoch by default ({task}'s metrics)",
-                 choices=TASK_METRICS[task])  # fmt: skip
+    return param(
+        default, f"picks the best epoch by default ({task}'s metrics)", choices=TASK_METRICS[task]
+    )
 
 
 def label_list(labels: Sequence[str]) -> list[str]:
@@ -70,9 +72,11 @@ class Task(Spec):
     # The `epochs` and `class_weights` knobs read these: what each task learns with by default.
     epochs: int = param(2, "passes over the training split (the epochs knob reads it)", ge=1)
     class_weights: str | list | None = param(
-        None, "weights the loss per class: balanced (inverse frequency) or one weight per label "
-        "(the class_weights knob reads it)", **CLASS_WEIGHTS,
-    )  # fmt: skip
+        None,
+        "weights the loss per class: balanced (inverse frequency) or one weight per label "
+        "(the class_weights knob reads it)",
+        **CLASS_WEIGHTS,
+    )
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -188,8 +192,9 @@ class Task(Spec):
     def score(self, truth: np.ndarray, preds: np.ndarray, k: int) -> dict[str, float]:
         return compute(truth, preds, k, self.NAME)
 
-    def degenerate(self, truth: np.ndarray, preds: np.ndarray,
-                   names: Sequence[str] | None = None) -> str | None:  # fmt: skip
+    def degenerate(
+        self, truth: np.ndarray, preds: np.ndarray, names: Sequence[str] | None = None
+    ) -> str | None:
         """One line naming the likely fix when the model predicts one thing: here one class
         for 95% of the texts or more, where the labels' largest class holds under two thirds."""
         preds, truth = np.asarray(preds), np.asarray(truth)
@@ -200,9 +205,11 @@ class Task(Spec):
         if share < CONSTANT_SHARE or largest >= 2 / 3:
             return None
         name = names[top] if names is not None else str(top)
-        return (f"the model predicts '{name}' for {share:.0%} of the texts (the labels' largest "
-                f"class: {largest:.0%}): it learnt one answer; try more epochs "
-                "(trainer.min_steps), another lr, or class_weights=balanced")  # fmt: skip
+        return (
+            f"the model predicts '{name}' for {share:.0%} of the texts (the labels' largest "
+            f"class: {largest:.0%}): it learnt one answer; try more epochs "
+            "(trainer.min_steps), another lr, or class_weights=balanced"
+        )
 
     def tune(self, logits: np.ndarray, truth: np.ndarray, k: int) -> None:
         """Choose what the task decides with on the validation split (multi_label's threshold)."""
@@ -240,7 +247,6 @@ def _one_per_label(setting: list, names: Sequence[str]) -> list[float]:
 
 
 def _target_class(node: Mapping) -> Any:
-    from hydra.utils import get_class
 
     try:
         return get_class(node["_target_"])
@@ -267,14 +273,20 @@ class MultiLabel(Task):
     best_metric: str = _metric("multi_label", "f1_micro")
     # Sparse labels (most texts with none) need both: 2 unweighted epochs learn "no label"
     # (benchmarks/RESULTS_tasks.md, issue 31); early stopping ends what does not help.
-    epochs: int = param(10, "passes over the training split (the epochs knob reads it): sparse "
-                        "labels need more steps", ge=1)  # fmt: skip
+    epochs: int = param(
+        10,
+        "passes over the training split (the epochs knob reads it): sparse labels need more steps",
+        ge=1,
+    )
     class_weights: str | list | None = param(
-        "balanced", "balanced: BCE's pos_weight, negatives / positives of each label; or one "
-        "weight per label (the class_weights knob reads it)", **CLASS_WEIGHTS,
-    )  # fmt: skip
-    threshold: float = param(0.5, "a label is predicted when its probability reaches this", gt=0,
-                             lt=1)  # fmt: skip
+        "balanced",
+        "balanced: BCE's pos_weight, negatives / positives of each label; or one "
+        "weight per label (the class_weights knob reads it)",
+        **CLASS_WEIGHTS,
+    )
+    threshold: float = param(
+        0.5, "a label is predicted when its probability reaches this", gt=0, lt=1
+    )
     tune_threshold: bool = param(
         False, "choose the threshold with the best micro F1 on the validation split (0.05 steps)"
     )
@@ -328,10 +340,13 @@ class MultiLabel(Task):
             positives = self.truth(labels, len(names)).sum(0)
             if (positives == 0).any():  # a label the split sent wholly to validation or test
                 missing = [n for n, c in zip(names, positives, strict=True) if c == 0]
-                log.warning(f"class_weights=balanced: no training example of {missing}; "
-                            "weight 1 for it (nothing to balance)")  # fmt: skip
-            return np.where(positives > 0, (len(labels) - positives) / np.maximum(positives, 1),
-                            1.0).tolist()  # fmt: skip
+                log.warning(
+                    f"class_weights=balanced: no training example of {missing}; "
+                    "weight 1 for it (nothing to balance)"
+                )
+            return np.where(
+                positives > 0, (len(labels) - positives) / np.maximum(positives, 1), 1.0
+            ).tolist()
         return _one_per_label(setting, names)
 
     def loss(self, weights: list[float] | None):
@@ -355,16 +370,19 @@ class MultiLabel(Task):
     def decide(self, logits: np.ndarray) -> np.ndarray:
         return sigmoid(logits) >= self.threshold
 
-    def degenerate(self, truth: np.ndarray, preds: np.ndarray,
-                   names: Sequence[str] | None = None) -> str | None:  # fmt: skip
+    def degenerate(
+        self, truth: np.ndarray, preds: np.ndarray, names: Sequence[str] | None = None
+    ) -> str | None:
         """No label for every text, or every label for every text."""
         preds = np.asarray(preds, bool)
         if not preds.size or (preds.any() and not preds.all()):
             return None
         which = "no label" if not preds.any() else "every label"
-        return (f"the model predicts {which} for every text: it learnt one answer; try "
-                "more epochs, class_weights=balanced (the default) if it was turned off, or "
-                "task.tune_threshold=true")  # fmt: skip
+        return (
+            f"the model predicts {which} for every text: it learnt one answer; try "
+            "more epochs, class_weights=balanced (the default) if it was turned off, or "
+            "task.tune_threshold=true"
+        )
 
     def tune(self, logits: np.ndarray, truth: np.ndarray, k: int) -> None:
         """tune_threshold: the grid's threshold with the best micro F1 on `truth` (the
@@ -415,9 +433,10 @@ class Regression(Task):
 
     best_metric: str = _metric("regression", "mse")
     standardize: bool = param(
-        True, "train on (y - mean) / std of the training labels; the saved model's last layer "
+        True,
+        "train on (y - mean) / std of the training labels; the saved model's last layer "
         "is scaled back, so predictions come in the label's units",
-    )  # fmt: skip
+    )
     mean: float = field(default=0.0, init=False, repr=False)
     std: float = field(default=1.0, init=False, repr=False)
 
@@ -486,18 +505,25 @@ class Regression(Task):
     def decide(self, logits: np.ndarray) -> np.ndarray:
         return np.asarray(logits, np.float64).reshape(len(logits), -1)[:, 0] * self.std + self.mean
 
-    def degenerate(self, truth: np.ndarray, preds: np.ndarray,
-                   names: Sequence[str] | None = None) -> str | None:  # fmt: skip
+    def degenerate(
+        self, truth: np.ndarray, preds: np.ndarray, names: Sequence[str] | None = None
+    ) -> str | None:
         """Predictions whose spread is under 5% of the labels' (a model that says the mean)."""
         spread, labels = float(np.std(preds)), float(np.std(truth))
         if not len(preds) or labels == 0 or spread >= FLAT_SPREAD * labels:
             return None
-        return (f"the predictions barely vary (std {spread:.3g}, the labels' {labels:.3g}): "
-                "the model learnt one answer; try more epochs (trainer.min_steps) or another lr")
+        return (
+            f"the predictions barely vary (std {spread:.3g}, the labels' {labels:.3g}): "
+            "the model learnt one answer; try more epochs (trainer.min_steps) or another lr"
+        )
 
     def state(self) -> dict:
-        return {"name": self.NAME, "standardize": self.standardize,
-                "target_mean": self.mean, "target_std": self.std}  # fmt: skip
+        return {
+            "name": self.NAME,
+            "standardize": self.standardize,
+            "target_mean": self.mean,
+            "target_std": self.std,
+        }
 
     def export(self, model: torch.nn.Module) -> None:
         """Fold the targets' scale into the last Linear layer (w * std, b * std + mean), so the

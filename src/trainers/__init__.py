@@ -16,6 +16,8 @@ import math
 from dataclasses import MISSING, dataclass, replace
 from typing import ClassVar
 
+from hydra.utils import get_class
+
 from src.config.devices import DEVICE, PRECISIONS
 from src.config.schema import Spec, param
 from src.tasks.metrics import REGISTRY
@@ -36,14 +38,12 @@ class TrainerConfig(Spec):
     knobs feed (epochs, batch sizes, the metric, device, compile, seed) have their defaults
     there (src/config/knobs.py, or the task's), none here."""
 
-    epochs: int = param(MISSING, "passes over the training split (more to reach min_steps)",
-                        ge=1)  # fmt: skip
+    epochs: int = param(MISSING, "passes over the training split (more to reach min_steps)", ge=1)
     min_steps: int = param(
         150, "optimizer steps a run takes at least: a small dataset gets more epochs; 0: off", ge=0
     )
     max_epochs: int = param(20, "the most epochs min_steps may raise `epochs` to", ge=1)
-    batch_size: int = param(MISSING, "examples per step and process (global = x processes)",
-                            ge=1)  # fmt: skip
+    batch_size: int = param(MISSING, "examples per step and process (global = x processes)", ge=1)
     eval_batch_size: int = param(MISSING, "examples per evaluation batch", ge=1)
     grad_accum_steps: int = param(1, "batches whose gradients add up to one step", ge=1)
     group_by_length: bool = param(
@@ -51,17 +51,20 @@ class TrainerConfig(Spec):
     )
     max_grad_norm: float | None = param(1.0, "clip gradients to this norm; null: no clip", ge=0)
     metric_for_best_model: str = param(
-        MISSING, "picks the best epoch on the eval split (the task's best_metric)",
+        MISSING,
+        "picks the best epoch on the eval split (the task's best_metric)",
         choices=tuple(REGISTRY),
-    )  # fmt: skip
+    )
     early_stopping_patience: int | None = param(
         3, "stop after N epochs without a better metric_for_best_model; null: never", ge=1
     )
     device: str = param(MISSING, "auto = cuda, else mps, else cpu (the device knob)", **DEVICE)
     precision: str = param(
-        "auto", "auto: bf16 (else fp16) on CUDA; on CPU bf16 where native (AVX512-BF16, AMX: "
-        "detected), else fp32", choices=PRECISIONS,
-    )  # fmt: skip
+        "auto",
+        "auto: bf16 (else fp16) on CUDA; on CPU bf16 where native (AVX512-BF16, AMX: "
+        "detected), else fp32",
+        choices=PRECISIONS,
+    )
     num_workers: int = param(0, "DataLoader worker processes", ge=0)
     compile: bool = param(MISSING, "torch.compile the training forward (the compile knob)")
     seed: int = param(MISSING, "seeds the weights' init, dropout and batch order (the seed knob)")
@@ -90,7 +93,6 @@ class TrainerConfig(Spec):
     def build(self, logger=None, loss=None):
         """The loop this config names (its module imports torch, so it loads only here).
         `loss`: (logits, targets) -> loss, the task's weighted one; None: the model's own."""
-        from hydra.utils import get_class
 
         return get_class(self.LOOP)(self, logger, loss)
 

@@ -12,11 +12,21 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from src import data
 from src.config import validation as spec
 from src.config.errors import UserError
 from src.models import parameter_counts
+from src.models.encoders import check_levers, levers_left
+from src.tasks.metrics import bootstrap_ci
+from src.trainers import progress
+from src.trainers.common import check_batches
+from src.trainers.distributed import is_main
+from src.trainers.loggers import NullLogger
+from src.trainers.optim import build_optimizer
 
 if TYPE_CHECKING:
     import numpy as np
@@ -59,20 +69,28 @@ class Built:
 
     def fit(self, run_dir: Path, resume_from: Path | None = None) -> TrainResult:
         """Train (or resume from a checkpoint); the model ends on its best weights."""
-        return self.trainer.fit(self.model, self.encoded["train"], self.encoded["eval"],
-                                self.collator, self.optimizer, self.scheduler, self.scorer,
-                                run_dir, resume_from)  # fmt: skip
+        return self.trainer.fit(
+            self.model,
+            self.encoded["train"],
+            self.encoded["eval"],
+            self.collator,
+            self.optimizer,
+            self.scheduler,
+            self.scorer,
+            run_dir,
+            resume_from,
+        )
 
     def logits(self, split: str) -> np.ndarray:
         """The model's logits on an encoded split, one row per text (windows pooled): through
         the trainer's backend and src.tasks.inference, as its evaluation."""
-        return self.scorer.logits(self.encoded[split], self.trainer.backend(self.model,
-                                                                            self.collator))
+        return self.scorer.logits(
+            self.encoded[split], self.trainer.backend(self.model, self.collator)
+        )
 
     def score_test(self) -> Scored:
         """The test split, scored once. First, a task that decides by a threshold tuned on
         validation (task.tune_threshold) tunes it."""
-        from src.tasks.metrics import bootstrap_ci
 
         task, corpus, k = self.task, self.corpus, len(self.corpus.label_names)
         if getattr(task, "tune_threshold", False):
@@ -103,8 +121,6 @@ class Scored:
 def opened_logger(node: DictConfig, run_dir: Path) -> Iterator[ScalarLogger]:
     """The run's logger, open from build to save and closed once, however the run ends (MLflow
     then marks its run FINISHED, FAILED or KILLED). Under torchrun, rank 0's alone logs."""
-    from src.trainers.distributed import is_main
-    from src.trainers.loggers import NullLogger
 
     logger = make(node, run_dir=run_dir) if is_main() else NullLogger()
     try:
@@ -116,12 +132,6 @@ def opened_logger(node: DictConfig, run_dir: Path) -> Iterator[ScalarLogger]:
 def build(cfg: DictConfig, logger: ScalarLogger) -> Built:
     """Data, tokenizer, model, trainer, optimizer and schedule, each logged as it is built."""
     from transformers import set_seed
-
-    from src import data
-    from src.models.encoders import check_levers, levers_left
-    from src.trainers import progress
-    from src.trainers.common import check_batches
-    from src.trainers.optim import build_optimizer
 
     spec.check_callables(cfg)
     task = make(cfg.task)
@@ -146,14 +156,18 @@ def build(cfg: DictConfig, logger: ScalarLogger) -> Built:
         log.warning(line)
     tokenizer = backbone.tokenizer()
     k = len(corpus.label_names)
-    splits = {name: replace(split, labels=task.to_targets(split.labels, k)) for name, split in
-              (("train", corpus.train), ("eval", corpus.eval), ("test", corpus.test))}  # fmt: skip
+    splits = {
+        name: replace(split, labels=task.to_targets(split.labels, k))
+        for name, split in (("train", corpus.train), ("eval", corpus.eval), ("test", corpus.test))
+    }
     cut = (cfg.max_length, cfg.truncation, cfg.stride, cfg.tokenize_cache)
     encoded = {name: data.encode_cached(tokenizer, split, *cut) for name, split in splits.items()}
     log.info(f"tokenizer: {backbone.name}, max_length {cfg.max_length}, {cfg.truncation}")
     if corpus.train.pairs is not None and cfg.truncation in data.FOR_PAIRS:
-        log.info(f"truncation={cfg.truncation}: sentence pairs share each window, so each text "
-                 f"of a pair is cut to its share by {data.FOR_PAIRS[cfg.truncation]}")
+        log.info(
+            f"truncation={cfg.truncation}: sentence pairs share each window, so each text "
+            f"of a pair is cut to its share by {data.FOR_PAIRS[cfg.truncation]}"
+        )
     scorer = make(cfg.metrics).build(task, k, cfg.chunk_pooling, corpus.label_names)
     model = make(cfg.model).build(backbone, corpus.id2label, task.PROBLEM_TYPE)
     if backbone.freeze_layers:
@@ -164,8 +178,10 @@ def build(cfg: DictConfig, logger: ScalarLogger) -> Built:
     trainer_config = make(cfg.trainer).sized(len(encoded["train"]))
     if trainer_config.epochs != cfg.trainer.epochs:
         per_epoch = trainer_config.steps_per_epoch(len(encoded["train"]))
-        log.info(f"epochs: {cfg.trainer.epochs} -> {trainer_config.epochs} (trainer.min_steps="
-                 f"{trainer_config.min_steps}; {per_epoch} optimizer steps per epoch)")  # fmt: skip
+        log.info(
+            f"epochs: {cfg.trainer.epochs} -> {trainer_config.epochs} (trainer.min_steps="
+            f"{trainer_config.min_steps}; {per_epoch} optimizer steps per epoch)"
+        )
     weights = task.weights(cfg.class_weights, corpus.train.labels, corpus.label_names)
     if weights is not None:
         log.info(task.loss_line(weights, corpus.label_names))
@@ -178,10 +194,21 @@ def build(cfg: DictConfig, logger: ScalarLogger) -> Built:
     frozen = None
     if backbone.cache_frozen:
         encoded, frozen = cache_frozen(model, backbone.freeze_layers, encoded, trainer.precision)
-    return Built(corpus=corpus, task=task, backbone=backbone, tokenizer=tokenizer,
-                 encoded=encoded, collator=data.collator(tokenizer), model=model, logger=logger,
-                 trainer=trainer, optimizer=optimizer, scheduler=scheduler, scorer=scorer,
-                 frozen=frozen)  # fmt: skip
+    return Built(
+        corpus=corpus,
+        task=task,
+        backbone=backbone,
+        tokenizer=tokenizer,
+        encoded=encoded,
+        collator=data.collator(tokenizer),
+        model=model,
+        logger=logger,
+        trainer=trainer,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scorer=scorer,
+        frozen=frozen,
+    )
 
 
 def parameters(model: Any) -> str:
@@ -193,7 +220,6 @@ def parameters(model: Any) -> str:
 def cache_frozen(model: Any, n: int, encoded: dict[str, Any], precision: str):
     """Every split's examples numbered into one frozen cache (train, eval, test rows), and the
     cache, stored in the training precision (src.models.frozen)."""
-    import numpy as np
     import torch
 
     from src.models.frozen import FrozenCache
@@ -209,6 +235,5 @@ def cache_frozen(model: Any, n: int, encoded: dict[str, Any], precision: str):
 
 def make(node: DictConfig, **runtime: Any) -> Any:
     """Hydra's instantiate with plain lists and dicts (what the configs' type checks expect)."""
-    from hydra.utils import instantiate
 
     return instantiate(node, _convert_="all", **runtime)

@@ -63,8 +63,14 @@ def latest(folder: Path) -> Path | None:
     return max(found)[1] if found else None
 
 
-def save(folder: Path, step: int, weights: dict[str, torch.Tensor], best_file: Path | None,
-         state: dict, keep: int | None) -> Path:  # fmt: skip
+def save(
+    folder: Path,
+    step: int,
+    weights: dict[str, torch.Tensor],
+    best_file: Path | None,
+    state: dict,
+    keep: int | None,
+) -> Path:
     """Write `folder/step-<step>` atomically and keep only the newest `keep` checkpoints."""
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / step_name(step)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import functools
 import logging
 import shutil
+import signal
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +20,8 @@ from src.config.devices import resolve_device, resolve_precision
 from src.config.errors import Interrupted, Preempted, UserError
 from src.config.rundir import CHECKPOINTS_DIR
 from src.tasks.metrics import higher_is_better
+from src.trainers import distributed
+from src.trainers.loggers import NullLogger
 
 if TYPE_CHECKING:
     import torch
@@ -27,7 +31,6 @@ if TYPE_CHECKING:
     from src.trainers.loggers import ScalarLogger
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass
@@ -64,9 +67,9 @@ LossFn = Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]  # logits, t
 class BaseTrainer:
     """What both trainers share: their config, device, precision, logger and loss."""
 
-    def __init__(self, config: TrainerConfig, logger: ScalarLogger | None = None,
-                 loss: LossFn | None = None):  # fmt: skip
-        from src.trainers.loggers import NullLogger
+    def __init__(
+        self, config: TrainerConfig, logger: ScalarLogger | None = None, loss: LossFn | None = None
+    ):
 
         self.config = config
         self.metric = config.metric_for_best_model
@@ -82,14 +85,15 @@ class BaseTrainer:
         this run); True on every rank when the study's pruner stops the trial here."""
         if self.trial is None:
             return False
-        from src.trainers import distributed
 
         # step: the epoch counted from 0, as Optuna's integrations report it (a pruner's
         # n_warmup_steps=1 then spares the first epoch)
         stop = distributed.is_main() and self.trial.should_prune(epoch - 1, value)
         if stop:
-            log.info(f"pruned: the study's pruner stopped this trial after epoch {epoch} "
-                     f"({self.metric}={value:.4f})")  # fmt: skip
+            log.info(
+                f"pruned: the study's pruner stopped this trial after epoch {epoch} "
+                f"({self.metric}={value:.4f})"
+            )
         return distributed.any_rank(stop)
 
     def backend(self, model: torch.nn.Module, collator: Callable) -> Backend:
@@ -132,8 +136,6 @@ class PreemptionGuard:
     _previous: dict
 
     def __enter__(self) -> PreemptionGuard:
-        import signal
-        import threading
 
         self._previous = {}
         if threading.current_thread() is threading.main_thread():  # signals: main thread only
@@ -142,7 +144,6 @@ class PreemptionGuard:
         return self
 
     def _handle(self, signum, frame) -> None:
-        import signal
 
         if signum == signal.SIGINT:
             if self.interrupted:
@@ -159,7 +160,6 @@ class PreemptionGuard:
         return Interrupted(saved) if self.interrupted else Preempted(saved)
 
     def __exit__(self, *exc) -> None:
-        import signal
 
         for num, handler in self._previous.items():
             signal.signal(num, handler)
@@ -169,8 +169,9 @@ class PreemptionGuard:
 MEGABATCH = 50
 
 
-def length_grouped(order: list[int], lengths: np.ndarray, batch_size: int,
-                   rng: np.random.Generator) -> list[int]:  # fmt: skip
+def length_grouped(
+    order: list[int], lengths: np.ndarray, batch_size: int, rng: np.random.Generator
+) -> list[int]:
     """`order` (a shuffled epoch) regrouped so that a batch pads little, as transformers'
     `group_by_length`: each run of MEGABATCH batches is sorted longest first, then the full
     batches are shuffled (so an epoch does not sweep long to short), the partial one last.

@@ -14,6 +14,8 @@ import logging
 import os
 from datetime import datetime
 
+import joblib
+
 log = logging.getLogger(__name__)
 
 
@@ -56,8 +58,6 @@ def from_submitit() -> None:
     init_process_group()
     log.info("submitit task %d of %d: one DDP run", env.rank, env.world_size)
     if not is_main():
-        import logging
-
         root = logging.getLogger()
         for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
             root.removeHandler(handler)  # run.log is rank 0's
@@ -147,7 +147,6 @@ def share_machine(n_jobs: int, job_num: int, device: str) -> None:
     Trainer takes every visible GPU (DataParallel). A joblib worker serves several jobs and
     keeps the GPU it started CUDA on, so only a worker's first job chooses one.
     """
-    import joblib
     import torch
 
     cores = joblib.cpu_count()  # honours affinity masks and cgroup CPU quotas

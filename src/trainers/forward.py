@@ -8,11 +8,20 @@ from typing import Any
 
 import numpy as np
 
+from src.config.devices import autocast
 from src.tasks.inference import lengths_of
+from src.trainers import distributed
 
 
-def forward(model: Any, examples: Any, collate: Callable, batch_size: int, device: Any,
-            precision: str = "fp32", num_workers: int = 0) -> np.ndarray:  # fmt: skip
+def forward(
+    model: Any,
+    examples: Any,
+    collate: Callable,
+    batch_size: int,
+    device: Any,
+    precision: str = "fp32",
+    num_workers: int = 0,
+) -> np.ndarray:
     """The torch backend: every example's logits, in the examples' order. Batches go longest
     first, so each pads little; under torchrun each process forwards its share and the rows
     are gathered. `model` is a torch module or an exported model called as one."""
@@ -20,18 +29,20 @@ def forward(model: Any, examples: Any, collate: Callable, batch_size: int, devic
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
 
-    from src.config.devices import autocast
-    from src.trainers import distributed
-
     model = model.to(device).eval()
     order = np.argsort(-lengths_of(examples), kind="stable").tolist()
     mine = distributed.shard(order)
     batches = [mine[i : i + batch_size] for i in range(0, len(mine), batch_size)]
     # its own generator: an iterator would otherwise draw from the global RNG, and a resumed
     # run would then see different dropout masks after an evaluation
-    loader = DataLoader(examples, batch_sampler=batches, collate_fn=collate,
-                        generator=torch.Generator().manual_seed(0), num_workers=num_workers,
-                        pin_memory=device.type == "cuda")  # fmt: skip
+    loader = DataLoader(
+        examples,
+        batch_sampler=batches,
+        collate_fn=collate,
+        generator=torch.Generator().manual_seed(0),
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+    )
     out = []
     with torch.no_grad():
         for batch in tqdm(loader, desc="predict", unit="batch", leave=False, disable=None):

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
+from transformers.integrations import TensorBoardCallback
+from transformers.trainer_utils import get_last_checkpoint
 
 from src.config.errors import UserError
 from src.config.rundir import CHECKPOINTS_DIR
@@ -71,16 +73,23 @@ class HFTrainer(BaseTrainer):
     @staticmethod
     def latest_checkpoint(folder: Path) -> Path | None:
         """The Trainer's newest `checkpoint-<step>` in a run folder (or its checkpoints/)."""
-        from transformers.trainer_utils import get_last_checkpoint
-
         for candidate in (folder / CHECKPOINTS_DIR, folder):
             if candidate.is_dir() and (found := get_last_checkpoint(str(candidate))):
                 return Path(found)
         return None
 
-    def fit(self, model: torch.nn.Module, train_set, eval_set, collator, optimizer, scheduler,
-            metrics_fn: MetricsFn, output_dir: Path, resume_from: Path | None = None,
-            ) -> TrainResult:  # fmt: skip
+    def fit(
+        self,
+        model: torch.nn.Module,
+        train_set,
+        eval_set,
+        collator,
+        optimizer,
+        scheduler,
+        metrics_fn: MetricsFn,
+        output_dir: Path,
+        resume_from: Path | None = None,
+    ) -> TrainResult:
         check_batches(len(train_set), self.config.batch_size)
         if resume_from is not None:
             _check_resumable(resume_from, model)
@@ -149,8 +158,6 @@ class HFTrainer(BaseTrainer):
         """transformers' TensorBoard integration writing into the logger's folder (report_to
         would pick its own folder), else the Trainer's logs forwarded to the logger."""
         if isinstance(self.logger, TensorBoardLogger):
-            from transformers.integrations import TensorBoardCallback
-
             return [TensorBoardCallback(tb_writer=self.logger.writer)]
         if isinstance(self.logger, NullLogger):
             return []

@@ -66,9 +66,18 @@ class ManualTrainer(BaseTrainer):
 
     # --- fit: set up, then train / evaluate / save each epoch ---------------------------------
 
-    def fit(self, model: torch.nn.Module, train_set, eval_set, collator, optimizer, scheduler,
-            metrics_fn: MetricsFn, output_dir: Path, resume_from: Path | None = None,
-            ) -> TrainResult:  # fmt: skip
+    def fit(
+        self,
+        model: torch.nn.Module,
+        train_set,
+        eval_set,
+        collator,
+        optimizer,
+        scheduler,
+        metrics_fn: MetricsFn,
+        output_dir: Path,
+        resume_from: Path | None = None,
+    ) -> TrainResult:
         check_batches(len(train_set), self.config.batch_size)
         self.model, self.optimizer, self.scheduler = model.to(self.device), optimizer, scheduler
         self.metrics_fn, self.collator = metrics_fn, collator
@@ -281,5 +290,12 @@ class ManualTrainer(BaseTrainer):
         """Logits for every example, in dataset order: the torch backend of src.tasks.inference on
         this loop's device and precision, each process its share."""
         cfg = self.config
-        return forward(model, dataset, collator, cfg.eval_batch_size, self.device,
-                                 self.precision, cfg.num_workers)  # fmt: skip
+        return forward(
+            model,
+            dataset,
+            collator,
+            cfg.eval_batch_size,
+            self.device,
+            self.precision,
+            cfg.num_workers,
+        )

@@ -16,6 +16,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
 from src.config.errors import Preempted, UserError
 from src.config.rundir import HYDRA_DIR, locked, read_config, read_overrides
 
@@ -95,8 +98,9 @@ class MLflowLogger:
             from mlflow.entities import Param
             from mlflow.utils.validation import MAX_PARAMS_TAGS_PER_BATCH
 
-            run = self.client.create_run(self.experiment_id, run_name=self.run_dir.name,
-                                         tags=run_tags(self.run_dir))  # fmt: skip
+            run = self.client.create_run(
+                self.experiment_id, run_name=self.run_dir.name, tags=run_tags(self.run_dir)
+            )
             self._run_id = run.info.run_id
             rows = [Param(k, v) for k, v in run_params(self.run_dir).items()]
             for i in range(0, len(rows), MAX_PARAMS_TAGS_PER_BATCH):  # MLflow caps a batch
@@ -164,8 +168,6 @@ def sweep_of(run_dir: Path) -> str | None:
     Hydra recorded the job in the run folder; None for a single run. The job's folder name
     (`hydra.sweep.subdir`, resolved) says how far up the sweep folder is: a value with a slash
     nests it."""
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
 
     hydra_file = run_dir / HYDRA_DIR / "hydra.yaml"
     if not hydra_file.is_file():
@@ -205,8 +207,14 @@ def run_params(run_dir: Path) -> dict[str, str]:
 def git_commit() -> str | None:
     """HEAD of the checkout this code runs from; None outside git."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
-                             capture_output=True, text=True, timeout=10, check=True)  # fmt: skip
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None

@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from omegaconf import OmegaConf
+
 from src.config.errors import Preempted, UserError
 from src.config.rundir import CONFIG_FILE, read_overrides
 from src.trainers.loggers.mlflow import sweep_of
@@ -39,8 +41,14 @@ class WandbLogger:
         "group": "null: the sweep folder for a sweep's jobs, none for a single run",
     }
 
-    def __init__(self, run_dir: Path, project: str = "bert-sweeps", entity: str | None = None,
-                 mode: str = "online", group: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        run_dir: Path,
+        project: str = "bert-sweeps",
+        entity: str | None = None,
+        mode: str = "online",
+        group: str | None = None,
+    ) -> None:
         if importlib.util.find_spec("wandb") is None:
             raise UserError("logger=wandb needs the wandb package: pip install wandb")
         if mode not in MODES:
@@ -56,17 +64,23 @@ class WandbLogger:
     def run(self) -> Any:
         if self._run is None:
             import wandb
-            from omegaconf import OmegaConf
 
             config_file = self.run_dir / CONFIG_FILE
-            config = OmegaConf.to_container(OmegaConf.load(config_file)) if config_file.is_file(
-                ) else {}  # fmt: skip
+            config = (
+                OmegaConf.to_container(OmegaConf.load(config_file)) if config_file.is_file() else {}
+            )
             self.run_dir.joinpath(WANDB_DIR).mkdir(parents=True, exist_ok=True)
             self._run = wandb.init(
-                project=self.project, entity=self.entity, mode=self.mode, group=self.group,
-                name=self.run_dir.name, dir=str(self.run_dir), config=config,
-                notes=" ".join(read_overrides(self.run_dir)) or None, reinit="create_new",
-            )  # fmt: skip
+                project=self.project,
+                entity=self.entity,
+                mode=self.mode,
+                group=self.group,
+                name=self.run_dir.name,
+                dir=str(self.run_dir),
+                config=config,
+                notes=" ".join(read_overrides(self.run_dir)) or None,
+                reinit="create_new",
+            )
             log.info(f"wandb: run {self._run.id} ({self.mode}) in project {self.project!r}")
         return self._run
 
@@ -82,8 +96,11 @@ class WandbLogger:
             summary[f"test/{name}_ci95_low"], summary[f"test/{name}_ci95_high"] = low, high
         summary["best_epoch"] = metrics.get("best_epoch")
         self.run.summary.update(summary)
-        images = {f"report/{p.stem}": wandb.Image(str(p)) for p in artifacts
-                  if p.suffix == ".png" and p.is_file()}  # fmt: skip
+        images = {
+            f"report/{p.stem}": wandb.Image(str(p))
+            for p in artifacts
+            if p.suffix == ".png" and p.is_file()
+        }
         if images:
             self.run.log(images)
         files = [p for p in artifacts if p.is_file()]
@@ -103,8 +120,11 @@ class WandbLogger:
         error = sys.exc_info()[1]
         self._ended = True
         try:
-            code = 0 if error is None else (255 if isinstance(error, KeyboardInterrupt |
-                                                              Preempted) else 1)  # fmt: skip
+            code = (
+                0
+                if error is None
+                else (255 if isinstance(error, KeyboardInterrupt | Preempted) else 1)
+            )
             self._run.finish(exit_code=code)
         except Exception as e:  # never hide the exception that ended the run
             log.warning(f"wandb: could not finish run {self._run.id}: {e}")
