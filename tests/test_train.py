@@ -134,11 +134,20 @@ def test_overfit_preset_learns_one_batch_by_heart(compose_cfg, tmp_path):
     assert history[0]["train_loss"] > 0.5 and history[-1]["train_loss"] < 0.05
 
 
-@pytest.mark.parametrize("trainer", ["manual", "hf"])
-def test_compile_trains_the_same_model(compose_cfg, tmp_path, trainer):
+@pytest.mark.parametrize(
+    ("trainer", "levers"),
+    [
+        ("manual", ()),
+        ("hf", ()),
+        ("manual", ("backbone.freeze_layers=1", "backbone.cache_frozen=true")),
+    ],
+    ids=["manual", "hf", "manual-cached"],
+)
+def test_compile_trains_the_same_model(compose_cfg, tmp_path, trainer, levers):
     """compile=true (torch.compile of the training forward) changes the speed, not the model:
-    the same loss at every epoch as the eager run, within the float noise of fused kernels."""
-    base = ("debug=overfit", "epochs=3", f"trainer={trainer}")
+    the same loss at every epoch as the eager run, within the float noise of fused kernels;
+    with the frozen cache too (its call path is plain code, src.models.frozen)."""
+    base = ("debug=overfit", "epochs=3", f"trainer={trainer}", *levers)
     train(compose_cfg(*base), tmp_path / "eager")
     from torch._dynamo.utils import counters
 

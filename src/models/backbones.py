@@ -172,11 +172,6 @@ class Backbone(Spec):
                 "backbone.cache_frozen=true: nothing is frozen to cache; set "
                 "backbone.freeze_layers to 1 or more"
             )
-        if self.cache_frozen and plain["trainer"].get("compile", plain.get("compile")):
-            raise UserError(
-                "backbone.cache_frozen=true: torch.compile cannot trace the cached forward; set "
-                "compile=false, or backbone.cache_frozen=false to compile"
-            )
         config = local_config(plain["backbone"])
         if config is not None:
             model = plain["model"]

@@ -43,13 +43,20 @@ class CustomHeadClassifier(nn.Module):
 
     def forward(
         self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
     ) -> SequenceClassifierOutput:
+        """`inputs_embeds`: what the encoder's first layer reads in place of `input_ids`' (the
+        frozen cache's stored rows, src.models.frozen)."""
+        given = {"inputs_embeds": inputs_embeds} if inputs_embeds is not None else {}
         hidden = self.encoder(
-            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            **given,
         ).last_hidden_state
         if self.pooling == "cls":
             pooled = hidden[:, 0]

@@ -45,6 +45,12 @@ class Encoder:
     position_offset: bool = False  # positions start after pad_token_id (RoBERTa: 514 - 2)
     shared_layers: bool = False  # one layer's weights at every depth (ALBERT)
     with_first_layer: tuple[str, ...] = ()  # modules applied with layer 0 (DeBERTa-v2's conv)
+    # the frozen cache's call path (src.models.frozen): what its stored rows stand in for on
+    # the way to the first upper layer (the embeddings; ELECTRA's projection after them), and
+    # what runs after the last layer, which the stored rows must not have seen (ModernBERT's
+    # final norm)
+    inputs: tuple[str, ...] = ("embeddings",)
+    after: tuple[str, ...] = ()
 
 
 _BERT = dict(
@@ -68,7 +74,12 @@ ENCODERS: dict[str, Encoder] = {
     "xlm-roberta": Encoder(**{**_ROBERTA, "family": "XLM-RoBERTa"}),
     "camembert": Encoder(**{**_ROBERTA, "family": "CamemBERT"}),
     "electra": Encoder(
-        **{**_BERT, "family": "ELECTRA", "before": ("embeddings", "embeddings_project")}
+        **{
+            **_BERT,
+            "family": "ELECTRA",
+            "before": ("embeddings", "embeddings_project"),
+            "inputs": ("embeddings", "embeddings_project"),
+        }
     ),
     "distilbert": Encoder(
         family="DistilBERT",
@@ -116,6 +127,7 @@ ENCODERS: dict[str, Encoder] = {
         attention_dropout=("attention_dropout",),
         head_dropout=("classifier_dropout",),
         token_types=False,
+        after=("final_norm",),
     ),
 }
 

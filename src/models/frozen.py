@@ -2,16 +2,18 @@
 and reused (`backbone.cache_frozen=true`).
 
 Freezing turns off gradients and dropout in what runs before layer 0 (the embeddings, and per
-family what src.models.encoders lists: ELECTRA's projection, DeBERTa's relative embeddings) and the
-lower N layers, so their output is a function of the input alone and the backward pass stops at
-layer N. Caching then keeps that output per example: the first time a batch holds an example
-(in the first epoch, the first evaluation, the test split), the frozen part runs for it under
-no_grad and its rows are stored; from then on only the upper layers and the head run. The model
-keeps its own forward (transformers' masks, positions, pooler, head and loss): during a cached
-forward its encoder holds its upper layers only, and the first of them reads the stored rows in
-place of its input. A batch asks for the cache
-with `cache_rows` (each example's row, from `src.data.collate`); a call without it, such as
-`src.predict`'s on the saved model, runs every layer.
+family what src.models.encoders lists: ELECTRA's projection, DeBERTa's relative embeddings) and
+the lower N layers, so their output is a function of the input alone and the backward pass
+stops at layer N. Caching then keeps that output per example, through two views of the model
+made once, when the cache is, that share its modules and weights: the lower one is the encoder
+with its lower N layers alone (and without what runs after the last layer: ModernBERT's final
+norm); the upper one is the whole classifier with its upper layers alone, reading the stored
+rows as its `inputs_embeds` where the embeddings (and what the family lists with them) stood.
+`CachedModel.forward` is the call path: a batch with `cache_rows` (each example's row, from
+src.data.collate) runs the lower view for the rows not stored yet, then the upper view on the
+stored rows, transformers' masks, positions, pooler, head and loss included; a batch without
+runs the model itself, every layer. Nothing is swapped or hooked during a forward, so
+`compile=true` compiles it like any model (the rows are gathered outside the graph).
 
 The cache holds examples x word pieces x hidden values in the training precision (fp32: 4 bytes
 each, bf16/fp16: 2): 2,000 reviews x 256 x 384 in fp32 are 786 MB. Up to `IN_MEMORY_BYTES` it
@@ -21,6 +23,7 @@ deleted when the run ends.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import tempfile
@@ -66,8 +69,78 @@ def _eval(module: nn.Module, args) -> None:
         module.eval()
 
 
-class _Stop(Exception):
-    """Raised by the hook on the last frozen layer: the rest of the forward is not needed."""
+def view(root: nn.Module, replaced: dict[str, nn.Module | None]) -> nn.Module:
+    """`root` as a copy that shares every module and weight of it but those `replaced` names
+    (dotted paths, each put into copies of the modules on its way): the original is untouched,
+    and the copy is made once, not during a forward."""
+    out = _shallow(root)
+    copies = {id(out)}
+    for path, module in replaced.items():
+        *parents, name = path.split(".")
+        node = out
+        for part in parents:
+            child = node._modules[part]
+            if id(child) not in copies:
+                child = _shallow(child)
+                copies.add(id(child))
+                node._modules[part] = child
+            node = child
+        node._modules[name] = module
+    return out
+
+
+def _shallow(module: nn.Module) -> nn.Module:
+    """A copy of one module: its own dicts of submodules, parameters, buffers and hooks, the
+    same objects in them."""
+    out = copy.copy(module)
+    for name, value in vars(module).items():
+        if name.startswith("_") and isinstance(value, dict | set):
+            out.__dict__[name] = type(value)(value)
+    return out
+
+
+class StoredRows(nn.Module):
+    """In the upper view, where the embeddings stood: the stored rows, given as `inputs_embeds`,
+    pass through as the first upper layer's input."""
+
+    def forward(self, input_ids=None, inputs_embeds=None, *args, **kwargs) -> torch.Tensor:
+        return inputs_embeds
+
+
+class CachedModel(nn.Module):
+    """What the trainers train and evaluate when the frozen layers are cached: the model (its
+    weights, what its state dict holds) and the cache's call path for a batch with
+    `cache_rows`."""
+
+    main_input_name = "input_ids"
+
+    def __init__(self, model: nn.Module, cache: FrozenCache) -> None:
+        super().__init__()
+        self.model = model
+        self.__dict__["cache"] = cache  # not a submodule: its views share the model's weights
+        self.__dict__["config"] = model.config
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        cache_rows: torch.Tensor | None = None,
+    ):
+        """The models' contract (what transformers' Trainer reads the label names from), and
+        each example's row in the cache."""
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        if token_type_ids is not None:  # a family that reads none is given none
+            batch["token_type_ids"] = token_type_ids
+        if cache_rows is None:
+            return self.model(**batch)
+        return self.cache.forward(cache_rows, **batch)
+
+    def train(self, mode: bool = True) -> CachedModel:
+        super().train(mode)
+        self.cache.upper.train(mode)  # its own copies of the modules on its layers' path
+        return self
 
 
 class FrozenCache:
@@ -75,12 +148,18 @@ class FrozenCache:
     rows of example i are `offsets[i]:offsets[i] + lengths[i]`."""
 
     def __init__(self, model: nn.Module, n: int, lengths: Sequence[int], dtype: torch.dtype):
-        self.base, self.path, layers = encoders.layer_list(model)
-        self.lower, self.all = layers[:n], layers
-        # what the encoder runs in a cached forward: the upper layers, or with every layer
-        # frozen, a stand-in that returns the stored rows as a layer would
-        self.upper = nn.ModuleList(layers[n:] if n < len(layers) else [_Stored(self)])
-        self._tuple_of: int | None = None  # a layer returns a tensor, or a tuple of this length
+        family, (base, path, layers) = encoders.of(model), encoders.layer_list(model)
+        prefix = next(name for name, child in model.named_children() if child is base)
+        lower = {path: nn.ModuleList(layers[:n])}
+        lower |= {p: nn.Identity() for p in family.after if _has(base, p)}
+        if getattr(base, "pooler", None) is not None:
+            lower["pooler"] = None  # the lower view's output is a layer's: nothing pools it
+        self.lower = view(base, lower)
+        upper = {f"{prefix}.{path}": nn.ModuleList(layers[n:])}
+        inputs = [p for p in family.inputs if _has(base, p)]
+        upper |= {f"{prefix}.{p}": StoredRows() if i == 0 else nn.Identity()
+                  for i, p in enumerate(inputs)}  # fmt: skip
+        self.upper = view(model, upper)
         self.lengths = np.asarray(lengths, dtype=np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(self.lengths)[:-1]]).astype(np.int64)
         self.dtype, hidden = dtype, model.config.hidden_size
@@ -96,76 +175,29 @@ class FrozenCache:
         else:
             self.values = np.empty(shape, dtype=storage)
         self.filled = np.zeros(len(self.lengths), dtype=bool)
-        self._hidden: torch.Tensor | None = None
-        self._handles = [
-            model.register_forward_pre_hook(self._before, with_kwargs=True),
-            model.register_forward_hook(self._after, always_call=True),
-        ]
-        if n < len(layers):  # the first upper layer's input becomes the stored rows
-            self._handles.append(
-                self.upper[0].register_forward_pre_hook(self._input, with_kwargs=True)
-            )
+        self.model = CachedModel(model, self)
         size, where = f"{self.nbytes / 1e6:.0f} MB", self.file or "memory"
         log.info(f"frozen cache: {len(self.lengths)} examples, {size} in {where}")
 
-    # --- the hooks: a forward with cache_rows runs the upper layers on the stored rows --------
-
-    def _before(self, model, args, kwargs):
-        rows = kwargs.pop("cache_rows", None)
-        if rows is None:
-            return args, kwargs
-        rows = rows.cpu().numpy()
+    def forward(self, cache_rows: torch.Tensor, **batch: torch.Tensor):
+        """The upper layers on the batch's stored rows, the rows not stored yet first run and
+        stored; the model's output (loss with labels, logits)."""
+        rows = cache_rows.cpu().numpy()
         missing = ~self.filled[rows]
         if missing.any():
-            self._fill(
-                rows[missing],
-                {
-                    k: v[torch.from_numpy(missing)]
-                    for k, v in kwargs.items()
-                    if k in ("input_ids", "attention_mask", "token_type_ids")
-                },
-            )
-        device = kwargs["input_ids"].device
-        self._hidden = self._gather(rows, kwargs["input_ids"].shape[1]).to(device)
-        encoders.set_layers(self.base, self.path, self.upper)
-        return args, kwargs
-
-    def _after(self, model, args, output):
-        self._hidden = None
-        encoders.set_layers(self.base, self.path, self.all)
-        return output
-
-    def _input(self, layer, args, kwargs):
-        """The first upper layer reads the stored rows in place of what the embeddings gave."""
-        if self._hidden is None:
-            return None
-        if args:
-            return (self._hidden.to(args[0].dtype), *args[1:]), kwargs
-        key = next(k for k in ("hidden_states", "hidden_state", "x") if k in kwargs)
-        return args, {**kwargs, key: self._hidden.to(kwargs[key].dtype)}
-
-    # --- storing and reading rows -------------------------------------------------------------
+            inputs = ("input_ids", "attention_mask", "token_type_ids")
+            chosen = torch.from_numpy(missing).to(batch["input_ids"].device)
+            self._fill(rows[missing], {k: v[chosen] for k, v in batch.items() if k in inputs})
+        weight = next(self.upper.parameters())
+        hidden = self._gather(rows, batch["input_ids"].shape[1]).to(weight.device, weight.dtype)
+        given = {k: v for k, v in batch.items() if k != "input_ids"}
+        return self.upper(inputs_embeds=hidden, **given)
 
     @torch.no_grad()
     def _fill(self, rows: np.ndarray, inputs: dict[str, torch.Tensor]) -> None:
-        """Run the frozen part on these examples (in eval mode: see `freeze`) and store each
-        one's unpadded rows: the last frozen layer's output, caught by a hook that then stops
-        the forward (so no later module, such as ModernBERT's final norm, touches it)."""
-        caught: list[torch.Tensor] = []
-
-        def catch(layer, args, output):
-            caught.append(output[0] if isinstance(output, tuple) else output)
-            self._tuple_of = len(output) if isinstance(output, tuple) else None
-            raise _Stop
-
-        handle = self.lower[-1].register_forward_hook(catch)
-        try:
-            self.base(**inputs)
-        except _Stop:
-            pass
-        finally:
-            handle.remove()
-        hidden = caught[0].to(self.dtype).cpu()
+        """Run the lower view on these examples (in eval mode: see `freeze`) and store each
+        one's unpadded rows: its last frozen layer's output."""
+        hidden = self.lower(**inputs)[0].to(self.dtype).cpu()
         for row, h in zip(rows.tolist(), hidden, strict=True):
             start, n = self.offsets[row], self.lengths[row]
             self.values[start : start + n] = _to_numpy(h[:n])
@@ -180,34 +212,17 @@ class FrozenCache:
         return out
 
     def close(self) -> None:
-        """Remove the hooks (the model runs every layer again) and the file, if any."""
-        for handle in self._handles:
-            handle.remove()
+        """The stored rows, and the file if any, let go."""
         self.values = None
         if self.file:
             _remove(self.file)
 
 
-class _Stored(nn.Module):
-    """With every layer frozen, the encoder's one layer in a cached forward: the stored rows,
-    returned in the form the family's layers return (a tensor, or a tuple led by it)."""
-
-    def __init__(self, cache: FrozenCache) -> None:
-        super().__init__()
-        self.cache = [cache]  # a list: not a submodule (no parameters, not in state_dict)
-
-    def __getattr__(self, name: str):
-        """What the encoder reads of its layers (ModernBERT: each one's attention_type) is the
-        last frozen layer's."""
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            return getattr(self.cache[0].lower[-1], name)
-
-    def forward(self, hidden, *args, **kwargs):
-        cache = self.cache[0]
-        rows = cache._hidden.to(hidden.dtype)
-        return rows if cache._tuple_of is None else (rows, *[None] * (cache._tuple_of - 1))
+def _has(module: nn.Module, path: str) -> bool:
+    try:
+        return module.get_submodule(path) is not None
+    except AttributeError:
+        return False
 
 
 def _remove(path: str) -> None:

@@ -67,10 +67,16 @@ class Built:
     frozen: FrozenCache | None = None  # backbone.cache_frozen's cache of the frozen layers
     warnings: list[str] = field(default_factory=list)  # what the run says is wrong with its model
 
+    @property
+    def trained(self) -> nn.Module:
+        """What the trainer trains and evaluates: the model, or with its frozen layers cached
+        the cache's call path around it (its weights are the model's)."""
+        return self.frozen.model if self.frozen is not None else self.model
+
     def fit(self, run_dir: Path, resume_from: Path | None = None) -> TrainResult:
         """Train (or resume from a checkpoint); the model ends on its best weights."""
         return self.trainer.fit(
-            self.model,
+            self.trained,
             self.encoded["train"],
             self.encoded["eval"],
             self.collator,
@@ -85,7 +91,7 @@ class Built:
         """The model's logits on an encoded split, one row per text (windows pooled): through
         the trainer's backend and src.tasks.inference, as its evaluation."""
         return self.scorer.logits(
-            self.encoded[split], self.trainer.backend(self.model, self.collator)
+            self.encoded[split], self.trainer.backend(self.trained, self.collator)
         )
 
     def score_test(self) -> Scored:
