@@ -512,7 +512,12 @@ def main(argv: list[str] | None = None) -> None:
     quality: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         work = Path(tmp)
-        peaks = [run_worker("matmul_peak", "matmul-before", work, env, device=args.device)]
+        rounds_of_peak = {"rounds": 0} if args.no_throughput else {}  # no variant to compare
+        peaks = [
+            run_worker(
+                "matmul_peak", "matmul-before", work, env, device=args.device, **rounds_of_peak
+            )
+        ]
         if not args.no_throughput:
             for n in range(args.rounds):
                 for label, (worker, extra, _) in variants.items():

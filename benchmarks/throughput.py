@@ -187,12 +187,13 @@ def _matmul_rates(size: int, repeats: int, rounds: int, **tensor: Any) -> list[f
 def matmul_peak(device: str = "cpu", repeats: int = 10, rounds: int = 5) -> dict[str, Any]:
     """The matmul throughput the variants are measured against, one per precision a variant
     can train in: fp32 (without TF32 on a GPU: torch's default) and bf16, 2048-square on the
-    CPU, 8192-square on a GPU. A CPU without native bf16 gets no bf16 peak (it emulates bf16)."""
+    CPU, 8192-square on a GPU. A CPU without native bf16 gets no bf16 peak (it emulates bf16).
+    `rounds=0`: no peak, only the versions (a benchmark with no training variant to compare)."""
     size = 2048 if device == "cpu" else 8192
     result: dict[str, Any] = {"size": size, "device": device}
-    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16} if rounds else {}
     if device == "cpu" and not cpu_has_native_bf16():
-        del dtypes["bf16"]
+        dtypes.pop("bf16", None)
     for name, dtype in dtypes.items():
         rates = _matmul_rates(size, repeats, rounds, device=device, dtype=dtype)
         result[name] = {"best_gflops": max(rates), "median_gflops": statistics.median(rates)}

@@ -80,7 +80,31 @@ def _assert_same(run_dir: Path, uninterrupted: tuple[dict, dict]) -> None:
         assert tensor.equal(uninterrupted[1][name]), name
 
 
-def test_sigkill_mid_epoch_then_resume_is_exact(tmp_path, uninterrupted):
+def _next_checkpoint(run_dir: Path) -> Path:
+    """The first `save_steps` checkpoint past the newest one there (step-0000005 at first)."""
+    steps = [int(p.name.split("-")[1]) for p in (run_dir / "checkpoints").glob("step-*")]
+    return run_dir / "checkpoints" / f"step-{(max(steps, default=0) // 5 + 1) * 5:07d}"
+
+
+def _stop(proc: subprocess.Popen, signum: int, code: int, status: str, run_dir: Path) -> str:
+    """SIGTERM (SLURM's warning) or Ctrl-C: the run stops at its next step with a checkpoint,
+    one line, the exit code a wrapper or a shell expects (75: requeue; 130: interrupted), and
+    the status recorded. Returns the line."""
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err[-2000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    last = err.strip().splitlines()[-1]
+    assert json.loads((run_dir / "status.json").read_text())["status"] == status
+    assert not (run_dir / "metrics.json").exists()
+    return last
+
+
+def test_every_kind_of_stop_resumes_to_exactly_the_uninterrupted_run(tmp_path, uninterrupted):
+    """One run stopped three times, each resumed by the same command with resume=auto: SIGKILL
+    mid-epoch (nothing saved but the periodic checkpoint: status stays `running`), then
+    SIGTERM, then Ctrl-C; the last resume ends on the uninterrupted run's floats, history and
+    weights."""
     run_dir = tmp_path / "run"
     proc = _start(run_dir)
     _wait_for(run_dir / "checkpoints" / "step-0000005", proc)  # 5 of 30 steps of epoch 1
@@ -89,34 +113,17 @@ def test_sigkill_mid_epoch_then_resume_is_exact(tmp_path, uninterrupted):
     assert not (run_dir / "metrics.json").exists()
     assert json.loads((run_dir / "status.json").read_text())["status"] == "running"
 
-    resumed = run_cli(*RUN, "resume=auto", f"hydra.run.dir={run_dir}")
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    for signum, code, status in (
+        (signal.SIGTERM, 75, "preempted"),
+        (signal.SIGINT, 130, "interrupted"),
+    ):
+        proc = _start(run_dir, "resume=auto")
+        _wait_for(_next_checkpoint(run_dir), proc)  # this process's own, past the last stop
+        last = _stop(proc, signum, code, status, run_dir)
+        assert last.startswith(f"{status}: saved ")
+        assert last.endswith("rerun with resume=auto to continue")
     log = (run_dir / "run.log").read_text()
-    assert "resumed from" in log and "epoch 1, batch" in log  # it did resume mid-epoch
-    _assert_same(run_dir, uninterrupted)
-
-
-@pytest.mark.parametrize(
-    ("signum", "code", "status"),
-    [(signal.SIGTERM, 75, "preempted"), (signal.SIGINT, 130, "interrupted")],
-    ids=["SIGTERM", "Ctrl-C"],
-)
-def test_a_signal_checkpoints_exits_and_resumes(tmp_path, uninterrupted, signum, code, status):
-    """SIGTERM (SLURM's warning) and Ctrl-C both stop at the next step with a checkpoint: one
-    line, the exit code a wrapper or a shell expects (75: requeue; 130: interrupted), the
-    status recorded, and `resume=auto` continues to exactly the uninterrupted result."""
-    run_dir = tmp_path / "run"
-    proc = _start(run_dir)
-    _wait_for(run_dir / "checkpoints" / "step-0000005", proc)
-    proc.send_signal(signum)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == code, err[-2000:]
-    assert "Traceback" not in err and "KeyboardInterrupt" not in err
-    last = err.strip().splitlines()[-1]
-    assert last.startswith(f"{status}: saved ")
-    assert last.endswith("rerun with resume=auto to continue")
-    assert json.loads((run_dir / "status.json").read_text())["status"] == status
-    assert not (run_dir / "metrics.json").exists()
+    assert "resumed from" in log and "epoch 1, batch" in log  # the SIGKILL's: mid-epoch
 
     resumed = run_cli(*RUN, "resume=auto", f"hydra.run.dir={run_dir}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]

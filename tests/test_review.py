@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,7 @@ def edit(path: Path, old: str, new: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
+def repo(tmp_path_factory) -> Iterator[Path]:
     """This project's conf/ and src/ in a new repo, then one commit per kind of change:
     `shared` (AdamW's declared weight_decay in src/trainers/optim.py, which every preset
     reads), `one` (a key of one preset's YAML), `added` (a new preset); the working tree puts
@@ -73,7 +74,21 @@ def repo(tmp_path_factory) -> Path:
     git(repo, "commit", "-qm", "a preset added")
     git(repo, "tag", "added")
     edit(repo / "conf/experiment/short.yaml", "epochs: 1", "epochs: 1\nlr: -1")
-    return repo
+    # Each commit is composed once for this module's tests (in its own process, as a review
+    # does), however many reviews compare it: they differ in what they compare, not in how a
+    # commit composes. The working tree is composed on every call; so is everything in
+    # test_a_default_changed_in_the_code_shows_in_a_fresh_process, a process of its own.
+    composed: dict[tuple[str, str], review.Revision] = {}
+    compose_commit = review.committed
+
+    def committed_once(repo: Path, rev: str, commit: str, into: Path) -> review.Revision:
+        if (rev, commit) not in composed:  # a commit's content is its hash, in any clone
+            composed[rev, commit] = compose_commit(repo, rev, commit, into)
+        return composed[rev, commit]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(review, "committed", committed_once)
+        yield repo
 
 
 def by_preset(report: review.Report) -> dict[str, review.Change]:

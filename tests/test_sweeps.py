@@ -48,18 +48,18 @@ def test_multirun_2x2_summary(tmp_path):
     assert "4 jobs: 4 finished, 0 failed, 0 incomplete." in (tmp_path / "summary.md").read_text()
 
 
-@pytest.mark.parametrize("launcher", ["basic", "joblib"])
-def test_failed_job_does_not_stop_the_sweep(tmp_path, launcher):
-    """A bad value in one job: the others run, the summary marks it failed, the exit code is 1.
-    joblib's sweep is then run again with resume=auto: the finished job is skipped (its metric
+def test_failed_job_does_not_stop_the_sweep(tmp_path):
+    """A bad value in one job: the others run, the summary marks it failed, the exit code is 1
+    (Hydra's basic launcher: test_a_failed_job_and_a_long_folder_name_under_the_basic_launcher).
+    The sweep is then run again with resume=auto: the finished job is skipped (its metric
     returned, nothing retrained), the failed one runs again (and fails again)."""
-    parallel = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"] if launcher == "joblib" else []
     sweep = [
         "-m",
         "debug=smoke",
         "trainer=manual",
         "truncation=nope,head",
-        *parallel,
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
         f"hydra.sweep.dir={tmp_path}",
     ]
     proc = run_cli(*sweep)
@@ -75,18 +75,17 @@ def test_failed_job_does_not_stop_the_sweep(tmp_path, launcher):
     assert rows["nope"]["status"] == "failed"
     assert rows["nope"]["error"].startswith("error: truncation=nope: one of head")
     assert (tmp_path / "0_debug=smoke,trainer=manual,truncation=nope" / "error.txt").is_file()
-    if launcher == "joblib":  # two jobs side by side share the cores
-        import joblib
+    import joblib  # two jobs side by side share the cores
 
-        log = (tmp_path / "1_debug=smoke,trainer=manual,truncation=head" / "run.log").read_text()
-        assert f"{max(1, joblib.cpu_count() // 2)} torch threads" in log
-        again = run_cli(*sweep, "resume=auto")
-        assert again.returncode == 1, again.stderr[-3000:]
-        rows = {r["truncation"]: r for r in _rows(tmp_path)}
-        assert (rows["head"]["status"], rows["head"]["start"]) == ("finished", "skipped")
-        assert (rows["nope"]["status"], rows["nope"]["start"]) == ("failed", "rerun")
-        metrics = tmp_path / "1_debug=smoke,trainer=manual,truncation=head" / "metrics.json"
-        assert json.loads(metrics.read_text()) == head  # not retrained
+    log = (tmp_path / "1_debug=smoke,trainer=manual,truncation=head" / "run.log").read_text()
+    assert f"{max(1, joblib.cpu_count() // 2)} torch threads" in log
+    again = run_cli(*sweep, "resume=auto")
+    assert again.returncode == 1, again.stderr[-3000:]
+    rows = {r["truncation"]: r for r in _rows(tmp_path)}
+    assert (rows["head"]["status"], rows["head"]["start"]) == ("finished", "skipped")
+    assert (rows["nope"]["status"], rows["nope"]["start"]) == ("failed", "rerun")
+    metrics = tmp_path / "1_debug=smoke,trainer=manual,truncation=head" / "metrics.json"
+    assert json.loads(metrics.read_text()) == head  # not retrained
 
 
 def test_share_machine_spreads_jobs_over_gpus(monkeypatch):
@@ -536,17 +535,19 @@ def test_a_job_folder_always_fits_and_keeps_its_name():
     assert name.startswith("0_trainer.key_0=value_0,") and name != job_dir(long + "x")
 
 
-def test_a_sweep_with_many_overrides_runs(tmp_path):
-    """Eleven overrides: Hydra's folder name would pass 255 bytes (Errno 36); the job runs in
-    a shortened folder whose .hydra/overrides.yaml the summary reads."""
+def test_a_failed_job_and_a_long_folder_name_under_the_basic_launcher(tmp_path):
+    """Hydra's basic launcher runs the jobs one after the other in this process: a job's bad
+    value is one line and the next job still runs (exit code 1). With twelve overrides
+    Hydra's folder name would pass 255 bytes (Errno 36): each job runs in a shortened folder
+    whose .hydra/overrides.yaml the summary reads."""
     proc = run_cli(
         "-m",
         "debug=smoke",
+        "truncation=nope,head",
         "seed=1",
         "dataset.max_train_samples=16",
         "dataset.max_eval_samples=16",
         "max_length=32",
-        "truncation=head",
         "lr=1e-3",
         "dropout=0.2",
         "eval_batch_size=8",
@@ -555,6 +556,14 @@ def test_a_sweep_with_many_overrides_runs(tmp_path):
         "trainer.early_stopping_patience=2",
         f"hydra.sweep.dir={tmp_path}",
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    (row,) = _rows(tmp_path)
-    assert row["status"] == "finished" and "~" in row["job"] and len(row["job"]) <= 200
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "truncation=nope: one of head, tail, head_tail, chunks" in proc.stderr
+    assert "Traceback" not in proc.stderr and 'File "' not in proc.stderr
+    rows = {r["truncation"]: r for r in _rows(tmp_path)}
+    assert rows["nope"]["status"] == "failed"
+    assert rows["nope"]["error"].startswith("error: truncation=nope: one of head")
+    assert (tmp_path / rows["nope"]["job"] / "error.txt").is_file()
+    head = rows["head"]
+    assert head["status"] == "finished" and "~" in head["job"] and len(head["job"]) <= 200
+    metrics = json.loads((tmp_path / head["job"] / "metrics.json").read_text())
+    assert float(head["test_accuracy"]) == pytest.approx(metrics["test"]["accuracy"], abs=1e-4)
