@@ -89,21 +89,13 @@ def one(trained) -> Path:
     return trained(*SAME_MATH, "trainer=manual", "batch_size=16")
 
 
-def test_manual_two_processes_match_one(tmp_path, one):
-    """Our sharding gives each global step the single-process batch, so only float
-    reduction order differs."""
-    ddp = _ddp_run(tmp_path, "trainer=manual")
-    np.testing.assert_allclose(_probabilities(ddp), _probabilities(one), atol=1e-4)
-    single = json.loads((one / "metrics.json").read_text())
-    two = json.loads((ddp / "metrics.json").read_text())
-    assert two["test"] == pytest.approx(single["test"], abs=1e-6)
-    assert [r["step"] for r in two["history"]] == [r["step"] for r in single["history"]]
-
-
 def test_frozen_cache_and_lora_under_two_processes_match_one(tmp_path, trained, encoder_folder):
-    """LoRA adapters above a frozen, cached lower layer: each process fills the cache rows of
-    the examples it is given (a different share each epoch), and the run is the single
-    process's, its best_model merged (no adapter tensors). On ELECTRA, the family whose
+    """torchrun's two processes of the manual loop: our sharding gives each global step the
+    single-process batch, so only float reduction order differs. Here with LoRA adapters
+    above a frozen, cached lower layer: each process fills the cache rows of the examples it
+    is given (a different share each epoch), and the run is the single process's, its
+    best_model merged (no adapter tensors); the plain loop's two processes: the SLURM job of
+    two tasks below. On ELECTRA, the family whose
     cache holds most (its embedding projection, frozen and cached with the embeddings); each
     family's cached view against its eager model: tests/test_encoders.py."""
     from safetensors import safe_open
@@ -119,10 +111,9 @@ def test_frozen_cache_and_lora_under_two_processes_match_one(tmp_path, trained, 
     single = trained(*SAME_MATH, *levers, "batch_size=16")
     ddp = _ddp_run(tmp_path, *levers)
     np.testing.assert_allclose(_probabilities(ddp), _probabilities(single), atol=1e-4)
-    two = json.loads((ddp / "metrics.json").read_text())
-    assert two["test"] == pytest.approx(
-        json.loads((single / "metrics.json").read_text())["test"], abs=1e-6
-    )
+    two, one = (json.loads((r / "metrics.json").read_text()) for r in (ddp, single))
+    assert two["test"] == pytest.approx(one["test"], abs=1e-6)
+    assert [r["step"] for r in two["history"]] == [r["step"] for r in one["history"]]
     assert two["parameters"]["trainable"] < two["parameters"]["total"] / 2
     with safe_open(str(ddp / "best_model" / "model.safetensors"), "pt") as weights:
         assert not [k for k in weights.keys() if "lora_" in k]  # noqa: SIM118
@@ -154,8 +145,8 @@ def test_shard_and_gather_are_inverse(monkeypatch):
 
 def test_submitit_job_of_two_tasks_is_one_ddp_run(tmp_path, one):
     """hydra/launcher=submitit_local with 2 tasks takes the SLURM path (a pickled job in each
-    task, submitit's environment, its logs): one DDP run, one folder, the single process's
-    results, a finished row in the sweep's summary."""
+    task, submitit's environment, its logs): one DDP run of the plain manual loop, one folder,
+    the single process's results and schedule, a finished row in the sweep's summary."""
     sweep = tmp_path / "sweep"
     _run(
         tmp_path,
@@ -165,6 +156,7 @@ def test_submitit_job_of_two_tasks_is_one_ddp_run(tmp_path, one):
         *SAME_MATH,
         "trainer=manual",
         "batch_size=8",
+        "trainer.logging_steps=1",
         f"hydra.sweep.dir={sweep}",
     )
     jobs = [p for p in sweep.iterdir() if (p / ".hydra").is_dir()]
@@ -174,6 +166,8 @@ def test_submitit_job_of_two_tasks_is_one_ddp_run(tmp_path, one):
     np.testing.assert_allclose(_probabilities(jobs[0]), _probabilities(one), atol=1e-4)
     single = json.loads((one / "metrics.json").read_text())
     assert metrics["test"] == pytest.approx(single["test"], abs=1e-6)
+    assert [r["step"] for r in metrics["history"]] == [r["step"] for r in single["history"]]
+    _assert_schedule_ends_at_zero(jobs[0])
     assert json.loads((jobs[0] / "status.json").read_text())["status"] == "finished"
     summary = list(csv.DictReader((sweep / "summary.csv").open()))
     assert [r["status"] for r in summary] == ["finished"]

@@ -29,7 +29,7 @@ RUN = [
     "model=custom_head",
     "trainer=manual",
     "epochs=2",
-    "dataset.max_train_samples=240",
+    "dataset.max_train_samples=160",
     "trainer.save_steps=5",
 ]
 
@@ -107,7 +107,7 @@ def test_every_kind_of_stop_resumes_to_exactly_the_uninterrupted_run(tmp_path, u
     weights."""
     run_dir = tmp_path / "run"
     proc = _start(run_dir)
-    _wait_for(run_dir / "checkpoints" / "step-0000005", proc)  # 5 of 30 steps of epoch 1
+    _wait_for(run_dir / "checkpoints" / "step-0000005", proc)  # 5 of 20 steps of epoch 1
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (run_dir / "metrics.json").exists()

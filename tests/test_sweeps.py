@@ -203,7 +203,7 @@ RESUMABLE_SWEEP = [
     "trainer=manual",
     "model=custom_head",
     "seed=1,2,3",
-    "epochs=2",
+    "epochs=1",  # 12 steps: job 2 is killed at its checkpoint of step 5
     "dataset.max_train_samples=96",
     "trainer.save_steps=5",
 ]
@@ -383,9 +383,12 @@ def test_a_command_that_loses_the_race_to_create_the_storage_opens_it(monkeypatc
 
 def test_pruned_trials_under_two_processes_on_one_study_and_not_retried(tmp_path):
     """Two `python -m src.run hparams_search=optuna` commands at once share the study through
-    its sqlite storage. A pruner that stops every trial (an F1 must reach 2.0) stops each after
-    its first epoch: status.json `pruned`, a complete folder (metrics so far, best weights),
-    counted in the summary. A third command adds a trial and leaves those two as they are."""
+    its sqlite storage: one runs a trial of the manual loop, the other two trials side by side
+    (joblib), each under transformers' Trainer, which stops at its first epoch's evaluation
+    when the study's pruner says so. A pruner that stops every trial (an F1 must reach 2.0)
+    stops each after its first epoch: status.json `pruned`, a complete folder (metrics so far,
+    best weights), counted in the summary. A third command adds a trial and leaves those as
+    they are."""
     study = tmp_path / "study"
     command = [
         sys.executable,
@@ -394,53 +397,44 @@ def test_pruned_trials_under_two_processes_on_one_study_and_not_retried(tmp_path
         "hparams_search=optuna",
         "debug=smoke",
         "epochs=3",
-        "hydra.sweeper.n_trials=1",
-        ALWAYS_PRUNE,
         f"hydra.sweep.dir={study}",
     ]
+    commands = [
+        [*command, "hydra.sweeper.n_trials=1", ALWAYS_PRUNE],
+        [
+            *command,
+            "trainer=hf",
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2",
+            "hydra.sweeper.n_jobs=2",
+            "hydra.sweeper.n_trials=2",
+            ALWAYS_PRUNE,
+        ],
+    ]
     logs = [(tmp_path / f"{i}.log").open("w") for i in range(2)]
-    workers = [subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=log) for log in logs]
+    workers = [
+        subprocess.Popen(c, cwd=ROOT, stdout=log, stderr=log)
+        for c, log in zip(commands, logs, strict=True)
+    ]
     codes = [w.wait(timeout=300) for w in workers]
     assert codes == [0, 0], [(tmp_path / f"{i}.log").read_text()[-1500:] for i in range(2)]
-    assert sorted(_states(study)) == ["PRUNED", "PRUNED"]
+    assert sorted(_states(study)) == ["PRUNED"] * 3
     jobs = [p.parent for p in study.glob("*/status.json")]
-    assert len(jobs) == 2
+    assert len(jobs) == 3
+    trainers = []
     for job in jobs:
         assert json.loads((job / "status.json").read_text())["status"] == "pruned"
         metrics = json.loads((job / "metrics.json").read_text())
-        assert metrics["pruned"] is True and len(metrics["history"]) == 1
+        assert metrics["pruned"] is True and [r["epoch"] for r in metrics["history"]] == [1]
         assert (job / "best_model" / "model.safetensors").is_file()
+        trainers.append(metrics["trainer"])
+    assert sorted(trainers) == ["HFTrainer", "HFTrainer", "ManualTrainer"], trainers
     summary = (study / "summary.md").read_text()
-    assert "2 jobs: 0 finished, 2 pruned, 0 failed, 0 incomplete." in summary
-    proc = run_cli(*command[3:6], "hydra.sweeper.n_trials=1", f"hydra.sweep.dir={study}")
+    assert "3 jobs: 0 finished, 3 pruned, 0 failed, 0 incomplete." in summary
+    assert "pruned: 3" in (study / "optimization_results.yaml").read_text()
+    proc = run_cli(*command[3:], "hydra.sweeper.n_trials=1")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert _states(study) == ["PRUNED", "PRUNED", "COMPLETE"]
-
-
-def test_joblib_study_prunes_the_hf_trainer(tmp_path):
-    """Two trials side by side (joblib), each a trainer=hf run: the Trainer stops at its
-    first epoch's evaluation when the study's pruner says so."""
-    study = tmp_path / "study"
-    proc = run_cli(
-        "hparams_search=optuna",
-        "debug=smoke",
-        "trainer=hf",
-        "model=hf_head",
-        "epochs=3",
-        "hydra/launcher=joblib",
-        "hydra.launcher.n_jobs=2",
-        "hydra.sweeper.n_jobs=2",
-        "hydra.sweeper.n_trials=2",
-        ALWAYS_PRUNE,
-        f"hydra.sweep.dir={study}",
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert _states(study) == ["PRUNED", "PRUNED"]
-    for metrics in study.glob("*/metrics.json"):
-        record = json.loads(metrics.read_text())
-        assert record["pruned"] and [r["epoch"] for r in record["history"]] == [1]
-    results = (study / "optimization_results.yaml").read_text()
-    assert "pruned: 2" in results
+    assert sorted(_states(study)) == ["COMPLETE", "PRUNED", "PRUNED", "PRUNED"]
 
 
 @pytest.mark.parametrize(
