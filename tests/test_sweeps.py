@@ -22,7 +22,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from src.trainers.distributed import share_machine
-from tests.conftest import CONF, ROOT, run_cli
+from tests.conftest import CONF, ROOT, SEVERAL_PROCESSES, run_cli
 
 
 def _rows(sweep: Path) -> list[dict]:
@@ -48,6 +48,7 @@ def test_multirun_2x2_summary(tmp_path):
     assert "4 jobs: 4 finished, 0 failed, 0 incomplete." in (tmp_path / "summary.md").read_text()
 
 
+@SEVERAL_PROCESSES
 def test_failed_job_does_not_stop_the_sweep(tmp_path):
     """A bad value in one job: the others run, the summary marks it failed, the exit code is 1
     (Hydra's basic launcher: test_a_failed_job_and_a_long_folder_name_under_the_basic_launcher).
@@ -381,6 +382,7 @@ def test_a_command_that_loses_the_race_to_create_the_storage_opens_it(monkeypatc
         study.storage(url)
 
 
+@SEVERAL_PROCESSES
 def test_pruned_trials_under_two_processes_on_one_study_and_not_retried(tmp_path):
     """Two `python -m src.run hparams_search=optuna` commands at once share the study through
     its sqlite storage: one runs a trial of the manual loop, the other two trials side by side

@@ -157,8 +157,8 @@ class FrozenCache:
         self.lower = view(base, lower)
         upper = {f"{prefix}.{path}": nn.ModuleList(layers[n:])}
         inputs = [p for p in family.inputs if _has(base, p)]
-        upper |= {f"{prefix}.{p}": StoredRows() if i == 0 else nn.Identity()
-                  for i, p in enumerate(inputs)}  # fmt: skip
+        stands_in = [StoredRows(), *(nn.Identity() for _ in inputs[1:])]  # rows, then nothing
+        upper |= {f"{prefix}.{p}": module for p, module in zip(inputs, stands_in, strict=True)}
         self.upper = view(model, upper)
         self.lengths = np.asarray(lengths, dtype=np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(self.lengths)[:-1]]).astype(np.int64)
