@@ -41,7 +41,7 @@ lint: $(VENV)/.installed
 	$(PY) -m ruff format --check src tests benchmarks hydra_plugins
 
 test: setup lint
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 # make review BASE=origin/main [HEAD=HEAD]: every preset's resolved change, key by key, and
 # whether HEAD validates (src/review.py; HEAD empty: the working tree). Markdown on stdout.

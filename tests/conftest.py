@@ -102,11 +102,6 @@ def trainer_config(kind: str = "manual", **changes):
     return replace(make(compose(["debug=smoke", f"trainer={kind}"]).trainer), **changes)
 
 
-# Tests whose command runs several processes at once (DDP ranks, joblib workers, two
-# commands on one study): `make test` (pytest-xdist --dist loadgroup) gives them all to one
-# worker, one after the other, so that two of them never share the two cores at once.
-SEVERAL_PROCESSES = pytest.mark.xdist_group("several_processes")
-
 SMOKE = "debug=smoke"
 # The four model x trainer pairs of debug=smoke. The first two are `trained_runs`: both with
 # logger=tensorboard, and custom_head over two epochs, so the comparison has a difference.

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from src import data
-from tests.conftest import SEVERAL_PROCESSES, tokenizer_of
+from tests.conftest import tokenizer_of
 
 TEXTS = ["good " * 300 + "but a terrible ending", "short and sweet", "fine " * 40]
 
@@ -113,7 +113,6 @@ def _encode_in_a_process(folder: str, start) -> int:
     return len(data.encode_cached(tokenizer, split, 64, "head_tail", 0, folder))
 
 
-@SEVERAL_PROCESSES
 def test_parallel_writers_leave_one_whole_entry(tokenizer, tmp_path):
     context = multiprocessing.get_context("spawn")
     start = context.Manager().Barrier(2)

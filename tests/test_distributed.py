@@ -13,9 +13,7 @@ import numpy as np
 import pytest
 
 from src.trainers import distributed
-from tests.conftest import ROOT, SEVERAL_PROCESSES
-
-pytestmark = SEVERAL_PROCESSES
+from tests.conftest import ROOT
 
 # no dropout anywhere, so one process with batch 16 and two with batch 8 see the same math
 SAME_MATH = [
