@@ -154,3 +154,17 @@ def test_test_intervals_in_the_summary(tmp_path):
     assert "0.8000 [0.750, 0.850]" in (tmp_path / summary.SUMMARY_MD).read_text()
     row = next(csv.DictReader((tmp_path / summary.SUMMARY_CSV).open()))
     assert (row["test_f1_ci95_low"], row["test_f1_ci95_high"]) == ("0.75", "0.85")
+
+
+def test_resume_is_how_a_job_started_not_a_swept_setting():
+    """A sweep run again with resume=auto: the jobs it started carry resume=auto, those it
+    skipped do not; the summary's columns are still only what the user swept."""
+    from src.outputs.trained import Job
+
+    jobs = [
+        Job("0_lr=1", {"lr": "1", "seed": "3"}, "finished", start="skipped"),
+        Job("1_lr=2", {"lr": "2", "seed": "3", "resume": "auto"}, "finished", start="resumed"),
+    ]
+    assert summary.swept_keys(jobs) == (["lr"], {"seed": "3"})
+    header = summary.to_csv(jobs, None).splitlines()[0].split(",")
+    assert "lr" in header and "resume" not in header

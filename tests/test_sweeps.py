@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shlex
 import signal
 import sqlite3
 import subprocess
@@ -22,7 +23,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from src.trainers.distributed import share_machine
-from tests.conftest import CONF, ROOT, SEVERAL_PROCESSES, run_cli
+from tests.conftest import CONF, ROOT, run_cli
 
 
 def _rows(sweep: Path) -> list[dict]:
@@ -48,7 +49,6 @@ def test_multirun_2x2_summary(tmp_path):
     assert "4 jobs: 4 finished, 0 failed, 0 incomplete." in (tmp_path / "summary.md").read_text()
 
 
-@SEVERAL_PROCESSES
 def test_failed_job_does_not_stop_the_sweep(tmp_path):
     """A bad value in one job: the others run, the summary marks it failed, the exit code is 1
     (Hydra's basic launcher: test_a_failed_job_and_a_long_folder_name_under_the_basic_launcher).
@@ -116,35 +116,53 @@ def _trials(study_dir: Path) -> list[tuple[int, str]]:
         return []
 
 
-def test_optuna_study_is_interrupted_and_resumed(tmp_path):
+def test_an_interrupted_trial_is_resumed_by_the_same_command(tmp_path):
+    """Ctrl-C in a study's second trial: the job saves a checkpoint and prints exactly the
+    command that resumes it; that command finishes the same trial (its number, parameters,
+    folder and checkpoint) before any new one, and its numbering goes on from the file. The
+    summary's columns are what the study swept, not `resume`."""
     study = tmp_path / "study"
-    command = [sys.executable, "-m", "src.run", "hparams_search=optuna", "debug=smoke"]
-    command.append(f"hydra.sweep.dir={study}")
-    with (tmp_path / "first.log").open("w") as out:
+    command = [
+        "hparams_search=optuna",
+        "debug=smoke",
+        "epochs=2",
+        "trainer.save_steps=2",
+        "hydra.sweeper.n_trials=3",
+        f"hydra.sweep.dir={study}",
+    ]
+    log = tmp_path / "first.log"  # a file: a pipe nobody reads would fill and stop the job
+    with log.open("w") as out:
         first = subprocess.Popen(
-            [*command, "hydra.sweeper.n_trials=3"], cwd=ROOT, stdout=out, stderr=out
+            [sys.executable, "-m", "src.run", *command], cwd=ROOT, stdout=out, stderr=out
         )
         deadline = time.monotonic() + 300
-        while "COMPLETE" not in dict(_trials(study)).values() and first.poll() is None:
-            assert time.monotonic() < deadline, "no trial finished"
-            time.sleep(0.5)
-        first.send_signal(signal.SIGINT)  # Ctrl-C once the first trial has finished
+        while not list(study.glob("1_*/checkpoints/step-*")):
+            assert first.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "no checkpoint in trial 1"
+            time.sleep(0.05)
+        first.send_signal(signal.SIGINT)  # Ctrl-C once the second trial has a checkpoint
         first.wait(timeout=120)
-    before = _trials(study)
-    done = sum(state == "COMPLETE" for _, state in before)
-    assert done >= 1, (tmp_path / "first.log").read_text()[-3000:]
+    err = log.read_text()
+    assert first.returncode == 130, err[-3000:]
+    assert _trials(study) == [(0, "COMPLETE"), (1, "RUNNING")]
+    (second,) = study.glob("1_*")
+    assert json.loads((second / "status.json").read_text())["status"] == "interrupted"
+    (last,) = [line for line in err.splitlines() if "; the same command resumes trial" in line]
+    assert last.startswith("interrupted: saved ") and "Traceback" not in err
+    printed = last.split("; the same command resumes trial 1: ", 1)[1]
+    assert printed.startswith("python -m src.run ")
+    again = shlex.split(printed)
+    assert sorted(again[3:]) == sorted(command)  # exactly the command, nothing added
 
-    left = max(1, 3 - done)
-    proc = run_cli(*command[3:], f"hydra.sweeper.n_trials={left}")
+    proc = run_cli(*again[3:])
     assert proc.returncode == 0, proc.stderr[-3000:]
-    after = _trials(study)
-    assert [n for n, _ in after] == list(range(len(after)))  # numbering goes on from the file
-    assert [n for n, _ in after[: len(before)]] == [n for n, _ in before]
-    assert len(after) == len(before) + left
-    assert all(state == "COMPLETE" for _, state in after[len(before) :])
-    rows = _rows(study)
-    assert sum(r["status"] == "finished" for r in rows) == done + left
-    assert {r["status"] for r in rows} <= {"finished", "incomplete"}  # the Ctrl-C'd trial
+    assert _trials(study) == [(n, "COMPLETE") for n in range(4)]  # 1 resumed, then 2 and 3
+    assert sorted(p.name.split("_")[0] for p in study.glob("*_*") if p.is_dir()) == list("0123")
+    metrics = json.loads((second / "metrics.json").read_text())
+    assert metrics["resumed_from"] and "resumed from" in (second / "run.log").read_text()
+    rows = {r["job"].split("_")[0]: r for r in _rows(study)}
+    assert rows["1"]["start"] == "resumed" and rows["1"]["status"] == "finished"
+    assert "resume" not in rows["1"]  # how a job started is no swept column
     assert (study / "optimization_results.yaml").is_file()
 
 
@@ -314,12 +332,18 @@ def test_dry_run_of_an_optuna_study_prints_its_space(tmp_path):
         "hparams_search=optuna",
         "debug=smoke",
         "epochs=choice(1,2)",
+        "seed=range(1,3)",
         "--dry-run",
         f"hydra.sweep.dir={tmp_path}/study",
     )
     assert proc.returncode == 0, proc.stderr
-    assert "  lr: tag(log, interval(1e-5, 3e-4))" in proc.stdout
-    assert "  epochs: choice(1,2)" in proc.stdout
+    # each parameter's text, then what the study draws from (hydra-optuna-sweeper's meaning:
+    # range(1,3) is 1, 2 and 3, where Hydra's -m would run 1 and 2)
+    assert "  lr: tag(log, interval(1e-5, 3e-4)) -> a float in [1e-05, 0.0003], log scale" in (
+        proc.stdout
+    )
+    assert "  epochs: choice(1,2) -> 1, 2\n" in proc.stdout
+    assert "  seed: range(1,3) -> 1, 2, 3\n" in proc.stdout
     assert "sampler TPESampler, pruner none" in proc.stdout
     assert "20 trials, 1 at a time; nothing was created" in proc.stdout
     assert not (tmp_path / "study").exists()
@@ -382,7 +406,6 @@ def test_a_command_that_loses_the_race_to_create_the_storage_opens_it(monkeypatc
         study.storage(url)
 
 
-@SEVERAL_PROCESSES
 def test_pruned_trials_under_two_processes_on_one_study_and_not_retried(tmp_path):
     """Two `python -m src.run hparams_search=optuna` commands at once share the study through
     its sqlite storage: one runs a trial of the manual loop, the other two trials side by side
@@ -474,6 +497,24 @@ def test_pruned_trials_under_two_processes_on_one_study_and_not_retried(tmp_path
         (
             ["hydra.sweeper.n_jobs=4", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
             "hydra.sweeper.n_jobs=4: the launcher runs 2 at a time",
+        ),
+        (
+            ["lr=interval(1e-3, 1e-5)"],
+            "hydra.sweeper.params.lr=interval(1e-3, 1e-5): bounds in the wrong order",
+        ),
+        (
+            ["dropout=tag(log, interval(0.0, 0.5))"],
+            "hydra.sweeper.params.dropout=tag(log, interval(0.0, 0.5)): a log scale needs a "
+            "low bound above 0 (it is 0.0)",
+        ),
+        (
+            ["epochs=range(3,1)"],
+            "hydra.sweeper.params.epochs=range(3,1): an empty range (3 is above 1)",
+        ),
+        (
+            ["task=regression", "hydra.sweeper.direction=maximize"],
+            "hydra.sweeper.direction=maximize: the study optimises the best eval mse "
+            "(trainer.metric_for_best_model), which is better lower; set minimize",
         ),
     ],
 )

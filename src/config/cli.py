@@ -146,6 +146,13 @@ def other_configs(flags: argparse.Namespace) -> bool:
     return any(getattr(flags, k, None) for k in ("config_path", "config_name", "config_dir"))
 
 
+def search_path(flags: argparse.Namespace) -> list[str]:
+    """`--config-dir DIR` (`-cd`) as the override Hydra's compose API takes, so that what is
+    composed before Hydra starts (--dry-run, a study's checks) sees DIR's configs too."""
+    folder = getattr(flags, "config_dir", None)
+    return [f"hydra.searchpath=[file://{Path(folder).resolve()}]"] if folder else []
+
+
 def writable_file(path: Path, key: str) -> None:
     """An output file that can be written, checked before the work that fills it."""
     if path.is_dir():

@@ -38,8 +38,8 @@ class Preempted(Exception):
     """Training stopped on SIGTERM/SIGUSR1 after saving a checkpoint; rerun with resume=auto."""
 
     def __init__(self, checkpoint: str | None, why: str = "preempted"):
-        saved = f"saved {checkpoint}" if checkpoint else "no checkpoint yet"
-        super().__init__(f"{why}: {saved}; rerun with resume=auto to continue")
+        self.stopped = f"{why}: " + (f"saved {checkpoint}" if checkpoint else "no checkpoint yet")
+        super().__init__(f"{self.stopped}; rerun with resume=auto to continue")
         self.checkpoint = checkpoint
 
 

@@ -47,6 +47,7 @@ TENSORBOARD_DIR = "tensorboard"
 SCALARS_FILE = "scalars.csv"
 ERROR_FILE = "error.txt"  # a failed job of a sweep: its traceback (src.sweeps.summary.SweepSummary)
 LOCK_FILE = ".lock"  # held by the process writing the folder (`claim`)
+MULTIRUN_FILE = "multirun.yaml"  # a sweep's folder: the config it was started with
 HYDRA_DIR = ".hydra"  # Hydra's own record of a job: config, hydra.yaml, overrides.yaml
 BEST = "best_eval_"  # metrics.json: best_eval_<metric>, the value that chose the epoch
 

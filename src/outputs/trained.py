@@ -50,7 +50,6 @@ if TYPE_CHECKING:
     from src.tasks import Task
 
 EVALUATED = "evaluated"  # an evaluation's metrics.json: which run, model folder and dataset
-MULTIRUN_FILE = "multirun.yaml"  # Hydra writes it into a sweep's folder
 # what a folder is, as `Opened.kind` says it
 KINDS = {
     "run": "a training run",
@@ -209,7 +208,7 @@ def open_folder(path: str | Path) -> Opened:
             _yaml(path / rundir.CONFIG_FILE),
         )
     jobs = (p.parent.parent for p in path.glob(f"*/{rundir.HYDRA_DIR}/overrides.yaml"))
-    if (path / MULTIRUN_FILE).is_file() or any(_mode(job) != "RUN" for job in jobs):
+    if (path / rundir.MULTIRUN_FILE).is_file() or any(_mode(job) != "RUN" for job in jobs):
         return Opened(path, "sweep")
     raise UserError(
         f"{path}: not a folder any command of this project wrote (no {rundir.CONFIG_FILE}, "

@@ -11,6 +11,7 @@ the sweep goes on and its summary shows it).
 from __future__ import annotations
 
 import logging
+import shlex
 import shutil
 import sys
 import traceback
@@ -70,6 +71,23 @@ def run(cfg: DictConfig, train: Train) -> float | None:
         raise failed(mistake) from None
 
 
+def stopped_line(e: BaseException, trial: JobTrial | None) -> str:
+    """What a stopped job prints: what it saved, and the command that continues it (a study's
+    trial: the study's own command, which resumes the trial in its folder)."""
+    if trial is None:
+        return str(e) if isinstance(e, errors.Preempted) else errors.INTERRUPTED
+    stopped = e.stopped if isinstance(e, errors.Preempted) else "interrupted (Ctrl-C)"
+    return f"{stopped}; the same command resumes trial {trial.number}: {study_command()}"
+
+
+def study_command() -> str:
+    """The command that started this job's study, from the sweep's multirun.yaml."""
+    sweep = Path(HydraConfig.get().sweep.dir) / rundir.MULTIRUN_FILE
+    overrides = OmegaConf.load(sweep).hydra.overrides if sweep.is_file() else {}
+    words = [*overrides.get("task", []), *overrides.get("hydra", [])]
+    return " ".join(["python -m src.run", *map(shlex.quote, words)])
+
+
 def failed(mistake: errors.UserError) -> Exception:
     """A sweep job's mistake, printed as it happens and then by Hydra as one line (its compact
     exception), not a traceback through Hydra's code."""
@@ -115,7 +133,7 @@ def _job(cfg: DictConfig, run_dir: Path, sweeper: Any, train: Train, sweep: bool
             summary = train(cfg, run_dir, trial)
             attempt.resumed_from, attempt.pruned = summary.resumed_from, summary.result.pruned
     except (errors.Preempted, KeyboardInterrupt) as e:  # a checkpoint to resume from, if any
-        print(e if isinstance(e, errors.Preempted) else errors.INTERRUPTED, file=sys.stderr)
+        print(stopped_line(e, trial), file=sys.stderr)
         interrupted = isinstance(e, errors.Interrupted | KeyboardInterrupt)
         sys.exit(errors.INTERRUPTED_EXIT_CODE if interrupted else errors.REQUEUE_EXIT_CODE)
     except Exception as e:  # a mistake found while building (a data file's rows): as above

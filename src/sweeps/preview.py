@@ -63,14 +63,16 @@ def optuna(cfg: DictConfig, overrides: list[str]) -> list[str]:
     sweeper = cfg.hydra.sweeper
     space = dict(OmegaConf.to_container(sweeper.params) or {})
     space.update(o.split("=", 1) for o in overrides if swept(o))
+    drawn, _ = study.space(sweeper.params, [o for o in overrides if swept(o)])
+    _, n_trials = study.sampler_of(study.settings_of(sweeper), drawn)  # a grid: at most its size
     return [
         f"Optuna study {sweeper.study_name} in {folder(cfg, 'hydra.sweep.dir')} "
         f"({sweeper.storage}), {sweeper.direction} the best eval "
         f"{cfg.trainer.metric_for_best_model}",
         "search space:",
-        *(f"  {key}: {value}" for key, value in space.items()),
+        *(f"  {key}: {value} -> {study.values_of(drawn[key])}" for key, value in space.items()),
         f"sampler {_target(sweeper.get('sampler'))}, pruner {_target(sweeper.get('pruner'))}",
-        f"{sweeper.n_trials} trials, {sweeper.n_jobs} at a time; nothing was created "
+        f"{n_trials} trials, {sweeper.n_jobs} at a time; nothing was created "
         "(drop --dry-run to start the study; the same command resumes it).",
     ]
 
@@ -110,10 +112,11 @@ def before_hydra(argv: list[str]) -> list[str]:
     with reported():
         flags, overrides = cli.hydra_command_line(argv)
         preflight.check(overrides, other_configs=cli.other_configs(flags))
+        overrides_and_path = [*overrides, *cli.search_path(flags)]
         if "--dry-run" in argv:  # the jobs a sweep would launch, checked, nothing run
-            sys.exit(main([*overrides, *(["-m"] if flags.multirun else [])]))
+            sys.exit(main([*overrides_and_path, *(["-m"] if flags.multirun else [])]))
         if cli.runs_a_job(flags):
-            study_preflight(overrides)
+            study_preflight(overrides_and_path)
     if flags.hydra_help:  # Hydra's own help composes Hydra's config: the app's groups go
         argv = ["--hydra-help", *(o for o in overrides if o.lstrip("+~").startswith("hydra"))]
     if flags.cfg == "hydra" and flags.resolve:

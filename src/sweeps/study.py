@@ -19,6 +19,7 @@ one machine, an RDB URL across machines).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import math
@@ -31,11 +32,13 @@ from typing import TYPE_CHECKING, Any
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Transformer
 from hydra.core.utils import JobStatus
-from hydra.utils import instantiate
+from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from src.config import rundir
 from src.config.errors import UserError
 from src.config.rundir import read_status, write_atomic
+from src.tasks.metrics import higher_is_better
 
 if TYPE_CHECKING:
     import optuna
@@ -62,7 +65,7 @@ def space(params: Mapping[str, Any] | None, arguments: list[str]) -> tuple[dict,
     for override in OverridesParser.create().parse_overrides(texts):
         key = override.get_key_element()
         if override.is_sweep_override():
-            distributions[key] = distribution(override)
+            distributions[key] = distribution(checked(override))
             fixed.pop(key, None)
         else:
             fixed[key] = override.input_line
@@ -91,6 +94,44 @@ def distribution(override: Any) -> optuna.distributions.BaseDistribution:
     return FloatDistribution(value.start, value.end, log=log_scale)
 
 
+def checked(override: Any) -> Any:
+    """`override` if its sweep holds a value at all: bounds in order, a log scale above zero,
+    a range or choice with something in it (else one line, before any trial)."""
+    where, value = f"hydra.sweeper.params.{override.input_line}", override.value()
+    if override.is_choice_sweep():
+        if not list(override.sweep_iterator()):
+            raise UserError(f"{where}: nothing to choose from; give at least one value")
+    elif override.is_range_sweep():
+        if not value.shuffle and value.stop < value.start:
+            raise UserError(
+                f"{where}: an empty range ({value.start} is above {value.stop}); "
+                "range(start, stop[, step]) counts up from start"
+            )
+    elif value.end < value.start:
+        raise UserError(f"{where}: bounds in the wrong order; write the low one first")
+    elif "log" in value.tags and value.start <= 0:
+        raise UserError(f"{where}: a log scale needs a low bound above 0 (it is {value.start})")
+    return override
+
+
+def values_of(found: Any, most: int = 8) -> str:
+    """What a distribution draws from, as --dry-run prints it: its values where it has few,
+    else its bounds and scale."""
+    from optuna.distributions import CategoricalDistribution
+
+    if isinstance(found, CategoricalDistribution):
+        return ", ".join(map(str, found.choices))
+    step = getattr(found, "step", None)
+    if step:
+        count = int(round((found.high - found.low) / step)) + 1
+        if count <= most:
+            return ", ".join(f"{found.low + i * step:g}" for i in range(count))
+        return f"{count} values, {found.low} to {found.high} by {step}"
+    scale = "log scale" if found.log else "uniform"
+    kind = "an integer" if type(found).__name__ == "IntDistribution" else "a float"
+    return f"{kind} in [{found.low}, {found.high}], {scale}"
+
+
 def override_of(name: str, value: Any) -> str:
     return f"{name}={value!r}" if isinstance(value, float) else f"{name}={value}"
 
@@ -116,6 +157,11 @@ def optuna_object(node: Any, kind: str, module: str) -> Any:
     if node is None:
         return None
     target = str(node.get("_target_", "")) if isinstance(node, Mapping) else str(node)
+    if target == "optuna.samplers.MOTPESampler":
+        raise UserError(
+            "hydra/sweeper/sampler=motpe: Optuna 4 removed MOTPESampler; use "
+            "hydra/sweeper/sampler=tpe (TPESampler handles several objectives) or nsgaii"
+        )
 
     try:
         if not target.startswith(f"optuna.{module}."):
@@ -128,6 +174,8 @@ def optuna_object(node: Any, kind: str, module: str) -> Any:
             f"hydra.sweeper.{kind}._target_={target or '(none)'}: not an Optuna {kind}; use one "
             f"of optuna.{module} (e.g. {EXAMPLES[kind]})"
         ) from None
+    if isinstance(node, Mapping):  # null: the library's own default (hydra-optuna-sweeper's)
+        node = {k: v for k, v in node.items() if v is not None}
     try:
         return instantiate(node, _convert_="all")
     except Exception as e:
@@ -165,6 +213,54 @@ def storage(url: str | None) -> Any:
         raise UserError(f"hydra.sweeper.storage={url}: cannot be opened ({reason})") from None
 
 
+def custom_space(path: str | None) -> Any:
+    """`hydra.sweeper.custom_search_space`: the function it names (None: none)."""
+    if not path:
+        return None
+    try:
+        return get_method(path)
+    except Exception as e:
+        reason = " ".join(str(e).split())[:200]
+        raise UserError(
+            f"hydra.sweeper.custom_search_space={path}: not a function that can be imported "
+            f"({reason}); name one as module.function, called with (cfg, trial)"
+        ) from None
+
+
+def grid_of(distributions: dict[str, Any]) -> dict[str, list[Any]]:
+    """GridSampler's grid: every value of each parameter, as --dry-run lists them."""
+    from optuna.distributions import CategoricalDistribution
+
+    grid = {}
+    for name, found in distributions.items():
+        if isinstance(found, CategoricalDistribution):
+            grid[name] = list(found.choices)
+        elif getattr(found, "step", None):
+            count = int(round((found.high - found.low) / found.step)) + 1
+            grid[name] = [found.low + i * found.step for i in range(count)]
+        else:
+            raise UserError(
+                f"hydra.sweeper.params.{name}: a grid needs values, and an interval has none; "
+                "give choice(...) or range(...), or use another sampler"
+            )
+    return grid
+
+
+def sampler_of(settings: Settings, distributions: dict[str, Any]) -> tuple[Any, int]:
+    """The study's sampler and its trial count: a grid (`_partial_` GridSampler) is filled in
+    from the search space, and runs at most its size."""
+    import optuna
+
+    sampler = optuna_object(settings.sampler, "sampler", "samplers")
+    if isinstance(sampler, functools.partial) and sampler.func is optuna.samplers.GridSampler:
+        grid = grid_of(distributions)
+        size = math.prod(len(v) for v in grid.values())
+        if size < settings.n_trials:
+            log.info(f"a grid of {size} points: {size} trials, not {settings.n_trials}")
+        return sampler(grid), min(settings.n_trials, size)
+    return sampler, settings.n_trials
+
+
 def check_workers(n_jobs: int, launcher: DictConfig) -> None:
     """`n_jobs` trials at a time need as many workers from the launcher."""
     target = str(launcher.get("_target_", ""))
@@ -186,6 +282,28 @@ def check_workers(n_jobs: int, launcher: DictConfig) -> None:
         )
 
 
+def check_direction(direction: Any, cfg: DictConfig) -> None:
+    """A single objective is the run's best eval value of trainer.metric_for_best_model: its
+    direction must be the one that metric improves in (maximize an error and the study
+    looks for the worst model)."""
+    if not isinstance(direction, str):
+        directions = list(direction)
+        if len(directions) != 1:
+            raise UserError(
+                f"hydra.sweeper.direction={directions}: a run returns one value, its best eval "
+                "metric, so a study here has one objective; give one direction"
+            )
+        direction = directions[0]
+    metric = cfg.trainer.metric_for_best_model
+    better, wanted = ("higher", "maximize") if higher_is_better(metric) else ("lower", "minimize")
+    if direction != wanted:
+        raise UserError(
+            f"hydra.sweeper.direction={direction}: the study optimises the best eval {metric} "
+            f"(trainer.metric_for_best_model), which is better {better}; set {wanted}, or "
+            "leave it to hparams_search=optuna (it follows the metric)"
+        )
+
+
 def settings_of(sweeper: Mapping[str, Any]) -> Settings | None:
     """This sweeper's settings from the composed `hydra.sweeper` (None: another sweeper)."""
     if "src_sweepers" not in str(sweeper.get("_target_", "")):
@@ -202,7 +320,9 @@ def check(cfg: DictConfig, arguments: list[str], open_storage: bool = True) -> N
         return
     distributions, _ = space(settings.params, arguments)
     check_keys(cfg, list(distributions))
-    optuna_object(settings.sampler, "sampler", "samplers")
+    check_direction(settings.direction, cfg)
+    sampler_of(settings, distributions)
+    custom_space(settings.custom_search_space)
     optuna_object(settings.pruner, "pruner", "pruners")
     check_workers(settings.n_jobs, cfg.hydra.launcher)
     if open_storage and settings.storage:
@@ -226,7 +346,7 @@ class Settings:
     """The sweeper's keys (`hydra.sweeper.*`) and their defaults, declared once: the option's
     YAML, conf/hydra/sweeper/optuna.yaml, composes them and sets the sampler."""
 
-    direction: Any = "maximize"  # or minimize; a list for several objectives
+    direction: Any = "maximize"  # or minimize (the metric's: checked)
     study_name: str | None = None  # null: Optuna names it (hparams_search=optuna: by the data)
     storage: str | None = None  # a database URL (sqlite:///..., postgresql://...); null: memory
     n_trials: int = 20  # trials this command runs (a resumed study runs this many more)
@@ -236,6 +356,9 @@ class Settings:
     params: Any = None  # the search space: key: interval(a, b) | tag(log, interval(a, b)) |
     # choice(a, b) | range(a, b, step)
     max_failure_rate: float = 0.0  # share of a batch's trials that may fail before it stops
+    # a dotted path to `configure(cfg, trial)`, which suggests more parameters on each trial
+    # after the search space's (hydra-optuna-sweeper's key; `+name` adds a key)
+    custom_search_space: str | None = None
     trial: int | None = None  # set by the sweeper for each job: the id of its trial
 
 
@@ -248,7 +371,8 @@ def run_study(
     distributions, fixed = space(settings.params, arguments)
     check_keys(config, list(distributions))
     check_workers(settings.n_jobs, config.hydra.launcher)
-    sampler = optuna_object(settings.sampler, "sampler", "samplers")
+    sampler, n_trials = sampler_of(settings, distributions)
+    extend = custom_space(settings.custom_search_space)
     pruner = optuna_object(settings.pruner, "pruner", "pruners")
     directions = (
         [settings.direction] if isinstance(settings.direction, str) else list(settings.direction)
@@ -263,12 +387,24 @@ def run_study(
     )
     log.info(
         f"study {study.study_name} ({settings.storage or 'in memory'}): {len(study.trials)} "
-        f"trials so far; {settings.n_trials} to run, {settings.n_jobs} at a time; sampler "
+        f"trials so far; {n_trials} to run, {settings.n_jobs} at a time; sampler "
         f"{type(study.sampler).__name__}, pruner {type(study.pruner).__name__}"
     )
-    left, job_idx = settings.n_trials, 0
+    sweep_dir = Path(config.hydra.sweep.dir)
+    sweep_dir.mkdir(parents=True, exist_ok=True)  # as Hydra's own sweeper does: the command's
+    OmegaConf.save(config, sweep_dir / rundir.MULTIRUN_FILE)  # config, read to say how to resume
+    left, job_idx = n_trials, 0
+    stopped = interrupted(study, sweep_dir)[:left]  # trials a stopped job left: theirs to finish
+    if stopped:
+        log.info(f"resuming trial(s) {', '.join(str(n) for n, _ in stopped)} where they stopped")
+        returns = launcher.launch([(*o, "resume=auto") for _, o in stopped], initial_job_idx=0)
+        for (number, _), ret in zip(stopped, returns, strict=True):
+            tell(study, number, ret, len(directions))
+        job_idx, left = len(returns), left - len(returns)
     while left > 0:
         trials = [study.ask(distributions) for _ in range(min(settings.n_jobs, left))]
+        for trial in trials if extend else ():
+            extend(config, trial)  # more parameters, suggested in Python
         overrides = [
             (
                 *(override_of(k, v) for k, v in t.params.items()),
@@ -277,6 +413,8 @@ def run_study(
             )  # the job reports to its trial; its folder
             for t in trials  # begins with the number
         ]
+        for trial, job in zip(trials, overrides, strict=True):  # what resumes it if it stops
+            trial.set_user_attr(OVERRIDES_ATTR, list(job))
         returns = launcher.launch(overrides, initial_job_idx=job_idx)
         job_idx, left = job_idx + len(returns), left - len(returns)
         failed = [
@@ -290,7 +428,35 @@ def run_study(
     return study
 
 
-def tell(study: optuna.Study, trial: optuna.Trial, ret: Any, objectives: int) -> bool:
+OVERRIDES_ATTR = "overrides"  # a trial's user attribute: its job's overrides, which resume it
+STOPPED = ("interrupted", "preempted", "running")  # status.json of a job that did not end
+
+
+def interrupted(study: optuna.Study, sweep_dir: Path) -> list[tuple[int, tuple[str, ...]]]:
+    """(number, overrides) of each trial a job left RUNNING when it stopped: Ctrl-C, SIGTERM
+    or preemption (its status.json says so), or a process that died without a word (kill -9:
+    `running`, and its folder's lock is free). A trial whose job is alive, whose folder is not
+    here (another machine's) or that ended but is not told yet (its owner will) is left alone."""
+    from optuna.trial import TrialState
+
+    found = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        overrides = trial.user_attrs.get(OVERRIDES_ATTR)
+        folders = [
+            p for p in sweep_dir.glob(f"{trial.number}_*") if (p / rundir.HYDRA_DIR).is_dir()
+        ]
+        if not overrides or len(folders) != 1:
+            continue
+        if read_status(folders[0]).get("status") not in STOPPED:
+            continue
+        if not rundir.claim(folders[0]):  # its job is alive
+            continue
+        rundir.release(folders[0])
+        found.append((trial.number, tuple(overrides)))
+    return found
+
+
+def tell(study: optuna.Study, trial: optuna.Trial | int, ret: Any, objectives: int) -> bool:
     """The study learns how the job ended: complete with its value, pruned (status.json), or
     failed. False for a failed job."""
     from optuna.trial import TrialState

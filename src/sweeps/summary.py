@@ -63,9 +63,17 @@ def sort_jobs(jobs: list[Job], metric: str | None) -> list[Job]:
     return sorted(jobs, key=key)
 
 
+# Overrides that say how a job was started, not what it is: a sweep run again with
+# resume=auto gives it to the jobs it starts and not to those it skips, and the `start` column
+# already says how each began. Never a swept column, nor a shared setting.
+HOW_STARTED = ("resume",)
+
+
 def swept_keys(jobs: list[Job]) -> tuple[list[str], dict[str, str]]:
     """Override keys whose value differs between jobs, and the overrides all jobs share."""
-    keys = list(dict.fromkeys(k for job in jobs for k in job.overrides))
+    keys = [
+        k for k in dict.fromkeys(k for job in jobs for k in job.overrides) if k not in HOW_STARTED
+    ]
     swept = [k for k in keys if len({j.overrides.get(k) for j in jobs}) > 1]
     shared = {k: jobs[0].overrides[k] for k in keys if k not in swept}
     return swept, shared

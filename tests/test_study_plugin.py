@@ -1,0 +1,140 @@
+"""hydra-optuna-sweeper's configuration, unchanged: its sampler group and keys, its sweep
+functions' meaning, GridSampler, custom_search_space, and lightning-hydra-template's
+`hparams_search` file (tests/data/optuna_plugin, copied as written but for this app's keys)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+
+from src.config.errors import UserError
+from src.sweeps import study
+from tests.conftest import ROOT, run_cli
+
+PLUGIN_CONF = ROOT / "tests" / "data" / "optuna_plugin"
+
+
+def _dry_run(tmp_path: Path, *args: str):
+    proc = run_cli("-cd", str(PLUGIN_CONF), *args, "--dry-run", f"hydra.sweep.dir={tmp_path}/study")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not (tmp_path / "study").exists()
+    return proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("preset", "lines"),
+    [
+        (
+            "plugin_sphere",
+            [
+                "  dropout: range(0.0, 0.5, step=0.1) -> 0, 0.1, 0.2, 0.3, 0.4, 0.5",
+                "  batch_size: choice(8 ,16 ,32) -> 8, 16, 32",
+                "sampler TPESampler, pruner none",
+                "20 trials, 1 at a time",
+            ],
+        ),
+        (
+            "plugin_grid",
+            [
+                "  scheduler.warmup_ratio: range(0.0, 0.2, step=0.1) -> 0, 0.1, 0.2",
+                '  truncation: choice("head", "tail") -> head, tail',
+                "sampler GridSampler, pruner none",
+                "12 trials, 1 at a time",  # the grid's 2 x 3 x 2, not n_trials=20
+            ],
+        ),
+    ],
+)
+def test_the_plugins_example_configs_compose_and_print_their_space(tmp_path, preset, lines):
+    out = _dry_run(tmp_path, f"hparams_search={preset}", "debug=smoke")
+    for line in lines:
+        assert line in out, out
+
+
+def test_a_lightning_hparams_search_file_runs_a_study_unchanged(tmp_path):
+    """The template's file names the plugin's sweeper class and a seeded TPE; its
+    custom_search_space suggests the warm-up after the lr it depends on."""
+    sweep = tmp_path / "study"
+    proc = run_cli(
+        "-cd",
+        str(PLUGIN_CONF),
+        "hparams_search=lightning_optuna",
+        "debug=smoke",
+        "hydra.sweeper.n_trials=1",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (job,) = [p.parent for p in sweep.glob("*/metrics.json")]
+    config = (job / ".hydra" / "hydra.yaml").read_text()  # Hydra's node: the sweeper's
+    overrides = (job / ".hydra" / "overrides.yaml").read_text()
+    assert "scheduler.warmup_ratio=" in overrides and "lr=" in overrides  # the custom one too
+    lr = float(next(o for o in overrides.split() if o.startswith("lr=")).split("=")[1])
+    warmup = float(
+        next(o for o in overrides.split() if o.startswith("scheduler.warmup_ratio=")).split("=")[1]
+    )
+    assert 0.0 <= warmup <= min(0.2, 1000 * lr)
+    assert "TPESampler" in config and "seed: 1234" in config
+    assert json.loads((job / "status.json").read_text())["status"] == "finished"
+
+
+def _settings(**changes) -> study.Settings:
+    return study.Settings(**{"sampler": {"_target_": "optuna.samplers.TPESampler"}, **changes})
+
+
+def test_a_grid_is_every_value_of_the_space_and_caps_the_trials():
+    distributions, _ = study.space({"batch_size": "choice(8, 16)", "epochs": "range(1,3)"}, [])
+    grid = {"_target_": "optuna.samplers.GridSampler", "_partial_": True}
+    sampler, n_trials = study.sampler_of(_settings(sampler=grid), distributions)
+    assert isinstance(sampler, optuna.samplers.GridSampler) and n_trials == 6  # 2 x (1, 2, 3)
+    interval, _ = study.space({"lr": "interval(1e-5, 1e-3)"}, [])
+    with pytest.raises(UserError, match=r"^hydra.sweeper.params.lr: a grid needs values"):
+        study.sampler_of(_settings(sampler=grid), interval)
+
+
+def test_the_plugins_sampler_nodes_instantiate_and_motpe_says_what_replaced_it():
+    """Each sampler option of hydra/sweeper/sampler (null keys: Optuna's own defaults)."""
+    import yaml
+
+    for path in sorted((ROOT / "conf/hydra/sweeper/sampler").glob("*.yaml")):
+        node = yaml.safe_load(path.read_text())
+        if path.stem == "motpe":
+            with pytest.raises(UserError, match="Optuna 4 removed MOTPESampler; use "):
+                study.optuna_object(node, "sampler", "samplers")
+        elif path.stem == "cmaes" and not _has("cmaes"):
+            continue  # an optional dependency of Optuna's, not of this project
+        else:
+            made = study.optuna_object(node, "sampler", "samplers")
+            assert made is not None, path.name
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def test_a_custom_search_space_that_cannot_be_imported_is_one_line():
+    with pytest.raises(UserError, match=r"^hydra.sweeper.custom_search_space=nope.nothing: not"):
+        study.custom_space("nope.nothing")
+
+
+def test_a_trial_left_running_by_a_dead_job_is_found_and_a_live_ones_is_not(tmp_path):
+    """kill -9 leaves status.json `running` and the folder's lock free: the trial is resumed
+    like an interrupted one. A job that is alive (its lock held), one that ended (its owner
+    will tell the study) and one whose folder is elsewhere are left alone."""
+    from src.config import rundir
+
+    found = optuna.create_study()
+    folders = {}
+    for number, status in enumerate(["running", "running", "finished", None, "preempted"]):
+        trial = found.ask()
+        trial.set_user_attr(study.OVERRIDES_ATTR, [f"seed={number}"])
+        if status is None:
+            continue  # no folder here: another machine's
+        folders[number] = tmp_path / f"{number}_seed={number}"
+        (folders[number] / rundir.HYDRA_DIR).mkdir(parents=True)
+        rundir.write_status(folders[number], status)
+    with rundir.claimed(folders[1]):  # trial 1's job is alive
+        assert study.interrupted(found, tmp_path) == [(0, ("seed=0",)), (4, ("seed=4",))]
