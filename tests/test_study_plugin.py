@@ -138,3 +138,10 @@ def test_a_trial_left_running_by_a_dead_job_is_found_and_a_live_ones_is_not(tmp_
         rundir.write_status(folders[number], status)
     with rundir.claimed(folders[1]):  # trial 1's job is alive
         assert study.interrupted(found, tmp_path) == [(0, ("seed=0",)), (4, ("seed=4",))]
+
+
+def test_the_plugins_sweeper_alone_without_a_preset_dry_runs(tmp_path):
+    """`-m hydra/sweeper=optuna` as the plugin's docs start (no params of a preset): the
+    command line's sweep is the whole space (its params null was a traceback)."""
+    out = _dry_run(tmp_path, "-m", "hydra/sweeper=optuna", "debug=smoke", "lr=interval(1e-5,1e-3)")
+    assert "  lr: interval(1e-5,1e-3) -> a float in [1e-05, 0.001], uniform" in out

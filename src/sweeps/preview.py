@@ -61,7 +61,7 @@ def job_overrides(overrides: list[str]) -> list[list[str]]:
 def optuna(cfg: DictConfig, overrides: list[str]) -> list[str]:
     """The study's search space (the preset's and the command line's) and its trial count."""
     sweeper = cfg.hydra.sweeper
-    space = dict(OmegaConf.to_container(sweeper.params) or {})
+    space = dict(OmegaConf.to_container(sweeper.params) if sweeper.params else {})
     space.update(o.split("=", 1) for o in overrides if swept(o))
     drawn, _ = study.space(sweeper.params, [o for o in overrides if swept(o)])
     _, n_trials = study.sampler_of(study.settings_of(sweeper), drawn)  # a grid: at most its size

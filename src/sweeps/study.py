@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Transformer
 from hydra.core.utils import JobStatus
-from hydra.utils import get_method, instantiate
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from src.config import rundir
@@ -217,10 +217,14 @@ def custom_space(path: str | None) -> Any:
     """`hydra.sweeper.custom_search_space`: the function it names (None: none)."""
     if not path:
         return None
+    module, _, name = path.rpartition(".")
     try:
-        return get_method(path)
+        found = getattr(importlib.import_module(module), name)
+        if not callable(found):
+            raise TypeError(f"{name} is a {type(found).__name__}")
+        return found
     except Exception as e:
-        reason = " ".join(str(e).split())[:200]
+        reason = f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
         raise UserError(
             f"hydra.sweeper.custom_search_space={path}: not a function that can be imported "
             f"({reason}); name one as module.function, called with (cfg, trial)"
