@@ -160,6 +160,17 @@ def test_an_interrupted_trial_is_resumed_by_the_same_command(tmp_path):
     assert sorted(p.name.split("_")[0] for p in study.glob("*_*") if p.is_dir()) == list("0123")
     metrics = json.loads((second / "metrics.json").read_text())
     assert metrics["resumed_from"] and "resumed from" in (second / "run.log").read_text()
+    import optuna
+
+    (summary,) = optuna.get_all_study_summaries(f"sqlite:///{study}/optuna.db")
+    resumed = optuna.load_study(
+        study_name=summary.study_name, storage=f"sqlite:///{study}/optuna.db"
+    )
+    trial = resumed.trials[1]  # its epochs reported to it (pruning reads them), its parameters
+    assert sorted(trial.intermediate_values) == [0, 1]  # the folder's name was drawn from
+    assert all(
+        f"{k}={v}" in second.name or f"{k}={v!r}" in second.name for k, v in trial.params.items()
+    )
     rows = {r["job"].split("_")[0]: r for r in _rows(study)}
     assert rows["1"]["start"] == "resumed" and rows["1"]["status"] == "finished"
     assert "resume" not in rows["1"]  # how a job started is no swept column
