@@ -21,7 +21,7 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from src.config import rundir
+from src.config import devices, rundir
 from src.outputs import reports, save
 from src.outputs.results import RunSummary
 from src.sweeps import job, preview
@@ -44,6 +44,7 @@ def train(cfg: DictConfig, run_dir: Path, trial: Any = None) -> RunSummary:
         reports.show_config(cfg)
         rundir.write_atomic(run_dir / rundir.CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
     marks = [time.perf_counter()]  # where a run's wall time goes: metrics.json `seconds`
+    counted = devices.reset_peak_memory()  # metrics.json `peak_memory_mb`, build to test
     with opened_logger(cfg.logger, run_dir) as logger:
         built = build(cfg, logger)  # data, tokenizer, model, trainer, optimizer, schedule
         built.trainer.trial = trial
@@ -54,7 +55,8 @@ def train(cfg: DictConfig, run_dir: Path, trial: Any = None) -> RunSummary:
         test = built.score_test()
         marks.append(time.perf_counter())
         seconds = dict(zip(("build", "fit", "test"), map(float, np.diff(marks)), strict=True))
-        summary = RunSummary.of(built, result, test.scores, test.ci, seconds, resume_from)
+        summary = RunSummary.of(built, result, test, seconds, resume_from)
+        summary.peak_memory_mb = devices.peak_memory_mb(built.trainer.device, counted)
         if distributed.is_main():  # under torchrun, rank 0 alone writes the run's results
             artifacts = save.save_run(built, cfg, run_dir, summary, test.truth, test.logits)
             logger.finish(summary.to_json(), artifacts)  # test metrics, reports (mlflow)

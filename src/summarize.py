@@ -1,7 +1,8 @@
 """Print a sweep's summary: `python -m src.summarize <sweep dir> [--metric M]`.
 
 The table every job of a sweep or study writes as it ends (src/sweeps/summary.py: summary.md,
-summary.csv, summary.png), printed on demand, also mid-sweep, sorted by another column if asked.
+summary.csv, summary.png; a study of several objectives: its Pareto front too), printed on
+demand, also mid-sweep, sorted by another column if asked (a cost too: --metric train_seconds).
 No torch here: it reads files and runs on a login node in a second.
 """
 
@@ -12,7 +13,7 @@ from pathlib import Path
 from src.config import cli
 from src.config.errors import run_command
 from src.outputs.trained import open_sweep
-from src.sweeps.summary import sorted_jobs, to_markdown
+from src.sweeps.summary import report
 
 
 def main(argv: list[str]) -> None:
@@ -25,8 +26,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--metric", help="sort by this column (default: best_eval_*)")
     args = parser.parse_args(argv)
     open_sweep(args.sweep_dir)  # a run, or no such folder: one line
-    jobs, metric = sorted_jobs(args.sweep_dir, args.metric)
-    print(to_markdown(jobs, metric, args.sweep_dir.name), end="")
+    print(report(args.sweep_dir, args.metric)[-1], end="")
 
 
 if __name__ == "__main__":

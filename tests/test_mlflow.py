@@ -1,4 +1,5 @@
-"""logger=mlflow: what a run and a sweep leave in an MLflow store, read back with MlflowClient.
+"""logger=mlflow: what a run and a sweep leave in an MLflow store, read back with MlflowClient
+(a sweep's one experiment: tests/test_sweeps.py, the 2x2 sweep).
 
 Offline: every store is a sqlite file in tmp_path.
 """
@@ -18,7 +19,7 @@ from src.config.errors import Preempted, UserError
 from src.config.rundir import flatten
 from src.run import train
 from src.trainers.loggers.mlflow import MLFLOW_ARTIFACTS_DIR, MLflowLogger, local_store, sweep_of
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT
 from tests.test_loggers import EXPECTED_TAGS
 
 ARTIFACTS = {
@@ -93,34 +94,11 @@ def test_both_trainers_log_the_same_names(store):
     assert EXPECTED_TAGS | TEST_METRICS <= manual <= hf  # hf adds grad_norm, eval/loss, timings
 
 
-def test_a_sweep_is_one_experiment(tmp_path):
-    uri, sweep = f"sqlite:///{tmp_path / 'm.db'}", tmp_path / "sweep"
-    proc = run_cli(
-        "-m",
-        "debug=smoke",
-        "logger=mlflow",
-        f"logger.tracking_uri={uri}",
-        "dropout=0.1,0.2",
-        f"hydra.sweep.dir={sweep}",
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    client = mlflow.MlflowClient(uri)
-    assert client.get_experiment_by_name(MLflowLogger.SINGLE_RUNS) is None
-    experiment = client.get_experiment_by_name(sweep.as_posix())  # outside the project: absolute
-    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.run_name"])
-    jobs = ["0_debug=smoke,dropout=0.1,logger=mlflow", "1_debug=smoke,dropout=0.2,logger=mlflow"]
-    assert [r.info.run_name for r in runs] == jobs  # the job folders; the URI is no folder
-    assert [r.data.tags["run_dir"] for r in runs] == [str(sweep / job) for job in jobs]
-    assert [r.info.status for r in runs] == ["FINISHED", "FINISHED"]
-    assert [r.data.params["dropout"] for r in runs] == ["0.1", "0.2"]
-    assert [r.data.tags["overrides"].split()[-1] for r in runs] == ["dropout=0.1", "dropout=0.2"]
-
-
 @pytest.mark.parametrize(
     "error, status", [(RuntimeError("boom"), "FAILED"), (Preempted("c"), "KILLED")]
 )
-def test_a_run_that_raises_ends_failed_or_killed(tmp_path, error, status):
-    uri = f"sqlite:///{tmp_path / 'm.db'}"
+def test_a_run_that_raises_ends_failed_or_killed(store, tmp_path, error, status):
+    uri = store[0]  # a store made already: a new sqlite store takes seconds to set up
     logger = MLflowLogger(tmp_path / "run", uri)
     with pytest.raises(type(error)):
         try:

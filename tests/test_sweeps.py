@@ -30,25 +30,53 @@ def _rows(sweep: Path) -> list[dict]:
     return list(csv.DictReader((sweep / "summary.csv").open()))
 
 
-def test_multirun_2x2_summary(tmp_path):
+@pytest.mark.processes
+def test_multirun_2x2_summary_and_one_mlflow_experiment(tmp_path):
+    """The 2x2 of heads and trainers as one sweep: its summary, and with logger=mlflow one
+    experiment named after the sweep, a run per job named after its folder."""
+    import mlflow
+
+    sweep, uri = tmp_path / "sweep", f"sqlite:///{tmp_path / 'm.db'}"
     proc = run_cli(
         "-m",
         "debug=smoke",
         "model=hf_head,custom_head",
         "trainer=hf,manual",
-        f"hydra.sweep.dir={tmp_path}",
+        "logger=mlflow",
+        f"logger.tracking_uri={uri}",
+        f"hydra.sweep.dir={sweep}",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = _rows(tmp_path)
+    rows = _rows(sweep)
     assert [r["status"] for r in rows] == ["finished"] * 4
     pairs = {(r["model"], r["trainer"]) for r in rows}
     assert pairs == {(m, t) for m in ("hf_head", "custom_head") for t in ("hf", "manual")}
     # Each job's folder shows its overrides.
-    assert (tmp_path / "3_debug=smoke,model=custom_head,trainer=manual" / "metrics.json").is_file()
-    assert (tmp_path / "summary.png").is_file()
-    assert "4 jobs: 4 finished, 0 failed, 0 incomplete." in (tmp_path / "summary.md").read_text()
+    jobs = [
+        f"{n}_debug=smoke,logger=mlflow,model={m},trainer={t}"
+        for n, (m, t) in enumerate(
+            (m, t) for m in ("hf_head", "custom_head") for t in ("hf", "manual")
+        )
+    ]
+    assert all((sweep / job / "metrics.json").is_file() for job in jobs)
+    assert (sweep / "summary.png").is_file()
+    assert "4 jobs: 4 finished, 0 failed, 0 incomplete." in (sweep / "summary.md").read_text()
+
+    from src.trainers.loggers.mlflow import MLflowLogger
+
+    client = mlflow.MlflowClient(uri)
+    assert client.get_experiment_by_name(MLflowLogger.SINGLE_RUNS) is None
+    experiment = client.get_experiment_by_name(sweep.as_posix())  # outside the project: absolute
+    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.run_name"])
+    assert [r.info.run_name for r in runs] == jobs  # the job folders; the URI is no folder
+    assert [r.data.tags["run_dir"] for r in runs] == [str(sweep / job) for job in jobs]
+    assert [r.info.status for r in runs] == ["FINISHED"] * 4
+    for run, job in zip(runs, jobs, strict=True):  # each run's overrides are its job's
+        assert set(job.split("_", 1)[1].split(",")) <= set(run.data.tags["overrides"].split())
+    assert len({r.data.params["model._target_"] for r in runs}) == 2  # each job's config
 
 
+@pytest.mark.processes
 def test_failed_job_does_not_stop_the_sweep(tmp_path):
     """A bad value in one job: the others run, the summary marks it failed, the exit code is 1
     (Hydra's basic launcher: test_a_failed_job_and_a_long_folder_name_under_the_basic_launcher).
@@ -116,67 +144,6 @@ def _trials(study_dir: Path) -> list[tuple[int, str]]:
         return []
 
 
-def test_an_interrupted_trial_is_resumed_by_the_same_command(tmp_path):
-    """Ctrl-C in a study's second trial: the job saves a checkpoint and prints exactly the
-    command that resumes it; that command finishes the same trial (its number, parameters,
-    folder and checkpoint) before any new one, and its numbering goes on from the file. The
-    summary's columns are what the study swept, not `resume`."""
-    study = tmp_path / "study"
-    command = [
-        "hparams_search=optuna",
-        "debug=smoke",
-        "epochs=2",
-        "trainer.save_steps=2",
-        "hydra.sweeper.n_trials=3",
-        f"hydra.sweep.dir={study}",
-    ]
-    log = tmp_path / "first.log"  # a file: a pipe nobody reads would fill and stop the job
-    with log.open("w") as out:
-        first = subprocess.Popen(
-            [sys.executable, "-m", "src.run", *command], cwd=ROOT, stdout=out, stderr=out
-        )
-        deadline = time.monotonic() + 300
-        while not list(study.glob("1_*/checkpoints/step-*")):
-            assert first.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "no checkpoint in trial 1"
-            time.sleep(0.05)
-        first.send_signal(signal.SIGINT)  # Ctrl-C once the second trial has a checkpoint
-        first.wait(timeout=120)
-    err = log.read_text()
-    assert first.returncode == 130, err[-3000:]
-    assert _trials(study) == [(0, "COMPLETE"), (1, "RUNNING")]
-    (second,) = study.glob("1_*")
-    assert json.loads((second / "status.json").read_text())["status"] == "interrupted"
-    (last,) = [line for line in err.splitlines() if "; the same command resumes trial" in line]
-    assert last.startswith("interrupted: saved ") and "Traceback" not in err
-    printed = last.split("; the same command resumes trial 1: ", 1)[1]
-    assert printed.startswith("python -m src.run ")
-    again = shlex.split(printed)
-    assert sorted(again[3:]) == sorted(command)  # exactly the command, nothing added
-
-    proc = run_cli(*again[3:])
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert _trials(study) == [(n, "COMPLETE") for n in range(4)]  # 1 resumed, then 2 and 3
-    assert sorted(p.name.split("_")[0] for p in study.glob("*_*") if p.is_dir()) == list("0123")
-    metrics = json.loads((second / "metrics.json").read_text())
-    assert metrics["resumed_from"] and "resumed from" in (second / "run.log").read_text()
-    import optuna
-
-    (summary,) = optuna.get_all_study_summaries(f"sqlite:///{study}/optuna.db")
-    resumed = optuna.load_study(
-        study_name=summary.study_name, storage=f"sqlite:///{study}/optuna.db"
-    )
-    trial = resumed.trials[1]  # its epochs reported to it (pruning reads them), its parameters
-    assert sorted(trial.intermediate_values) == [0, 1]  # the folder's name was drawn from
-    assert all(
-        f"{k}={v}" in second.name or f"{k}={v!r}" in second.name for k, v in trial.params.items()
-    )
-    rows = {r["job"].split("_")[0]: r for r in _rows(study)}
-    assert rows["1"]["start"] == "resumed" and rows["1"]["status"] == "finished"
-    assert "resume" not in rows["1"]  # how a job started is no swept column
-    assert (study / "optimization_results.yaml").is_file()
-
-
 def test_slurm_preset_reaches_sbatch(tmp_path):
     """Up to submission: a stand-in sbatch keeps the script submitit wrote for the preset."""
     bin_dir = tmp_path / "bin"
@@ -239,6 +206,7 @@ RESUMABLE_SWEEP = [
 ]
 
 
+@pytest.mark.processes
 def test_sweep_killed_in_its_second_job_resumes(tmp_path):
     """SIGKILL during job 2 of 3, then the same command with resume=auto: job 1 is skipped
     (metrics.json untouched, its metric returned), job 2 continues from its checkpoint, job 3
@@ -417,14 +385,15 @@ def test_a_command_that_loses_the_race_to_create_the_storage_opens_it(monkeypatc
         study.storage(url)
 
 
+@pytest.mark.processes
 def test_pruned_trials_under_two_processes_on_one_study_and_not_retried(tmp_path):
     """Two `python -m src.run hparams_search=optuna` commands at once share the study through
     its sqlite storage: one runs a trial of the manual loop, the other two trials side by side
     (joblib), each under transformers' Trainer, which stops at its first epoch's evaluation
     when the study's pruner says so. A pruner that stops every trial (an F1 must reach 2.0)
     stops each after its first epoch: status.json `pruned`, a complete folder (metrics so far,
-    best weights), counted in the summary. A third command adds a trial and leaves those as
-    they are."""
+    best weights), counted in the summary. A third command, stopped by Ctrl-C in its trial,
+    resumes it when run again (`_interrupted_trial_resumes`)."""
     study = tmp_path / "study"
     command = [
         sys.executable,
@@ -468,9 +437,60 @@ def test_pruned_trials_under_two_processes_on_one_study_and_not_retried(tmp_path
     summary = (study / "summary.md").read_text()
     assert "3 jobs: 0 finished, 3 pruned, 0 failed, 0 incomplete." in summary
     assert "pruned: 3" in (study / "optimization_results.yaml").read_text()
-    proc = run_cli(*command[3:], "hydra.sweeper.n_trials=1")
+    _interrupted_trial_resumes(study, [*command[3:], "trainer.save_steps=2"], tmp_path)
+
+
+def _interrupted_trial_resumes(study: Path, command: list[str], tmp_path: Path) -> None:
+    """Ctrl-C in a third command's trial (3) on the same study: the job saves a checkpoint and
+    prints exactly the command that resumes it; that command finishes the same trial (its
+    number, parameters, folder and checkpoint) before a new one (4), its numbering going on
+    from the file, and leaves the pruned trials pruned. The summary's columns are what the
+    study swept, not `resume`."""
+    command = [*command, "hydra.sweeper.n_trials=2"]
+    log = tmp_path / "third.log"  # a file: a pipe nobody reads would fill and stop the job
+    with log.open("w") as out:
+        third = subprocess.Popen(
+            [sys.executable, "-m", "src.run", *command], cwd=ROOT, stdout=out, stderr=out
+        )
+        deadline = time.monotonic() + 300
+        while not list(study.glob("3_*/checkpoints/step-*")):
+            assert third.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "no checkpoint in trial 3"
+            time.sleep(0.05)
+        third.send_signal(signal.SIGINT)  # Ctrl-C once trial 3 has a checkpoint
+        third.wait(timeout=120)
+    err = log.read_text()
+    assert third.returncode == 130, err[-3000:]
+    assert _trials(study) == [*((n, "PRUNED") for n in range(3)), (3, "RUNNING")]
+    (stopped,) = study.glob("3_*")
+    assert json.loads((stopped / "status.json").read_text())["status"] == "interrupted"
+    (last,) = [line for line in err.splitlines() if "; the same command resumes trial" in line]
+    assert last.startswith("interrupted: saved ") and "Traceback" not in err
+    printed = last.split("; the same command resumes trial 3: ", 1)[1]
+    assert printed.startswith("python -m src.run ")
+    again = shlex.split(printed)
+    assert sorted(again[3:]) == sorted(command)  # exactly the command, nothing added
+
+    proc = run_cli(*again[3:])
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert sorted(_states(study)) == ["COMPLETE", "PRUNED", "PRUNED", "PRUNED"]
+    assert _trials(study) == [*((n, "PRUNED") for n in range(3)), (3, "COMPLETE"), (4, "COMPLETE")]
+    assert sorted(p.name.split("_")[0] for p in study.glob("*_*") if p.is_dir()) == list("01234")
+    metrics = json.loads((stopped / "metrics.json").read_text())
+    assert metrics["resumed_from"] and "resumed from" in (stopped / "run.log").read_text()
+    import optuna
+
+    (summary,) = optuna.get_all_study_summaries(f"sqlite:///{study}/optuna.db")
+    resumed = optuna.load_study(
+        study_name=summary.study_name, storage=f"sqlite:///{study}/optuna.db"
+    )
+    trial = resumed.trials[3]  # its epochs reported to it (pruning reads them), its parameters
+    assert sorted(trial.intermediate_values) == [0, 1, 2]  # the folder's name was drawn from
+    assert all(
+        f"{k}={v}" in stopped.name or f"{k}={v!r}" in stopped.name for k, v in trial.params.items()
+    )
+    rows = {r["job"].split("_")[0]: r for r in _rows(study)}
+    assert rows["3"]["start"] == "resumed" and rows["3"]["status"] == "finished"
+    assert "resume" not in rows["3"]  # how a job started is no swept column
 
 
 @pytest.mark.parametrize(
@@ -526,6 +546,50 @@ def test_pruned_trials_under_two_processes_on_one_study_and_not_retried(tmp_path
             ["task=regression", "hydra.sweeper.direction=maximize"],
             "hydra.sweeper.direction=maximize: the study optimises the best eval mse "
             "(trainer.metric_for_best_model), which is better lower; set minimize",
+        ),
+        (  # an override Hydra cannot apply: its line, and OmegaConf's (it was a traceback)
+            ['hydra.sweeper.params={+lever: "choice(a,b)"}'],
+            "Could not override 'hydra.sweeper.params'. (Key '+lever' is not in struct",
+        ),
+        (  # hydra-optuna-sweeper's list of directions: here each names its objective
+            ["hydra.sweeper.direction=[maximize,minimize]"],
+            "hydra.sweeper.direction=['maximize', 'minimize']: directions for 2 objectives, "
+            "and a run's values name none here; say what each one is, e.g. "
+            "hydra.sweeper.objectives=[f1,train_seconds]",
+        ),
+        (
+            ["hydra.sweeper.objectives=[f1,seconds]"],
+            "hydra.sweeper.objectives: seconds is not an objective; use f1 "
+            "(trainer.metric_for_best_model), train_seconds, trainable_parameters, "
+            "peak_memory_mb, latency_ms",
+        ),
+        (
+            ["hydra.sweeper.objectives=[accuracy,train_seconds]"],
+            "hydra.sweeper.objectives: accuracy is not an objective; use f1 (trainer."
+            "metric_for_best_model), train_seconds, trainable_parameters, peak_memory_mb, "
+            "latency_ms; the run chooses its epoch by f1: set trainer.metric_for_best_model="
+            "accuracy to optimise accuracy",
+        ),
+        (
+            ["hydra.sweeper.objectives=[train_seconds,latency_ms]"],
+            "hydra.sweeper.objectives=['train_seconds', 'latency_ms']: give the run's metric "
+            "(f1) once",
+        ),
+        (
+            [
+                "hydra.sweeper.objectives=[f1,train_seconds]",
+                "hydra.sweeper.direction=[maximize,maximize]",
+            ],
+            "hydra.sweeper.direction=['maximize', 'maximize']: the study optimises "
+            "train_seconds, a cost, which is better lower; set minimize",
+        ),
+        (
+            [
+                "hydra.sweeper.objectives=[f1,peak_memory_mb]",
+                "hydra.sweeper.pruner={_target_: optuna.pruners.MedianPruner}",
+            ],
+            "hydra.sweeper.pruner: Optuna prunes a study of one objective only, and this one "
+            "has 2 (f1, peak_memory_mb); drop the pruner (hydra.sweeper.pruner=null)",
         ),
     ],
 )
@@ -583,6 +647,7 @@ def test_a_job_folder_always_fits_and_keeps_its_name():
     assert name.startswith("0_trainer.key_0=value_0,") and name != job_dir(long + "x")
 
 
+@pytest.mark.processes
 def test_a_failed_job_and_a_long_folder_name_under_the_basic_launcher(tmp_path):
     """Hydra's basic launcher runs the jobs one after the other in this process: a job's bad
     value is one line and the next job still runs (exit code 1). With twelve overrides

@@ -12,7 +12,6 @@ from src.config.compose import compose
 from src.config.errors import UserError
 from src.run import train
 from src.trainers.loggers.wandb import WANDB_DIR, WandbLogger
-from tests.conftest import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -46,29 +45,27 @@ def test_an_offline_run_records_config_scalars_test_metrics_and_images(offline_r
 
 
 def test_a_sweeps_jobs_are_one_group(tmp_path):
-    """A real multirun: each job is a W&B run named after its folder, all in the group named
-    after the sweep folder; a single run has no group, unless logger.group names one."""
+    """A sweep's job is a W&B run named after its folder, in the group named after the sweep
+    folder (src.trainers.loggers.mlflow.sweep_of reads Hydra's record of the job, as it does
+    for MLflow: tests/test_sweeps.py runs that on a real multirun); a single run has no group,
+    unless logger.group names one."""
+    import yaml
     from wandb.proto.wandb_internal_pb2 import RunRecord
 
     sweep = tmp_path / "sweep"
-    proc = run_cli(
-        "-m",
-        "debug=smoke",
-        "logger=wandb",
-        "logger.mode=offline",
-        "dropout=0.1,0.2",
-        f"hydra.sweep.dir={sweep}",
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
-    assert [p.name.split("_")[0] for p in jobs] == ["0", "1"]
-    for job in jobs:
-        (offline,) = (job / WANDB_DIR).glob("offline-run-*")
-        record = next(offline.glob("run-*.wandb")).read_bytes()
-        for field in ({"run_group": sweep.as_posix()}, {"display_name": job.name}):
-            assert RunRecord(**field).SerializeToString() in record, field  # the run's fields
+    job = sweep / "0_debug=smoke,dropout=0.1"
+    (job / ".hydra").mkdir(parents=True)
+    hydra = {"hydra": {"mode": "MULTIRUN", "sweep": {"dir": str(sweep), "subdir": job.name}}}
+    (job / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump(hydra))
+    logger = WandbLogger(job, mode="offline")
+    logger.log({"train/loss": 1.0}, 1)
+    logger.close()
+    (offline,) = (job / WANDB_DIR).glob("offline-run-*")
+    record = next(offline.glob("run-*.wandb")).read_bytes()
+    for field in ({"run_group": sweep.as_posix()}, {"display_name": job.name}):
+        assert RunRecord(**field).SerializeToString() in record, field  # the run's fields
     assert WandbLogger(tmp_path / "single", mode="offline").group is None
-    assert WandbLogger(jobs[0], mode="offline", group="mine").group == "mine"
+    assert WandbLogger(job, mode="offline", group="mine").group == "mine"
 
 
 def test_mistakes_are_one_line(tmp_path, monkeypatch):

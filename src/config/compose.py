@@ -82,11 +82,12 @@ OmegaConf.register_new_resolver(
 )
 
 
-def study_name(dataset, task: str, backbone: str, model: str, params) -> str:
+def study_name(dataset, task: str, backbone: str, model: str, params, objectives=None) -> str:
     """hparams_search=optuna's study: named after the dataset it tunes on, and a fingerprint of
-    the dataset, the task, backbone, head and the search space, so that another dataset or
-    search starts a study of its own instead of resuming one with other trials in it. Cached
-    (as `${now:}` is), so every trial of a sweep resolves the name the sweep started with."""
+    the dataset, the task, backbone, head, the search space and the objectives (when given),
+    so that another dataset or search starts a study of its own instead of resuming one with
+    other trials in it. Cached (as `${now:}` is), so every trial of a sweep resolves the name
+    the sweep started with."""
 
     def plain(node):
         return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
@@ -100,6 +101,8 @@ def study_name(dataset, task: str, backbone: str, model: str, params) -> str:
         "backbone": backbone,
         "model": model,
     }
+    if objectives is not None:  # a study of the metric alone keeps its earlier name
+        fixed["objectives"] = plain(objectives)
     digest = hashlib.sha1(json.dumps(fixed, sort_keys=True, default=str).encode()).hexdigest()
     where = dataset.get("train_file") or dataset.get("path") or dataset.get("name")
     target = str(dataset.get("_target_", "")).rsplit(".", 1)[-1]

@@ -103,3 +103,34 @@ def autocast(device: torch.device, precision: str):
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device.type, dtype=dtype)
+
+
+PEAK_RSS = Path("/proc/self/clear_refs")  # Linux: writing 5 resets the peak resident set
+
+
+def reset_peak_memory() -> bool:
+    """Start counting a run's peak memory here: the CUDA allocator's peak where CUDA is in use,
+    and the process's peak resident set (Linux). False where the latter cannot be reset (its
+    peak would be the process's whole life's: a sweep's earlier jobs in the same process)."""
+    import torch
+
+    if torch.cuda.is_initialized():
+        torch.cuda.reset_peak_memory_stats()
+    try:
+        PEAK_RSS.write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_memory_mb(device: torch.device, was_reset: bool) -> float | None:
+    """The peak since `reset_peak_memory`, in MiB: on CUDA the memory the allocator held for
+    tensors, else the process's peak resident set (VmHWM); None where it cannot be known."""
+    import torch
+
+    if device.type == "cuda":
+        return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    if not was_reset:
+        return None
+    found = re.search(r"VmHWM:\s+(\d+) kB", Path("/proc/self/status").read_text())
+    return round(int(found[1]) / 1024, 1) if found else None

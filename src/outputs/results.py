@@ -40,27 +40,28 @@ class RunSummary:
     task: dict = field(default_factory=dict)  # the task's name and what it decided with
     parameters: dict = field(default_factory=dict)  # total, trainable; LoRA: adapter_bytes
     warnings: list = field(default_factory=list)  # e.g. the test split's model predicts one thing
+    latency_ms: float | None = None  # milliseconds per test text, scored in batches
+    peak_memory_mb: float | None = None  # build to test (src.config.devices.peak_memory_mb)
 
     @classmethod
     def of(
         cls,
         built: Any,
         result: TrainResult,
-        test: dict,
-        ci: dict,
+        test: Any,
         seconds: dict[str, float],
         resumed_from: Path | None,
     ) -> RunSummary:
         """From what src.run built (corpus, trainer, backbone, model, what it warns of), the
-        trainer's result, the test metrics and intervals, the seconds each phase of the run
-        took and the checkpoint it resumed from."""
+        trainer's result, the scored test split (metrics, intervals, latency), the seconds
+        each phase of the run took and the checkpoint it resumed from."""
 
         corpus, trainer = built.corpus, built.trainer
         sizes = {f"n_{k}": len(getattr(corpus, k)) for k in ("train", "eval", "test")}
         resumed = str(resumed_from) if resumed_from else None
         return cls(
-            test,
-            ci,
+            test.scores,
+            test.ci,
             result,
             trainer.metric,
             corpus.eval_split,
@@ -78,6 +79,7 @@ class RunSummary:
             built.task.state(),
             parameter_counts(built.model),
             list(built.warnings),
+            round(test.latency_ms, 3),
         )
 
     @property

@@ -25,6 +25,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from src.config import declared, errors, rundir, validation
+from src.sweeps import objectives, study
 from src.sweeps.study import JobTrial
 from src.trainers import distributed
 from src.trainers.build import make
@@ -43,7 +44,7 @@ def check(cfg: DictConfig) -> None:
     rundir.plan(Path(cfg.hydra.run.dir), OmegaConf.to_container(task, resolve=True))
 
 
-def run(cfg: DictConfig, train: Train) -> float | None:
+def run(cfg: DictConfig, train: Train) -> Any:
     """The job Hydra runs: its best eval value, what a sweeper optimises (None: skipped with
     nothing recorded)."""
 
@@ -56,7 +57,8 @@ def run(cfg: DictConfig, train: Train) -> float | None:
         with errors.reported():
             return _job(cfg, run_dir, hydra_cfg.sweeper, train, sweep=False)
     try:
-        return _job(cfg, run_dir, hydra_cfg.sweeper, train, sweep=True)
+        best = _job(cfg, run_dir, hydra_cfg.sweeper, train, sweep=True)
+        return returned(hydra_cfg.sweeper, cfg, run_dir, best)
     except Exception as e:  # Hydra records the failed job and runs the others; the summary
         mistake = errors.user_error(e)  # shows the last line of its error.txt
         text = (
@@ -69,6 +71,19 @@ def run(cfg: DictConfig, train: Train) -> float | None:
         if mistake is None:
             raise
         raise failed(mistake) from None
+
+
+def returned(sweeper: Any, cfg: DictConfig, run_dir: Path, best: float | None) -> Any:
+    """What the job gives its sweeper: its best eval value, or a study's objectives (the
+    metric with what the run cost, from its metrics.json: src.sweeps.objectives)."""
+    settings = study.settings_of(sweeper)
+    metric = cfg.trainer.metric_for_best_model
+    if settings is None or settings.objectives is None or not distributed.is_main():
+        return best
+    names = objectives.names_of(settings.objectives, metric)
+    if names == [metric]:
+        return best
+    return objectives.values_of(rundir.read_metrics(run_dir), names, metric)
 
 
 def stopped_line(e: BaseException, trial: JobTrial | None) -> str:

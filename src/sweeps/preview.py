@@ -13,6 +13,7 @@ import re
 import sys
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
 from src.config import cli, preflight
@@ -60,15 +61,20 @@ def job_overrides(overrides: list[str]) -> list[list[str]]:
 
 def optuna(cfg: DictConfig, overrides: list[str]) -> list[str]:
     """The study's search space (the preset's and the command line's) and its trial count."""
-    sweeper = cfg.hydra.sweeper
-    space = dict(OmegaConf.to_container(sweeper.params) if sweeper.params else {})
+    sweeper, params = cfg.hydra.sweeper, cfg.hydra.sweeper.get("params")  # ~params: none
+    space = dict(OmegaConf.to_container(params) if params else {})
     space.update(o.split("=", 1) for o in overrides if swept(o))
-    drawn, _ = study.space(sweeper.params, [o for o in overrides if swept(o)])
-    _, n_trials = study.sampler_of(study.settings_of(sweeper), drawn)  # a grid: at most its size
+    drawn, _ = study.space(params, [o for o in overrides if swept(o)])
+    settings = study.settings_of(sweeper)
+    _, n_trials = study.sampler_of(settings, drawn)  # a grid: at most its size
+    names, directions = study.objectives_of(settings, cfg)
+    goals = ", ".join(
+        f"{d} {'the best eval ' if n == cfg.trainer.metric_for_best_model else ''}{n}"
+        for n, d in zip(names, directions, strict=True)
+    )
     return [
         f"Optuna study {sweeper.study_name} in {folder(cfg, 'hydra.sweep.dir')} "
-        f"({sweeper.storage}), {sweeper.direction} the best eval "
-        f"{cfg.trainer.metric_for_best_model}",
+        f"({sweeper.storage}), {goals}",
         "search space:",
         *(f"  {key}: {value} -> {study.values_of(drawn[key])}" for key, value in space.items()),
         f"sampler {_target(sweeper.get('sampler'))}, pruner {_target(sweeper.get('pruner'))}",
@@ -95,8 +101,14 @@ def _target(node) -> str:
 
 
 def composed(overrides: list[str], validate: bool = True) -> DictConfig:
-    """The config with Hydra's node, validated without it (as the run will see it)."""
-    cfg = compose(overrides, hydra=True)
+    """The config with Hydra's node, validated without it (as the run will see it). An
+    override Hydra cannot apply is one line: Hydra's first, and what OmegaConf said."""
+    try:
+        cfg = compose(overrides, hydra=True)
+    except HydraException as e:
+        said = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        cause = " ".join(str(e.__cause__).split()[:40]) if e.__cause__ else ""
+        raise UserError(f"{said}{f' ({cause})' if cause else ''}") from None
     if validate:
         spec.validate(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]))
     return cfg

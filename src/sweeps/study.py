@@ -38,7 +38,7 @@ from omegaconf import DictConfig, OmegaConf
 from src.config import rundir
 from src.config.errors import UserError
 from src.config.rundir import read_status, write_atomic
-from src.tasks.metrics import higher_is_better
+from src.sweeps import objectives
 
 if TYPE_CHECKING:
     import optuna
@@ -286,26 +286,19 @@ def check_workers(n_jobs: int, launcher: DictConfig) -> None:
         )
 
 
-def check_direction(direction: Any, cfg: DictConfig) -> None:
-    """A single objective is the run's best eval value of trainer.metric_for_best_model: its
-    direction must be the one that metric improves in (maximize an error and the study
-    looks for the worst model)."""
-    if not isinstance(direction, str):
-        directions = list(direction)
-        if len(directions) != 1:
-            raise UserError(
-                f"hydra.sweeper.direction={directions}: a run returns one value, its best eval "
-                "metric, so a study here has one objective; give one direction"
-            )
-        direction = directions[0]
+def objectives_of(settings: Settings, cfg: DictConfig) -> tuple[list[str], list[str]]:
+    """The study's objectives and their directions, checked against the run's metric
+    (src.sweeps.objectives): maximize an error and the study looks for the worst model. Optuna
+    cannot prune several objectives: a pruner with them is one line."""
     metric = cfg.trainer.metric_for_best_model
-    better, wanted = ("higher", "maximize") if higher_is_better(metric) else ("lower", "minimize")
-    if direction != wanted:
+    names = objectives.names_of(settings.objectives, metric)
+    directions = objectives.check_directions(settings.direction, names, metric)
+    if len(names) > 1 and settings.pruner is not None:
         raise UserError(
-            f"hydra.sweeper.direction={direction}: the study optimises the best eval {metric} "
-            f"(trainer.metric_for_best_model), which is better {better}; set {wanted}, or "
-            "leave it to hparams_search=optuna (it follows the metric)"
+            f"hydra.sweeper.pruner: Optuna prunes a study of one objective only, and this one "
+            f"has {len(names)} ({', '.join(names)}); drop the pruner (hydra.sweeper.pruner=null)"
         )
+    return names, directions
 
 
 def settings_of(sweeper: Mapping[str, Any]) -> Settings | None:
@@ -324,7 +317,7 @@ def check(cfg: DictConfig, arguments: list[str], open_storage: bool = True) -> N
         return
     distributions, _ = space(settings.params, arguments)
     check_keys(cfg, list(distributions))
-    check_direction(settings.direction, cfg)
+    objectives_of(settings, cfg)
     sampler_of(settings, distributions)
     custom_space(settings.custom_search_space)
     optuna_object(settings.pruner, "pruner", "pruners")
@@ -350,7 +343,10 @@ class Settings:
     """The sweeper's keys (`hydra.sweeper.*`) and their defaults, declared once: the option's
     YAML, conf/hydra/sweeper/optuna.yaml, composes them and sets the sampler."""
 
-    direction: Any = "maximize"  # or minimize (the metric's: checked)
+    direction: Any = "maximize"  # or minimize (the metric's: checked); a list: one per objective
+    # what the study optimises: the run's metric, and with it costs (src.sweeps.objectives),
+    # e.g. [f1, train_seconds]; null: the metric alone
+    objectives: Any = None
     study_name: str | None = None  # null: Optuna names it (hparams_search=optuna: by the data)
     storage: str | None = None  # a database URL (sqlite:///..., postgresql://...); null: memory
     n_trials: int = 20  # trials this command runs (a resumed study runs this many more)
@@ -378,9 +374,7 @@ def run_study(
     sampler, n_trials = sampler_of(settings, distributions)
     extend = custom_space(settings.custom_search_space)
     pruner = optuna_object(settings.pruner, "pruner", "pruners")
-    directions = (
-        [settings.direction] if isinstance(settings.direction, str) else list(settings.direction)
-    )
+    _, directions = objectives_of(settings, config)
     study = optuna.create_study(
         study_name=settings.study_name,
         storage=storage(settings.storage),
@@ -389,6 +383,13 @@ def run_study(
         directions=directions,
         load_if_exists=True,
     )
+    if [d.name.lower() for d in study.directions] != directions:
+        had = [d.name.lower() for d in study.directions]
+        raise UserError(
+            f"hydra.sweeper.study_name={study.study_name}: the study in {settings.storage} "
+            f"optimises {len(had)} objective(s) ({', '.join(had)}), and this command "
+            f"{len(directions)} ({', '.join(directions)}); name another study"
+        )
     log.info(
         f"study {study.study_name} ({settings.storage or 'in memory'}): {len(study.trials)} "
         f"trials so far; {n_trials} to run, {settings.n_jobs} at a time; sampler "
@@ -406,6 +407,9 @@ def run_study(
             tell(study, number, ret, len(directions))
         job_idx, left = len(returns), left - len(returns)
     while left > 0:
+        if isinstance(sampler, optuna.samplers.GridSampler) and sampler.is_exhausted(study):
+            log.info("every point of the grid has a trial: nothing left to run")
+            break
         trials = [study.ask(distributions) for _ in range(min(settings.n_jobs, left))]
         for trial in trials if extend else ():
             extend(config, trial)  # more parameters, suggested in Python
@@ -466,19 +470,33 @@ def tell(study: optuna.Study, trial: optuna.Trial | int, ret: Any, objectives: i
     from optuna.trial import TrialState
 
     if ret.status != JobStatus.COMPLETED:
-        study.tell(trial, state=TrialState.FAIL)
+        told(study, trial, state=TrialState.FAIL)
         return False
     folder = Path(ret.hydra_cfg.hydra.runtime.output_dir)
     if read_status(folder).get("status") == PRUNED:
-        study.tell(trial, state=TrialState.PRUNED)
+        told(study, trial, state=TrialState.PRUNED)
         return True
     values = ret.return_value if objectives > 1 else [ret.return_value]
     if values is None or any(v is None or not math.isfinite(float(v)) for v in values):
         log.warning(f"{folder}: returned {ret.return_value}, not a number: the trial failed")
-        study.tell(trial, state=TrialState.FAIL)
+        told(study, trial, state=TrialState.FAIL)
         return False
-    study.tell(trial, [float(v) for v in values] if objectives > 1 else float(values[0]))
+    told(study, trial, [float(v) for v in values] if objectives > 1 else float(values[0]))
     return True
+
+
+def told(study: optuna.Study, trial: optuna.Trial | int, *args: Any, **kwargs: Any) -> None:
+    """`study.tell`, where a grid's last point does not fail the study: GridSampler then calls
+    `study.stop()`, which raises outside `optimize` (Optuna's ask-and-tell caveat, optuna#5141);
+    the trial is recorded all the same, and `run_study` asks for no point past the grid."""
+    import optuna
+
+    try:
+        study.tell(trial, *args, **kwargs)
+    except RuntimeError as e:
+        grid = isinstance(study.sampler, optuna.samplers.GridSampler)
+        if not (grid and "Study.stop" in str(e)):
+            raise
 
 
 def write_results(study: optuna.Study, sweep_dir: Path) -> None:
@@ -512,9 +530,17 @@ class JobTrial:
     """The trial a sweep job belongs to: it reports each epoch's validation value and asks
     the study's pruner whether to stop (through the storage, from any process)."""
 
-    def __init__(self, study_name: str, storage_url: str, number: int, pruner: Any = None):
+    def __init__(
+        self,
+        study_name: str,
+        storage_url: str,
+        number: int,
+        pruner: Any = None,
+        reports: bool = True,
+    ):
         self.study_name, self.storage_url, self.number = study_name, storage_url, number
         self.pruner = pruner  # the sweeper's (a study's pruner is not kept in its storage)
+        self.reports = reports  # False with several objectives: Optuna takes no epoch's value
         self._trial: optuna.Trial | None = None
 
     @classmethod
@@ -523,11 +549,21 @@ class JobTrial:
         number = sweeper.get("trial")
         if number is None or not sweeper.get("storage"):
             return None
-        return cls(sweeper["study_name"], sweeper["storage"], int(number), sweeper.get("pruner"))
+        found = sweeper.get("objectives")
+        several = found is not None and not isinstance(found, str) and len(found) > 1
+        return cls(
+            sweeper["study_name"],
+            sweeper["storage"],
+            int(number),
+            sweeper.get("pruner"),
+            reports=not several,
+        )
 
     def should_prune(self, step: int, value: float) -> bool:
         import optuna
 
+        if not self.reports:
+            return False
         if self._trial is None:
             pruner = optuna_object(self.pruner, "pruner", "pruners") or optuna.pruners.NopPruner()
             where = storage(self.storage_url)

@@ -18,17 +18,27 @@ import io
 import logging
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from src.config.errors import UserError
-from src.config.rundir import BEST, STARTS, locked, write_atomic
+from src.config.rundir import (
+    BEST,
+    MULTIRUN_FILE,
+    STARTS,
+    best_key,
+    locked,
+    read_metrics,
+    write_atomic,
+)
 from src.outputs.render import interval, number
 from src.outputs.trained import Job, natural, sweep_jobs
+from src.sweeps import objectives
 from src.tasks.metrics import higher_is_better
 
 log = logging.getLogger(__name__)
@@ -36,6 +46,7 @@ log = logging.getLogger(__name__)
 SUMMARY_MD = "summary.md"
 SUMMARY_CSV = "summary.csv"
 SUMMARY_PNG = "summary.png"
+SUMMARY_PARETO_PNG = "summary_pareto.png"  # a study of several objectives: its front
 SEEDS_CSV = "summary_seeds.csv"  # one row per configuration when `seed` was swept
 STATUS_ORDER = ("finished", "pruned", "failed", "incomplete")  # pruned: a study stopped it
 
@@ -46,7 +57,10 @@ def default_metric(jobs: list[Job]) -> str | None:
 
 
 def better_higher(column: str) -> bool:
-    """Which way a column improves: that of its metric (best_eval_<m>, test_<m>)."""
+    """Which way a column improves: that of its metric (best_eval_<m>, test_<m>); a cost's
+    (train_seconds, ...) lower."""
+    if column in objectives.COSTS:
+        return False
     return higher_is_better(re.sub(rf"^({BEST}|test_)", "", column))
 
 
@@ -113,6 +127,8 @@ def _metric_cell(job: Job, name: str, for_csv: bool) -> str:
         return ""
     if for_csv:
         return repr(job.metrics[name])  # full precision
+    if name in objectives.COSTS:
+        return objectives.shown(name, job.metrics[name])
     bounds = job.ci.get(name)
     return number(job.metrics[name]) + (f" {interval(bounds, digits=3)}" if bounds else "")
 
@@ -261,8 +277,10 @@ def plot(jobs: list[Job], metric: str, path: Path) -> bool:
 
 
 def sorted_jobs(sweep_dir: Path, metric: str | None) -> tuple[list[Job], str | None]:
-    """The sweep's jobs, sorted by `metric` (default: the best-eval metric), and that metric."""
+    """The sweep's jobs, sorted by `metric` (default: the best-eval metric), and that metric.
+    A study of several objectives: each finished job's costs are among its metrics."""
     jobs = sweep_jobs(sweep_dir)
+    with_costs(sweep_dir, jobs)
     columns = sorted({k for j in jobs for k in j.metrics})
     if metric and columns and metric not in columns:
         raise UserError(f"--metric {metric}: no job has it; use one of {', '.join(columns)}")
@@ -270,12 +288,141 @@ def sorted_jobs(sweep_dir: Path, metric: str | None) -> tuple[list[Job], str | N
     return sort_jobs(jobs, metric), metric
 
 
+# --- a study of several objectives: its Pareto front ------------------------------------------
+
+
+@dataclass
+class Front:
+    """A study's objectives (src.sweeps.objectives) as summary columns, their directions, and
+    the finished jobs no other beats on all of them, cheapest first."""
+
+    columns: list[str]  # best_eval_<metric>, then the costs as metrics.json names them
+    directions: list[str]
+    jobs: list[Job]
+
+
+def study_objectives(sweep_dir: Path) -> tuple[list[str], str] | None:
+    """The objectives a study of several was started with (its multirun.yaml), and its metric."""
+    path = sweep_dir / MULTIRUN_FILE
+    if not path.is_file():
+        return None
+    config = OmegaConf.load(path)
+    found = OmegaConf.select(config, "hydra.sweeper.objectives", default=None)
+    metric = OmegaConf.select(config, "trainer.metric_for_best_model", default=None)
+    if found is None or metric is None:
+        return None
+    names = [found] if isinstance(found, str) else [str(n) for n in found]
+    return (names, str(metric)) if len(names) > 1 else None
+
+
+def with_costs(sweep_dir: Path, jobs: list[Job]) -> None:
+    """A study of several objectives: each finished job's costs join its metrics (columns)."""
+    found = study_objectives(sweep_dir)
+    if found is None:
+        return
+    names, metric = found
+    for job in (j for j in jobs if j.status == "finished"):
+        values = objectives.values_of(read_metrics(sweep_dir / job.name), names, metric)
+        job.metrics.update(
+            {n: v for n, v in zip(names, values, strict=True) if n != metric and v is not None}
+        )
+
+
+def pareto(sweep_dir: Path, jobs: list[Job]) -> Front | None:
+    """The front of a study of several objectives (None for any other sweep), from the jobs'
+    metrics (`sorted_jobs` put their costs there)."""
+    found = study_objectives(sweep_dir)
+    if found is None:
+        return None
+    names, metric = found
+    done = [j for j in jobs if j.status == "finished"]
+    columns = [best_key(metric) if n == metric else n for n in names]
+    directions = objectives.directions_of(names)
+    points = [[j.metrics.get(c, math.nan) for c in columns] for j in done]
+    front = [done[i] for i in objectives.pareto_front(points, directions)]
+    cheapest = columns[1] if columns[0] == best_key(metric) else columns[0]
+    return Front(columns, directions, sorted(front, key=lambda j: j.metrics[cheapest]))
+
+
+def front_markdown(front: Front, jobs: list[Job]) -> list[str]:
+    """The front as a table: which settings are best at each budget."""
+    swept, _ = swept_keys(jobs)
+    done = sum(j.status == "finished" for j in jobs)
+    ways = ", ".join(
+        f"`{c}` {'higher' if d == 'maximize' else 'lower'}"
+        for c, d in zip(front.columns, front.directions, strict=True)
+    )
+    header = ["job", *swept, *front.columns]
+    lines = [
+        "",
+        "## Pareto front",
+        "",
+        f"{len(front.jobs)} of {done} finished job{'s' * (done != 1)}: no other job is as good "
+        f"on every objective and better on one ({ways} is better). Cheapest first: each row "
+        "is the best at its budget. Plot: summary_pareto.png.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for job in front.jobs:
+        cells = [job.name, *(job.overrides.get(k, "") for k in swept)]
+        cells += [objectives.shown(c, job.metrics[c]) for c in front.columns]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return lines
+
+
+def plot_front(front: Front, jobs: list[Job], path: Path) -> bool:
+    """The metric against each cost, one panel each: every finished job, the front's jobs
+    marked, and the best metric at each budget of that cost as a step (False: nothing to
+    plot)."""
+    done = [j for j in jobs if j.status == "finished"]
+    metric, costs = front.columns[0], front.columns[1:]
+    if not done or not costs:
+        return False
+    from matplotlib.figure import Figure  # lazy: a second to import
+
+    fig = Figure(figsize=(4.5 * len(costs), 3.8), layout="constrained")
+    for ax, cost in zip(fig.subplots(1, len(costs), squeeze=False)[0], costs, strict=True):
+        points = [(j.metrics[cost], j.metrics[metric]) for j in done if cost in j.metrics]
+        if not points:
+            continue
+        ax.scatter(*zip(*points, strict=True), color="tab:blue", alpha=0.5, label="finished")
+        marked = [(j.metrics[cost], j.metrics[metric]) for j in front.jobs if cost in j.metrics]
+        ax.scatter(*zip(*marked, strict=True), marker="D", color="black", label="Pareto front")
+        ways = [front.directions[0], "minimize"]
+        flat = [list(p)[::-1] for p in points]  # (metric, cost), as the front's columns are
+        best = sorted(points[i] for i in objectives.pareto_front(flat, ways))
+        ax.step(*zip(*best, strict=True), where="post", color="black", alpha=0.6)
+        xs = [x for x, _ in points]
+        if min(xs) > 0 and max(xs) >= 100 * min(xs):
+            ax.set_xscale("log")
+        ax.set(xlabel=f"{cost} (lower is better)", ylabel=metric)
+        ax.legend(fontsize="small")
+        ax.grid(alpha=0.3)
+    fig.savefig(path, dpi=100)
+    return True
+
+
+def report(sweep_dir: Path, metric: str | None) -> tuple[list[Job], str | None, Front | None, str]:
+    """summary.md's text (src.summarize prints it): the jobs sorted by `metric`, and a study
+    of several objectives' front below them."""
+    jobs, metric = sorted_jobs(sweep_dir, metric)
+    front = pareto(sweep_dir, jobs)
+    text = to_markdown(jobs, metric, sweep_dir.name)
+    if front is not None:
+        text += "\n".join(front_markdown(front, jobs)) + "\n"
+    return jobs, metric, front, text
+
+
 def summarize(sweep_dir: Path, metric: str | None = None) -> list[Job]:
-    """Write summary.md, summary.csv and summary.png into `sweep_dir`; return the sorted jobs."""
+    """Write summary.md, summary.csv and summary.png into `sweep_dir` (a study of several
+    objectives: its Pareto front too, and summary_pareto.png); return the sorted jobs."""
     sweep_dir = Path(sweep_dir)
     with locked(sweep_dir / ".summary.lock"):  # parallel jobs rewrite it one at a time
-        jobs, metric = sorted_jobs(sweep_dir, metric)
-        write_atomic(sweep_dir / SUMMARY_MD, to_markdown(jobs, metric, sweep_dir.name))
+        jobs, metric, front, text = report(sweep_dir, metric)
+        if front is not None:
+            plot_front(front, jobs, sweep_dir / SUMMARY_PARETO_PNG)
+        write_atomic(sweep_dir / SUMMARY_MD, text)
         write_atomic(sweep_dir / SUMMARY_CSV, to_csv(jobs, metric))
         if grouped := seeds_table(jobs, metric, for_csv=True):
             buffer = io.StringIO()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -102,14 +103,16 @@ class Built:
         if getattr(task, "tune_threshold", False):
             task.tune(self.logits("eval"), task.truth(corpus.eval.labels, k), k)
             log.info(f"threshold tuned on the {corpus.eval_split} split: {task.threshold}")
+        start = time.perf_counter()
         truth, logits = task.truth(corpus.test.labels, k), self.logits("test")
+        latency_ms = (time.perf_counter() - start) * 1000 / max(len(corpus.test), 1)
         scores = self.scorer.score(logits, truth)
         if line := self.scorer.degenerate(logits, truth):  # metrics.json and report.md keep it
             log.warning(f"test: {line}")
             self.warnings.append(f"test: {line}")
         ci = bootstrap_ci(truth, task.decide(logits), k, task=task.NAME)
         log.info("test: " + " ".join(f"{k}={v:.4f}" for k, v in scores.items()))
-        return Scored(truth, logits, scores, ci)
+        return Scored(truth, logits, scores, ci, latency_ms)
 
 
 @dataclass
@@ -121,6 +124,7 @@ class Scored:
     logits: np.ndarray
     scores: dict[str, float]
     ci: dict[str, list[float]]
+    latency_ms: float = 0.0  # milliseconds per test text, scored in batches (the logits alone)
 
 
 @contextlib.contextmanager
