@@ -234,3 +234,10 @@ def encoder_folder(tmp_path_factory) -> Callable[[str], Path]:
         return folders[model_type]
 
     return get
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `processes` (each starts processes of its own and takes tens of seconds)
+    first, in their order, so that xdist spreads them over its workers from the start instead
+    of one of them finishing the suite alone."""
+    items.sort(key=lambda item: item.get_closest_marker("processes") is None)

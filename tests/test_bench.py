@@ -62,6 +62,7 @@ def test_unknown_quality_row_is_one_line(tmp_path) -> None:
     assert "--quality-configs: unknown nope" in proc.stderr
 
 
+@pytest.mark.processes
 def test_quality_table_over_seeds_end_to_end(tmp_path) -> None:
     """One row (not the default: its overrides must reach the runs) x two seeds of real
     `python -m src.run` processes (tiny backbone, 24 reviews): RESULTS.md gets its row with

@@ -187,6 +187,7 @@ def test_evaluate_help_lists_only_what_it_takes():
         assert group not in proc.stdout
 
 
+@pytest.mark.processes
 def test_the_processes_say_it_in_one_line_and_leave_no_folder(kinds, tmp_path):
     """Through Hydra itself: an evaluation of a sweep job typed as shown (its `=` and `,`),
     and a run whose backbone is not in the cache offline: one line, no folder."""

@@ -89,6 +89,7 @@ def one(trained) -> Path:
     return trained(*SAME_MATH, "trainer=manual", "batch_size=16")
 
 
+@pytest.mark.processes
 def test_frozen_cache_and_lora_under_two_processes_match_one(tmp_path, trained, encoder_folder):
     """torchrun's two processes of the manual loop: our sharding gives each global step the
     single-process batch, so only float reduction order differs. Here with LoRA adapters
@@ -119,6 +120,7 @@ def test_frozen_cache_and_lora_under_two_processes_match_one(tmp_path, trained, 
         assert not [k for k in weights.keys() if "lora_" in k]  # noqa: SIM118
 
 
+@pytest.mark.processes
 def test_hf_trainer_under_torchrun(tmp_path):
     """transformers' own DDP (its sampler orders data differently, so no exact match)."""
     ddp = _ddp_run(tmp_path, "trainer=hf")
@@ -143,6 +145,7 @@ def test_shard_and_gather_are_inverse(monkeypatch):
     assert interleaved == indices
 
 
+@pytest.mark.processes
 def test_submitit_job_of_two_tasks_is_one_ddp_run(tmp_path, one):
     """hydra/launcher=submitit_local with 2 tasks takes the SLURM path (a pickled job in each
     task, submitit's environment, its logs): one DDP run of the plain manual loop, one folder,

@@ -100,6 +100,7 @@ def _stop(proc: subprocess.Popen, signum: int, code: int, status: str, run_dir: 
     return last
 
 
+@pytest.mark.processes
 def test_every_kind_of_stop_resumes_to_exactly_the_uninterrupted_run(tmp_path, uninterrupted):
     """One run stopped three times, each resumed by the same command with resume=auto: SIGKILL
     mid-epoch (nothing saved but the periodic checkpoint: status stays `running`), then

@@ -334,6 +334,7 @@ def _checkpoint_steps(run_dir: Path) -> list[int]:
     return sorted(int(p.name.split("-")[1]) for p in (run_dir / "checkpoints").glob("checkpoint-*"))
 
 
+@pytest.mark.processes
 def test_hf_sigterm_checkpoints_exits_for_requeue_and_resumes(tmp_path):
     run_dir = tmp_path / "run"
     proc = subprocess.Popen(
