@@ -2,6 +2,8 @@
 #   make run    install into .venv, fetch the corpus if needed, train the default experiment
 #   make test   install into .venv, fetch the corpus if needed, lint and run every test
 #               (PYTEST_WORKERS=0: in this process, no xdist workers)
+#   make test-engines   as root: the scale-out tests on a real one-node SLURM cluster and a
+#               PostgreSQL server it starts and stops (engines/run.sh; .ci/run runs it after test)
 #   make review BASE=origin/main   a config change reviewed, preset by preset (src/review.py)
 #   make mlflow-ui   the MLflow UI on the runs of logger=mlflow (http://127.0.0.1:5000)
 # Pass overrides to a run with ARGS, e.g. make run ARGS="model=custom_head dropout=0.3".
@@ -19,7 +21,7 @@ PYTEST_ARGS ?=
 # pytest-xdist workers: one per core (tests/conftest.py gives each worker's torch one thread)
 PYTEST_WORKERS ?= auto
 
-.PHONY: setup data run test lint review mlflow-ui
+.PHONY: setup data run test test-engines lint review mlflow-ui
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,11 +39,14 @@ run: setup
 	$(PY) -m src.run $(ARGS)
 
 lint: $(VENV)/.installed
-	$(PY) -m ruff check src tests benchmarks hydra_plugins
-	$(PY) -m ruff format --check src tests benchmarks hydra_plugins
+	$(PY) -m ruff check src tests engines benchmarks hydra_plugins
+	$(PY) -m ruff format --check src tests engines benchmarks hydra_plugins
 
 test: setup lint
 	$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+
+test-engines: setup
+	PY=$(PY) bash engines/run.sh $(PYTEST_ARGS)
 
 # make review BASE=origin/main [HEAD=HEAD]: every preset's resolved change, key by key, and
 # whether HEAD validates (src/review.py; HEAD empty: the working tree). Markdown on stdout.

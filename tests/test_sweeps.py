@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shlex
 import signal
 import sqlite3
@@ -680,3 +681,34 @@ def test_a_failed_job_and_a_long_folder_name_under_the_basic_launcher(tmp_path):
     assert head["status"] == "finished" and "~" in head["job"] and len(head["job"]) <= 200
     metrics = json.loads((tmp_path / head["job"] / "metrics.json").read_text())
     assert float(head["test_accuracy"]) == pytest.approx(metrics["test"]["accuracy"], abs=1e-4)
+
+
+def test_a_slurm_request_is_checked_against_what_sinfo_says():
+    """What sinfo reports for each node (partition, CPUs, memory, GRES) against the preset's
+    request: the default partition (`*`) when none is named; each key that no node can meet
+    is one line (engines/test_slurm.py shows it against a real cluster)."""
+    from src.config.errors import UserError
+    from src.sweeps import slurm
+
+    sinfo = "debug*|2|22000|(null)\ngpu|64|512000|gpu:a100:8(S:0-1)\ngpu|64|512000|gpu:4\n"
+    preset = {
+        "_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher",
+        "partition": None,
+        "gpus_per_node": 1,
+        "tasks_per_node": 1,
+        "cpus_per_task": 8,
+        "mem_gb": 32,
+    }
+    with pytest.raises(UserError, match=r"^hydra.launcher.gpus_per_node=1: partition debug has "):
+        slurm.check(preset, sinfo)
+    slurm.check({**preset, "partition": "gpu", "gpus_per_node": 8}, sinfo)  # its biggest node
+    for changes, line in [
+        ({"partition": "gpu", "gpus_per_node": 9}, "gpus_per_node=9: partition gpu has at most 8"),
+        ({"gpus_per_node": 0}, "cpus_per_task=8: 1 task(s) of it need 8 CPUs, and partition deb"),
+        ({"gpus_per_node": 0, "cpus_per_task": 1, "tasks_per_node": 3}, "cpus_per_task=1: 3 tas"),
+        ({"gpus_per_node": 0, "cpus_per_task": 2}, "mem_gb=32: partition debug's nodes have at mo"),
+        ({"partition": "a100"}, "partition=a100: no such partition here; sinfo lists debug, gpu"),
+    ]:
+        with pytest.raises(UserError, match="^hydra.launcher." + re.escape(line)):
+            slurm.check({**preset, **changes}, sinfo)
+    assert slurm.gpus_of("gpu:a100:8(S:0-1),gpu:2") == 10 and slurm.gpus_of("(null)") == 0

@@ -20,7 +20,7 @@ from src.config import cli, preflight
 from src.config import validation as spec
 from src.config.compose import compose
 from src.config.errors import UserError, reported
-from src.sweeps import study
+from src.sweeps import slurm, study
 from src.trainers.distributed import hydra_overrides
 
 MULTIRUN_FLAGS = ("-m", "--multirun")
@@ -85,15 +85,22 @@ def optuna(cfg: DictConfig, overrides: list[str]) -> list[str]:
 
 def study_preflight(args: list[str]) -> None:
     """`python -m src.run ... hparams_search=optuna`: the study's settings (src.sweeps.study.check)
-    in one line each, before Hydra starts."""
-    if not any(a.split("=", 1)[0] in ("hparams_search", "hydra/sweeper") for a in args):
+    in one line each, before Hydra starts; `hydra/launcher=slurm`: the jobs' request against what
+    the cluster's partition offers (src.sweeps.slurm), before anything is submitted."""
+    groups = {a.lstrip("+~").split("=", 1)[0] for a in args}
+    a_study = bool(groups & {"hparams_search", "hydra/sweeper"})
+    if not a_study and "hydra/launcher" not in groups:
         return
 
     overrides = [a for a in args if not a.startswith("-")]
     hydra_part = [o for o in overrides if o.lstrip("+~").startswith("hydra")]
     app = [o for o in overrides if o not in hydra_part]
     fixed = [*hydra_part, *(o for o in app if not swept(o))]
-    study.check(composed(fixed, validate=False), [o for o in app if swept(o)])
+    cfg = composed(fixed, validate=False)
+    if a_study:
+        study.check(cfg, [o for o in app if swept(o)])
+    slurm.preflight(cfg.hydra.launcher)
+    slurm.quiet_without_accounting(cfg.hydra.launcher)
 
 
 def _target(node) -> str:
