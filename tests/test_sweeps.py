@@ -146,10 +146,12 @@ def _trials(study_dir: Path) -> list[tuple[int, str]]:
 
 
 def test_slurm_preset_reaches_sbatch(tmp_path):
-    """Up to submission: a stand-in sbatch keeps the script submitit wrote for the preset."""
+    """Up to submission: a stand-in sbatch keeps the script submitit wrote for the preset (a
+    stand-in sinfo offers a GPU node; the real cluster: engines/test_slurm.py)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "sinfo").write_text("#!/bin/sh\necho 'gpu*|16|128000|gpu:4'\n")
     (bin_dir / "sbatch").write_text(
         '#!/bin/sh\ncp "$1" "$SBATCH_COPY"\necho no cluster >&2\nexit 1\n'
     )
@@ -712,3 +714,23 @@ def test_a_slurm_request_is_checked_against_what_sinfo_says():
         with pytest.raises(UserError, match="^hydra.launcher." + re.escape(line)):
             slurm.check({**preset, **changes}, sinfo)
     assert slurm.gpus_of("gpu:a100:8(S:0-1),gpu:2") == 10 and slurm.gpus_of("(null)") == 0
+
+
+def test_a_slurm_sweep_where_no_cluster_answers_is_one_line(tmp_path, monkeypatch):
+    """No SLURM commands here, or commands without a cluster (sinfo fails): one line before
+    Hydra starts, not submitit's traceback from sbatch."""
+    from src.config.errors import UserError
+    from src.sweeps import slurm
+
+    preset = {"_target_": "x.SlurmLauncher", "gpus_per_node": 0}
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(UserError, match=r"^hydra/launcher=slurm: no SLURM commands \(sbatch"):
+        slurm.preflight(preset)
+    for tool, text in (
+        ("sbatch", "exit 0"),
+        ("sinfo", "echo 'sinfo: fatal: no config' >&2; exit 1"),
+    ):
+        (tmp_path / tool).write_text(f"#!/bin/sh\n{text}\n")
+        (tmp_path / tool).chmod(0o755)
+    with pytest.raises(UserError, match=r"answers here \(sinfo: sinfo: fatal: no config\); run"):
+        slurm.preflight(preset)

@@ -114,23 +114,33 @@ def check(launcher: Mapping[str, Any], sinfo: str) -> None:
         )
 
 
+ELSEWHERE = (
+    "run the sweep from a login node of your cluster, or try it on this machine with "
+    "hydra/launcher=submitit_local"
+)
+
+
 def preflight(launcher: Mapping[str, Any]) -> None:
-    """Before a SLURM sweep submits anything: its request against `sinfo`, where the SLURM
-    commands are here (a login node); elsewhere submitit says what is missing."""
-    if not is_slurm(launcher) or shutil.which("sinfo") is None:
+    """Before a SLURM sweep submits anything: a cluster to submit to (SLURM's commands here,
+    answering), and the jobs' request against what `sinfo` says its partition offers."""
+    if not is_slurm(launcher):
         return
+    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
+        raise UserError(
+            f"hydra/launcher=slurm: no SLURM commands (sbatch, sinfo) here; {ELSEWHERE}"
+        )
     try:
-        sinfo = subprocess.run(
-            ["sinfo", "-h", "-N", "-o", SINFO_FORMAT],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        ).stdout
+        found = subprocess.run(
+            ["sinfo", "-h", "-N", "-o", SINFO_FORMAT], capture_output=True, text=True, timeout=30
+        )
     except (subprocess.SubprocessError, OSError) as e:
-        log.warning(f"sinfo did not answer ({e}): the job's request is not checked here")
-        return
-    check(launcher, sinfo)
+        raise UserError(f"hydra/launcher=slurm: sinfo did not answer ({e}); {ELSEWHERE}") from None
+    if found.returncode != 0:
+        said = (found.stderr.strip().splitlines() or ["no reason given"])[-1]
+        raise UserError(
+            f"hydra/launcher=slurm: no SLURM cluster answers here (sinfo: {said}); {ELSEWHERE}"
+        )
+    check(launcher, found.stdout)
 
 
 class _NoSacctErrors(logging.Filter):
