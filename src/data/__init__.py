@@ -2,7 +2,8 @@
 
 Every dataset option returns a `Corpus` of raw texts and integer labels (`corpora`); one
 tokenization cuts every split of it (`tokenize`), read from the tokenize cache when it can be
-(`cache`), and batches are padded to their own longest example (`collate`). The names below are
+(`cache`), and batches are padded to their own longest example, or packed into one row
+without padding (`collate`). The names below are
 the package's public ones: `dataset._target_: src.data.MovieReviews` and the like. It imports
 src.config and src.tasks (what a label is); no model, trainer or report.
 """

@@ -7,8 +7,9 @@ do, so either model runs under either trainer. `num_labels` and `id2label` come 
 `problem_type` from the task (src.tasks): both heads compute transformers' loss for it.
 The configs here import no torch; `build` loads the torch code in `src/models/custom_head.py`.
 Where a backbone comes from (`backbones`), what each encoder family is made of (`encoders`: one
-table every lever asks), the heads (here, `custom_head`), `lora`, `frozen` and an ONNX export
-called as a model (`exported`). It imports src.config only: no data, task or trainer.
+table every lever asks), the heads (here, `custom_head`), `lora`, `frozen`, padding-free
+batches (`packed`) and an ONNX export called as a model (`exported`). It imports src.config
+only: no data, task or trainer.
 """
 
 from __future__ import annotations

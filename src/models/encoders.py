@@ -51,6 +51,13 @@ class Encoder:
     # final norm)
     inputs: tuple[str, ...] = ("embeddings",)
     after: tuple[str, ...] = ()
+    # trainer.padding_free (src.models.packed): attention through transformers'
+    # AttentionInterface, so a packed row's examples can be kept apart (DeBERTa's own
+    # disentangled attention cannot); `stack`: the module whose loop runs the layers, which the
+    # head's view passes hidden states straight through where emptying the layer list cannot
+    # (ALBERT loops over its shared group num_hidden_layers times)
+    varlen: bool = True
+    stack: str = ""
 
 
 _BERT = dict(
@@ -98,6 +105,7 @@ ENCODERS: dict[str, Encoder] = {
             "family": "DeBERTa-v2/v3",
             "lora_targets": ("query_proj", "key_proj", "value_proj", "dense"),
             "with_first_layer": ("encoder.conv",),
+            "varlen": False,
         }
     ),
     "deberta": Encoder(
@@ -106,6 +114,7 @@ ENCODERS: dict[str, Encoder] = {
             "family": "DeBERTa",
             "before": ("embeddings", "encoder.rel_embeddings"),
             "lora_targets": ("in_proj", "dense"),
+            "varlen": False,
         }
     ),
     "albert": Encoder(
@@ -117,6 +126,7 @@ ENCODERS: dict[str, Encoder] = {
         attention_dropout=("attention_probs_dropout_prob",),
         head_dropout=("classifier_dropout_prob",),
         shared_layers=True,
+        stack="encoder",
     ),
     "modernbert": Encoder(
         family="ModernBERT",
@@ -245,13 +255,24 @@ def lora_targets(model_type: str | None, target_modules: Any) -> list[str]:
 
 
 def check_levers(
-    config: Mapping[str, Any], backbone: Mapping[str, Any], lora: Mapping[str, Any] | None = None
+    config: Mapping[str, Any],
+    backbone: Mapping[str, Any],
+    lora: Mapping[str, Any] | None = None,
+    padding_free: bool = False,
 ) -> None:
     """Each lever the config asks for applies to this encoder, or one line says why not."""
     model_type, n = config.get("model_type"), backbone.get("freeze_layers", 0) or 0
     encoder, name = known(model_type), backbone.get("name")
     if lora is not None:
         lora_targets(model_type, lora.get("target_modules"))
+    if padding_free and encoder is None:
+        raise _unknown("trainer.padding_free=true", model_type, "set trainer.padding_free=false")
+    if padding_free and not encoder.varlen:
+        raise UserError(
+            f"trainer.padding_free=true: {encoder.family} (model_type {model_type}) computes its "
+            "attention itself, outside transformers' attention interface, so a packed row's "
+            "examples cannot be kept apart; set trainer.padding_free=false"
+        )
     if not n:
         return
     cache = " backbone.cache_frozen=false" if backbone.get("cache_frozen") else ""
@@ -412,16 +433,14 @@ def random_encoder(
 
 def table() -> str:
     """The families and what each supports, as Markdown (the README's backbone table)."""
-    rows = [
-        "| model_type | family | freeze + cache | LoRA targets (null) | segment ids |",
-        "|---|---|---|---|---|",
-    ]
+    columns = ("model_type", "family", "freeze + cache", "LoRA targets (null)", "segment ids")
+    rows = [f"| {' | '.join(columns)} | padding-free |", "|---|---|---|---|---|---|"]
     for model_type, e in ENCODERS.items():
         freeze = "refused: shared layers" if e.shared_layers else f"`{e.layers}`"
         types = "where type_vocab_size > 1" if e.token_types else "never"
-        rows.append(
-            f"| {model_type} | {e.family} | {freeze} | {', '.join(e.lora_targets)} | {types} |"
-        )
+        packs = "yes" if e.varlen else "refused: its own attention"
+        targets = ", ".join(e.lora_targets)
+        rows.append(f"| {model_type} | {e.family} | {freeze} | {targets} | {types} | {packs} |")
     return "\n".join(rows)
 
 

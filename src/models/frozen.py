@@ -99,6 +99,48 @@ def _shallow(module: nn.Module) -> nn.Module:
     return out
 
 
+def encoder_view(model: nn.Module, layers: Sequence[nn.Module], stored: bool = False) -> nn.Module:
+    """The model's encoder (`base_model`) with `layers` alone, and nothing after them (no final
+    norm, as ModernBERT's, and no pooler): it returns the last of `layers`' output. `stored`:
+    it reads its `inputs_embeds` as the first of `layers` would (the frozen cache's rows)."""
+    family, (base, path, _) = encoders.of(model), encoders.layer_list(model)
+    replaced: dict[str, nn.Module | None] = {path: nn.ModuleList(layers)}
+    replaced |= {p: nn.Identity() for p in family.after if _has(base, p)}
+    if getattr(base, "pooler", None) is not None:
+        replaced["pooler"] = None
+    if stored:
+        replaced |= _stored_inputs(family, base, "")
+    return view(base, replaced)
+
+
+def classifier_view(model: nn.Module, layers: Sequence[nn.Module]) -> nn.Module:
+    """The whole classifier with `layers` alone, reading its `inputs_embeds` as the first of
+    them would (where the embeddings, and what the family lists with them, stood), then what
+    runs after the last layer, the pooler, the head and the loss."""
+    family, (base, path, _) = encoders.of(model), encoders.layer_list(model)
+    prefix = next(name for name, child in model.named_children() if child is base)
+    replaced: dict[str, nn.Module | None] = {f"{prefix}.{path}": nn.ModuleList(layers)}
+    if not layers and family.stack:  # no layer to run: the loop over them passes through
+        replaced = {f"{prefix}.{family.stack}": PassThrough()}
+    return view(model, replaced | _stored_inputs(family, base, f"{prefix}."))
+
+
+def _stored_inputs(family: encoders.Encoder, base: nn.Module, prefix: str) -> dict:
+    """Where the embeddings (and what the family lists with them) stood: the stored rows pass
+    through as the first layer's input."""
+    inputs = [p for p in family.inputs if _has(base, p)]
+    stands_in = [StoredRows(), *(nn.Identity() for _ in inputs[1:])]  # rows, then nothing
+    return {f"{prefix}{p}": module for p, module in zip(inputs, stands_in, strict=True)}
+
+
+class PassThrough(nn.Module):
+    """Where a family's loop over its layers stood (`Encoder.stack`), in a view with none:
+    its input is its output."""
+
+    def forward(self, hidden_states: torch.Tensor, *args, **kwargs) -> tuple[torch.Tensor]:
+        return (hidden_states,)
+
+
 class StoredRows(nn.Module):
     """In the upper view, where the embeddings stood: the stored rows, given as `inputs_embeds`,
     pass through as the first upper layer's input."""
@@ -148,18 +190,10 @@ class FrozenCache:
     rows of example i are `offsets[i]:offsets[i] + lengths[i]`."""
 
     def __init__(self, model: nn.Module, n: int, lengths: Sequence[int], dtype: torch.dtype):
-        family, (base, path, layers) = encoders.of(model), encoders.layer_list(model)
-        prefix = next(name for name, child in model.named_children() if child is base)
-        lower = {path: nn.ModuleList(layers[:n])}
-        lower |= {p: nn.Identity() for p in family.after if _has(base, p)}
-        if getattr(base, "pooler", None) is not None:
-            lower["pooler"] = None  # the lower view's output is a layer's: nothing pools it
-        self.lower = view(base, lower)
-        upper = {f"{prefix}.{path}": nn.ModuleList(layers[n:])}
-        inputs = [p for p in family.inputs if _has(base, p)]
-        stands_in = [StoredRows(), *(nn.Identity() for _ in inputs[1:])]  # rows, then nothing
-        upper |= {f"{prefix}.{p}": module for p, module in zip(inputs, stands_in, strict=True)}
-        self.upper = view(model, upper)
+        layers = encoders.layer_list(model)[2]
+        self.n = n
+        self.lower = encoder_view(model, layers[:n])
+        self.upper = classifier_view(model, layers[n:])
         self.lengths = np.asarray(lengths, dtype=np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(self.lengths)[:-1]]).astype(np.int64)
         self.dtype, hidden = dtype, model.config.hidden_size
@@ -201,6 +235,27 @@ class FrozenCache:
         for row, h in zip(rows.tolist(), hidden, strict=True):
             start, n = self.offsets[row], self.lengths[row]
             self.values[start : start + n] = _to_numpy(h[:n])
+        self.filled[rows] = True
+
+    def packed_rows(self, cache_rows: torch.Tensor, **inputs: torch.Tensor) -> torch.Tensor:
+        """A packed batch's stored rows, its examples end to end (tokens x hidden); a batch with
+        rows not stored yet first runs the lower view on `inputs` (packed: src.models.packed)."""
+        rows = cache_rows.cpu().numpy()
+        if not self.filled[rows].all():
+            self._fill_packed(rows, inputs)
+        ends = self.offsets[rows] + self.lengths[rows]
+        parts = [self.values[a:b] for a, b in zip(self.offsets[rows], ends, strict=True)]
+        return _from_numpy(np.concatenate(parts), self.dtype)
+
+    @torch.no_grad()
+    def _fill_packed(self, rows: np.ndarray, inputs: dict[str, torch.Tensor]) -> None:
+        hidden = self.lower(**inputs)[0][0].to(self.dtype).cpu()
+        start = 0
+        for row in rows.tolist():
+            a, n = self.offsets[row], self.lengths[row]
+            if not self.filled[row]:
+                self.values[a : a + n] = _to_numpy(hidden[start : start + n])
+            start += n
         self.filled[rows] = True
 
     def _gather(self, rows: np.ndarray, width: int) -> torch.Tensor:

@@ -19,6 +19,7 @@ from typing import ClassVar
 from hydra.utils import get_class
 
 from src.config.devices import DEVICE, PRECISIONS
+from src.config.errors import UserError
 from src.config.schema import Spec, param
 from src.tasks.metrics import REGISTRY
 from src.trainers.distributed import world_size
@@ -49,6 +50,18 @@ class TrainerConfig(Spec):
     group_by_length: bool = param(
         True, "batch examples of similar length (less padding), as transformers' option"
     )
+    padding_free: bool = param(
+        False,
+        "pack each batch's word pieces into one row, no padding, attention within each example "
+        "(flash-attention varlen on CUDA); not DeBERTa",
+    )
+    max_tokens: int | None = param(
+        None,
+        "the most word pieces one forward holds (examples x the longest; padding_free: their "
+        "sum): a larger batch runs as several forwards whose gradients add up to its own, so "
+        "the step is the same; trainer=manual; null: one forward per batch",
+        ge=1,
+    )
     max_grad_norm: float | None = param(1.0, "clip gradients to this norm; null: no clip", ge=0)
     metric_for_best_model: str = param(
         MISSING,
@@ -74,6 +87,18 @@ class TrainerConfig(Spec):
     keep_checkpoints: bool = param(
         False, "keep <run dir>/checkpoints once the run has finished (resume data, ~3x the model)"
     )
+
+    def check(self, plain) -> None:
+        max_length = plain.get("max_length")
+        if (
+            self.max_tokens is not None
+            and isinstance(max_length, int)
+            and self.max_tokens < max_length
+        ):
+            raise UserError(
+                f"trainer.max_tokens={self.max_tokens}: below max_length={max_length}, so an "
+                f"example of max_length word pieces fits in no forward; use at least {max_length}"
+            )
 
     def steps_per_epoch(self, n_train: int) -> int:
         return optimizer_steps(n_train, self.batch_size, self.grad_accum_steps, world_size())
@@ -102,6 +127,16 @@ class HFTrainerConfig(TrainerConfig):
     """transformers' Trainer."""
 
     LOOP: ClassVar[str] = "src.trainers.hf.HFTrainer"
+
+    def check(self, plain) -> None:
+        if self.max_tokens is not None:
+            raise UserError(
+                f"trainer.max_tokens={self.max_tokens}: transformers' Trainer accumulates a "
+                "fixed number of batches per step, so it cannot split a batch by its word "
+                "pieces; use trainer=manual, or set trainer.max_tokens=null and bound the "
+                "forward with batch_size and trainer.grad_accum_steps"
+            )
+        super().check(plain)
 
 
 @dataclass(kw_only=True)

@@ -6,6 +6,8 @@ parameters into the optimizer, the number of optimizer steps into the schedule."
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
+import importlib.util
 import logging
 import time
 from collections.abc import Iterator
@@ -66,12 +68,16 @@ class Built:
     scheduler: LRScheduler  # cfg.scheduler over all optimizer steps
     scorer: Scorer  # cfg.metrics for this task: evaluation and the test split's scores
     frozen: FrozenCache | None = None  # backbone.cache_frozen's cache of the frozen layers
+    packed: nn.Module | None = None  # trainer.padding_free's call path around the model
     warnings: list[str] = field(default_factory=list)  # what the run says is wrong with its model
 
     @property
     def trained(self) -> nn.Module:
         """What the trainer trains and evaluates: the model, or with its frozen layers cached
-        the cache's call path around it (its weights are the model's)."""
+        the cache's call path around it, or with padding-free batches the packed call path
+        (their weights are the model's)."""
+        if self.packed is not None:
+            return self.packed
         return self.frozen.model if self.frozen is not None else self.model
 
     def fit(self, run_dir: Path, resume_from: Path | None = None) -> TrainResult:
@@ -160,7 +166,14 @@ def build(cfg: DictConfig, logger: ScalarLogger) -> Built:
     set_seed(cfg.seed)
     backbone = make(cfg.backbone)
     config = backbone.config().to_dict()  # a hub id: its config, no weights
-    check_levers(config, cfg.backbone, cfg.model.lora if cfg.model.get("peft") == "lora" else None)
+    if cfg.trainer.padding_free and importlib.util.find_spec("torch.nn.attention.varlen") is None:
+        raise UserError(
+            f"trainer.padding_free=true: torch {importlib.metadata.version('torch')} has no "
+            "torch.nn.attention.varlen (PyTorch's variable-length attention); upgrade torch, or "
+            "set trainer.padding_free=false"
+        )
+    lora = cfg.model.lora if cfg.model.get("peft") == "lora" else None
+    check_levers(config, cfg.backbone, lora, cfg.trainer.padding_free)
     hf_head = str(cfg.model._target_).endswith(".HFHead")
     for line in levers_left(config, cfg.backbone, hf_head):  # said before any weights load
         log.warning(line)
@@ -201,16 +214,20 @@ def build(cfg: DictConfig, logger: ScalarLogger) -> Built:
     scheduler = make(cfg.scheduler).build(optimizer, steps)
     where = f"{trainer.device} ({trainer.precision}), {steps} optimizer steps"
     log.info(f"trainer: {type(trainer).__name__} on {where}, logger {type(logger).__name__}")
-    frozen = None
+    frozen = packed = None
     if backbone.cache_frozen:
         encoded, frozen = cache_frozen(model, backbone.freeze_layers, encoded, trainer.precision)
+    if trainer_config.padding_free:
+        from src.models.packed import PackedModel
+
+        packed = PackedModel(model, frozen)
     return Built(
         corpus=corpus,
         task=task,
         backbone=backbone,
         tokenizer=tokenizer,
         encoded=encoded,
-        collator=data.collator(tokenizer),
+        collator=data.collator(tokenizer, trainer_config.padding_free),
         model=model,
         logger=logger,
         trainer=trainer,
@@ -218,6 +235,7 @@ def build(cfg: DictConfig, logger: ScalarLogger) -> Built:
         scheduler=scheduler,
         scorer=scorer,
         frozen=frozen,
+        packed=packed,
     )
 
 

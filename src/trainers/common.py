@@ -187,6 +187,26 @@ def length_grouped(
     return [i for b in [batches[j] for j in rng.permutation(len(batches))] + partial for i in b]
 
 
+def token_budget(
+    batch: list[int], lengths: np.ndarray, max_tokens: int, packed: bool
+) -> list[list[int]]:
+    """`batch` as forwards of at most `max_tokens` word pieces each, longest examples first: a
+    padded forward costs its examples x its longest, a packed one (trainer.padding_free) the sum
+    of their lengths. One example alone always fits (TrainerConfig.check: max_tokens >=
+    max_length)."""
+    parts: list[list[int]] = [[]]
+    width = total = 0
+    for i in sorted(batch, key=lambda i: -int(lengths[i])):
+        n = int(lengths[i])
+        cost = total + n if packed else (len(parts[-1]) + 1) * max(width, n)
+        if parts[-1] and cost > max_tokens:
+            parts.append([])
+            width = total = 0
+        parts[-1].append(i)
+        width, total = max(width, n), total + n
+    return parts
+
+
 def check_batches(n_train: int, batch_size: int) -> None:
     if n_train < batch_size:
         raise UserError(

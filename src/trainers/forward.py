@@ -46,10 +46,16 @@ def forward(
     out = []
     with torch.no_grad():
         for batch in tqdm(loader, desc="predict", unit="batch", leave=False, disable=None):
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items() if k != "labels"}
+            batch = {k: on_device(v, device) for k, v in batch.items() if k != "labels"}
             with autocast(device, precision):
                 out.append(model(**batch).logits.float().cpu())
     rows = distributed.gather_rows(torch.cat(out).numpy(), len(examples))
     logits = np.empty_like(rows)
     logits[order] = rows
     return logits
+
+
+def on_device(value: Any, device: Any) -> Any:
+    """A batch's tensor on the device (copied asynchronously from pinned memory); a number (a
+    packed batch's `max_length`) stays on the host."""
+    return value.to(device, non_blocking=True) if hasattr(value, "to") else value

@@ -31,8 +31,9 @@ from src.trainers.common import (
     TrainResult,
     check_batches,
     length_grouped,
+    token_budget,
 )
-from src.trainers.forward import forward
+from src.trainers.forward import forward, on_device
 
 log = logging.getLogger(__name__)
 
@@ -114,20 +115,26 @@ class ManualTrainer(BaseTrainer):
         steps = optimizer_steps(
             len(train_set), cfg.batch_size, cfg.grad_accum_steps, distributed.world_size()
         )
-        loader = self._loader(train_set, batches[state.batches_done :])
+        forwards = self._forwards(train_set, batches, state.batches_done)
+        loader = self._loader(train_set, [indices for indices, *_ in forwards])
         bar = tqdm(loader, desc=f"epoch {state.epoch}/{cfg.epochs}", leave=False, disable=None)
         # Batch losses stay on the device until logged or saved: an `.item()` per step would
         # make the host wait for the GPU at every step.
         losses: list[torch.Tensor] = []
+        batch_loss: torch.Tensor | float = 0.0  # the forwards of this batch so far
         self.model.train()
         start = time.perf_counter()
-        for i, batch in enumerate(bar, start=state.batches_done):
-            steps_now = (i + 1) % cfg.grad_accum_steps == 0 or i + 1 == len(batches)
+        for (_, i, share, last), batch in zip(forwards, bar, strict=True):
+            steps_now = last and ((i + 1) % cfg.grad_accum_steps == 0 or i + 1 == len(batches))
             with self._sync_gradients(steps_now), self._autocast():
                 batch = self._to_device(batch)
-                loss = self.loss(self.net(**batch), batch["labels"])
+                loss = self.loss(self.net(**batch), batch["labels"]) * share
             self.scaler.scale(loss / cfg.grad_accum_steps).backward()
-            losses.append(loss.detach())
+            batch_loss = batch_loss + loss.detach()
+            if not last:
+                continue
+            losses.append(batch_loss)
+            batch_loss = 0.0
             if not steps_now:
                 continue
             self._optimizer_step()
@@ -256,7 +263,7 @@ class ManualTrainer(BaseTrainer):
         return autocast(self.device, self.precision)
 
     def _to_device(self, batch: dict) -> dict:
-        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        return {k: on_device(v, self.device) for k, v in batch.items()}
 
     def _batches(self, train_set, epoch: int) -> list[list[int]]:
         """This rank's shuffled batches for `epoch`: a function of (seed, epoch) alone, so a
@@ -273,6 +280,24 @@ class ManualTrainer(BaseTrainer):
             order = length_grouped(order, lengths_of(train_set), step_size, rng)
         mine = distributed.shard(order)
         return [mine[i : i + size] for i in range(0, len(mine), size)]
+
+    def _forwards(
+        self, train_set, batches: list[list[int]], done: int
+    ) -> list[tuple[list[int], int, float, bool]]:
+        """The forwards of batches `done`, `done` + 1, ...: each batch whole, or with
+        `max_tokens` in parts under that budget (`token_budget`). Each forward is (its
+        examples, its batch's number, its share of that batch's examples, whether it ends the
+        batch): its mean loss times its share adds up to the batch's mean, so the gradients
+        of the parts are the whole batch's."""
+        budget = self.config.max_tokens
+        if budget is None:
+            return [(b, i, 1.0, True) for i, b in enumerate(batches[done:], start=done)]
+        lengths, packed = lengths_of(train_set), self.config.padding_free
+        out = []
+        for i, batch in enumerate(batches[done:], start=done):
+            parts = token_budget(batch, lengths, budget, packed)
+            out += [(p, i, len(p) / len(batch), k == len(parts) - 1) for k, p in enumerate(parts)]
+        return out
 
     def _loader(self, dataset, batch_sampler) -> DataLoader:
         return DataLoader(

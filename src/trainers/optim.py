@@ -64,6 +64,11 @@ class AdamW(TorchOptimizer):
     )
     eps: float = param(1e-8, "added to the denominator", gt=0)
     amsgrad: bool = param(False, "the AMSGrad variant")
+    fused: bool | None = param(
+        None,
+        "one fused kernel for every parameter's update (torch's fused=True); null: torch's "
+        "default (foreach)",
+    )
 
 
 @dataclass
