@@ -12,7 +12,9 @@ FLOPs per trained token (fwd + bwd, Kaplan et al. 2020 / PaLM appendix B):
     6 * N + 12 * layers * hidden * seq_len
 N = parameters outside the embedding tables; seq_len = the batch's padded length. Every padded
 token is counted: it is what the machine computed, so the fraction of the matmul peak says how
-well the loop uses the hardware, whatever the padding.
+well the loop uses the hardware, whatever the padding. Model FLOPs (`model_flops_per_s`, what MFU
+divides by the peak) count each example's real word pieces alone, l of them: l * (6 * N + 12 *
+layers * hidden * l), so work spent on padding is not counted as useful.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from transformers import (
 )
 
 from benchmarks.common import MINILM, compose
-from src import data, run
+from src import data
 from src.config.devices import cpu_has_native_bf16
 from src.models.backbones import resolve_path
 from src.trainers.build import build, make
@@ -48,7 +50,11 @@ from src.trainers.build import build, make
 # full fine-tuning in every variant (the default freezes and caches MiniLM's lower layers;
 # benchmarks/levers.py compares that), so the notebook and the loops do the same work
 FULL = ["backbone.freeze_layers=0", "backbone.cache_frozen=false"]
-SHAPES = {"minilm": ["backbone=minilm", *FULL], "bert-base": ["backbone=bert_base_shape", *FULL]}
+SHAPES = {
+    "minilm": ["backbone=minilm", *FULL],
+    "bert-base": ["backbone=bert_base_shape", *FULL],
+    "tiny": ["backbone=tiny", *FULL],
+}
 NOTEBOOK_LR = 2e-5  # the notebook's TrainingArguments; the rate does not change the speed
 NOTEBOOK_WEIGHT_DECAY = 0.01
 
@@ -59,6 +65,17 @@ class Batch:
     real_tokens: int  # attention_mask.sum(): the review's word pieces
     padded_tokens: int  # input_ids.numel(): what the model computes on
     seq_len: int
+    square_tokens: int = 0  # the sum of each example's real length squared (attention's work)
+
+    def __add__(self, other: Batch) -> Batch:
+        """Two forwards of one optimizer step (trainer.max_tokens), counted as one."""
+        return Batch(
+            self.samples + other.samples,
+            self.real_tokens + other.real_tokens,
+            self.padded_tokens + other.padded_tokens,
+            max(self.seq_len, other.seq_len),
+            self.square_tokens + other.square_tokens,
+        )
 
 
 class CountingCollator:
@@ -70,10 +87,24 @@ class CountingCollator:
 
     def __call__(self, features: list) -> dict:
         batch = self.collate(features)
-        ids = batch["input_ids"]
-        real = int(batch["attention_mask"].sum())
-        self.batches.append(Batch(ids.shape[0], real, ids.numel(), ids.shape[1]))
+        ids, lengths = batch["input_ids"], batch["attention_mask"].sum(1)
+        rows = len(lengths)  # a packed batch (trainer.padding_free) is one row of them all
+        square = int((lengths.long() ** 2).sum())
+        self.batches.append(Batch(rows, int(lengths.sum()), ids.numel(), ids.shape[1], square))
         return batch
+
+    def steps(self, batch_size: int, count: int) -> list[Batch]:
+        """The first `count` optimizer steps' batches, a step's forwards joined (more than
+        one where trainer.max_tokens splits a batch of `batch_size`)."""
+        steps: list[Batch] = []
+        for b in self.batches:
+            if steps and steps[-1].samples < batch_size:
+                steps[-1] = steps[-1] + b
+            else:
+                steps.append(b)
+            if len(steps) == count and steps[-1].samples >= batch_size:
+                break
+        return steps[:count]
 
 
 def now() -> float:
@@ -116,6 +147,11 @@ class ModelShape:
         per_token = 6 * self.params + 12 * self.layers * self.hidden * batch.seq_len
         return batch.padded_tokens * per_token
 
+    def model_flops(self, batch: Batch) -> float:
+        """Only the real word pieces' work, each example attending over its own length."""
+        attention = 12 * self.layers * self.hidden * batch.square_tokens
+        return 6 * self.params * batch.real_tokens + attention
+
 
 def window_rates(
     stamps: list[float], batches: list[Batch], warmup: int, windows: int, shape: ModelShape
@@ -132,6 +168,7 @@ def window_rates(
         "real_tokens_per_s": [],
         "padded_tokens_per_s": [],
         "flops_per_s": [],
+        "model_flops_per_s": [],
     }
     for w in range(windows):
         first = warmup + w * size
@@ -141,6 +178,7 @@ def window_rates(
         rates["real_tokens_per_s"].append(sum(b.real_tokens for b in chunk) / seconds)
         rates["padded_tokens_per_s"].append(sum(b.padded_tokens for b in chunk) / seconds)
         rates["flops_per_s"].append(sum(shape.step_flops(b) for b in chunk) / seconds)
+        rates["model_flops_per_s"].append(sum(shape.model_flops(b) for b in chunk) / seconds)
     return rates
 
 
@@ -151,10 +189,11 @@ def _measured(
     warmup: int,
     windows: int,
     shape: ModelShape,
+    batch_size: int,
 ) -> dict[str, Any]:
     if len(clock_stamps) != total_steps:
         raise RuntimeError(f"stamped {len(clock_stamps)} steps, expected {total_steps}")
-    train_batches = counter.batches[:total_steps]
+    train_batches = counter.steps(batch_size, total_steps)
     timed = train_batches[warmup:]
     result: dict[str, Any] = {
         "windows": window_rates(clock_stamps, train_batches, warmup, windows, shape),
@@ -292,7 +331,8 @@ def notebook(
         callbacks=[StepEndCallback(clock)],
     )
     trainer.train()
-    result = _measured(clock.stamps, counter, total, warmup, windows, ModelShape.of(model))
+    shape_of = ModelShape.of(model)
+    result = _measured(clock.stamps, counter, total, warmup, windows, shape_of, batch_size)
     start = now()
     trainer.predict(eval_set)
     result["eval_samples_per_s"] = eval_samples / (now() - start)
@@ -353,11 +393,12 @@ def project(
         built.trainer.predict(built.model, built.encoded["train"], built.collator)
         fill_s = now() - start
     counter = built.collator = CountingCollator(built.collator)
-    run.fit(built, Path(out_dir))
+    built.fit(Path(out_dir))
     model, loop, eval_set = built.model, built.trainer, built.encoded["eval"]
-    result = _measured(clock.stamps, counter, total, warmup, windows, ModelShape.of(model))
+    shape_of = ModelShape.of(model)
+    result = _measured(clock.stamps, counter, total, warmup, windows, shape_of, batch_size)
     start = now()
-    loop.predict(model, eval_set, counter)
+    loop.predict(built.trained, eval_set, counter)  # the packed call path with padding_free
     result["eval_samples_per_s"] = len(eval_set) / (now() - start)
     result.update(truncation=cfg.truncation, precision=loop.precision, cache_fill_s=fill_s)
     result["trainable_params"] = sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -137,3 +137,40 @@ def test_tfidf_baseline_trains_on_all_1600_training_reviews() -> None:
     result = quality.tfidf_svm()
     assert (result["n_train"], result["n_test"]) == (1600, 400)
     assert result["accuracy"] > 0.8
+
+
+def test_the_gpu_benchmark_rows_validate_and_measure_on_the_cpu(tmp_path) -> None:
+    """Every row of benchmarks.gpu composes and validates at the GPU's shapes (DeBERTa's
+    packed row asks for what its build refuses in one line); two rows measured in-process on
+    the CPU with a tiny BERT give rates, model FLOP/s and an MFU against the peak measured in
+    the same run."""
+    from benchmarks import gpu
+    from src.config import validation
+    from tests.conftest import compose
+
+    args = gpu.parse_args(["--device", "cpu"])
+    short = gpu.short_corpus(tmp_path, n=40)
+    for shape in ("bert-base", "deberta-v3-base"):
+        cells = gpu.row_cells(args, shape, 512, "short", tmp_path, short)
+        assert [label for label, *_ in cells] == [r for r in gpu.ROWS if r != "notebook"]
+        for label, _, kwargs in cells:
+            cfg = compose([f"trainer={kwargs['trainer']}", *kwargs["overrides"]])
+            validation.validate(cfg)
+            if shape == "deberta-v3-base" and label == "+ padding_free":
+                assert "trainer.padding_free=true" in kwargs["overrides"]
+    budget = {label: kwargs for label, _, kwargs in cells}["+ max_tokens"]["overrides"]
+    assert "trainer.max_tokens=2048" in budget  # half of 8 x 512
+    out = tmp_path / "gpu.md"
+    rows = "trainer=manual,+ padding_free"
+    gpu.main(
+        ["--device", "cpu", "--shapes", "tiny", "--lengths", "48", "--corpora", "short",
+         "--rows", rows, "--steps", "2", "--warmup", "1", "--windows", "1", "--in-process",
+         "--out", str(out)]
+    )  # fmt: skip
+    table = [line for line in out.read_text().splitlines() if line.startswith("| tiny")]
+    assert [line.split(" | ")[3] for line in table] == rows.split(",")
+    for line in table:
+        cells = line.split(" | ")
+        assert float(cells[5]) > 0 and float(cells[6]) > 0 and cells[8].endswith("%")
+    with pytest.raises(SystemExit):
+        gpu.parse_args(["--rows", "nonesuch"])
