@@ -38,6 +38,7 @@ import argparse
 import csv
 import datetime
 import json
+import os
 import random
 import shlex
 import subprocess
@@ -219,6 +220,9 @@ def table_rows(rows: list[dict[str, Any]], peaks: dict[str, Any]) -> list[str]:
 
 
 def commit() -> str:
+    """HEAD's short hash; BENCH_COMMIT where the tree has no .git (benchmarks/gpu_lease.sh)."""
+    if os.environ.get("BENCH_COMMIT"):
+        return os.environ["BENCH_COMMIT"].strip()
     done = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
     )

@@ -21,6 +21,8 @@ count them), so the packed row's output equals the padded batch's real rows.
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -33,6 +35,7 @@ from src.models import encoders
 from src.models.frozen import FrozenCache, classifier_view, encoder_view
 
 ATTENTION = "varlen"  # the attention implementation a packed model's encoder runs
+_VARLEN_TAKES = set(inspect.signature(varlen_attn).parameters)  # torch 2.9's lacks a few
 
 
 def varlen_attention(
@@ -69,11 +72,16 @@ def varlen_attention(
     q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # tokens x heads x dims
     if not module.training:
         dropout = 0.0
-    if q.is_cuda and q.dtype in (torch.bfloat16, torch.float16) and not dropout:
-        cu, sides = cu_seq_lens_q.to(torch.int32), (-1, -1) if window is None else (window, window)
-        out = varlen_attn(
-            q, k, v, cu, cu, max_length_q, max_length_q, scale=scaling, window_size=sides
-        )
+    flash = q.is_cuda and q.dtype in (torch.bfloat16, torch.float16) and not dropout
+    if flash and (window is None or "window_size" in _VARLEN_TAKES):
+        cu, given = cu_seq_lens_q.to(torch.int32), {}
+        if window is not None:
+            given["window_size"] = (window, window)
+        if scaling is not None and "scale" in _VARLEN_TAKES:
+            given["scale"] = scaling
+        elif scaling is not None:  # torch 2.9's varlen_attn scales by 1/sqrt(dims) alone
+            q = q * (scaling * q.shape[-1] ** 0.5)
+        out = varlen_attn(q, k, v, cu, cu, max_length_q, max_length_q, **given)
     elif q.is_cuda and window is None:
         out = _jagged(q, k, v, cu_seq_lens_q, dropout, scaling)
     else:
