@@ -43,3 +43,26 @@ def test_runtime_values_are_not_in_yaml(compose_cfg):
     text = OmegaConf.to_yaml(compose_cfg("model=custom_head"))
     for key in ("num_labels", "id2label", "num_training_steps", "params"):
         assert key not in text
+
+
+def test_a_config_is_composed_once_per_state_of_conf(tmp_path, monkeypatch):
+    """The same overrides over unchanged files reuse the first composition (Hydra is not asked
+    again), each caller gets its own copy, and an edited file composes anew."""
+    import shutil
+
+    from src.config import compose as composing
+
+    conf = shutil.copytree(composing.CONF, tmp_path / "conf")
+    calls = []
+    real = composing.hydra_compose
+    monkeypatch.setattr(composing, "hydra_compose", lambda **kw: calls.append(kw) or real(**kw))
+    first = composing.compose(["debug=smoke"], conf)
+    first.trainer.epochs = 99  # a caller's change stays its own
+    second = composing.compose(["debug=smoke"], conf)
+    assert len(calls) == 1 and second.trainer.epochs == 1 and second is not first
+    smoke = conf / "debug" / "smoke.yaml"
+    smoke.write_text(smoke.read_text().replace("max_length: 64", "max_length: 48"))
+    assert composing.compose(["debug=smoke"], conf).max_length == 48 and len(calls) == 2
+    composing.compose(["debug=smoke"], conf, hydra=True)  # Hydra's node: composed every time
+    composing.compose(["debug=smoke"], conf, hydra=True)
+    assert len(calls) == 4

@@ -6,6 +6,7 @@ the benchmark, the tests and the golden snapshots.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from pathlib import Path
@@ -36,20 +37,47 @@ def group_lines(conf: Path = CONF, only: tuple[str, ...] = ()) -> str:
     return "\n".join(f"{g}: {', '.join(options(g, conf))}" for g in groups if options(g, conf))
 
 
+# Composed configs by their arguments and the state of conf/'s files: the checks of one command
+# (preflight, validation, the review's presets) and the tests compose the same ones again and
+# again, at ~0.2 s each. Hydra's own node (`hydra`: the run's cwd, its time) is never kept, nor
+# a config whose search path reaches files outside conf/.
+_COMPOSED: dict[tuple, DictConfig] = {}
+_KEPT = 256
+
+
 def compose(
     overrides: list[str], conf: Path = CONF, hydra: bool = False, config_name: str = "config"
 ) -> DictConfig:
     """conf/<config_name>.yaml (conf/config.yaml: a run's) with `overrides` applied (and Hydra's
-    own node, with `hydra`); Hydra's global state is left clear."""
-
+    own node, with `hydra`); Hydra's global state is left clear. Each call returns its own
+    copy, whoever composed the same before."""
+    keep = not hydra and not any("searchpath" in o for o in overrides)
+    key = (tuple(overrides), str(conf), config_name, _files_state(conf)) if keep else None
+    if key in _COMPOSED:
+        return copy.deepcopy(_COMPOSED[key])
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
-            return hydra_compose(
+            cfg = hydra_compose(
                 config_name=config_name, overrides=overrides, return_hydra_config=hydra
             )
     finally:
         GlobalHydra.instance().clear()
+    if key is not None:
+        if len(_COMPOSED) >= _KEPT:
+            _COMPOSED.clear()
+        _COMPOSED[key] = copy.deepcopy(cfg)
+    return cfg
+
+
+def _files_state(conf: Path) -> tuple:
+    """Every file under `conf` with its size and modification time: a file edited, added or
+    removed composes anew."""
+    return tuple(
+        (str(p), st.st_size, st.st_mtime_ns)
+        for p in sorted(Path(conf).rglob("*"))
+        if p.is_file() and (st := p.stat())
+    )
 
 
 def sources(overrides: list[str], conf: Path = CONF, config_name: str = "config") -> list[str]:
