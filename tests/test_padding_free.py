@@ -10,6 +10,7 @@ import csv
 import json
 import random
 
+import numpy as np
 import pytest
 import torch
 from transformers import AutoModel, AutoModelForSequenceClassification
@@ -103,6 +104,12 @@ def test_the_packed_collator_keeps_examples_apart():
     assert batch["padded_index"].tolist() == [0, 1, 2, 3, 4]  # rows of width 3: 0-2, 3-4
     assert batch["attention_mask"].tolist() == [[True] * 3, [True, True, False]]
     assert batch["labels"].tolist() == [1, 0] and "doc" not in batch
+    # multi-hot rows and values: the padded batch's labels, dtype and all
+    tokenizer = tokenizer_of()
+    for labels in ([np.array([1, 0, 1], "float32"), np.array([0, 1, 0], "float32")], [0.5, 1.5]):
+        rows = [{**e, "labels": y} for e, y in zip(examples, labels, strict=True)]
+        packed, padded = PackedCollator()(rows)["labels"], Collator(tokenizer)(rows)["labels"]
+        assert packed.dtype == padded.dtype and torch.equal(packed, padded)
 
 
 def test_token_budget_parts():

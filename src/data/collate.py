@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 CACHE_ROW = "cache_row"  # an example's row in the frozen cache (backbone.cache_frozen)
 # what a packed batch adds to the model's inputs (src.models.packed.PackedModel reads them)
 PACKED_KEYS = ("position_ids", "cu_seq_lens", "max_length", "padded_index")
@@ -57,7 +59,11 @@ class PackedCollator:
             types = [t for e in examples for t in e["token_type_ids"]]
             batch["token_type_ids"] = torch.tensor(types)[None]
         if examples and "labels" in examples[0]:
-            batch["labels"] = torch.tensor([e["labels"] for e in examples])
+            labels = [e["labels"] for e in examples]
+            if hasattr(labels[0], "shape") and labels[0].shape:  # multi-hot rows (multi_label)
+                batch["labels"] = torch.from_numpy(np.stack(labels))
+            else:  # one number each, as the padded batch's tensor holds them
+                batch["labels"] = torch.tensor(labels)
         _cache_rows(examples, batch)
         return batch
 
