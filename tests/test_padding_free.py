@@ -266,11 +266,18 @@ def test_packed_batches_read_the_frozen_cache(encoder_folder, model_type):
 
 
 def test_fused_adamw_and_sdpa_are_what_the_run_builds():
-    """optimizer.fused=true reaches torch's AdamW (null: torch's default), and the encoder's
-    attention is PyTorch's SDPA unless padding-free batches make it "varlen"."""
+    """optimizer.fused reaches torch's AdamW: null is fused on the CPU and torch's default on
+    a GPU, false the per-parameter loop; the encoder's attention is PyTorch's SDPA unless
+    padding-free batches make it "varlen"."""
+    from src.trainers.optim import AdamW
+
     plain = build(compose([SMOKE]), NullLogger())
-    assert plain.optimizer.defaults["fused"] is None
+    assert plain.optimizer.defaults["fused"] is True  # the CPU's default
     assert plain.model.config._attn_implementation == "sdpa" and plain.packed is None
+    kwargs = {"fused": None, "lr": 1e-3}
+    assert AdamW(lr=1e-3).resolve(kwargs, "cuda") == kwargs  # torch's own choice there
+    looped = build(compose([SMOKE, "optimizer.fused=false"]), NullLogger())
+    assert looped.optimizer.defaults["fused"] is False
     fused = build(
         compose([SMOKE, "optimizer.fused=true", "trainer.padding_free=true"]), NullLogger()
     )

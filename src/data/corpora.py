@@ -15,6 +15,7 @@ import itertools
 import json
 import logging
 import os
+import zipfile
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -195,11 +196,23 @@ class MovieReviews(Splits):
             ) from None
         key = str(mr.root)  # a process reads the corpus once (a sweep's in-process jobs)
         if key not in _READ:
-            _READ[key] = [mr.raw(f) for f in fileids], [mr.categories(f)[0] for f in fileids]
+            _READ[key] = _texts(mr, fileids), [mr.categories(f)[0] for f in fileids]
         reviews, categories = (list(part) for part in _READ[key])
         names = label_list(categories)
         y = [names.index(c) for c in categories]
         return self.finish(*_split(Split(reviews, y), self.test_size, self.split_seed), names)
+
+
+def _texts(reader: Any, fileids: list[str]) -> list[str]:
+    """The files' texts as `reader.raw` gives them; from a zip (NLTK's download) through one
+    open archive, which reads the 2000 reviews in 0.2 s where `raw` per file took 1.7 s."""
+    from nltk.data import ZipFilePathPointer
+
+    root = reader.root
+    if not isinstance(root, ZipFilePathPointer):
+        return [reader.raw(f) for f in fileids]
+    with zipfile.ZipFile(root.zipfile.filename) as archive:
+        return [archive.read(root.entry + f).decode(reader.encoding(f)) for f in fileids]
 
 
 def read_text(path: Path) -> str:

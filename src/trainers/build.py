@@ -210,7 +210,7 @@ def build(cfg: DictConfig, logger: ScalarLogger) -> Built:
         log.info(task.loss_line(weights, corpus.label_names))
     trainer = trainer_config.build(logger, task.loss(weights))
     steps = trainer_config.num_training_steps(len(encoded["train"]))
-    optimizer = build_optimizer(make(cfg.optimizer), model)
+    optimizer = build_optimizer(make(cfg.optimizer), model, trainer.device.type)
     scheduler = make(cfg.scheduler).build(optimizer, steps)
     where = f"{trainer.device} ({trainer.precision}), {steps} optimizer steps"
     log.info(f"trainer: {type(trainer).__name__} on {where}, logger {type(logger).__name__}")
