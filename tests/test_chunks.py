@@ -51,7 +51,8 @@ def test_chunks_end_to_end_count_documents(compose_cfg, tmp_path, monkeypatch, m
         ),
     )
     cut = ("truncation=chunks", "max_length=64", "stride=16")
-    cfg = compose_cfg("debug=smoke", f"model={model}", f"trainer={trainer}", *cut)
+    few = ("dataset.max_train_samples=12", "dataset.max_eval_samples=8")
+    cfg = compose_cfg("debug=smoke", f"model={model}", f"trainer={trainer}", *cut, *few)
     train(cfg, tmp_path)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     # each epoch's evaluation pools the eval split once, then the test split is pooled once
@@ -59,13 +60,13 @@ def test_chunks_end_to_end_count_documents(compose_cfg, tmp_path, monkeypatch, m
     assert [docs for docs, _ in pooled] == [n_eval] * epochs + [metrics["n_test"]]
     assert all(windows > docs for docs, windows in pooled)
     rows = list(csv.DictReader((tmp_path / "test_predictions.csv").open()))
-    assert len(rows) == metrics["n_test"] == 32  # documents, not windows
+    assert len(rows) == metrics["n_test"] == 8  # documents, not windows
     right = sum(r["label"] == r["prediction"] for r in rows)
     assert metrics["test"]["accuracy"] == pytest.approx(right / len(rows))
-    corpus = data.MovieReviews(max_train_samples=48, max_eval_samples=32).load()
+    corpus = data.MovieReviews(max_train_samples=12, max_eval_samples=8).load()
     tokenizer = Predictor.load(tmp_path).tokenizer
     windows = data.encode(tokenizer, corpus.train, 64, "chunks", 16)
-    assert len(windows) > 48 * 5  # reviews of ~850 pieces in windows of 62 advancing by 46
+    assert len(windows) > 12 * 5  # reviews of ~850 pieces in windows of 62 advancing by 46
     assert all(w["labels"] == corpus.train.labels[w["doc"]] for w in windows)
     saved = np.array([[float(r["p_neg"]), float(r["p_pos"])] for r in rows[:4]])
     pooled.clear()

@@ -34,8 +34,8 @@ def small(folder, *more: str) -> list[str]:
         f"backbone.path={folder}",
         "truncation=chunks",
         "max_length=96",
-        "dataset.max_train_samples=16",
-        "dataset.max_eval_samples=8",
+        "dataset.max_train_samples=8",
+        "dataset.max_eval_samples=4",
         "epochs=2",
         "tokenize_cache=null",
         *more,
@@ -72,7 +72,7 @@ def test_the_cache_is_read_once_per_example_and_changes_no_prediction(
     cached, cached_rows, examples = fit_counting(small(folder, *CACHE), tmp_path / "c")
     plain, plain_rows, _ = fit_counting(small(folder, *FREEZE), tmp_path / "p")
     assert cached_rows == examples
-    assert plain_rows > 2 * examples * 0.5 + examples  # two epochs of train, then eval, test
+    assert plain_rows >= 1.5 * examples  # epoch 2 runs the train and eval windows again
     np.testing.assert_allclose(cached, plain, atol=1e-4, rtol=1e-4)
 
 
@@ -320,8 +320,8 @@ def test_a_saved_run_predicts_alike_through_predict_and_pipeline(family, trained
     rows = list(csv.DictReader((run / "test_predictions.csv").open()))
     saved = np.array([[float(r["p_neg"]), float(r["p_pos"])] for r in rows])
     predictor = Predictor.load(run, device="cpu")
-    test = data.MovieReviews(max_train_samples=16, max_eval_samples=8).load().test
-    assert saved.shape == (len(test.texts), 2) == (8, 2)
+    test = data.MovieReviews(max_train_samples=8, max_eval_samples=4).load().test
+    assert saved.shape == (len(test.texts), 2) == (4, 2)
     np.testing.assert_allclose(predictor.probabilities(test.texts), saved, atol=1e-4)
     classify = pipeline("text-classification", model=str(run / "best_model"), device="cpu")
     scores = classify("a fine film", top_k=None)
@@ -334,7 +334,7 @@ def test_src_evaluate_scores_a_saved_run_of_another_family(trained, encoder_fold
     from src.evaluate import evaluate
 
     run = saved_run(trained, encoder_folder, "distilbert")
-    cfg = compose([f"run_dir={run}", "dataset.max_eval_samples=8"], config_name="evaluate")
+    cfg = compose([f"run_dir={run}", "dataset.max_eval_samples=4"], config_name="evaluate")
     record = evaluate(cfg, tmp_path)
     run_metrics = json.loads((run / "metrics.json").read_text())
     assert record["n_test"] == run_metrics["n_test"]

@@ -80,9 +80,8 @@ def test_multirun_2x2_summary_and_one_mlflow_experiment(tmp_path):
 @pytest.mark.processes
 def test_failed_job_does_not_stop_the_sweep(tmp_path):
     """A bad value in one job: the others run, the summary marks it failed, the exit code is 1
-    (Hydra's basic launcher: test_a_failed_job_and_a_long_folder_name_under_the_basic_launcher).
-    The sweep is then run again with resume=auto: the finished job is skipped (its metric
-    returned, nothing retrained), the failed one runs again (and fails again)."""
+    (Hydra's basic launcher, and the sweep run again with resume=auto:
+    test_a_failed_job_and_a_long_folder_name_under_the_basic_launcher)."""
     sweep = [
         "-m",
         "debug=smoke",
@@ -109,13 +108,6 @@ def test_failed_job_does_not_stop_the_sweep(tmp_path):
 
     log = (tmp_path / "1_debug=smoke,trainer=manual,truncation=head" / "run.log").read_text()
     assert f"{max(1, joblib.cpu_count() // 2)} torch threads" in log
-    again = run_cli(*sweep, "resume=auto")
-    assert again.returncode == 1, again.stderr[-3000:]
-    rows = {r["truncation"]: r for r in _rows(tmp_path)}
-    assert (rows["head"]["status"], rows["head"]["start"]) == ("finished", "skipped")
-    assert (rows["nope"]["status"], rows["nope"]["start"]) == ("failed", "rerun")
-    metrics = tmp_path / "1_debug=smoke,trainer=manual,truncation=head" / "metrics.json"
-    assert json.loads(metrics.read_text()) == head  # not retrained
 
 
 def test_share_machine_spreads_jobs_over_gpus(monkeypatch):
@@ -655,8 +647,10 @@ def test_a_failed_job_and_a_long_folder_name_under_the_basic_launcher(tmp_path):
     """Hydra's basic launcher runs the jobs one after the other in this process: a job's bad
     value is one line and the next job still runs (exit code 1). With twelve overrides
     Hydra's folder name would pass 255 bytes (Errno 36): each job runs in a shortened folder
-    whose .hydra/overrides.yaml the summary reads."""
-    proc = run_cli(
+    whose .hydra/overrides.yaml the summary reads. The sweep run again with resume=auto skips
+    the finished job (its metric returned, nothing retrained) and runs the failed one again
+    (which fails again)."""
+    sweep = [
         "-m",
         "debug=smoke",
         "truncation=nope,head",
@@ -671,7 +665,8 @@ def test_a_failed_job_and_a_long_folder_name_under_the_basic_launcher(tmp_path):
         "trainer.logging_steps=1",
         "trainer.early_stopping_patience=2",
         f"hydra.sweep.dir={tmp_path}",
-    )
+    ]
+    proc = run_cli(*sweep)
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "truncation=nope: one of head, tail, head_tail, chunks" in proc.stderr
     assert "Traceback" not in proc.stderr and 'File "' not in proc.stderr
@@ -683,6 +678,12 @@ def test_a_failed_job_and_a_long_folder_name_under_the_basic_launcher(tmp_path):
     assert head["status"] == "finished" and "~" in head["job"] and len(head["job"]) <= 200
     metrics = json.loads((tmp_path / head["job"] / "metrics.json").read_text())
     assert float(head["test_accuracy"]) == pytest.approx(metrics["test"]["accuracy"], abs=1e-4)
+    again = run_cli(*sweep, "resume=auto")
+    assert again.returncode == 1, again.stderr[-3000:]
+    rows = {r["truncation"]: r for r in _rows(tmp_path)}
+    assert (rows["head"]["status"], rows["head"]["start"]) == ("finished", "skipped")
+    assert (rows["nope"]["status"], rows["nope"]["start"]) == ("failed", "rerun")
+    assert json.loads((tmp_path / head["job"] / "metrics.json").read_text()) == metrics
 
 
 def test_a_slurm_request_is_checked_against_what_sinfo_says():

@@ -326,7 +326,7 @@ HF_RUN = [
     "debug=smoke",
     "trainer=hf",
     "epochs=3",
-    "dataset.max_train_samples=240",  # 30 steps an epoch: epoch 2 is still running at the signal
+    "dataset.max_train_samples=80",  # 10 steps an epoch: epoch 2 is still running at the signal
 ]
 
 
@@ -344,7 +344,7 @@ def test_hf_sigterm_checkpoints_exits_for_requeue_and_resumes(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
     )
-    first_epoch = run_dir / "checkpoints" / "checkpoint-30"
+    first_epoch = run_dir / "checkpoints" / "checkpoint-10"
     end = time.monotonic() + 180
     while not first_epoch.exists():
         assert proc.poll() is None, f"run ended before epoch 1's checkpoint: {proc.stderr.read()}"
@@ -358,7 +358,7 @@ def test_hf_sigterm_checkpoints_exits_for_requeue_and_resumes(tmp_path):
     assert not (run_dir / "metrics.json").exists()
     # the signal's own checkpoint, mid-run: after epoch 1's, before the end
     preempted_at = _checkpoint_steps(run_dir)[-1]
-    assert 30 < preempted_at < 90, _checkpoint_steps(run_dir)
+    assert 10 < preempted_at < 30, _checkpoint_steps(run_dir)
 
     resumed = run_cli(*HF_RUN, "resume=auto", f"hydra.run.dir={run_dir}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -366,10 +366,10 @@ def test_hf_sigterm_checkpoints_exits_for_requeue_and_resumes(tmp_path):
     assert f"checkpoint-{preempted_at}" in (run_dir / "run.log").read_text()
     metrics = _metrics(run_dir)
     steps = [e["step"] for e in metrics["train_log"]]
-    assert steps == sorted(set(steps)) and steps[-1] == 90  # no step trained twice
+    assert steps == sorted(set(steps)) and steps[-1] == 30  # no step trained twice
     assert metrics["stopped_early"] is False
     # one row per epoch, each at its epoch's last step, as in an uninterrupted run
-    assert [(r["epoch"], r["step"]) for r in metrics["history"]] == [(1, 30), (2, 60), (3, 90)]
+    assert [(r["epoch"], r["step"]) for r in metrics["history"]] == [(1, 10), (2, 20), (3, 30)]
     assert not (run_dir / "checkpoints").exists()  # kept while preempted, gone once finished
 
 

@@ -8,6 +8,7 @@ finished run can be rendered again from its folder.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from src.config.rundir import best_key
@@ -15,6 +16,13 @@ from src.models import CUSTOM_HEAD_ARCH
 from src.tasks.metrics import BOOTSTRAP_RESAMPLES, task_of
 
 BOOTSTRAP = f"a percentile bootstrap over the test texts ({BOOTSTRAP_RESAMPLES} resamples, seeded)"
+
+
+def save_png(fig: Any, path: Path, dpi: int = 120) -> None:
+    """A matplotlib figure as every plot of ours writes it: PNG at zlib level 1, the same pixels
+    as matplotlib's default level 6 in about 0.1 s less a plot (0.33 s against 0.43 s for a
+    run's learning curve on one EPYC core), for a file about a fifth larger."""
+    fig.savefig(path, dpi=dpi, pil_kwargs={"compress_level": 1})
 
 
 def interval(bounds: Sequence[float] | None, digits: int = 4) -> str:

@@ -29,7 +29,14 @@ from src.config.rundir import (
     SCATTER_PNG,
     write_atomic,
 )
-from src.outputs.render import BOOTSTRAP, interval, number, selection, settings_table
+from src.outputs.render import (
+    BOOTSTRAP,
+    interval,
+    number,
+    save_png,
+    selection,
+    settings_table,
+)
 from src.tasks.metrics import TASK_METRICS, task_of
 
 TEST_PLOT = {"single_label": CONFUSION_PNG, "multi_label": PER_LABEL_PNG, "regression": SCATTER_PNG}
@@ -88,7 +95,7 @@ def scatter_png(path: Path, truth: np.ndarray, preds: np.ndarray, name: str) -> 
     )
     ax.legend()
     ax.grid(alpha=0.3)
-    fig.savefig(path, dpi=120)
+    save_png(fig, path)
 
 
 def per_label_png(
@@ -114,7 +121,7 @@ def per_label_png(
     )
     ax.legend()
     ax.grid(alpha=0.3, axis="y")
-    fig.savefig(path, dpi=120)
+    save_png(fig, path)
 
 
 def confusion_matrix_png(
@@ -138,7 +145,7 @@ def confusion_matrix_png(
         xticks_rotation=rotation,
     )
     ax.set(xlabel="predicted", ylabel="true", title=f"Test set ({len(labels)} examples)")
-    fig.savefig(path, dpi=120)
+    save_png(fig, path)
 
 
 def learning_curve_png(
@@ -173,7 +180,7 @@ def learning_curve_png(
     for ax in (loss_ax, eval_ax):
         ax.legend()
         ax.grid(alpha=0.3)
-    fig.savefig(path, dpi=120)
+    save_png(fig, path)
 
 
 def markdown(cfg: Mapping, metrics: Mapping, classification_report: str) -> str:

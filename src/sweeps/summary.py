@@ -36,7 +36,7 @@ from src.config.rundir import (
     read_metrics,
     write_atomic,
 )
-from src.outputs.render import interval, number
+from src.outputs.render import interval, number, save_png
 from src.outputs.trained import Job, natural, sweep_jobs
 from src.sweeps import objectives
 from src.tasks.metrics import higher_is_better
@@ -272,7 +272,7 @@ def plot(jobs: list[Job], metric: str, path: Path) -> bool:
             ax.legend(fontsize="small")
         ax.set(xlabel=key, ylabel=metric)
         ax.grid(alpha=0.3)
-    fig.savefig(path, dpi=100)
+    save_png(fig, path, dpi=100)
     return True
 
 
@@ -399,7 +399,7 @@ def plot_front(front: Front, jobs: list[Job], path: Path) -> bool:
         ax.set(xlabel=f"{cost} (lower is better)", ylabel=metric)
         ax.legend(fontsize="small")
         ax.grid(alpha=0.3)
-    fig.savefig(path, dpi=100)
+    save_png(fig, path, dpi=100)
     return True
 
 

@@ -78,8 +78,9 @@ class AdamW(TorchOptimizer):
     def resolve(self, kwargs: dict[str, Any], device: str) -> dict[str, Any]:
         """`fused: null` is fused on the CPU, where torch's default updates one parameter after
         another: an AdamW step of all-MiniLM-L6-v2 took 224 ms so and 30 ms fused (one thread,
-        AVX2 EPYC; `python -m benchmarks.optimizer_step`, docs/configuration.md). On a GPU torch's default stays until
-        benchmarks/gpu.py's `+ fused AdamW` row shows the fused kernel pays there."""
+        AVX2 EPYC; `python -m benchmarks.optimizer_step`, docs/configuration.md). On a GPU
+        torch's default stays until benchmarks/gpu.py's `+ fused AdamW` row shows the fused
+        kernel pays there."""
         if kwargs["fused"] is None and device == "cpu":
             return {**kwargs, "fused": True}
         return kwargs
