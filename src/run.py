@@ -36,9 +36,10 @@ def main(cfg: DictConfig) -> float | None:
     return job.run(cfg, train)
 
 
-def train(cfg: DictConfig, run_dir: Path, trial: Any = None) -> RunSummary:
+def train(cfg: DictConfig, run_dir: Path, trial: Any = None, corpus: Any = None) -> RunSummary:
     """Run one experiment into `run_dir`: build, fit, score the test split, save. `trial`: the
-    study's trial this run reports its epochs to (src.sweeps.study.JobTrial)."""
+    study's trial this run reports its epochs to (src.sweeps.study.JobTrial); `corpus`: the
+    data, if the job read it already (src.trainers.build.load_corpus)."""
 
     if distributed.is_main():
         reports.show_config(cfg)
@@ -46,7 +47,7 @@ def train(cfg: DictConfig, run_dir: Path, trial: Any = None) -> RunSummary:
     marks = [time.perf_counter()]  # where a run's wall time goes: metrics.json `seconds`
     counted = devices.reset_peak_memory()  # metrics.json `peak_memory_mb`, build to test
     with opened_logger(cfg.logger, run_dir) as logger:
-        built = build(cfg, logger)  # data, tokenizer, model, trainer, optimizer, schedule
+        built = build(cfg, logger, corpus)  # data, tokenizer, model, trainer, optimizer, schedule
         built.trainer.trial = trial
         resume_from = find_checkpoint(cfg.resume, run_dir, built.trainer.latest_checkpoint)
         marks.append(time.perf_counter())

@@ -79,6 +79,21 @@ def run_cli(
     )
 
 
+def imported(proc) -> tuple[set[str], str]:
+    """A process started with PYTHONPROFILEIMPORTTIME=1: the top-level packages it imported,
+    and its stderr without Python's import-time lines."""
+    lines = proc.stderr.splitlines(keepends=True)
+    roots = {
+        line.rsplit("|", 1)[-1].strip().split(".")[0]
+        for line in lines
+        if line.startswith("import time:")
+    }
+    return roots, "".join(line for line in lines if not line.startswith("import time:"))
+
+
+IMPORTTIME = {"PYTHONPROFILEIMPORTTIME": "1"}  # run_cli(env=...): what the process imports
+
+
 def command_exit(main: Callable, *argv: str, capsys=None) -> tuple[int, str]:
     """`python -m src.<command> ARGV` in-process, through the one error path every command's
     `__main__` takes (src.config.errors.run_command): its exit code and what it printed on

@@ -16,7 +16,7 @@ from src.config.compose import compose
 from src.config.errors import UserError, one_line
 from src.trainers.build import build
 from src.trainers.loggers import NullLogger
-from tests.conftest import run_cli
+from tests.conftest import IMPORTTIME, imported, run_cli
 
 GOOD_ROWS = "".join(f"review {i},{['neg', 'pos'][i % 2]}\n" for i in range(40))
 
@@ -122,9 +122,11 @@ def test_bad_data_file(tmp_path, case):
 def test_bad_data_file_through_the_cli(tmp_path):
     train, test, suffix, extra, needles = CASES["ragged csv"]
     args = _files_args(tmp_path, train, test, suffix, *extra)
-    proc = run_cli(*args, f"hydra.run.dir={tmp_path}/run")
+    proc = run_cli(*args, f"hydra.run.dir={tmp_path}/run", env=IMPORTTIME)
+    roots, proc.stderr = imported(proc)
     _assert_one_line(proc, *needles)
     assert not (tmp_path / "run").exists()  # a run that never trained leaves no folder
+    assert not roots & {"torch", "transformers"}  # the job reads the data first
 
 
 def test_missing_file(tmp_path):
@@ -196,3 +198,16 @@ def test_a_folder_a_live_run_holds_is_refused(tmp_path):
             f"(pid {os.getpid()}); wait for it to end",
         )
     assert sorted(p.name for p in run_dir.iterdir()) == [".lock"]
+
+
+def test_a_backbone_folder_transformers_cannot_read_is_one_line(tmp_path):
+    """A folder with no config.json (or none with a model_type): what the job checks first
+    (Backbone.reach) is one line naming the key, not transformers' traceback."""
+    from src.trainers.build import make
+
+    backbone = make(compose(["debug=smoke", f"backbone.path={tmp_path}"]).backbone)
+    with pytest.raises(UserError, match=f"^backbone.path={tmp_path}: cannot load it "):
+        backbone.reach()
+    (tmp_path / "config.json").write_text("{}")  # read as the model's config when it builds
+    with pytest.raises(UserError, match="cannot load it .*Should have a `model_type` key"):
+        backbone.config()

@@ -16,7 +16,7 @@ import pytest
 from src import compare, export, predict, review, spec, summarize
 from src.config.compose import compose
 from src.outputs.callbacks import CheckConfig, CheckOutputDir
-from tests.conftest import command_exit, run_cli
+from tests.conftest import IMPORTTIME, command_exit, imported, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -210,14 +210,14 @@ def test_the_processes_say_it_in_one_line_and_leave_no_folder(kinds, tmp_path):
         "backbone.path=nobody/no-such-model",
         "backbone.init=pretrained",
         f"hydra.run.dir={tmp_path / 'r'}",
-        env={"HF_HUB_OFFLINE": "1"},
+        env={"HF_HUB_OFFLINE": "1", **IMPORTTIME},
         timeout=120,
     )
-    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr[-2000:]
-    assert proc.stderr.startswith(
-        "error: backbone.path=nobody/no-such-model: not in the local HF cache"
-    )
+    roots, err = imported(proc)
+    assert proc.returncode == 2 and err.count("\n") == 1, err[-2000:]
+    assert err.startswith("error: backbone.path=nobody/no-such-model: not in the local HF cache")
     assert not (tmp_path / "r").exists()
+    assert not roots & {"torch", "transformers", "nltk"}  # huggingface_hub alone looked
 
 
 # --- Hydra's own flags, with every preset -----------------------------------------------------

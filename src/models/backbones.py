@@ -209,13 +209,31 @@ class Backbone(Spec):
         try:
             with _hub_quiet():  # offline: its retry warnings, then our one line
                 config = AutoConfig.from_pretrained(self.location)
-        except OSError as e:
+        except (OSError, ValueError) as e:  # ValueError: a folder with no model_type to read
             raise UserError(self._load_hint(e)) from None
         plain = {**config.to_dict(), **self.config_overrides}
         dropouts = encoders.dropout_overrides(plain, self.hidden_dropout, self.attention_dropout)
         for key, value in {**dropouts, **self.config_overrides, **extra}.items():
             setattr(config, key, value)
         return config
+
+    def reach(self) -> None:
+        """The checkpoint's config.json, where `config` will read it, checked with huggingface_hub
+        alone (no torch): a folder's own, or a hub id's, fetched into the local HF cache as
+        transformers would fetch it. An unreachable backbone is one line in about a second, before
+        the data or a library loads (src.sweeps.job)."""
+        if local_config({"path": self.path}) is not None:
+            return
+        if not _HUB_ID.match(self.path) or Path(self.path).exists():
+            self.config()  # a folder whose config.json is missing or unreadable: transformers says
+            return
+        from huggingface_hub import hf_hub_download
+
+        try:
+            with _hub_quiet():  # offline: its retry warnings, then our one line
+                hf_hub_download(self.path, "config.json")
+        except OSError as e:
+            raise UserError(self._load_hint(e)) from None
 
     def load(self, auto_class, **config_extra: Any):
         """Build `auto_class` (e.g. AutoModel) from this backbone: pretrained weights or random."""

@@ -20,8 +20,8 @@ BOOTSTRAP = f"a percentile bootstrap over the test texts ({BOOTSTRAP_RESAMPLES} 
 
 def save_png(fig: Any, path: Path, dpi: int = 120) -> None:
     """A matplotlib figure as every plot of ours writes it: PNG at zlib level 1, the same pixels
-    as matplotlib's default level 6 in about 0.1 s less a plot (0.33 s against 0.43 s for a
-    run's learning curve on one EPYC core), for a file about a fifth larger."""
+    as matplotlib's default level 6 in about 0.1 s less a plot on one EPYC core, for a file
+    about a fifth larger."""
     fig.savefig(path, dpi=dpi, pil_kwargs={"compress_level": 1})
 
 

@@ -156,7 +156,10 @@ def learning_curve_png(
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    fig = Figure(figsize=(11, 4), layout="constrained")
+    # Margins fixed for these two panels (their labels are ours, their ticks numbers): a layout
+    # engine measures every text first and so doubles the draw (0.52 s against 0.27 s a plot)
+    fig = Figure(figsize=(11, 4))
+    fig.subplots_adjust(left=0.07, right=0.99, bottom=0.125, top=0.92, wspace=0.2)
     loss_ax, eval_ax = fig.subplots(1, 2)
     if train_log:
         steps = [r["step"] for r in train_log]
@@ -172,10 +175,10 @@ def learning_curve_png(
     shown = [m for m in known if history and m in history[0]]
     for name in shown:
         eval_ax.plot(epoch_numbers, [r[name] for r in history], "o-", label=name)
-    eval_ax.set(xlabel="epoch", ylabel="score", title=f"Eval metrics ({eval_split} split)")
+    eval_ax.set(xlabel="epoch", ylabel="value", title=f"Eval metrics ({eval_split} split)")
     eval_ax.set(xlim=(0.5, max(epoch_numbers, default=1) + 0.5))
     if all(-1e-9 <= r[m] <= 1 + 1e-9 for r in history for m in shown):  # scores, not errors
-        eval_ax.set(ylim=(-0.02, 1.02))
+        eval_ax.set(ylim=(-0.02, 1.02), ylabel="score")
     eval_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in (loss_ax, eval_ax):
         ax.legend()

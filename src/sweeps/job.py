@@ -28,10 +28,10 @@ from src.config import declared, errors, rundir, validation
 from src.sweeps import objectives, study
 from src.sweeps.study import JobTrial
 from src.trainers import distributed
-from src.trainers.build import make
+from src.trainers.build import load_corpus, make
 
 log = logging.getLogger("src.run")
-Train = Callable[[DictConfig, Path, Any], Any]  # src.run.train: (cfg, run_dir, trial) -> summary
+Train = Callable[..., Any]  # src.run.train: (cfg, run_dir, trial, corpus) -> summary
 
 
 def check(cfg: DictConfig) -> None:
@@ -121,8 +121,11 @@ def _job(cfg: DictConfig, run_dir: Path, sweeper: Any, train: Train, sweep: bool
         validation.validate(cfg)  # before anything is written: a config that never runs
         # leaves nothing
         todo = rundir.plan(run_dir, OmegaConf.to_container(cfg, resolve=True))
-        if todo != "skip":
-            make(cfg.backbone).config()  # reachable (a hub id offline: one line, no folder)
+        corpus = None
+        if todo != "skip":  # each mistake below is one line, no folder, before torch loads
+            make(cfg.backbone).reach()  # its config.json (a hub id offline: not in the cache)
+            validation.check_callables(cfg)  # the targets, imported: nothing is built yet
+            corpus = load_corpus(cfg)  # a bad data file or a missing corpus
     except Exception as e:
         if (mistake := errors.user_error(e)) is not None and distributed.is_main():
             if sweep:
@@ -140,12 +143,12 @@ def _job(cfg: DictConfig, run_dir: Path, sweeper: Any, train: Train, sweep: bool
         )
     trial = JobTrial.of(sweeper)  # a study's job: it reports to its trial
     if not distributed.is_main():  # one run folder, written by rank 0 alone
-        best = train(cfg, run_dir, trial).best_metric
+        best = train(cfg, run_dir, trial, corpus).best_metric
         distributed.shutdown()
         return best
     try:
         with rundir.claimed(run_dir), attempt:  # status.json: running, then how it ended
-            summary = train(cfg, run_dir, trial)
+            summary = train(cfg, run_dir, trial, corpus)
             attempt.resumed_from, attempt.pruned = summary.resumed_from, summary.result.pruned
     except (errors.Preempted, KeyboardInterrupt) as e:  # a checkpoint to resume from, if any
         print(stopped_line(e, trial), file=sys.stderr)

@@ -145,13 +145,22 @@ def opened_logger(node: DictConfig, run_dir: Path) -> Iterator[ScalarLogger]:
         logger.close()
 
 
-def build(cfg: DictConfig, logger: ScalarLogger) -> Built:
-    """Data, tokenizer, model, trainer, optimizer and schedule, each logged as it is built."""
+def load_corpus(cfg: DictConfig) -> Corpus:
+    """The run's data, read and split as `build` uses it. Neither torch nor transformers is
+    imported for it, so a job reads it first (src.sweeps.job): a bad data file or a missing
+    corpus is one line in seconds, before a library or a model loads."""
+    return make(cfg.dataset).load(make(cfg.task))
+
+
+def build(cfg: DictConfig, logger: ScalarLogger, corpus: Corpus | None = None) -> Built:
+    """Data, tokenizer, model, trainer, optimizer and schedule, each logged as it is built.
+    `corpus`: the data as `load_corpus(cfg)` read it, if it did (read here otherwise)."""
     from transformers import set_seed
 
     spec.check_callables(cfg)
     task = make(cfg.task)
-    corpus = make(cfg.dataset).load(task)  # first: a bad data file fails before the model loads
+    if corpus is None:
+        corpus = load_corpus(cfg)  # first: a bad data file fails before the model loads
     sizes = f"{len(corpus.train)} train / {len(corpus.eval)} {corpus.eval_split}"
     log.info(f"dataset: {sizes} / {len(corpus.test)} test, {task.NAME}, labels {corpus.id2label}")
     data.log_label_counts(corpus, task)
