@@ -103,7 +103,11 @@ def test_the_key_ignores_what_a_tokenizer_call_leaves_behind(tokenizer):
     job whose train split hit the cache (no call yet) must still hit on the next split."""
     before = data.fingerprint(tokenizer, TEXTS, 64, "head", 0)
     tokenizer(TEXTS, truncation=True, max_length=16, padding="max_length")
+    backend = tokenizer.backend_tokenizer
+    left = (backend.padding, backend.truncation)
+    assert left[0]["length"] == 16 and left[1]["max_length"] == 16
     assert data.fingerprint(tokenizer, TEXTS, 64, "head", 0) == before
+    assert (backend.padding, backend.truncation) == left  # set aside for the key, put back
 
 
 def _encode_in_a_process(folder: str, start) -> int:
