@@ -18,7 +18,17 @@ from src.trainers.loggers.wandb import WANDB_DIR, WandbLogger
 def offline_run(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("wandb") / "run"
     train(compose(["debug=smoke", "logger=wandb", "logger.mode=offline", "epochs=2"]), run_dir)
+    _written()
     return run_dir
+
+
+def _written() -> None:
+    """Wait for W&B's service to write what the finished runs sent it: `run.finish()` returns
+    before the .wandb file is written (wandb 0.31: 7 bytes, then 1.5 KB, in one try of four);
+    the service writes it by the time the process ends, which is when `wandb sync` reads it."""
+    import wandb
+
+    wandb.teardown()
 
 
 def test_an_offline_run_records_config_scalars_test_metrics_and_images(offline_run):
@@ -60,6 +70,7 @@ def test_a_sweeps_jobs_are_one_group(tmp_path):
     logger = WandbLogger(job, mode="offline")
     logger.log({"train/loss": 1.0}, 1)
     logger.close()
+    _written()
     (offline,) = (job / WANDB_DIR).glob("offline-run-*")
     record = next(offline.glob("run-*.wandb")).read_bytes()
     for field in ({"run_group": sweep.as_posix()}, {"display_name": job.name}):
