@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-gpu-") as tmp:
         work = Path(tmp)
         if args.in_process:
-            from benchmarks.throughput import matmul_peak
+            from benchmarks.peak import matmul_peak
 
             peaks = matmul_peak(args.device, repeats=2, rounds=1)
         else:

@@ -1,5 +1,5 @@
 """Training and eval throughput: the notebook recipe and the project's two trainers, and the
-machine's fp32 matmul peak they are measured against.
+machine's fp32 matmul peak they are measured against (benchmarks/peak.py).
 
 Each function runs in a fresh process (benchmarks/worker.py) and returns plain numbers: the
 rates of every timed window, so the harness can pool the windows of several rounds. Every
@@ -19,16 +19,12 @@ layers * hidden * l), so work spent on padding is not counted as useful.
 
 from __future__ import annotations
 
-import platform
-import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import transformers
 from transformers import (
     BertForSequenceClassification,
     BertTokenizerFast,
@@ -40,8 +36,8 @@ from transformers import (
 )
 
 from benchmarks.common import MINILM, compose
+from benchmarks.peak import now
 from src import data
-from src.config.devices import cpu_has_native_bf16
 from src.models.backbones import resolve_path
 from src.trainers.build import build, make
 
@@ -105,14 +101,6 @@ class CountingCollator:
             if len(steps) == count and steps[-1].samples >= batch_size:
                 break
         return steps[:count]
-
-
-def now() -> float:
-    """perf_counter once the GPU has finished its queued work (CUDA kernels run asynchronously;
-    on CPU this is perf_counter)."""
-    if torch.cuda.is_initialized():
-        torch.cuda.synchronize()
-    return time.perf_counter()
 
 
 class StepClock:
@@ -206,45 +194,6 @@ def _measured(
         b.samples for b in timed
     )
     result["non_embedding_params"] = shape.params
-    return result
-
-
-def _matmul_rates(size: int, repeats: int, rounds: int, **tensor: Any) -> list[float]:
-    """GFLOP/s of `rounds` rounds of `repeats` `size`-square matmuls, after 3 warm-ups."""
-    a, b = torch.randn(size, size, **tensor), torch.randn(size, size, **tensor)
-    for _ in range(3):
-        a @ b
-    rates = []
-    for _ in range(rounds):
-        start = now()
-        for _ in range(repeats):
-            a @ b
-        rates.append(2 * size**3 * repeats / (now() - start) / 1e9)
-    return rates
-
-
-def matmul_peak(device: str = "cpu", repeats: int = 10, rounds: int = 5) -> dict[str, Any]:
-    """The matmul throughput the variants are measured against, one per precision a variant
-    can train in: fp32 (without TF32 on a GPU: torch's default) and bf16, 2048-square on the
-    CPU, 8192-square on a GPU. A CPU without native bf16 gets no bf16 peak (it emulates bf16).
-    `rounds=0`: no peak, only the versions (a benchmark with no training variant to compare)."""
-    size = 2048 if device == "cpu" else 8192
-    result: dict[str, Any] = {"size": size, "device": device}
-    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16} if rounds else {}
-    if device == "cpu" and not cpu_has_native_bf16():
-        dtypes.pop("bf16", None)
-    for name, dtype in dtypes.items():
-        rates = _matmul_rates(size, repeats, rounds, device=device, dtype=dtype)
-        result[name] = {"best_gflops": max(rates), "median_gflops": statistics.median(rates)}
-    result["device_name"] = (
-        torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else "cpu"
-    )
-    result.update(
-        torch=torch.__version__,
-        transformers=transformers.__version__,
-        python=platform.python_version(),
-        torch_threads=torch.get_num_threads(),
-    )
     return result
 
 

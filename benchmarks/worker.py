@@ -17,7 +17,7 @@ from benchmarks.common import use_shared_corpus
 
 # name -> module:function; only the module of the measurement that runs is imported
 WORKERS = {
-    "matmul_peak": "benchmarks.throughput:matmul_peak",
+    "matmul_peak": "benchmarks.peak:matmul_peak",
     "notebook": "benchmarks.throughput:notebook",
     "project": "benchmarks.throughput:project",
     "tfidf_svm": "benchmarks.quality:tfidf_svm",
