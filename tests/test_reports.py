@@ -25,6 +25,28 @@ def test_pngs_are_valid_images(trained_runs, model, name):
     assert height >= 300 and width >= 400
 
 
+@pytest.mark.parametrize(
+    "names",
+    [
+        ["neg", "pos"],
+        ["a much longer label name", "short", "mid"],
+        [f"topic_{i}" for i in range(9)],
+    ],
+)
+def test_the_confusion_matrix_fits_the_users_label_names(tmp_path, names):
+    """Its margins come from the label names' measured extents: long names (tilted once they
+    would overlap) and many classes stay whole, nothing touching the image's edges."""
+    import numpy as np
+    from matplotlib.image import imread
+
+    truth = np.arange(60) % len(names)
+    reports.confusion_matrix_png(tmp_path / "cm.png", truth, np.roll(truth, 1), names)
+    pixels = imread(tmp_path / "cm.png")[..., :3]
+    for edge in (pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]):
+        assert edge.min() > 0.99  # white: no text or cell cut by the border
+    assert pixels.min() < 0.2  # and a drawing inside it
+
+
 @pytest.mark.parametrize("model", HEADS)
 def test_report_md_ties_it_together(trained_runs, model):
     run = trained_runs[model]

@@ -127,24 +127,39 @@ def per_label_png(
 def confusion_matrix_png(
     path: Path, labels: np.ndarray, preds: np.ndarray, label_names: Sequence[str]
 ) -> None:
+    """Counts of each true label (rows) against each predicted one (columns), shaded by count.
+    The margins come from the tick labels' own extents (the user's label names), measured once:
+    a layout engine measures every artist and draws twice (0.26 s against 0.09 s a plot)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from sklearn.metrics import ConfusionMatrixDisplay
+    from sklearn.metrics import confusion_matrix
 
     n = len(label_names)
-    side = max(4.0, 0.6 * n + 2.5)
-    fig = Figure(figsize=(side + 1, side), layout="constrained")
+    counts = confusion_matrix(labels, preds, labels=list(range(n)))
+    fig = Figure()
+    renderer = FigureCanvasAgg(fig).get_renderer()
     ax = fig.subplots()
-    rotation = 45 if n > 4 else "horizontal"
-    ConfusionMatrixDisplay.from_predictions(
-        labels,
-        preds,
-        labels=list(range(n)),
-        ax=ax,
-        display_labels=list(label_names),
-        cmap="Blues",
-        xticks_rotation=rotation,
-    )
+    ax.imshow(counts, cmap="Blues", vmin=0, aspect="auto")
+    for (i, j), count in np.ndenumerate(counts):
+        dark = count > counts.max() / 2
+        ax.text(j, i, str(count), ha="center", va="center", color="white" if dark else "black")
+    ax.set_yticks(range(n), label_names)
+    ax.set_xticks(range(n), label_names)
     ax.set(xlabel="predicted", ylabel="true", title=f"Test set ({len(labels)} examples)")
+
+    def inches(texts, size: str) -> float:
+        return max(getattr(t.get_window_extent(renderer), size) for t in texts) / fig.dpi
+
+    side = max(2.5, 0.6 * n + 1.5)  # the matrix, in inches
+    overhang = 0.0  # how far the first rotated label reaches left of the matrix
+    if n > 4 or inches(ax.get_xticklabels(), "width") > 0.95 * side / n:  # too wide to sit level
+        ax.set_xticks(range(n), label_names, rotation=45, ha="right", rotation_mode="anchor")
+        overhang = inches(ax.get_xticklabels()[:1], "width") - side / n / 2
+    left = max(inches(ax.get_yticklabels(), "width") + 0.55, overhang + 0.1)
+    bottom, top, right = inches(ax.get_xticklabels(), "height") + 0.55, 0.45, 0.2
+    width, height = left + side + right, bottom + side + top
+    fig.set_size_inches(width, height)
+    fig.subplots_adjust(left / width, bottom / height, 1 - right / width, 1 - top / height)
     save_png(fig, path)
 
 
