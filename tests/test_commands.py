@@ -138,6 +138,8 @@ HYDRA = [
         "hydra.run.dir=/sys/x: /sys/x cannot be created",
     ),
     ("config", "debug=smoke resume={empty}/nope", "resume={empty}/nope: no such checkpoint"),
+    ("config", "debug=smoke hydra.job.chdir=true", "hydra.job.chdir=true: this project's"),
+    ("evaluate", "run_dir={run} hydra.job.chdir=true", "hydra.job.chdir=true: this project's"),
 ]
 
 

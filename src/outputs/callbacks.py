@@ -30,17 +30,29 @@ class CheckConfig(Callback):
             get_method(self.check)(config)
 
 
+CHDIR = (
+    "hydra.job.chdir=true: this project's commands stay in the folder they are started from, so "
+    "that a relative path (dataset files, resume, tokenize_cache, a logger's or a study's URI) "
+    "means what was typed; every run writes into its own folder (hydra.run.dir, a sweep's job "
+    "folders) either way: drop hydra.job.chdir"
+)
+
+
 class CheckOutputDir(Callback):
     """Before Hydra writes anything into the run (or sweep) folder: refuse one that cannot be
     written, and one that a live run is writing, with one line instead of a stack trace. The
     folder is then held for this process (src.config.rundir.claim), so a second run into it is
-    refused while this one lives; under torchrun rank 0 holds it for all."""
+    refused while this one lives; under torchrun rank 0 holds it for all. Hydra's
+    `hydra.job.chdir=true`, which would make the folder the working directory, is refused too
+    (CHDIR says why)."""
 
-    def _check(self, folder: str, key: str, shared: bool = False) -> None:
+    def _check(self, config: DictConfig, folder: str, key: str, shared: bool = False) -> None:
         """`shared`: an Optuna study's folder, which every worker of the study writes into
         (each job still holds its own folder while it runs)."""
 
         try:
+            if OmegaConf.select(config, "hydra.job.chdir"):
+                raise UserError(CHDIR)
             if reason := unwritable_reason(Path(folder)):
                 raise UserError(f"{key}={folder}: {reason}; choose a writable folder")
             if is_main() and not shared:
@@ -53,8 +65,8 @@ class CheckOutputDir(Callback):
             sys.exit(USER_ERROR_EXIT_CODE)
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._check(config.hydra.run.dir, "hydra.run.dir")
+        self._check(config, config.hydra.run.dir, "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         study = "src_sweepers" in str(OmegaConf.select(config, "hydra.sweeper._target_"))
-        self._check(config.hydra.sweep.dir, "hydra.sweep.dir", shared=study)
+        self._check(config, config.hydra.sweep.dir, "hydra.sweep.dir", shared=study)
