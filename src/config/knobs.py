@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 from src.config.devices import DEVICE, check_device
 from src.config.errors import UserError
+from src.config.rundir import holds_checkpoint
 from src.config.schema import Spec, fields, param
 
 MIN_MAX_LENGTH = 3  # [CLS], one word piece, [SEP]
@@ -124,6 +125,12 @@ class Knobs(Spec):
             raise UserError(
                 f"resume={self.resume}: no such checkpoint or run folder; use resume=auto or "
                 "the path of a run folder"
+            )
+        if self.resume not in (None, "", "auto") and not holds_checkpoint(Path(self.resume)):
+            raise UserError(
+                f"resume={self.resume}: no complete checkpoint there (a finished run keeps none "
+                "unless trainer.keep_checkpoints=true); give an interrupted run's folder or one "
+                "of its checkpoints"
             )
         check_device("device", self.device)
         check_device("trainer.device", plain["trainer"].get("device", "auto"))

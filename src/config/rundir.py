@@ -43,6 +43,7 @@ PREDICTIONS_FILE = "test_predictions.csv"
 BEST_MODEL_DIR = "best_model"
 PREPROCESSING_FILE = "preprocessing.json"  # in best_model/: how texts were cut for this model
 CHECKPOINTS_DIR = "checkpoints"  # both loops' resume checkpoints
+CHECKPOINT_NAMES = ("step-", "checkpoint-")  # the manual loop's and transformers' Trainer's
 TENSORBOARD_DIR = "tensorboard"
 SCALARS_FILE = "scalars.csv"
 ERROR_FILE = "error.txt"  # a failed job of a sweep: its traceback (src.sweeps.summary.SweepSummary)
@@ -359,6 +360,24 @@ def plan(run_dir: Path, config: dict[str, Any]) -> str:
     if config.get("resume") != "auto" or not Attempt(run_dir).finished:
         return "train"
     return "further" if further(run_dir, config) else "skip"
+
+
+def holds_checkpoint(folder: Path) -> bool:
+    """Whether `folder` is a resume checkpoint of either loop, or a run folder (itself or its
+    checkpoints/) with one: a resume path's check before anything loads (the trainer's own
+    finder, src.trainers.common.find_checkpoint, then picks the newest complete one)."""
+
+    def named(p: Path) -> bool:
+        return p.name.startswith(CHECKPOINT_NAMES) and p.name.split("-")[-1].isdigit()
+
+    if named(folder):
+        return True
+    return any(
+        named(p) and p.is_dir()
+        for where in (folder / CHECKPOINTS_DIR, folder)
+        if where.is_dir()
+        for p in where.iterdir()
+    )
 
 
 def unused(folder: Path) -> bool:
