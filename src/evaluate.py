@@ -169,7 +169,7 @@ def with_run_dataset(cfg: DictConfig, overrides: list[str], found: Opened) -> Di
             "test split is unknown; name the data to score: dataset=files "
             "dataset.test_file=<file> (or dataset=movie_reviews, dataset=hf)"
         )
-    own = OmegaConf.create(found.dataset)
+    own = OmegaConf.create(found.data_to_read())
     for key in (k for k in keys if k.startswith("dataset.")):
         OmegaConf.update(own, key[len("dataset.") :], OmegaConf.select(cfg, key), merge=False)
     out = cfg.copy()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -122,19 +123,21 @@ def test_the_cli_scores_a_run_and_refuses_a_folder_that_is_no_run(trained_runs, 
     assert not (tmp_path / "x").exists()  # refused before Hydra made the evaluation's folder
 
 
+_OWN_DATA = (
+    "debug=smoke",
+    "dataset=files",
+    "dataset.text_column=review",
+    "dataset.label_column=sentiment",
+)
+
+
 def test_without_a_dataset_the_run_is_scored_on_its_own_data(trained, tmp_path):
     """`run_dir=R` alone, R trained on dataset=files: R's own test split (not movie_reviews),
     with `dataset.<key>=` applied on top; `dataset=<option>` picks another dataset."""
     from src.evaluate import prepare
 
     data = _labelled_csv(tmp_path / "own.csv", ["pos", "neg"] * 20)
-    run = trained(
-        "debug=smoke",
-        "dataset=files",
-        f"dataset.train_file={data}",
-        "dataset.text_column=review",
-        "dataset.label_column=sentiment",
-    )
+    run = trained(*_OWN_DATA, f"dataset.train_file={data}")
     cfg, found = prepare(_evaluation(f"run_dir={run}"), [f"run_dir={run}"])
     assert cfg.dataset.train_file == str(data)
     record = evaluate(cfg, tmp_path / "e", found)
@@ -148,3 +151,39 @@ def test_without_a_dataset_the_run_is_scored_on_its_own_data(trained, tmp_path):
     assert capped.dataset.train_file == str(data) and capped.dataset.max_eval_samples == 3
     other = [f"run_dir={run}", "dataset=movie_reviews"]
     assert prepare(_evaluation(*other), other)[0].dataset._target_.endswith("MovieReviews")
+
+
+def test_a_runs_relative_data_file_is_read_from_where_it_was_trained(
+    trained, tmp_path, monkeypatch
+):
+    """A run trained as `dataset.train_file=data/own.csv` from its project folder, then scored
+    from elsewhere: the path means what it meant to the run (Hydra's record of the run's
+    working directory), for src.evaluate and for export's check (Opened.test_split)."""
+    import shutil
+
+    import yaml
+
+    from src.config import rundir
+    from src.evaluate import prepare
+    from src.outputs.trained import open_folder
+
+    project = tmp_path / "project"
+    (project / "data").mkdir(parents=True)
+    data = _labelled_csv(project / "data" / "own.csv", ["pos", "neg"] * 20)
+    run = Path(shutil.copytree(trained(*_OWN_DATA, f"dataset.train_file={data}"), tmp_path / "r"))
+    config = yaml.safe_load((run / rundir.CONFIG_FILE).read_text())
+    config["dataset"]["train_file"] = "data/own.csv"  # as it was typed, in `project`
+    (run / rundir.CONFIG_FILE).write_text(yaml.safe_dump(config))
+    (run / ".hydra").mkdir()
+    (run / ".hydra" / "hydra.yaml").write_text(
+        yaml.safe_dump({"hydra": {"runtime": {"cwd": str(project)}}})
+    )
+    monkeypatch.chdir(tmp_path)  # no data/own.csv here
+    cfg, found = prepare(_evaluation(f"run_dir={run}"), [f"run_dir={run}"])
+    assert cfg.dataset.train_file == str(data)
+    record = evaluate(cfg, tmp_path / "e", found)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert record["test_sha256"] == metrics["test_sha256"]
+    assert record["test"] == pytest.approx(metrics["test"])
+    task = found.task()
+    assert len(open_folder(run).test_split(task).texts) == metrics["n_test"]

@@ -389,6 +389,17 @@ def unused(folder: Path) -> bool:
     return names <= {HYDRA_DIR, "run.log", LOCK_FILE} and empty_log
 
 
+def read_cwd(folder: Path) -> Path | None:
+    """The folder the command that wrote `folder` ran in (Hydra's hydra.runtime.cwd), where
+    the relative paths it was given point from; None without Hydra's record."""
+
+    path = folder / HYDRA_DIR / "hydra.yaml"
+    if not path.is_file():
+        return None
+    cwd = ((yaml.safe_load(path.read_text()) or {}).get("hydra") or {}).get("runtime", {})
+    return Path(cwd["cwd"]) if cwd.get("cwd") else None
+
+
 def read_overrides(folder: Path) -> list[str]:
     """The overrides Hydra recorded for the job in this folder ([] without a record)."""
 

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from src.tasks import Task
 
 EVALUATED = "evaluated"  # an evaluation's metrics.json: which run, model folder and dataset
+DATA_PATHS = ("train_file", "test_file", "path", "data_files")  # a dataset's files or folder
 # what a folder is, as `Opened.kind` says it
 KINDS = {
     "run": "a training run",
@@ -134,6 +135,16 @@ class Opened:
             return (self.metrics.get(EVALUATED) or {}).get("dataset")
         return self.config.get("dataset")
 
+    def data_to_read(self) -> dict | None:
+        """`dataset`, its relative file paths made absolute against the folder the command
+        that recorded them ran in (Hydra's hydra.runtime.cwd), so that the same data is read
+        from wherever this command runs. A path not found there stays as it was written."""
+        recorded = self.path if self.kind == "evaluation" else self.run
+        cwd = rundir.read_cwd(recorded) if self.dataset and recorded else None
+        if cwd is None:
+            return self.dataset
+        return {k: _from(cwd, v) if k in DATA_PATHS else v for k, v in self.dataset.items()}
+
     @property
     def settings(self) -> dict[str, Any]:
         """Dotted keys of the resolved config that made its results: an evaluation is the run
@@ -156,13 +167,25 @@ class Opened:
                 "tested on is unknown; give the run folder, or name the data (dataset=<option>)"
             )
 
-        return make(OmegaConf.create(self.dataset)).load(task).test
+        return make(OmegaConf.create(self.data_to_read())).load(task).test
 
     def predictor(self, device: str = "auto") -> Predictor:
         """Its model ready to predict: tokenizer, how texts were cut, the task."""
         if self.model is None:
             raise UserError(f"{self.path}: {self.what} holds no model")
         return Predictor.load_folder(self.model, device)
+
+
+def _from(cwd: Path, value: Any) -> Any:
+    """A path (or a list or mapping of paths, as HF data_files) read from `cwd` where it is
+    relative and there."""
+    if isinstance(value, list):
+        return [_from(cwd, v) for v in value]
+    if isinstance(value, dict):
+        return {k: _from(cwd, v) for k, v in value.items()}
+    if isinstance(value, str) and not Path(value).is_absolute() and (cwd / value).exists():
+        return str(cwd / value)
+    return value
 
 
 def _json(path: Path) -> dict:
