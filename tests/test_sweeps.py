@@ -23,6 +23,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
+from src.config.errors import UserError
 from src.trainers.distributed import share_machine
 from tests.conftest import CONF, ROOT, run_cli
 
@@ -301,6 +302,36 @@ def test_dry_run_reports_a_bad_job_as_one_line(tmp_path, bad):
     assert not (tmp_path / "sweep").exists()
 
 
+def test_dry_run_checks_each_job_as_it_will_run(encoder_folder, tmp_path, capsys):
+    """A value the default backbone refuses but every swept one allows (max_length=768 over two
+    encoders of 1024 positions; the default allows 512) is no mistake: the preview lists the
+    jobs the sweep runs, and refuses the one job that cannot."""
+    import shutil
+
+    from src.sweeps import preview
+
+    folders = []
+    for name, positions in (("a", 1024), ("b", 1024), ("short", 128)):
+        folder = Path(shutil.copytree(encoder_folder("modernbert"), tmp_path / name))
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(
+            json.dumps({**config, "max_position_embeddings": positions})
+        )
+        folders.append(folder)
+    sweep = ["-m", "debug=smoke", "max_length=768", f"hydra.sweep.dir={tmp_path}/sweep"]
+    paths = ",".join(str(f) for f in folders[:2])
+    assert preview.main([*sweep, f"backbone.path={paths}"]) == 0
+    assert (
+        capsys.readouterr()
+        .out.strip()
+        .endswith("2 jobs; nothing was created (drop --dry-run to launch).")
+    )
+    paths = ",".join(str(f) for f in folders)
+    with pytest.raises(UserError, match=r"^max_length=768: an integer from 3 to 128"):
+        preview.main([*sweep, f"backbone.path={paths}"])
+    assert not (tmp_path / "sweep").exists()
+
+
 def test_dry_run_of_an_optuna_study_prints_its_space(tmp_path):
     proc = run_cli(
         "hparams_search=optuna",
@@ -360,7 +391,6 @@ def test_a_command_that_loses_the_race_to_create_the_storage_opens_it(monkeypatc
     lost opens the storage the other made; any other failure stays one line."""
     import optuna.storages
 
-    from src.config.errors import UserError
     from src.sweeps import study
 
     real, calls = optuna.storages.RDBStorage, []
@@ -589,7 +619,6 @@ def _interrupted_trial_resumes(study: Path, command: list[str], tmp_path: Path) 
     ],
 )
 def test_a_bad_study_setting_is_one_line_before_any_trial(tmp_path, overrides, expected):
-    from src.config.errors import UserError
     from src.sweeps import preview
 
     with pytest.raises(UserError) as caught:
@@ -690,7 +719,6 @@ def test_a_slurm_request_is_checked_against_what_sinfo_says():
     """What sinfo reports for each node (partition, CPUs, memory, GRES) against the preset's
     request: the default partition (`*`) when none is named; each key that no node can meet
     is one line (engines/test_slurm.py shows it against a real cluster)."""
-    from src.config.errors import UserError
     from src.sweeps import slurm
 
     sinfo = "debug*|2|22000|(null)\ngpu|64|512000|gpu:a100:8(S:0-1)\ngpu|64|512000|gpu:4\n"
@@ -720,7 +748,6 @@ def test_a_slurm_request_is_checked_against_what_sinfo_says():
 def test_a_slurm_sweep_where_no_cluster_answers_is_one_line(tmp_path, monkeypatch):
     """No SLURM commands here, or commands without a cluster (sinfo fails): one line before
     Hydra starts, not submitit's traceback from sbatch."""
-    from src.config.errors import UserError
     from src.sweeps import slurm
 
     preset = {"_target_": "x.SlurmLauncher", "gpus_per_node": 0}

@@ -164,11 +164,16 @@ def main(argv: list[str]) -> int:
     overrides = [a for a in argv if a not in MULTIRUN_FLAGS]
     hydra_part = [o for o in overrides if o.lstrip("+~").startswith("hydra")]
     app = [o for o in overrides if o not in hydra_part]
-    # a sweep over the data (dataset.train_file=a.csv,b.csv) has no data without its jobs:
-    # each job is validated below, files and all
+    # the overrides every job shares, on the swept keys' defaults: checked as a whole only for a
+    # single run or a study. A sweep's jobs are each checked below, as each will run: its swept
+    # keys can make a shared value valid (max_length=1024 over backbones that allow it, on a
+    # default that allows 512) or name the data (dataset.train_file=a.csv,b.csv)
     data_swept = any(swept(o) and o.lstrip("+~").startswith("dataset") for o in app)
-    base = composed([*hydra_part, *(o for o in app if not swept(o))], validate=not data_swept)
-    if "optuna" in str(OmegaConf.select(base, "hydra.sweeper._target_", default="")):
+    base = composed([*hydra_part, *(o for o in app if not swept(o))], validate=False)
+    a_study = "optuna" in str(OmegaConf.select(base, "hydra.sweeper._target_", default=""))
+    if (a_study or not multirun) and not data_swept:
+        spec.validate(OmegaConf.masked_copy(base, [k for k in base if k != "hydra"]))
+    if a_study:
         study.check(base, [o for o in app if swept(o)], open_storage=False)
         print("\n".join(optuna(base, app)))
         return 0
