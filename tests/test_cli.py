@@ -3,17 +3,37 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 
-from tests.conftest import IMPORTTIME, imported, run_cli
+from tests.conftest import IMPORTTIME, imported, run_cli, start_cli
+from tests.forkserver import Started
 
 
 def test_smoke_run_as_typed(tmp_path):
-    proc = run_cli("debug=smoke", "model=custom_head", "dropout=0.3", f"hydra.run.dir={tmp_path}")
+    """A new interpreter, as the user's shell starts it (the other tests' commands are forked
+    from one that has the libraries imported: tests/forkserver.py)."""
+    args = ("debug=smoke", "model=custom_head", "dropout=0.3", f"hydra.run.dir={tmp_path}")
+    proc = run_cli(*args, fresh=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert set(metrics["test"]) == {"accuracy", "precision", "recall", "f1"}
     assert (tmp_path / ".hydra" / "config.yaml").is_file()
     assert "dropout: 0.3" in (tmp_path / ".hydra" / "config.yaml").read_text()
+
+
+def test_a_forked_command_reads_as_a_fresh_interpreter(tmp_path):
+    """The commands the tests fork from the libraries' server (tests/forkserver.py) print and
+    exit as a new interpreter does, and a signal ends one as it ends a Popen. The server runs
+    wherever no CUDA driver is loaded (a fork must not inherit CUDA)."""
+    for args in (("lr=0",), ("--cfg", "job", "model=custom_head", "dropout=0.3")):
+        forked, fresh = run_cli(*args), run_cli(*args, fresh=True)
+        assert forked.returncode == fresh.returncode and forked.returncode in (0, 2)
+        assert (forked.stdout, forked.stderr) == (fresh.stdout, fresh.stderr)
+    proc = start_cli("debug=smoke", f"hydra.run.dir={tmp_path}/run")
+    assert isinstance(proc, Started) == (not os.path.exists("/dev/nvidiactl"))
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=60) == -signal.SIGKILL
 
 
 def test_missing_corpus(tmp_path):

@@ -10,7 +10,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from src.config.compose import compose
 from src.config.errors import UserError
 from src.config.rundir import further
 from src.run import train
-from tests.conftest import ROOT, first_error, run_cli
+from tests.conftest import first_error, run_cli, start_cli
 
 # custom_head keeps dropout active, so an exact resume needs the RNG state back too
 RUN = [
@@ -41,14 +40,8 @@ def resolved(cfg) -> dict:
     return OmegaConf.to_container(cfg, resolve=True)
 
 
-def _start(run_dir: Path, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "src.run", *RUN, *extra, f"hydra.run.dir={run_dir}"],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def _start(run_dir: Path, *extra: str):
+    return start_cli(*RUN, *extra, f"hydra.run.dir={run_dir}")
 
 
 def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:

@@ -13,8 +13,6 @@ import re
 import shlex
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -25,7 +23,7 @@ from hydra.core.global_hydra import GlobalHydra
 
 from src.config.errors import UserError
 from src.trainers.distributed import share_machine
-from tests.conftest import CONF, ROOT, run_cli
+from tests.conftest import CONF, run_cli, start_cli
 
 
 def _rows(sweep: Path) -> list[dict]:
@@ -208,13 +206,7 @@ def test_sweep_killed_in_its_second_job_resumes(tmp_path):
     (metrics.json untouched, its metric returned), job 2 continues from its checkpoint, job 3
     runs; all three end finished and the summary says how each began."""
     sweep = [*RESUMABLE_SWEEP, f"hydra.sweep.dir={tmp_path}"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "src.run", *sweep],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_cli(*sweep)
     end = time.monotonic() + 300
     try:
         while not (checkpoints := list(tmp_path.glob("1_*seed=2*/checkpoints/step-0000005"))):
@@ -421,9 +413,6 @@ def test_pruned_trials_under_two_processes_on_one_study_and_not_retried(tmp_path
     resumes it when run again (`_interrupted_trial_resumes`)."""
     study = tmp_path / "study"
     command = [
-        sys.executable,
-        "-m",
-        "src.run",
         "hparams_search=optuna",
         "debug=smoke",
         "epochs=3",
@@ -442,10 +431,7 @@ def test_pruned_trials_under_two_processes_on_one_study_and_not_retried(tmp_path
         ],
     ]
     logs = [(tmp_path / f"{i}.log").open("w") for i in range(2)]
-    workers = [
-        subprocess.Popen(c, cwd=ROOT, stdout=log, stderr=log)
-        for c, log in zip(commands, logs, strict=True)
-    ]
+    workers = [start_cli(*c, stdout=log, stderr=log) for c, log in zip(commands, logs, strict=True)]
     codes = [w.wait(timeout=300) for w in workers]
     assert codes == [0, 0], [(tmp_path / f"{i}.log").read_text()[-1500:] for i in range(2)]
     assert sorted(_states(study)) == ["PRUNED"] * 3
@@ -462,7 +448,7 @@ def test_pruned_trials_under_two_processes_on_one_study_and_not_retried(tmp_path
     summary = (study / "summary.md").read_text()
     assert "3 jobs: 0 finished, 3 pruned, 0 failed, 0 incomplete." in summary
     assert "pruned: 3" in (study / "optimization_results.yaml").read_text()
-    _interrupted_trial_resumes(study, [*command[3:], "trainer.save_steps=2"], tmp_path)
+    _interrupted_trial_resumes(study, [*command, "trainer.save_steps=2"], tmp_path)
 
 
 def _interrupted_trial_resumes(study: Path, command: list[str], tmp_path: Path) -> None:
@@ -474,9 +460,7 @@ def _interrupted_trial_resumes(study: Path, command: list[str], tmp_path: Path) 
     command = [*command, "hydra.sweeper.n_trials=2"]
     log = tmp_path / "third.log"  # a file: a pipe nobody reads would fill and stop the job
     with log.open("w") as out:
-        third = subprocess.Popen(
-            [sys.executable, "-m", "src.run", *command], cwd=ROOT, stdout=out, stderr=out
-        )
+        third = start_cli(*command, stdout=out, stderr=out)
         deadline = time.monotonic() + 300
         while not list(study.glob("3_*/checkpoints/step-*")):
             assert third.poll() is None, log.read_text()[-3000:]

@@ -13,8 +13,6 @@ import json
 import math
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,7 +20,7 @@ import pytest
 
 from src.config.compose import CONF
 from src.run import train
-from tests.conftest import PAIRS, ROOT, run_cli
+from tests.conftest import PAIRS, run_cli, start_cli
 
 TRAINERS = ["manual", "hf"]
 NO_DROPOUT = [
@@ -337,13 +335,7 @@ def _checkpoint_steps(run_dir: Path) -> list[int]:
 @pytest.mark.processes
 def test_hf_sigterm_checkpoints_exits_for_requeue_and_resumes(tmp_path):
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "src.run", *HF_RUN, f"hydra.run.dir={run_dir}"],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_cli(*HF_RUN, f"hydra.run.dir={run_dir}")
     first_epoch = run_dir / "checkpoints" / "checkpoint-10"
     end = time.monotonic() + 180
     while not first_epoch.exists():
