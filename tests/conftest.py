@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 import subprocess
 import sys
@@ -285,3 +286,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     first, in their order, so that xdist spreads them over its workers from the start instead
     of one of them finishing the suite alone."""
     items.sort(key=lambda item: item.get_closest_marker("processes") is None)
+
+
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """After the first test that loaded torch: collect, then freeze what is left (the libraries'
+    modules, classes and functions, the session's fixtures) out of the garbage collector's
+    reach. Every later full collection (Python's own, and the one transformers' Trainer makes
+    after each train) then walks only what tests create: on tests/test_tasks.py and
+    tests/test_trainers.py the collector's time went from 10.7 s to 3.8 s."""
+    if "torch" in sys.modules and not gc.get_freeze_count():
+        gc.collect()
+        gc.freeze()
