@@ -7,9 +7,10 @@
 best_model/, an export (`python -m src.export`), or an evaluation (the model it scored).
 `input` is .csv / .tsv / .jsonl (texts in `text_column`, default `text`) or .txt (one text a
 line); an empty text keeps its row in the output, with empty prediction cells, and the count
-is printed; the predictions go to `output` (.csv, .tsv or .jsonl, as its extension says), else to
-`<input>.predictions.csv` beside it: the input's columns, then `prediction` and one
-`p_<label>` probability column per label. What a
+is printed; the predictions go to `output` (.csv, .tsv or .jsonl, as its extension says), else
+beside the input in its format (reviews.predictions.jsonl from reviews.jsonl; a .txt's as CSV:
+reviews.txt.predictions.csv): the input's columns, then `prediction` and one `p_<label>`
+probability column per label. What a
 prediction is follows the task the run was trained for: a label (single_label), the JSON list
 of labels whose probability reaches the run's threshold (multi_label), a number in the label's
 units (regression).
@@ -171,7 +172,7 @@ def predict_text(args: dict, found: Opened) -> None:
 
 def predict_file(args: dict, found: Opened) -> None:
     source = Path(args["input"])
-    target = Path(args["output"]) if args["output"] else source.with_suffix(".predictions.csv")
+    target = Path(args["output"]) if args["output"] else default_output(source)
     # bad input, or an output that cannot be written, fails before torch loads
     rows, texts, pairs = read_texts(source, args["text_column"], args["text_pair_column"])
     names, task = found.label_names, found.task()
@@ -195,6 +196,16 @@ def predict_file(args: dict, found: Opened) -> None:
     empty = len(texts) - len(kept)
     note = f"; {empty} empty text{'s' * (empty > 1)} kept its row, no prediction" if empty else ""
     print(f"wrote {len(kept)} predictions ({_tally(task, predicted, names)}) to {target}{note}")
+
+
+def default_output(source: Path) -> Path:
+    """Where a file's predictions go without `output=`: beside it, in its own format
+    (reviews.jsonl -> reviews.predictions.jsonl); a .txt's as CSV under its whole name
+    (reviews.txt -> reviews.txt.predictions.csv), so that no two inputs share one output."""
+    suffix = source.suffix.lower()
+    if suffix in PREDICTION_FORMATS:
+        return source.with_name(f"{source.stem}.predictions{source.suffix}")
+    return source.with_name(f"{source.name}.predictions.csv")
 
 
 def check_columns(source: Path, rows: list[dict], names: list[str], task: Any) -> None:

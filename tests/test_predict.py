@@ -63,15 +63,26 @@ def test_file_predictions_match_the_run(trained_runs, tmp_path, model, suffix):
 
 
 def test_txt_input_writes_beside_it_from_the_model_folder(trained_runs, tmp_path, capsys):
-    source = tmp_path / "reviews.txt"
+    """A .txt's predictions go beside it as CSV under its whole name, a table's in its own
+    format: reviews.txt and reviews.jsonl in one folder keep apart (they shared one file)."""
+    source, table = tmp_path / "reviews.txt", tmp_path / "reviews.jsonl"
     source.write_text(f"{REVIEW}\n\nDull and far too long.\n", encoding="utf-8-sig")  # a BOM
-    predict.main([f"run_dir={trained_runs['custom_head'] / 'best_model'}", f"input={source}"])
-    got = list(csv.DictReader((tmp_path / "reviews.predictions.csv").open(encoding="utf-8")))
+    table.write_text(json.dumps({"text": "An instant classic."}) + "\n", encoding="utf-8")
+    run = f"run_dir={trained_runs['custom_head'] / 'best_model'}"
+    predict.main([run, f"input={source}"])
+    out = capsys.readouterr().out
+    assert "wrote 2 predictions" in out and "; 1 empty text kept its row, no prediction" in out
+    predict.main([run, f"input={table}"])
+    got = list(csv.DictReader((tmp_path / "reviews.txt.predictions.csv").open(encoding="utf-8")))
     assert [r["text"] for r in got] == [REVIEW, "", "Dull and far too long."]  # row i = line i
     assert {got[0]["prediction"], got[2]["prediction"]} <= {"neg", "pos"}
     assert got[1]["prediction"] == got[1]["p_pos"] == ""  # the blank line: no prediction
-    out = capsys.readouterr().out
-    assert "wrote 2 predictions" in out and "; 1 empty text kept its row, no prediction" in out
+    lines = (tmp_path / "reviews.predictions.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line)["text"] for line in lines] == ["An instant classic."]
+    assert sorted(p.name for p in tmp_path.iterdir() if "predictions" in p.name) == [
+        "reviews.predictions.jsonl",
+        "reviews.txt.predictions.csv",
+    ]
 
 
 def test_an_empty_cell_keeps_its_row_and_the_rest_is_predicted(trained_runs, tmp_path, capsys):
