@@ -623,6 +623,37 @@ def test_a_bad_study_setting_through_the_cli(tmp_path):
     assert proc.stderr.count("\n") == 1 and not (tmp_path / "study").exists()
 
 
+@pytest.mark.parametrize(
+    ("sweep", "refused"),
+    [
+        (["lr=0", "dropout=0.1,0.2", "seed=1,2,3"], "lr=0: a number > 0"),
+        (["hparams_search=optuna", "truncation=nope"], "truncation=nope: one of head"),
+        (["truncation=nope,head", "dropout=0.1,0.2"], None),  # job 1 runs: the sweep starts
+        (["hparams_search=optuna", "truncation=choice(nope,head)"], None),  # head can run
+    ],
+    ids=["sweep", "study", "one-job-runs", "one-choice-runs"],
+)
+def test_a_mistake_every_job_shares_is_one_line_before_the_sweep(tmp_path, capsys, sweep, refused):
+    """A sweep or study none of whose jobs can run is its mistake in one line, exit 2, before
+    Hydra makes the sweep's folder or the study its storage (each job failed on its own, the
+    same line once a job); where one job can run the sweep starts and the bad jobs fail alone
+    (test_failed_job_does_not_stop_the_sweep). A study's trials are drawn: refused only where
+    no point of its space (each choice, each range's ends) can run."""
+    from src.sweeps import preview
+
+    argv = ["-m", "debug=smoke", *sweep, f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    if refused is None:
+        assert preview.before_hydra(argv)[: len(argv)] == argv
+        return
+    with pytest.raises(SystemExit) as stopped:
+        preview.before_hydra(argv)
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and err.count("\n") == 1
+    assert err == f"error: {refused}" + err.removeprefix(f"error: {refused}")
+    assert err.endswith("(in every job of this sweep: nothing was launched)\n")
+    assert not (tmp_path / "sweep").exists()  # no folder, no optuna.db
+
+
 def test_the_search_space_reads_hydras_sweep_syntax():
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 

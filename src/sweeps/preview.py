@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import re
 import sys
+from collections.abc import Iterable, Iterator
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
@@ -83,13 +84,14 @@ def optuna(cfg: DictConfig, overrides: list[str]) -> list[str]:
     ]
 
 
-def study_preflight(args: list[str]) -> None:
-    """`python -m src.run ... hparams_search=optuna`: the study's settings (src.sweeps.study.check)
-    in one line each, before Hydra starts; `hydra/launcher=slurm`: the jobs' request against what
-    the cluster's partition offers (src.sweeps.slurm), before anything is submitted."""
+def study_preflight(args: list[str], multirun: bool = False) -> None:
+    """Before Hydra starts: a study's settings (src.sweeps.study.check) and, for
+    `hydra/launcher=slurm`, the jobs' request against what the cluster's partition offers
+    (src.sweeps.slurm), one line each; and a sweep or study none of whose jobs can run
+    (`no_job_runs`), its mistake in one line, nothing launched or submitted."""
     groups = {a.lstrip("+~").split("=", 1)[0] for a in args}
     a_study = bool(groups & {"hparams_search", "hydra/sweeper"})
-    if not a_study and "hydra/launcher" not in groups:
+    if not multirun and not a_study and "hydra/launcher" not in groups:
         return
 
     overrides = [a for a in args if not a.startswith("-")]
@@ -97,10 +99,51 @@ def study_preflight(args: list[str]) -> None:
     app = [o for o in overrides if o not in hydra_part]
     fixed = [*hydra_part, *(o for o in app if not swept(o))]
     cfg = composed(fixed, validate=False)
+    a_study = a_study or is_study(cfg)
     if a_study:
         study.check(cfg, [o for o in app if swept(o)])
+    if multirun:
+        no_job_runs(hydra_part, study_jobs(cfg, app) if a_study else job_overrides(app))
+    if a_study:
+        study.reach_storage(cfg)
     slurm.preflight(cfg.hydra.launcher)
     slurm.quiet_without_accounting(cfg.hydra.launcher)
+
+
+def is_study(cfg: DictConfig) -> bool:
+    return "optuna" in str(OmegaConf.select(cfg, "hydra.sweeper._target_", default=""))
+
+
+def no_job_runs(hydra_part: list[str], jobs: Iterable[list[str]]) -> None:
+    """A sweep whose every job has a mistake (one of the overrides they share, say) is refused
+    with that mistake in one line, before Hydra makes a folder or a study its storage record.
+    Where some job can run, the sweep starts: a job alone with a mistake fails alone, its
+    folder and the summary say why (src.sweeps.job). Stops at the first job that validates."""
+    first = None
+    for job in jobs:
+        try:
+            composed([*hydra_part, *job])
+            return
+        except UserError as e:
+            first = first or e
+    if first is not None:
+        raise UserError(f"{first} (in every job of this sweep: nothing was launched)")
+
+
+STUDY_POINTS = 32  # a study's trials tried at most, before its first
+
+
+def study_jobs(cfg: DictConfig, app: list[str]) -> Iterator[list[str]]:
+    """Trials a study can draw, as their overrides: every combination of its choices (at most
+    STUDY_POINTS) with each range at its low, then its high bound. Its trials are drawn, not
+    listed: a study is refused only where none of these points can run."""
+    distributions, fixed = study.space(cfg.hydra.sweeper.get("params"), app)
+    choices = {k: d.choices for k, d in distributions.items() if hasattr(d, "choices")}
+    ranges = {k: (d.low, d.high) for k, d in distributions.items() if k not in choices}
+    combos = itertools.islice(itertools.product(*choices.values()), STUDY_POINTS)
+    for combo, end in itertools.product(combos, (0, 1) if ranges else (0,)):
+        point = {**dict(zip(choices, combo, strict=True)), **{k: r[end] for k, r in ranges.items()}}
+        yield [*(study.override_of(k, v) for k, v in point.items()), *fixed]
 
 
 def _target(node) -> str:
@@ -135,7 +178,7 @@ def before_hydra(argv: list[str]) -> list[str]:
         if "--dry-run" in argv:  # the jobs a sweep would launch, checked, nothing run
             sys.exit(main([*overrides_and_path, *(["-m"] if flags.multirun else [])]))
         if cli.runs_a_job(flags):
-            study_preflight(overrides_and_path)
+            study_preflight(overrides_and_path, flags.multirun)
     if flags.hydra_help:  # Hydra's own help composes Hydra's config: the app's groups go
         argv = ["--hydra-help", *(o for o in overrides if o.lstrip("+~").startswith("hydra"))]
     if flags.cfg == "hydra" and flags.resolve:
@@ -170,11 +213,11 @@ def main(argv: list[str]) -> int:
     # default that allows 512) or name the data (dataset.train_file=a.csv,b.csv)
     data_swept = any(swept(o) and o.lstrip("+~").startswith("dataset") for o in app)
     base = composed([*hydra_part, *(o for o in app if not swept(o))], validate=False)
-    a_study = "optuna" in str(OmegaConf.select(base, "hydra.sweeper._target_", default=""))
+    a_study = is_study(base)
     if (a_study or not multirun) and not data_swept:
         spec.validate(OmegaConf.masked_copy(base, [k for k in base if k != "hydra"]))
     if a_study:
-        study.check(base, [o for o in app if swept(o)], open_storage=False)
+        study.check(base, [o for o in app if swept(o)])
         print("\n".join(optuna(base, app)))
         return 0
     if not multirun:

@@ -308,10 +308,10 @@ def settings_of(sweeper: Mapping[str, Any]) -> Settings | None:
     return Settings(**{k: v for k, v in sweeper.items() if not str(k).startswith("_")})
 
 
-def check(cfg: DictConfig, arguments: list[str], open_storage: bool = True) -> None:
+def check(cfg: DictConfig, arguments: list[str]) -> None:
     """Everything a study needs, checked before any trial runs (src.run before Hydra starts,
-    and --dry-run without opening the storage): the space's keys, the sampler and pruner, the
-    launcher's workers and the storage."""
+    and --dry-run): the space's keys, the sampler and pruner, the launcher's workers; the
+    storage is `reach_storage`'s, which --dry-run leaves alone."""
     settings = settings_of(cfg.hydra.sweeper)
     if settings is None:
         return
@@ -322,7 +322,12 @@ def check(cfg: DictConfig, arguments: list[str], open_storage: bool = True) -> N
     custom_space(settings.custom_search_space)
     optuna_object(settings.pruner, "pruner", "pruners")
     check_workers(settings.n_jobs, cfg.hydra.launcher)
-    if open_storage and settings.storage:
+
+
+def reach_storage(cfg: DictConfig) -> None:
+    """The study's storage opened once (a database it cannot reach: one line, no trial run)."""
+    settings = settings_of(cfg.hydra.sweeper)
+    if settings is not None and settings.storage:
         if settings.storage.startswith("sqlite:///"):  # its folder: the sweep's, made anyway
             folder = Path(settings.storage.removeprefix("sqlite:///")).parent
             try:
