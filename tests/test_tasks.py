@@ -314,7 +314,7 @@ def test_regression_metrics_match_scipy_and_sklearn(trained, scores, model, trai
     assert (run / "scatter.png").is_file()
 
 
-def test_regression_predictions_come_back_in_the_labels_units(trained, scores, capsys):
+def test_regression_predictions_come_back_in_the_labels_units(trained, scores, capsys, tmp_path):
     """The saved model's last layer carries the targets' scale: src.predict and pipeline()
     give the run's own test predictions, in the label's units."""
     from transformers import pipeline
@@ -331,6 +331,12 @@ def test_regression_predictions_come_back_in_the_labels_units(trained, scores, c
     capsys.readouterr()  # what training this run printed, when this test trained it
     predict.main([f"run_dir={run}", "text=a river"])
     assert capsys.readouterr().out.strip() == f"score: {saved[1]:.6g}"
+    texts = tmp_path / "texts.txt"  # a file: its output columns and cells (it crashed)
+    texts.write_text("".join(f"{t}\n" for t, _ in SCORES), encoding="utf-8")
+    predict.main([f"run_dir={run}", f"input={texts}"])
+    rows = list(csv.DictReader((tmp_path / "texts.txt.predictions.csv").open(encoding="utf-8")))
+    assert [list(r) for r in rows[:1]] == [["text", "prediction"]]
+    assert [float(r["prediction"]) for r in rows] == pytest.approx(saved, rel=1e-4, abs=1e-4)
     card = (run / "best_model" / "README.md").read_text()
     assert 'function_to_apply="none"' in card and "Regression: one output, `score`" in card
 

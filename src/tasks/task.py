@@ -542,7 +542,8 @@ class Regression(Task):
         return f"{float(label):.6g}"
 
     def prediction_cells(self, output: Any, names: Sequence[str]) -> dict[str, Any]:
-        return {"prediction": f"{float(output):.6g}"}
+        (value,) = np.ravel(output)  # one number a text: a scalar, or the model's one output
+        return {"prediction": f"{float(value):.6g}"}
 
     def read_cells(self, cells: Sequence[str], names: Sequence[str]) -> np.ndarray:
         return np.asarray([float(c) for c in cells])
