@@ -39,7 +39,7 @@ from src.data import Files
 from src.outputs import render, results
 from src.outputs.reports import PLOT_TITLE, test_plot
 from src.outputs.save import predictions_csv
-from src.outputs.trained import Opened, open_model
+from src.outputs.trained import Opened, check_output_folder, open_model
 from src.tasks import metrics
 from src.trainers import progress
 from src.trainers.build import make
@@ -189,10 +189,12 @@ def prepare(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Opened]:
 
 
 def check(cfg: DictConfig) -> None:
-    """Before Hydra writes the evaluation's folder (src.outputs.callbacks.CheckConfig)."""
+    """Before Hydra writes the evaluation's folder (src.outputs.callbacks.CheckConfig): the
+    config, the folder to score, and the folder to write (not a run's, an export's, ...)."""
     prepare(
         OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), list(cfg.hydra.overrides.task)
     )
+    check_output_folder(Path(cfg.hydra.run.dir), "evaluate")
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name=CONFIG_NAME)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -121,6 +122,12 @@ def test_the_cli_scores_a_run_and_refuses_a_folder_that_is_no_run(trained_runs, 
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
     assert "not a folder any command of this project wrote" in bad.stderr
     assert not (tmp_path / "x").exists()  # refused before Hydra made the evaluation's folder
+    run = shutil.copytree(trained_runs["custom_head"], tmp_path / "run")  # into a run's folder:
+    before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}  # its results would go
+    over = run_cli(f"run_dir={out}", f"hydra.run.dir={run}", module="src.evaluate")
+    assert over.returncode == 2 and over.stderr.count("\n") == 1, over.stderr[-3000:]
+    assert f"hydra.run.dir={run}: holds a training run, which python -m src.evaluate" in over.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before  # not a file touched
 
 
 _OWN_DATA = (
@@ -159,7 +166,6 @@ def test_a_runs_relative_data_file_is_read_from_where_it_was_trained(
     """A run trained as `dataset.train_file=data/own.csv` from its project folder, then scored
     from elsewhere: the path means what it meant to the run (Hydra's record of the run's
     working directory), for src.evaluate and for export's check (Opened.test_split)."""
-    import shutil
 
     import yaml
 

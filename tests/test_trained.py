@@ -170,6 +170,37 @@ def test_review_pairs_runs_and_refuses_a_run_beside_a_sweep(folders):
         review.evidence(folders["sweep"], folders["run"])
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_command_writes_only_into_a_folder_of_its_own_kind(folders, kind, tmp_path):
+    """src.run writes into a new folder or a run's (resume=auto decides), src.evaluate into a
+    new one or an evaluation's, a sweep into a new one or a sweep's; a folder of another kind
+    is one line before anything is written (an evaluation into a run's folder replaced its
+    metrics.json and predictions, and the run then served another model; one into the folder
+    it scored made every command on it recurse). Each case, through the check each command's
+    Hydra callback makes (src.sweeps.job.check, src.evaluate.check, CheckOutputDir)."""
+    own = {"run": ("run", "job"), "evaluate": ("evaluation", "evaluation-of-export")}
+    own["sweep"] = ("sweep",)
+    for command, kinds in own.items():
+        for empty in (tmp_path / "new", tmp_path):  # no folder yet, an empty one
+            trained.check_output_folder(empty, command)
+        if kind in kinds:
+            trained.check_output_folder(folders[kind], command)
+            continue
+        with pytest.raises(UserError) as refused:
+            trained.check_output_folder(folders[kind], command, "hydra.run.dir")
+        assert str(refused.value).startswith(f"hydra.run.dir={folders[kind]}: holds ")
+        assert "would overwrite; name a new folder, or leave hydra.run.dir out" in str(
+            refused.value
+        )
+    if kind == "run":  # an evaluation already written over the run it scored: one line
+        broken = Path(shutil.copytree(folders["evaluation"], tmp_path / "self"))
+        record = json.loads((broken / rundir.METRICS_FILE).read_text())
+        record["evaluated"]["run_path"] = str(broken.resolve())
+        (broken / rundir.METRICS_FILE).write_text(json.dumps(record))
+        with pytest.raises(UserError, match="an evaluation written over the folder it scored"):
+            trained.open_folder(broken)
+
+
 def test_a_folder_no_command_wrote_is_one_line(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     for opener in (trained.open_folder, trained.open_model, trained.open_scored):

@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.config.errors import USER_ERROR_EXIT_CODE, UserError, one_line, reported
 from src.config.rundir import claim, unwritable_reason
+from src.outputs.trained import check_output_folder
 from src.trainers.distributed import is_main
 
 
@@ -70,3 +71,5 @@ class CheckOutputDir(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         study = "src_sweepers" in str(OmegaConf.select(config, "hydra.sweeper._target_"))
         self._check(config, config.hydra.sweep.dir, "hydra.sweep.dir", shared=study)
+        with reported():  # a run's, an evaluation's or a model's folder is no sweep's
+            check_output_folder(Path(config.hydra.sweep.dir), "sweep", "hydra.sweep.dir")

@@ -203,6 +203,24 @@ def _yaml(path: Path) -> dict:
 # --- opening --------------------------------------------------------------------------------
 
 
+def kind_of(path: Path) -> str | None:
+    """What `path` holds, a key of KINDS, by its own files alone (None: nothing a command of
+    this project wrote). An evaluation that has not written its metrics.json yet is one by
+    Hydra's record of the command that made it."""
+    if (path / ONNX_FILE).is_file() or (path / EXPORT_FILE).is_file():
+        return "export"
+    if (path / rundir.PREPROCESSING_FILE).is_file() and (path / "config.json").is_file():
+        return "model"
+    if EVALUATED in _json(path / rundir.METRICS_FILE) or _command(path) == "evaluate":
+        return "evaluation"
+    if _is_run(path):
+        return "job" if _in_sweep(path) else "run"
+    jobs = (p.parent.parent for p in path.glob(f"*/{rundir.HYDRA_DIR}/overrides.yaml"))
+    if (path / rundir.MULTIRUN_FILE).is_file() or any(_mode(job) != "RUN" for job in jobs):
+        return "sweep"
+    return None
+
+
 def open_folder(path: str | Path) -> Opened:
     """What `path` is and the run behind it; one line when it is nothing a command wrote."""
     path = Path(path)
@@ -210,33 +228,52 @@ def open_folder(path: str | Path) -> Opened:
         raise UserError(f"{path}: a file; give the folder a command wrote")
     if not path.is_dir():
         raise UserError(f"{path}: no such folder")
-    if (path / ONNX_FILE).is_file() or (path / EXPORT_FILE).is_file():
+    kind = kind_of(path)
+    if kind == "export":
         return _opened_model(path, "export", _export_run(path))
-    if (path / rundir.PREPROCESSING_FILE).is_file() and (path / "config.json").is_file():
+    if kind == "model":
         parent = path.parent
         run = parent if parent.joinpath(rundir.BEST_MODEL_DIR) == path and _is_run(parent) else None
         return _opened_model(path, "model", run)
-    metrics = _json(path / rundir.METRICS_FILE)
-    if EVALUATED in metrics:
-        return _evaluation(path, metrics)
-    if _is_run(path):
+    if kind == "evaluation":
+        return _evaluation(path, _json(path / rundir.METRICS_FILE))
+    if kind in ("run", "job"):
         best = path / rundir.BEST_MODEL_DIR
         return Opened(
             path,
-            "job" if _in_sweep(path) else "run",
+            kind,
             path,
             best if best.is_dir() else None,
-            metrics,
+            _json(path / rundir.METRICS_FILE),
             rundir.read_status(path),
             _yaml(path / rundir.CONFIG_FILE),
         )
-    jobs = (p.parent.parent for p in path.glob(f"*/{rundir.HYDRA_DIR}/overrides.yaml"))
-    if (path / rundir.MULTIRUN_FILE).is_file() or any(_mode(job) != "RUN" for job in jobs):
+    if kind == "sweep":
         return Opened(path, "sweep")
     raise UserError(
         f"{path}: not a folder any command of this project wrote (no {rundir.CONFIG_FILE}, "
         f"{rundir.METRICS_FILE}, config.json or {EXPORT_FILE}); give a run folder "
         "(outputs/runs/<time>), a sweep's job, a best_model/ or export folder, or an evaluation"
+    )
+
+
+def check_output_folder(folder: Path, command: str, key: str = "hydra.run.dir") -> None:
+    """Before `command` (run, evaluate, or a sweep of either) writes into `folder`: it holds
+    nothing a command wrote, or what this command wrote (a run: resumed, skipped or retrained
+    as `resume` says; an evaluation: replaced; a sweep: run again). A folder of another kind
+    would be overwritten into something that looks whole and is not (a run's metrics an
+    evaluation's, a sweep hidden behind a run): one line naming what it holds."""
+    ours = {"run": ("run", "job"), "evaluate": ("evaluation",), "sweep": ("sweep",)}[command]
+    if not folder.is_dir() or rundir.unused(folder):
+        return
+    kind = kind_of(folder)
+    if kind is None or kind in ours:
+        return
+    default = {"run": "runs", "evaluate": "evaluations", "sweep": "multirun"}[command]
+    writer = "a sweep" if command == "sweep" else f"python -m src.{command}"
+    raise UserError(
+        f"{key}={folder}: holds {KINDS[kind].split(' (')[0]}, which {writer} would overwrite; "
+        f"name a new folder, or leave {key} out (outputs/{default}/<time>)"
     )
 
 
@@ -252,6 +289,14 @@ def _mode(path: Path) -> str | None:
     hydra_yaml = path / rundir.HYDRA_DIR / "hydra.yaml"
     text = hydra_yaml.read_text() if hydra_yaml.is_file() else ""
     found = re.search(r"^\s*mode: (\w+)", text, re.M)
+    return found.group(1) if found else None
+
+
+def _command(path: Path) -> str | None:
+    """The command that wrote `path`, as Hydra recorded its job's name (run, evaluate)."""
+    hydra_yaml = path / rundir.HYDRA_DIR / "hydra.yaml"
+    text = hydra_yaml.read_text() if hydra_yaml.is_file() else ""
+    found = re.search(r"^  job:\n(?:    .*\n)*?    name: (\S+)", text, re.M)
     return found.group(1) if found else None
 
 
@@ -281,9 +326,18 @@ def _export_run(path: Path) -> Path | None:
 
 def _evaluation(path: Path, metrics: dict) -> Opened:
     """An evaluation, opened with the folder it scored (recorded absolute, and as typed)."""
+    if EVALUATED not in metrics:
+        raise UserError(
+            f"{path}: an evaluation that did not finish (no {rundir.METRICS_FILE}); evaluate again"
+        )
     evaluated = metrics[EVALUATED]
     scored = None
     for candidate in (evaluated.get("run_path"), evaluated.get("run_dir")):
+        if candidate and Path(candidate).resolve() == path.resolve():
+            raise UserError(
+                f"{path}: an evaluation written over the folder it scored, so its model and "
+                "data are gone; train or evaluate again into a new folder"
+            )
         if candidate and Path(candidate).is_dir():
             scored = open_folder(candidate)
             break

@@ -25,6 +25,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from src.config import declared, errors, rundir, validation
+from src.outputs.trained import check_output_folder
 from src.sweeps import objectives, study
 from src.sweeps.study import JobTrial
 from src.trainers import distributed
@@ -41,6 +42,7 @@ def check(cfg: DictConfig) -> None:
     task = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
     declared.check_current()
     validation.validate(task)
+    check_output_folder(Path(cfg.hydra.run.dir), "run")  # not an evaluation, export or sweep
     rundir.plan(Path(cfg.hydra.run.dir), OmegaConf.to_container(task, resolve=True))
 
 
@@ -120,6 +122,7 @@ def _job(cfg: DictConfig, run_dir: Path, sweeper: Any, train: Train, sweep: bool
         declared.check_current()
         validation.validate(cfg)  # before anything is written: a config that never runs
         # leaves nothing
+        check_output_folder(run_dir, "run", "hydra.sweep.dir" if sweep else "hydra.run.dir")
         todo = rundir.plan(run_dir, OmegaConf.to_container(cfg, resolve=True))
         corpus = None
         if todo != "skip":  # each mistake below is one line, no folder, before torch loads
