@@ -109,6 +109,7 @@ def evaluate(cfg: DictConfig, out_dir: Path, found: Opened | None = None) -> dic
         "task": task.state(),
         "test_sha256": results.texts_sha256(split.texts),
         "model": type(predictor.model).__name__,
+        "started_in": str(Path.cwd()),  # where the relative paths of its dataset point from
         "evaluated": {
             "run_dir": scored.path.as_posix(),  # as given
             "run_path": str(scored.path.resolve()),  # found from any working directory

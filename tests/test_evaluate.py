@@ -160,12 +160,15 @@ def test_without_a_dataset_the_run_is_scored_on_its_own_data(trained, tmp_path):
     assert prepare(_evaluation(*other), other)[0].dataset._target_.endswith("MovieReviews")
 
 
+@pytest.mark.parametrize("recorded_in", ["metrics.json", "hydra"])
 def test_a_runs_relative_data_file_is_read_from_where_it_was_trained(
-    trained, tmp_path, monkeypatch
+    trained, tmp_path, monkeypatch, recorded_in
 ):
     """A run trained as `dataset.train_file=data/own.csv` from its project folder, then scored
-    from elsewhere: the path means what it meant to the run (Hydra's record of the run's
-    working directory), for src.evaluate and for export's check (Opened.test_split)."""
+    from elsewhere: the path means what it meant to the run (its metrics.json's `started_in`;
+    a run from before it: Hydra's record of the run's working directory), for src.evaluate
+    and for export's check (Opened.test_split). `started_in` wins over a .hydra/ that a later
+    attempt from another folder rewrote."""
 
     import yaml
 
@@ -180,10 +183,18 @@ def test_a_runs_relative_data_file_is_read_from_where_it_was_trained(
     config = yaml.safe_load((run / rundir.CONFIG_FILE).read_text())
     config["dataset"]["train_file"] = "data/own.csv"  # as it was typed, in `project`
     (run / rundir.CONFIG_FILE).write_text(yaml.safe_dump(config))
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics.pop("started_in") == str(Path.cwd())  # where `trained` ran
+    if recorded_in == "metrics.json":
+        metrics["started_in"] = str(project)
+    (run / "metrics.json").write_text(json.dumps(metrics))
     (run / ".hydra").mkdir()
+    elsewhere = tmp_path / "elsewhere" if recorded_in == "metrics.json" else project
     (run / ".hydra" / "hydra.yaml").write_text(
-        yaml.safe_dump({"hydra": {"runtime": {"cwd": str(project)}}})
+        yaml.safe_dump({"hydra": {"runtime": {"cwd": str(elsewhere)}}})
     )
+    (tmp_path / "elsewhere" / "data").mkdir(parents=True)  # another own.csv, not the run's
+    _labelled_csv(tmp_path / "elsewhere" / "data" / "own.csv", ["neg", "pos"] * 30)
     monkeypatch.chdir(tmp_path)  # no data/own.csv here
     cfg, found = prepare(_evaluation(f"run_dir={run}"), [f"run_dir={run}"])
     assert cfg.dataset.train_file == str(data)

@@ -22,6 +22,7 @@ from src.config.errors import UserError
 from src.evaluate import CONFIG_NAME, evaluate, prepare
 from src.outputs import trained
 from src.outputs.results import texts_sha256
+from tests.conftest import run_cli
 
 KINDS = ("run", "job", "model", "export", "evaluation", "evaluation-of-export", "sweep")
 # kind -> what opening it says: (Opened.kind, whether it has test metrics of its own to compare)
@@ -199,6 +200,33 @@ def test_a_command_writes_only_into_a_folder_of_its_own_kind(folders, kind, tmp_
         (broken / rundir.METRICS_FILE).write_text(json.dumps(record))
         with pytest.raises(UserError, match="an evaluation written over the folder it scored"):
             trained.open_folder(broken)
+
+
+def test_a_failed_attempt_leaves_a_finished_runs_record_as_it_was(trained_runs, tmp_path):
+    """A run started again into a finished run's folder, from another folder, that stops on a
+    data mistake before training (exit 2): Hydra had rewritten the run's .hydra/ (overrides,
+    mode, working directory), and src.evaluate then read the run's relative data from the
+    failed attempt's folder; the record is put back, byte for byte, and the run is still
+    a finished one."""
+    run = Path(shutil.copytree(trained_runs["custom_head"], tmp_path / "run"))
+    (run / ".hydra").mkdir(exist_ok=True)
+    for name, text in (("overrides.yaml", "- seed=42\n"), ("hydra.yaml", "hydra:\n  mode: RUN\n")):
+        (run / ".hydra" / name).write_text(text)
+    kept = rundir.hydra_record(run)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "bad.csv").write_text("text,label\nx,a\ny,b\n")
+    proc = run_cli(
+        "debug=smoke",
+        "dataset=files",
+        "dataset.train_file=bad.csv",
+        f"hydra.run.dir={run}",
+        cwd=tmp_path / "elsewhere",
+    )
+    assert proc.returncode == 2 and "cannot split the data stratified" in proc.stderr
+    assert rundir.hydra_record(run) == kept
+    assert not (run / rundir.STATUS_FILE).exists()  # the fixture's run, made in-process
+    assert trained.open_folder(run).finished
+    assert rundir.read_cwd(run) == Path.cwd()  # metrics.json's started_in: where it trained
 
 
 def test_a_folder_no_command_wrote_is_one_line(tmp_path):

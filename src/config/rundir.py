@@ -390,14 +390,39 @@ def unused(folder: Path) -> bool:
 
 
 def read_cwd(folder: Path) -> Path | None:
-    """The folder the command that wrote `folder` ran in (Hydra's hydra.runtime.cwd), where
-    the relative paths it was given point from; None without Hydra's record."""
+    """The folder the command that wrote `folder` ran in, where the relative paths it was
+    given point from: its metrics.json's `started_in`, else (runs from before it) Hydra's
+    hydra.runtime.cwd, which a later attempt in the folder rewrites; None without either."""
 
+    metrics = folder / METRICS_FILE
+    started_in = json.loads(metrics.read_text()).get("started_in") if metrics.is_file() else None
+    if started_in:
+        return Path(started_in)
     path = folder / HYDRA_DIR / "hydra.yaml"
     if not path.is_file():
         return None
     cwd = ((yaml.safe_load(path.read_text()) or {}).get("hydra") or {}).get("runtime", {})
     return Path(cwd["cwd"]) if cwd.get("cwd") else None
+
+
+def hydra_record(folder: Path) -> dict[str, bytes]:
+    """Hydra's record of the job in `folder` (.hydra/'s files), to put back with
+    `restore_hydra_record` where an attempt that never began training rewrote it."""
+    where = folder / HYDRA_DIR
+    files = where.iterdir() if where.is_dir() else ()
+    return {p.name: p.read_bytes() for p in files if p.is_file()}
+
+
+def restore_hydra_record(folder: Path, record: dict[str, bytes]) -> None:
+    """.hydra/ as `record` holds it: its files written back, any other removed."""
+    for path in hydra_record(folder).keys() - record.keys():
+        (folder / HYDRA_DIR / path).unlink()
+    for name, data in record.items():
+        with atomic(folder / HYDRA_DIR / name, "wb") as f:
+            f.write(data)
+    if not record and (folder / HYDRA_DIR).is_dir():
+        with contextlib.suppress(OSError):  # it had none: none again
+            (folder / HYDRA_DIR).rmdir()
 
 
 def read_overrides(folder: Path) -> list[str]:

@@ -39,13 +39,20 @@ CHDIR = (
 )
 
 
+NO_RECORD = (
+    "hydra.output_subdir=null: a run's .hydra/ is what the commands after it read (the "
+    "overrides a summary and src.compare show, whether a folder is a sweep's job); drop it"
+)
+
+
 class CheckOutputDir(Callback):
     """Before Hydra writes anything into the run (or sweep) folder: refuse one that cannot be
     written, and one that a live run is writing, with one line instead of a stack trace. The
     folder is then held for this process (src.config.rundir.claim), so a second run into it is
     refused while this one lives; under torchrun rank 0 holds it for all. Hydra's
-    `hydra.job.chdir=true`, which would make the folder the working directory, is refused too
-    (CHDIR says why)."""
+    `hydra.job.chdir=true`, which would make the folder the working directory, and
+    `hydra.output_subdir=null`, which would leave no record of the job, are refused too (CHDIR
+    and NO_RECORD say why)."""
 
     def _check(self, config: DictConfig, folder: str, key: str, shared: bool = False) -> None:
         """`shared`: an Optuna study's folder, which every worker of the study writes into
@@ -54,6 +61,8 @@ class CheckOutputDir(Callback):
         try:
             if OmegaConf.select(config, "hydra.job.chdir"):
                 raise UserError(CHDIR)
+            if OmegaConf.select(config, "hydra.output_subdir") is None:
+                raise UserError(NO_RECORD)
             if reason := unwritable_reason(Path(folder)):
                 raise UserError(f"{key}={folder}: {reason}; choose a writable folder")
             if is_main() and not shared:

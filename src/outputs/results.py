@@ -42,6 +42,8 @@ class RunSummary:
     warnings: list = field(default_factory=list)  # e.g. the test split's model predicts one thing
     latency_ms: float | None = None  # milliseconds per test text, scored in batches
     peak_memory_mb: float | None = None  # build to test (src.config.devices.peak_memory_mb)
+    # the folder the run was started in: its relative data paths point from it (Opened)
+    started_in: str = field(default_factory=lambda: str(Path.cwd()))
 
     @classmethod
     def of(

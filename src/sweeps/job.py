@@ -42,8 +42,17 @@ def check(cfg: DictConfig) -> None:
     task = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
     declared.check_current()
     validation.validate(task)
-    check_output_folder(Path(cfg.hydra.run.dir), "run")  # not an evaluation, export or sweep
-    rundir.plan(Path(cfg.hydra.run.dir), OmegaConf.to_container(task, resolve=True))
+    run_dir = Path(cfg.hydra.run.dir)
+    check_output_folder(run_dir, "run")  # not an evaluation's, an export's or a sweep's
+    rundir.plan(run_dir, OmegaConf.to_container(task, resolve=True))
+    if run_dir.is_dir() and not rundir.unused(run_dir):  # Hydra rewrites .hydra/ next
+        KEPT_RECORDS[run_dir.resolve()] = rundir.hydra_record(run_dir)
+
+
+# An earlier run's .hydra/ as it was before this process's attempt at its folder (Hydra rewrites
+# it before the job starts): put back where the attempt fails before training begins, so the
+# run keeps its own overrides, mode and working directory.
+KEPT_RECORDS: dict[Path, dict[str, bytes]] = {}
 
 
 def run(cfg: DictConfig, train: Train) -> Any:
@@ -136,6 +145,8 @@ def _job(cfg: DictConfig, run_dir: Path, sweeper: Any, train: Train, sweep: bool
                 rundir.write_status(run_dir, "failed", str(mistake), start=start)
             elif rundir.unused(run_dir):
                 shutil.rmtree(run_dir, ignore_errors=True)
+            elif run_dir.resolve() in KEPT_RECORDS:
+                rundir.restore_hydra_record(run_dir, KEPT_RECORDS[run_dir.resolve()])
         raise
     if todo == "skip":
         return attempt.skip(cfg.trainer.metric_for_best_model, write=distributed.is_main())
