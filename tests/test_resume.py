@@ -208,6 +208,26 @@ def test_resume_auto_on_a_finished_run_skips_continues_or_refuses(trained, tmp_p
         further(plain, resolved(compose([*args, "epochs=2"])))
 
 
+@pytest.mark.parametrize("trainer", ["manual", "hf"])
+def test_a_run_trained_further_counts_all_its_epochs_under_both_trainers(
+    trainer, trained, tmp_path
+):
+    """epochs=1 then epochs=2 with resume=auto: metrics.json's train_samples and train_seconds
+    cover both epochs under either trainer (the Trainer counted only the second attempt's,
+    so one run's samples/s meant another thing under each trainer)."""
+    import shutil
+
+    args = ["debug=smoke", f"trainer={trainer}", "trainer.keep_checkpoints=true"]
+    run = Path(shutil.copytree(trained(*args, "epochs=1"), tmp_path / "run"))
+    first = json.loads((run / "metrics.json").read_text())
+    train(compose([*args, "epochs=2", "resume=auto"]), run)
+    grown = json.loads((run / "metrics.json").read_text())
+    assert grown["resumed_from"] and len(grown["history"]) == 2
+    assert first["train_samples"] == grown["n_train"]
+    assert grown["train_samples"] == 2 * grown["n_train"]
+    assert grown["train_seconds"] > first["train_seconds"]
+
+
 def _files(folder: Path) -> dict[str, bytes]:
     return {
         p.relative_to(folder).as_posix(): p.read_bytes()

@@ -176,6 +176,7 @@ class HFTrainer(BaseTrainer):
 
 
 EPOCH_LOSS = "epoch_train_loss"  # our entry in the Trainer's log history
+EPOCH_SECONDS = "train_seconds_so_far"  # in that entry: training time up to its epoch
 _EVAL_TIMINGS = ("runtime", "samples_per_second", "steps_per_second")
 
 
@@ -210,6 +211,14 @@ class _Bookkeeping(TrainerCallback):
         self.seconds, self.epochs, self._start = 0.0, 0, 0.0
         self.trainer: _Trainer | None = None
 
+    def on_train_begin(self, args, state, control, **kwargs) -> None:
+        """Resumed: the time and epochs of the attempts before, from the log history the
+        checkpoint kept (each epoch's record holds the training time so far), so that
+        train_seconds and train_samples count the whole run, as the manual loop's do."""
+        epochs = [e for e in state.log_history if EPOCH_LOSS in e]
+        self.seconds = epochs[-1].get(EPOCH_SECONDS, 0.0) if epochs else 0.0
+        self.epochs = len(epochs)
+
     def on_epoch_begin(self, args, state, control, **kwargs) -> None:
         self.trainer.batch_losses = []
         self._start = time.perf_counter()
@@ -226,7 +235,12 @@ class _Bookkeeping(TrainerCallback):
         self.epochs += 1
         loss = torch.stack(self.trainer.batch_losses).float().mean().item()
         state.log_history.append(
-            {EPOCH_LOSS: loss, "epoch": state.epoch, "step": state.global_step}
+            {
+                EPOCH_LOSS: loss,
+                EPOCH_SECONDS: self.seconds,
+                "epoch": state.epoch,
+                "step": state.global_step,
+            }
         )
         if self.guard.requested:
             control.should_evaluate, control.should_save = False, False
