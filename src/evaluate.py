@@ -114,6 +114,7 @@ def evaluate(cfg: DictConfig, out_dir: Path, found: Opened | None = None) -> dic
             "run_dir": scored.path.as_posix(),  # as given
             "run_path": str(scored.path.resolve()),  # found from any working directory
             "model_folder": str(found.model),
+            "run_id": scored.run_id,  # the training it scored: an evaluation of it, not a later
             "dataset": OmegaConf.to_container(cfg.dataset, resolve=True),
         },
     }

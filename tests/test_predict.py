@@ -126,6 +126,7 @@ def test_model_folder_explains_how_to_load_it(trained_runs, model):
         "max_length": 64,
         "truncation": "head_tail",
         "task": {"name": "single_label"},
+        "run_id": json.loads((folder.parent / "metrics.json").read_text())["run_id"],
     }
 
 

@@ -229,6 +229,59 @@ def test_a_failed_attempt_leaves_a_finished_runs_record_as_it_was(trained_runs, 
     assert rundir.read_cwd(run) == Path.cwd()  # metrics.json's started_in: where it trained
 
 
+def _pointed_at(folder: Path, record: str, key: str, run: Path) -> Path:
+    """`folder` (an export or an evaluation) made to name `run` as the run it came from."""
+    data = json.loads((folder / record).read_text())
+    (data[key] if key else data)["run_path"] = str(run.resolve())
+    (folder / record).write_text(json.dumps(data))
+    return folder
+
+
+def test_a_run_trained_again_leaves_nothing_of_its_earlier_model(folders, tmp_path):
+    """A run folder trained again from scratch first loses the earlier training's results and
+    its exports (src.sweeps.job, clear_earlier_run), keeping checkpoints and another run's
+    export; an export or an evaluation made elsewhere from the earlier model names its
+    training (run_id) and is one line once the run holds another, where compare called the
+    two the same settings and the export's metrics the run's."""
+    run = Path(shutil.copytree(folders["run"], tmp_path / "run"))
+    mine = _pointed_at(
+        shutil.copytree(folders["export"], run / "export-onnx"), "export.json", "", run
+    )
+    theirs = Path(shutil.copytree(folders["export"], run / "export-theirs"))
+    elsewhere = _pointed_at(
+        shutil.copytree(folders["export"], tmp_path / "export"), "export.json", "", run
+    )
+    evaluation = _pointed_at(
+        shutil.copytree(folders["evaluation"], tmp_path / "evaluation"),
+        rundir.METRICS_FILE,
+        "evaluated",
+        run,
+    )
+    (run / rundir.CHECKPOINTS_DIR / "step-4").mkdir(parents=True)
+    for folder in (elsewhere, evaluation, mine):  # the run as it is: each opens to it
+        assert trained.open_folder(folder).run == run
+
+    removed = trained.clear_earlier_run(run)
+    assert set(removed) == {*trained.RUN_OUTPUTS, "export-onnx"} - {
+        rundir.PER_LABEL_PNG,  # a single-label run draws the confusion matrix,
+        rundir.SCATTER_PNG,  # not these; no logger file, no sweep's error.txt
+        rundir.SCALARS_FILE,
+        rundir.ERROR_FILE,
+    }
+    assert not mine.exists() and theirs.is_dir() and (run / "checkpoints" / "step-4").is_dir()
+    shutil.copytree(folders["run"] / "best_model", run / "best_model")  # trained again:
+    shutil.copy2(folders["run"] / rundir.METRICS_FILE, run / rundir.METRICS_FILE)
+    for name in (rundir.METRICS_FILE, f"best_model/{rundir.PREPROCESSING_FILE}"):
+        record = json.loads((run / name).read_text())  # another model, another run_id
+        record["run_id"] = "f" * 32
+        (run / name).write_text(json.dumps(record))
+    for folder, again in ((elsewhere, "export it"), (evaluation, "evaluate it")):
+        with pytest.raises(UserError) as stale:
+            trained.open_folder(folder)
+        assert str(stale.value).startswith(f"{folder}: made from an earlier training in ")
+        assert f"(now ffffffff); {again} again from that run" in str(stale.value)
+
+
 def test_a_folder_no_command_wrote_is_one_line(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     for opener in (trained.open_folder, trained.open_model, trained.open_scored):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,9 @@ class RunSummary:
     peak_memory_mb: float | None = None  # build to test (src.config.devices.peak_memory_mb)
     # the folder the run was started in: its relative data paths point from it (Opened)
     started_in: str = field(default_factory=lambda: str(Path.cwd()))
+    # this training's model, also in best_model/preprocessing.json and so in every export and
+    # evaluation made from it: one made before the folder was trained again is told apart
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     @classmethod
     def of(

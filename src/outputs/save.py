@@ -110,6 +110,7 @@ def save_model(
     chunk_pooling: str = "logits",
     task: dict | None = None,
     pairs: dict | None = None,
+    run_id: str | None = None,
 ) -> None:
     """A save_pretrained folder (config, safetensors weights, tokenizer) that reloads alone.
 
@@ -129,6 +130,8 @@ def save_model(
         cut["task"] = task
     if pairs:  # a sentence-pair model: its columns, so src.predict asks for both texts
         cut["pairs"] = pairs
+    if run_id:  # which training of its run folder made it (metrics.json's run_id)
+        cut["run_id"] = run_id
     write_json(folder / PREPROCESSING_FILE, cut)
     write_atomic(folder / "README.md", str(card))
 
@@ -169,6 +172,7 @@ def save_run(built, cfg, run_dir: Path, summary: RunSummary, truth, logits) -> l
         **cut,
         task=decides,
         pairs=pairs,
+        run_id=record["run_id"],
     )
     report = metrics.report(truth, preds, names, task.NAME)
     write_atomic(run_dir / REPORT_FILE, report)

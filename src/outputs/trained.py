@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,6 +104,11 @@ class Opened:
     def preprocessing(self) -> dict:
         """How training cut texts, what the task decides with, a pair model's columns."""
         return _json(self.model / rundir.PREPROCESSING_FILE) if self.model else {}
+
+    @property
+    def run_id(self) -> str | None:
+        """Which training made its model (best_model/preprocessing.json; None: from before)."""
+        return self.preprocessing.get("run_id")
 
     @property
     def model_config(self) -> dict:
@@ -277,6 +283,44 @@ def check_output_folder(folder: Path, command: str, key: str = "hydra.run.dir") 
     )
 
 
+# what a run's training leaves beside its status, config, checkpoints and log (src.outputs.save)
+RUN_OUTPUTS = (
+    rundir.METRICS_FILE,
+    rundir.PREDICTIONS_FILE,
+    rundir.REPORT_FILE,
+    rundir.REPORT_MD,
+    rundir.CONFUSION_PNG,
+    rundir.PER_LABEL_PNG,
+    rundir.SCATTER_PNG,
+    rundir.CURVE_PNG,
+    rundir.BEST_MODEL_DIR,
+    rundir.TENSORBOARD_DIR,
+    rundir.SCALARS_FILE,
+    rundir.ERROR_FILE,
+)
+
+
+def clear_earlier_run(run_dir: Path) -> list[str]:
+    """Before a run folder is trained again from scratch: the earlier training's results and
+    the exports of it inside the folder, removed (returned: their names), so that none is
+    left to stand for the new model: another task's plot, a logger's file this run does not
+    write, an export of the old weights. Checkpoints stay (resume=auto's to use)."""
+    removed = []
+    exports = [p for p in run_dir.iterdir() if p.is_dir() and kind_of(p) == "export"]
+    for path in [*(run_dir / name for name in RUN_OUTPUTS), *exports]:
+        made_from = _export_run(path) if path in exports else None
+        if made_from is not None and made_from.resolve() != run_dir.resolve():
+            continue  # another run's export, put here by hand
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.is_file():
+            path.unlink()
+        else:
+            continue
+        removed.append(path.name)
+    return removed
+
+
 def _is_run(path: Path) -> bool:
     """A folder src.run wrote into: its config, status or metrics."""
     names = (rundir.CONFIG_FILE, rundir.STATUS_FILE, rundir.METRICS_FILE)
@@ -309,7 +353,20 @@ def _opened_model(path: Path, kind: str, run: Path | None) -> Opened:
     if run is None:
         return Opened(path, kind, None, path)
     opened = open_folder(run)
-    return Opened(path, kind, run, path, {}, opened.status, opened.config)
+    found = Opened(path, kind, run, path, {}, opened.status, opened.config)
+    _same_training(path, found.run_id, run, opened.metrics.get("run_id"), "export it")
+    return found
+
+
+def _same_training(path: Path, made_from: str | None, run: Path, now: str | None, again: str):
+    """A folder made from a run's model (an export, an evaluation) names the training it came
+    from (run_id); the run folder trained again since holds another model, whose settings,
+    data and metrics are not this folder's: one line (folders from before run_id: no check)."""
+    if made_from and now and made_from != now:
+        raise UserError(
+            f"{path}: made from an earlier training in {run} (run_id {made_from[:8]}), which "
+            f"was trained again since (now {now[:8]}); {again} again from that run"
+        )
 
 
 def _export_run(path: Path) -> Path | None:
@@ -346,6 +403,7 @@ def _evaluation(path: Path, metrics: dict) -> Opened:
             f"{path}: an evaluation of {evaluated.get('run_dir')}, which is no longer there; "
             "its settings and model come from that folder: put it back, or evaluate again"
         )
+    _same_training(path, evaluated.get("run_id"), scored.path, scored.run_id, "evaluate it")
     return Opened(
         path, "evaluation", scored.run, scored.model, metrics, scored.status, scored.config, scored
     )

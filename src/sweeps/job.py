@@ -25,7 +25,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from src.config import declared, errors, rundir, validation
-from src.outputs.trained import check_output_folder
+from src.outputs.trained import check_output_folder, clear_earlier_run
 from src.sweeps import objectives, study
 from src.sweeps.study import JobTrial
 from src.trainers import distributed
@@ -155,6 +155,9 @@ def _job(cfg: DictConfig, run_dir: Path, sweeper: Any, train: Train, sweep: bool
             f"{run_dir} holds a finished run: retraining it from scratch over it "
             "(resume=auto skips a finished run, or trains it further)"
         )
+    fresh = cfg.resume in (None, "") and not new and distributed.is_main()
+    if fresh and (removed := clear_earlier_run(run_dir)):  # none left to stand for the new one
+        log.info(f"removed the earlier training's {', '.join(removed)} from {run_dir}")
     trial = JobTrial.of(sweeper)  # a study's job: it reports to its trial
     if not distributed.is_main():  # one run folder, written by rank 0 alone
         best = train(cfg, run_dir, trial, corpus).best_metric
