@@ -39,7 +39,7 @@ from src.data import Files
 from src.outputs import render, results
 from src.outputs.reports import PLOT_TITLE, test_plot
 from src.outputs.save import predictions_csv
-from src.outputs.trained import Opened, check_output_folder, open_model
+from src.outputs.trained import Opened, check_output_folder, open_folder, open_model
 from src.tasks import metrics
 from src.trainers import progress
 from src.trainers.build import make
@@ -179,6 +179,55 @@ def with_run_dataset(cfg: DictConfig, overrides: list[str], found: Opened) -> Di
     return out
 
 
+# what an evaluation takes no part of: it scores the test split alone
+UNUSED = ("val_size", "max_train_samples", "validation_split")
+SPLIT = ("test_size", "split_seed")  # what draws a test split off the training data
+
+
+def check_not_trained_on(dataset: Mapping, overrides: list[str], found: Opened) -> None:
+    """The texts an evaluation scores are none its run trained on: the run's own data split
+    with another split_seed or test_size, or its train_file scored whole, would score texts
+    the model learnt, as test scores, with exit 0. A key that selects what the evaluation
+    does not read (the validation share, the training cap) does nothing: one line too."""
+
+    for key in (o.split("=", 1)[0].lstrip("+~") for o in overrides):
+        if key.startswith("dataset.") and key.removeprefix("dataset.") in UNUSED:
+            raise UserError(
+                f"{key}: an evaluation scores the test split alone and reads no {key}; drop it"
+            )
+    own = open_folder(found.run).data_to_read() if found.run is not None else None  # trained on
+    if not own or own.get("_target_") != dataset.get("_target_"):
+        return  # no run beside the model, or another kind of data
+
+    def where(name: str | None, cwd: Path | None = None) -> Path | None:
+        return ((cwd or Path.cwd()) / name).resolve() if name else None
+
+    trained_on = where(own.get("train_file"))
+    if dataset.get("test_file"):  # its own test_file is its test split, whatever it holds
+        scored = where(dataset["test_file"])
+        if trained_on and scored == trained_on != where(own.get("test_file")):
+            raise UserError(
+                f"dataset.test_file={dataset['test_file']}: the file the run {found.run} "
+                "trained on; score a file it never saw"
+            )
+        return
+    if where(dataset.get("train_file")) != trained_on or "path" in own:
+        return  # another file split, or a hub dataset (its own test split)
+    if own.get("test_file"):
+        raise UserError(
+            f"dataset.train_file={dataset.get('train_file')}: the run {found.run} trained on "
+            "all of it (its test_file was apart), so a split of it scores texts it learnt; "
+            f"score its test_file: dataset.test_file={own['test_file']}"
+        )
+    for key in SPLIT:
+        if dataset.get(key) != own.get(key):
+            raise UserError(
+                f"dataset.{key}={dataset.get(key)}: the run {found.run} drew its test split "
+                f"with {key}={own.get(key)}; another draws texts it trained on; keep the "
+                "run's, or score other data (dataset=files dataset.test_file=<file>)"
+            )
+
+
 def prepare(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Opened]:
     """The evaluation's config with the data to score (the folder's own, unless the command
     line names it) and the folder opened, each mistake one line, before anything loads."""
@@ -187,7 +236,9 @@ def prepare(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Opened]:
     settings = validate(cfg)
     found = open_model(settings.run_dir)
     check_device("device", settings.device)
-    return with_run_dataset(cfg, overrides, found), found
+    cfg = with_run_dataset(cfg, overrides, found)
+    check_not_trained_on(OmegaConf.to_container(cfg.dataset, resolve=True), overrides, found)
+    return cfg, found
 
 
 def check(cfg: DictConfig) -> None:

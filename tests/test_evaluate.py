@@ -15,7 +15,7 @@ from src.config.errors import UserError
 from src.evaluate import CONFIG_NAME, evaluate
 from tests.conftest import run_cli
 
-SMOKE_CAPS = ["dataset.max_train_samples=48", "dataset.max_eval_samples=32"]
+SMOKE_CAPS = ["dataset.max_eval_samples=32"]  # the test split the smoke runs were scored on
 
 
 def _evaluation(*overrides: str):
@@ -158,6 +158,43 @@ def test_without_a_dataset_the_run_is_scored_on_its_own_data(trained, tmp_path):
     assert capped.dataset.train_file == str(data) and capped.dataset.max_eval_samples == 3
     other = [f"run_dir={run}", "dataset=movie_reviews"]
     assert prepare(_evaluation(*other), other)[0].dataset._target_.endswith("MovieReviews")
+
+
+def test_an_evaluation_never_scores_texts_its_run_trained_on(trained_runs, trained, tmp_path):
+    """The run's own data split another way (split_seed, test_size; its dataset named again
+    or not), or its train_file scored whole, is one line before anything loads: such a split
+    holds texts the model learnt (accuracy 0.53 -> 0.66 with split_seed=1, exit 0). Keys an
+    evaluation does not read are one line too; the test split's own cap still acts."""
+    from src.evaluate import prepare
+
+    def refused(run, *overrides: str) -> str:
+        args = [f"run_dir={run}", *overrides]
+        with pytest.raises(UserError) as caught:
+            prepare(_evaluation(*args), args)
+        return str(caught.value)
+
+    run = trained_runs["custom_head"]
+    assert refused(run, "dataset.split_seed=7") == (
+        f"dataset.split_seed=7: the run {run} drew its test split with split_seed=42; another "
+        "draws texts it trained on; keep the run's, or score other data (dataset=files "
+        "dataset.test_file=<file>)"
+    )
+    named = refused(run, "dataset=movie_reviews", "dataset.test_size=0.5")
+    assert named.startswith("dataset.test_size=0.5: the run ")
+    assert refused(run, "dataset.val_size=0.3").startswith(
+        "dataset.val_size: an evaluation scores the test split alone and reads no"
+    )
+    args = [f"run_dir={run}", "dataset.max_eval_samples=8"]
+    assert prepare(_evaluation(*args), args)[0].dataset.max_eval_samples == 8
+    data = _labelled_csv(tmp_path / "own.csv", ["pos", "neg"] * 20)
+    own = trained(*_OWN_DATA, f"dataset.train_file={data}")
+    whole = refused(own, *_OWN_DATA[1:], f"dataset.test_file={data}")
+    assert whole == f"dataset.test_file={data}: the file the run {own} trained on; score a " + (
+        "file it never saw"
+    )
+    other = _labelled_csv(tmp_path / "other.csv", ["neg", "pos"] * 5)  # never seen: scored
+    args = [f"run_dir={own}", *_OWN_DATA[1:], f"dataset.test_file={other}"]
+    assert prepare(_evaluation(*args), args)[0].dataset.test_file == str(other)
 
 
 @pytest.mark.parametrize("recorded_in", ["metrics.json", "hydra"])
