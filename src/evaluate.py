@@ -19,6 +19,7 @@ one line that names them.
 
 from __future__ import annotations
 
+import shutil
 import sys
 from collections.abc import Mapping
 from dataclasses import replace
@@ -32,7 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 from src.config import declared, rundir
 from src.config import validation as spec
 from src.config.devices import check_device
-from src.config.errors import UserError, reported
+from src.config.errors import UserError, reported, user_error
 from src.config.knobs import Evaluation
 from src.config.schema import check_keys, fields
 from src.data import Files
@@ -254,9 +255,15 @@ def check(cfg: DictConfig) -> None:
 def main(cfg: DictConfig) -> None:
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
+    new = rundir.unused(out_dir)
     with reported():
-        cfg, found = prepare(cfg, list(HydraConfig.get().overrides.task))
-        record = evaluate(cfg, out_dir, found)
+        try:
+            cfg, found = prepare(cfg, list(HydraConfig.get().overrides.task))
+            record = evaluate(cfg, out_dir, found)
+        except Exception as e:  # found in the data (labels, columns): no half-made folder
+            if new and user_error(e) is not None:
+                shutil.rmtree(out_dir, ignore_errors=True)
+            raise
     scores = " ".join(f"{k}={v:.4f}" for k, v in record["test"].items())
     print(f"{record['n_test']} texts: {scores}; wrote {out_dir}")
 

@@ -48,3 +48,19 @@ def test_missing_corpus(tmp_path):
     assert err.count("\n") == 1 and "python -m nltk.downloader movie_reviews" in err
     assert not roots & {"torch", "transformers"}
     assert not (tmp_path / "run").exists()
+
+
+def test_a_folder_path_is_quoted_for_hydra_unless_it_lists_folders(tmp_path):
+    """`run_dir=<a sweep job's folder>` as shown (`0_lr=1e-4,seed=2`) is one path, quoted for
+    Hydra; `-m run_dir=a,b` over two folders that exist (their whole does not) stays the sweep
+    it was typed as (it was quoted into one path: 'no such folder')."""
+    from src.config.cli import quote_paths
+
+    job, a, b = tmp_path / "0_lr=1e-4,seed=2", tmp_path / "a", tmp_path / "b"
+    for folder in (job, a, b):
+        folder.mkdir()
+    assert quote_paths([f"run_dir={job}"], ("run_dir",)) == [f"run_dir='{job}'"]
+    assert quote_paths([f"run_dir={a},{b}"], ("run_dir",)) == [f"run_dir={a},{b}"]
+    assert quote_paths([f"run_dir={a},{tmp_path}/c"], ("run_dir",)) == [
+        f"run_dir='{a},{tmp_path}/c'"
+    ]

@@ -140,6 +140,9 @@ HYDRA = [
     ("config", "debug=smoke resume={empty}/nope", "resume={empty}/nope: no such checkpoint"),
     ("config", "debug=smoke hydra.job.chdir=true", "hydra.job.chdir=true: this project's"),
     ("evaluate", "run_dir={run} hydra.job.chdir=true", "hydra.job.chdir=true: this project's"),
+    ("config", "debug=smoke hydra.output_subdir=null", "hydra.output_subdir=null: a run's"),
+    ("evaluate", "run_dir={run} hydra.run.dir={run}", "hydra.run.dir={run}: holds a training"),
+    ("evaluate", "run_dir={run} dataset.split_seed=7", "dataset.split_seed=7: the run {run} drew"),
 ]
 
 
@@ -207,6 +210,17 @@ def test_the_processes_say_it_in_one_line_and_leave_no_folder(kinds, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads((tmp_path / "e" / "metrics.json").read_text())["n_test"] == 32
+    # mistakes found in the data once Hydra made the folder: one line, and the folder gone
+    data = tmp_path / "one_each.csv"
+    data.write_text("text,label\nx,a\ny,b\nz,b\n")
+    for module, words, line in (
+        ("src.evaluate", [f"run_dir={job}", f"dataset.test_file={data}"], "labels ['a', 'b']"),
+        ("src.run", ["debug=smoke", f"dataset.train_file={data}"], "cannot split the data"),
+    ):
+        words.insert(1, "dataset=files")
+        proc = run_cli(*words, f"hydra.run.dir={tmp_path / 'half'}", module=module)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr[-2000:]
+        assert line in proc.stderr and not (tmp_path / "half").exists()
     proc = run_cli(
         "debug=smoke",
         "backbone.path=nobody/no-such-model",

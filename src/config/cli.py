@@ -122,12 +122,15 @@ _SPECIAL = set(" =,[]{}()'\"")  # what Hydra's override grammar reads as more th
 def quote_paths(overrides: Sequence[str], keys: Sequence[str]) -> list[str]:
     """Overrides whose value is a path (`run_dir=`, `resume=`) quoted where Hydra's grammar
     would read the path as more than text: a sweep job's folder is named `0_lr=1e-4,seed=2`,
-    and typed as it is shown, it would be an error (`=`) or a sweep (`,`)."""
+    and typed as it is shown, it would be an error (`=`) or a sweep (`,`). Folders that each
+    exist, listed with commas where their whole is none (`-m run_dir=a,b`), stay a sweep."""
     out = []
     for override in overrides:
         key, sep, value = override.partition("=")
         quoted = value[:1] in ("'", '"') and value[-1:] == value[:1]
-        if sep and key.lstrip("+~") in keys and not quoted and _SPECIAL & set(value):
+        listed = "," in value and not Path(value).exists()  # -m run_dir=a,b: a sweep of
+        listed = listed and all(Path(part).exists() for part in value.split(","))  # folders
+        if sep and key.lstrip("+~") in keys and not quoted and not listed and _SPECIAL & set(value):
             mark = "'" if "'" not in value else '"'
             escaped = value.replace(mark, "\\" + mark)
             override = f"{key}={mark}{escaped}{mark}"

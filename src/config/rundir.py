@@ -381,12 +381,12 @@ def holds_checkpoint(folder: Path) -> bool:
 
 
 def unused(folder: Path) -> bool:
-    """A run folder that holds only what Hydra wrote before the run began (its .hydra/, an
-    empty run.log, the lock the output-folder check took): nothing of a run's."""
-    names = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
-    log_file = folder / "run.log"
-    empty_log = not log_file.exists() or not log_file.stat().st_size
-    return names <= {HYDRA_DIR, "run.log", LOCK_FILE} and empty_log
+    """A run (or evaluation) folder that holds only what Hydra wrote before the job began:
+    its .hydra/, an empty <command>.log, the lock the output-folder check took."""
+    found = list(folder.iterdir()) if folder.is_dir() else []
+    logs = [p for p in found if p.suffix == ".log" and p.is_file()]
+    names = {p.name for p in found} - {p.name for p in logs}
+    return names <= {HYDRA_DIR, LOCK_FILE} and not any(p.stat().st_size for p in logs)
 
 
 def read_cwd(folder: Path) -> Path | None:

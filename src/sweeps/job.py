@@ -143,7 +143,7 @@ def _job(cfg: DictConfig, run_dir: Path, sweeper: Any, train: Train, sweep: bool
             if sweep:
                 start = rundir.start_of(attempt.previous, None)
                 rundir.write_status(run_dir, "failed", str(mistake), start=start)
-            elif rundir.unused(run_dir):
+            elif new:  # what this attempt made (its log may hold lines by now)
                 shutil.rmtree(run_dir, ignore_errors=True)
             elif run_dir.resolve() in KEPT_RECORDS:
                 rundir.restore_hydra_record(run_dir, KEPT_RECORDS[run_dir.resolve()])
