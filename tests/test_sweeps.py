@@ -777,3 +777,34 @@ def test_a_slurm_sweep_where_no_cluster_answers_is_one_line(tmp_path, monkeypatc
         (tmp_path / tool).chmod(0o755)
     with pytest.raises(UserError, match=r"answers here \(sinfo: sinfo: fatal: no config\); run"):
         slurm.preflight(preset)
+
+
+def test_a_sweep_folder_takes_its_own_sweep_again_and_counts_only_its_jobs(tmp_path):
+    """hydra.sweep.dir holding another sweep (other keys, or another value every job shares)
+    is one line before any job (its jobs would have joined the earlier ones in one summary,
+    those called skipped); the same sweep again, with resume=auto or more values of a swept
+    key, goes on. A single run or an evaluation written into the sweep's folder is no job."""
+    from omegaconf import OmegaConf
+
+    from src.outputs.callbacks import same_sweep
+    from src.outputs.trained import sweep_jobs
+
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    OmegaConf.save(
+        {"hydra": {"overrides": {"task": ["debug=smoke", "dropout=0.1,0.2"]}}},
+        sweep / "multirun.yaml",
+    )
+    for again in (
+        ["debug=smoke", "dropout=0.1,0.2", "resume=auto"],
+        ["dropout=0.1,0.2,0.3", "debug=smoke"],
+    ):
+        same_sweep(sweep, again)
+    for other in (["debug=smoke", "lr=0.01,0.02"], ["debug=overfit", "dropout=0.1,0.2"]):
+        with pytest.raises(UserError, match=r"holds another sweep \(debug=smoke dropout=0.1,0.2\)"):
+            same_sweep(sweep, other)
+    for name, mode in (("0_dropout=0.1", "MULTIRUN"), ("eval", "RUN")):
+        (sweep / name / ".hydra").mkdir(parents=True)
+        (sweep / name / ".hydra" / "overrides.yaml").write_text("- dropout=0.1\n")
+        (sweep / name / ".hydra" / "hydra.yaml").write_text(f"hydra:\n  mode: {mode}\n")
+    assert [job.name for job in sweep_jobs(sweep)] == ["0_dropout=0.1"]

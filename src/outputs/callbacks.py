@@ -11,7 +11,7 @@ from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 
 from src.config.errors import USER_ERROR_EXIT_CODE, UserError, one_line, reported
-from src.config.rundir import claim, unwritable_reason
+from src.config.rundir import MULTIRUN_FILE, claim, unwritable_reason
 from src.outputs.trained import check_output_folder
 from src.trainers.distributed import is_main
 
@@ -82,3 +82,29 @@ class CheckOutputDir(Callback):
         self._check(config, config.hydra.sweep.dir, "hydra.sweep.dir", shared=study)
         with reported():  # a run's, an evaluation's or a model's folder is no sweep's
             check_output_folder(Path(config.hydra.sweep.dir), "sweep", "hydra.sweep.dir")
+            if not study:  # a study's folder is its study's, named by what makes it one
+                same_sweep(Path(config.hydra.sweep.dir), list(config.hydra.overrides.task))
+
+
+def same_sweep(folder: Path, overrides: list[str]) -> None:
+    """A sweep folder takes the sweep it was made by again (resume=auto skips its finished
+    jobs; a swept key may list other values), not another: another's jobs would sit beside
+    its own, its summary ranking both and calling the earlier ones skipped. Another is other
+    keys, or another value of a key every job shares: one line naming the sweep there."""
+    recorded = folder / MULTIRUN_FILE
+    if not recorded.is_file():
+        return
+    before = list(OmegaConf.load(recorded).hydra.overrides.get("task") or [])
+    if _shape(before) != _shape(overrides):
+        raise UserError(
+            f"hydra.sweep.dir={folder}: holds another sweep ({' '.join(before) or 'no overrides'}"
+            "); name a new folder, or run that sweep again (resume=auto skips its finished jobs)"
+        )
+
+
+def _shape(overrides: list[str]) -> tuple[frozenset, dict]:
+    """A sweep's keys, and the values its jobs share (a swept key's list may change)."""
+    pairs = [o.split("=", 1) for o in overrides if "=" in o]
+    pairs = [(k.lstrip("+~"), v) for k, v in pairs if k.lstrip("+~") != "resume"]
+    shared = {k: v for k, v in pairs if "," not in v and "(" not in v}
+    return frozenset(k for k, _ in pairs), shared

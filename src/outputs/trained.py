@@ -552,9 +552,11 @@ def flat_metrics(metrics: dict) -> dict[str, float]:
 
 
 def sweep_jobs(sweep_dir: Path) -> list[Job]:
-    """Every folder under `sweep_dir` that Hydra made for a job (it holds .hydra/overrides.yaml)."""
+    """Every folder under `sweep_dir` that Hydra made for a job of a multirun (it holds
+    .hydra/overrides.yaml, and Hydra's record says MULTIRUN): a single run or an evaluation
+    written into the sweep's folder is none of its jobs."""
     folders = {p.parent.parent for p in sweep_dir.rglob(f"{rundir.HYDRA_DIR}/overrides.yaml")}
-    return [read_job(f, sweep_dir) for f in folders - {sweep_dir}]
+    return [read_job(f, sweep_dir) for f in folders - {sweep_dir} if _mode(f) != "RUN"]
 
 
 def open_sweep(path: str | Path, key: str = "") -> list[Job]:
