@@ -30,7 +30,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from src.config import declared, rundir
+from src.config import declared, rundir, schema
 from src.config import validation as spec
 from src.config.devices import check_device
 from src.config.errors import UserError, reported, user_error
@@ -53,7 +53,12 @@ def validate(cfg: DictConfig | Mapping) -> Evaluation:
 
     plain = spec.resolved(cfg)
     check_keys("", plain, (*fields(Evaluation), "dataset"), "a top-level key of src.evaluate")
-    node = plain["dataset"]
+    node = plain.get("dataset")
+    if not isinstance(node, Mapping) or "_target_" not in node:  # `~dataset`, dataset=null
+        raise UserError(
+            f"dataset={schema.show(node)}: an option of conf/dataset/ (a node with _target_); "
+            "without dataset= the run's own data is scored"
+        )
     spec.check_target("dataset", node.get("_target_"))
     spec.spec_class(node["_target_"]).parse(node, "dataset.")
     if plain.get("run_dir") is None:

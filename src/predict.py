@@ -78,6 +78,10 @@ def read_texts(
         if rows and column not in rows[0]:
             found = ", ".join(map(str, rows[0]))
             raise UserError(f"{path}: no column '{column}' (found: {found}); set {key}=")
+        if lacking := next((i for i, row in enumerate(rows, 1) if column not in row), None):
+            raise UserError(  # a JSON Lines row without the key: not an empty text
+                f'{path}: row {lacking} has no \'{column}\' (an empty text is "{column}": "")'
+            )
     texts = _some(path, [_text(row.get(text_column)) for row in rows])
     pairs = [_text(row.get(text_pair_column)) for row in rows] if text_pair_column else None
     return rows, texts, pairs
@@ -104,8 +108,11 @@ def parse_args(argv: Sequence[str]) -> dict:
         raise UserError("text= is empty")
     if args["text_pair"] is not None and args["text"] is None:
         raise UserError('text_pair= goes with text="..." (a file: text_pair_column=)')
-    if args["output"] and not args["input"]:
-        raise UserError("output= goes with input=<file>")
+    for key in ("output", "text_column", "text_pair_column"):
+        if args[key] and not args["input"]:
+            raise UserError(f"{key}= goes with input=<file>; drop it for text=")
+    if args["output"] and Path(args["output"]).resolve() == Path(args["input"]).resolve():
+        raise UserError(f"output={args['output']}: the input itself; name another file")
 
     if args["output"] and Path(args["output"]).suffix.lower() not in PREDICTION_FORMATS:
         raise UserError(

@@ -143,6 +143,7 @@ HYDRA = [
     ("config", "debug=smoke hydra.output_subdir=null", "hydra.output_subdir=null: a run's"),
     ("evaluate", "run_dir={run} hydra.run.dir={run}", "hydra.run.dir={run}: holds a training"),
     ("evaluate", "run_dir={run} dataset.split_seed=7", "dataset.split_seed=7: the run {run} drew"),
+    ("evaluate", "run_dir={run} ~dataset", "dataset=null: an option of conf/dataset/"),
 ]
 
 

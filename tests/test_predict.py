@@ -145,6 +145,8 @@ def test_not_a_run_is_one_line_exit_2(tmp_path):
         (["run_dir=x"], "give one of text="),
         (["run_dir=x", "text=a", "input=b"], "give one of text="),
         (["run_dir=x", "text=a", "output=o.csv"], "output= goes with input="),
+        (["run_dir=x", "text=a", "text_column=review"], "text_column= goes with input="),
+        (["run_dir=x", "input=in.csv", "output=./in.csv"], "output=./in.csv: the input itself"),
         (["run_dir=x", "text=a", "colour=red"], "colour=red: expected key=value"),
         (["run_dir=x", "text=a", "batch_size=0"], "batch_size=0"),
         (
@@ -157,6 +159,16 @@ def test_not_a_run_is_one_line_exit_2(tmp_path):
 def test_bad_arguments(argv, message):
     with pytest.raises(UserError, match=message):
         predict.parse_args(argv)
+
+
+def test_a_jsonl_row_without_the_text_key_is_named(trained_runs, tmp_path):
+    """A JSON Lines row lacking the text key is one line naming the row (it was predicted as
+    an empty text, its row kept with no prediction); an empty string is an empty text."""
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"text": "A fine film."}\n{"text": ""}\n{"id": 3}\n', encoding="utf-8")
+    with pytest.raises(UserError, match=r"in.jsonl: row 3 has no 'text' \(an empty text is"):
+        predict.main([f"run_dir={trained_runs['hf_head']}", f"input={source}"])
+    assert not (tmp_path / "in.predictions.jsonl").exists()
 
 
 def test_missing_text_column(trained_runs, tmp_path):
