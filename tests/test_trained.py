@@ -282,6 +282,22 @@ def test_a_run_trained_again_leaves_nothing_of_its_earlier_model(folders, tmp_pa
         assert f"(now ffffffff); {again} again from that run" in str(stale.value)
 
 
+def test_an_evaluation_of_a_model_away_from_its_run_is_compared_with_a_reason(folders, tmp_path):
+    """Such an evaluation holds metrics but no settings that made them: compare says so, and
+    what to evaluate instead (it said `not a finished run (no config_resolved.yaml)`, beside an
+    evaluation that had one)."""
+    model = Path(shutil.copytree(folders["model"], tmp_path / "model"))
+    overrides = [f"run_dir={model}", "dataset=movie_reviews", "dataset.max_eval_samples=32"]
+    cfg, found = prepare(compose(overrides, config_name=CONFIG_NAME), overrides)
+    evaluate(cfg, tmp_path / "evaluation", found)
+    with pytest.raises(UserError) as refused:
+        compare.main([str(folders["run"]), str(tmp_path / "evaluation")])
+    assert str(refused.value).startswith(
+        f"{tmp_path / 'evaluation'}: an evaluation of `{model}`, a model folder with no run "
+        "beside it, so the settings that made it are unknown; to compare it, evaluate the run"
+    )
+
+
 def test_a_folder_no_command_wrote_is_one_line(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     for opener in (trained.open_folder, trained.open_model, trained.open_scored):

@@ -443,6 +443,12 @@ def open_scored(path: str | Path, what: str = "compare") -> Opened:
         )
     if not found.finished:
         raise UserError(f"{path}: {unfinished(found)}")
+    if not found.config and found.kind == "evaluation":
+        raise UserError(
+            f"{path}: {found.what.split(' (')[0]}, a model folder with no run beside it, so the "
+            f"settings that made it are unknown; to {what} it, evaluate the run folder it came "
+            "from (or the model in its place, <run>/best_model)"
+        )
     if not found.config:
         raise rundir.not_finished(found.path, rundir.CONFIG_FILE)
     return found
