@@ -31,7 +31,7 @@ from src.config import cli
 from src.config.errors import run_command
 from src.config.rundir import best_eval, best_key
 from src.outputs import render
-from src.outputs.render import number
+from src.outputs.render import cell, number
 from src.outputs.results import read_predictions
 from src.outputs.trained import open_scored
 from src.tasks.metrics import PairedDifference, paired_differences, task_of
@@ -131,10 +131,12 @@ def markdown(runs: list[Run], names: list[str]) -> str:
         lines += [f"- `{key}`: {number(a)} -> {number(b)}" for key, (a, b) in diff.items()]
     else:
         lines += ["| key | " + " | ".join(names) + " |", "|---|" + "---|" * len(runs)]
-        lines += [f"| `{k}` | " + " | ".join(map(number, v)) + " |" for k, v in diff.items()]
+        lines += [f"| `{k}` | " + " | ".join(map(cell, v)) + " |" for k, v in diff.items()]
     lines += ["", "## Metrics", "", "| | " + " | ".join(names) + " |"]
     lines.append("|---|" + "---|" * len(runs))
-    lines += [f"| {label} | " + " | ".join(cells) + " |" for label, cells in metric_rows(runs)]
+    lines += [
+        f"| {label} | " + " | ".join(map(cell, cells)) + " |" for label, cells in metric_rows(runs)
+    ]
     lines += ["", "Test metrics: [95% interval], a bootstrap over each run's test examples."]
     lines += ["", f"## Paired tests, against {names[0]}", ""]
     for name, run in zip(names[1:], runs[1:], strict=True):

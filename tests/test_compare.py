@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import shutil
 
 import numpy as np
@@ -55,9 +56,15 @@ def test_identical_configs_and_names_from_two_sweeps(trained_runs, tmp_path):
 def test_three_runs_table_and_unfinished_folder(trained_runs, tmp_path):
     third = tmp_path / "third"
     shutil.copytree(trained_runs["custom_head"], third)
+    config = (third / "config_resolved.yaml").read_text()  # a setting whose value is `|`:
+    (third / "config_resolved.yaml").write_text(
+        config.replace("dataset:\n", "dataset:\n  label_separator: '|'\n", 1)
+    )
     proc = run_cli(*map(str, trained_runs.values()), str(third), module="src.compare")
     assert proc.returncode == 0, proc.stderr
     assert "| `epochs` | 1 | 2 | 2 |" in proc.stdout
+    row = next(line for line in proc.stdout.splitlines() if "`dataset.label_separator`" in line)
+    assert row.endswith(" | \\| |") and len(re.split(r"(?<!\\)\|", row)) == 6  # 4 cells, escaped
 
     (third / "metrics.json").unlink()  # a run that has not finished
     proc = run_cli(str(trained_runs["hf_head"]), str(third), module="src.compare")

@@ -38,6 +38,12 @@ def number(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
+def cell(value: Any) -> str:
+    """`number(value)` as a Markdown table cell: a `|` in it (label_separator's default) and
+    a line break would end the cell and shift the row."""
+    return number(value).replace("|", "\\|").replace("\n", " ")
+
+
 def head_of(metrics: Mapping) -> str:
     """The model option: the project's own head is the one the Auto classes cannot load."""
     return "custom_head" if metrics["model"] == CUSTOM_HEAD_ARCH else "hf_head"
