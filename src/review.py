@@ -344,18 +344,22 @@ def _cell(value: Any) -> str:
     return "`" + text.replace("|", "\\|") + "`"
 
 
-def markdown(r: Report) -> str:
-    lines = [COMMENT_MARKER, f"## Config review: `{r.base}` -> `{r.head}`", ""]
-    verdict = (
+def verdict(r: Report, conf: str = "`conf/`", bold: str = "**") -> str:
+    """The review in a sentence, as every format opens with it."""
+    valid = (
         "every preset validates at HEAD"
         if not r.invalid
-        else f"**{len(r.invalid)} preset(s) do not validate at HEAD**"
+        else f"{bold}{len(r.invalid)} preset(s) do not validate at HEAD{bold}"
     )
-    lines += [
-        f"{len(r.changed)} of {len(r.changes)} presets changed; {len(r.files)} file(s) "
-        f"in `conf/` changed; {verdict}.",
-        "",
-    ]
+    return (
+        f"{len(r.changed)} of {len(r.changes)} presets changed; {len(r.files)} file(s) in "
+        f"{conf} changed; {valid}."
+    )
+
+
+def markdown(r: Report) -> str:
+    lines = [COMMENT_MARKER, f"## Config review: `{r.base}` -> `{r.head}`", ""]
+    lines += [verdict(r), ""]
     if r.files:
         lines += [
             "### Changed files and the presets they reach",
@@ -420,7 +424,7 @@ def _unreached(path: str) -> str:
 
 
 def text(r: Report) -> str:
-    lines = [f"config review: {r.base} -> {r.head}"]
+    lines = [f"config review: {r.base} -> {r.head}", verdict(r, "conf/", "")]
     lines += [
         f"{path} ({status}) reaches: {', '.join(r.reaches[path]) or 'no preset'}"
         for path, status in r.files.items()

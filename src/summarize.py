@@ -2,7 +2,8 @@
 
 The table every job of a sweep or study writes as it ends (src/sweeps/summary.py: summary.md,
 summary.csv, summary.png; a study of several objectives: its Pareto front too), printed on
-demand, also mid-sweep, sorted by another column if asked (a cost too: --metric train_seconds).
+demand, also mid-sweep, sorted by another column if asked (a study's cost objective too:
+--metric train_seconds).
 No torch here: it reads files and runs on a login node in a second.
 """
 

@@ -130,6 +130,7 @@ def test_an_invalid_value_at_head_is_named_and_exits_1(repo, capsys):
     """The working tree (HEAD omitted): the new preset's lr=-1 is the line src.run prints."""
     assert review.main(["added", "--repo", str(repo), "--format", "text"]) == 1
     out = capsys.readouterr().out
+    assert out.splitlines()[1].endswith("changed; 1 preset(s) do not validate at HEAD.")
     assert "invalid at HEAD: experiment/short: error: lr=-1: a number > 0" in out
     assert "experiment/short: changed\n  optimizer.lr: 0.0001 -> -1\n  lr: 0.0001 -> -1" in out
     assert review.main(["base", "added", "--repo", str(repo)]) == 0
