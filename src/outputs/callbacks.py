@@ -61,8 +61,8 @@ class CheckOutputDir(Callback):
         try:
             if OmegaConf.select(config, "hydra.job.chdir"):
                 raise UserError(CHDIR)
-            if OmegaConf.select(config, "hydra.output_subdir") is None:
-                raise UserError(NO_RECORD)
+            if OmegaConf.select(config, "hydra.output_subdir") is None and is_main():
+                raise UserError(NO_RECORD)  # (torchrun's other ranks write none: rank 0's)
             if reason := unwritable_reason(Path(folder)):
                 raise UserError(f"{key}={folder}: {reason}; choose a writable folder")
             if is_main() and not shared:
