@@ -237,6 +237,10 @@ def _pointed_at(folder: Path, record: str, key: str, run: Path) -> Path:
     return folder
 
 
+def _export_run_of(export_dir: Path) -> Path:
+    return Path(json.loads((export_dir / "export.json").read_text())["run_path"])
+
+
 def test_a_run_trained_again_leaves_nothing_of_its_earlier_model(folders, tmp_path):
     """A run folder trained again from scratch first loses the earlier training's results and
     its exports (src.sweeps.job, clear_earlier_run), keeping checkpoints and another run's
@@ -247,7 +251,10 @@ def test_a_run_trained_again_leaves_nothing_of_its_earlier_model(folders, tmp_pa
     mine = _pointed_at(
         shutil.copytree(folders["export"], run / "export-onnx"), "export.json", "", run
     )
-    theirs = Path(shutil.copytree(folders["export"], run / "export-theirs"))
+    copied = Path(shutil.copytree(folders["export"], run / "export-copied"))  # names the original
+    theirs = Path(shutil.copytree(folders["export"], run / "export-theirs"))  # another training's
+    kept = json.loads((theirs / rundir.PREPROCESSING_FILE).read_text()) | {"run_id": "0" * 32}
+    (theirs / rundir.PREPROCESSING_FILE).write_text(json.dumps(kept))
     elsewhere = _pointed_at(
         shutil.copytree(folders["export"], tmp_path / "export"), "export.json", "", run
     )
@@ -260,15 +267,18 @@ def test_a_run_trained_again_leaves_nothing_of_its_earlier_model(folders, tmp_pa
     (run / rundir.CHECKPOINTS_DIR / "step-4").mkdir(parents=True)
     for folder in (elsewhere, evaluation, mine):  # the run as it is: each opens to it
         assert trained.open_folder(folder).run == run
+    # a run copied with its export: the export is the copy's, though it names the original
+    assert trained.open_folder(copied).run == run and _export_run_of(copied) == folders["run"]
 
     removed = trained.clear_earlier_run(run)
-    assert set(removed) == {*trained.RUN_OUTPUTS, "export-onnx"} - {
+    assert set(removed) == {*trained.RUN_OUTPUTS, "export-onnx", "export-copied"} - {
         rundir.PER_LABEL_PNG,  # a single-label run draws the confusion matrix,
         rundir.SCATTER_PNG,  # not these; no logger file, no sweep's error.txt
         rundir.SCALARS_FILE,
         rundir.ERROR_FILE,
     }
-    assert not mine.exists() and theirs.is_dir() and (run / "checkpoints" / "step-4").is_dir()
+    assert not mine.exists() and not copied.exists() and theirs.is_dir()
+    assert (run / "checkpoints" / "step-4").is_dir()
     shutil.copytree(folders["run"] / "best_model", run / "best_model")  # trained again:
     shutil.copy2(folders["run"] / rundir.METRICS_FILE, run / rundir.METRICS_FILE)
     for name in (rundir.METRICS_FILE, f"best_model/{rundir.PREPROCESSING_FILE}"):

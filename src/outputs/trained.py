@@ -305,12 +305,10 @@ def clear_earlier_run(run_dir: Path) -> list[str]:
     the exports of it inside the folder, removed (returned: their names), so that none is
     left to stand for the new model: another task's plot, a logger's file this run does not
     write, an export of the old weights. Checkpoints stay (resume=auto's to use)."""
-    removed = []
+    removed, here = [], run_dir.resolve()
     exports = [p for p in run_dir.iterdir() if p.is_dir() and kind_of(p) == "export"]
-    for path in [*(run_dir / name for name in RUN_OUTPUTS), *exports]:
-        made_from = _export_run(path) if path in exports else None
-        if made_from is not None and made_from.resolve() != run_dir.resolve():
-            continue  # another run's export, put here by hand
+    exports = [p for p in exports if (_export_run(p) or run_dir).resolve() == here]  # not
+    for path in [*(run_dir / name for name in RUN_OUTPUTS), *exports]:  # another run's
         if path.is_dir():
             shutil.rmtree(path)
         elif path.is_file():
@@ -370,7 +368,13 @@ def _same_training(path: Path, made_from: str | None, run: Path, now: str | None
 
 
 def _export_run(path: Path) -> Path | None:
-    """The run an export came from: the one export.json names, else the folder it sits in."""
+    """The run an export came from: the folder it sits in where that run's training made it
+    (run_id: a run copied with its exports is their run), else the one export.json names, else
+    the folder it sits in."""
+    made_from = _json(path / rundir.PREPROCESSING_FILE).get("run_id")
+    parent_id = _json(path.parent / rundir.METRICS_FILE).get("run_id")
+    if made_from and made_from == parent_id:
+        return path.parent
     record = _json(path / EXPORT_FILE)
     for candidate in (record.get("run_path"), record.get("run_dir")):
         if candidate and _is_run(Path(candidate)):
