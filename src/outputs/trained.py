@@ -307,8 +307,9 @@ def clear_earlier_run(run_dir: Path) -> list[str]:
     write, an export of the old weights. Checkpoints stay (resume=auto's to use)."""
     removed, here = [], run_dir.resolve()
     exports = [p for p in run_dir.iterdir() if p.is_dir() and kind_of(p) == "export"]
-    exports = [p for p in exports if (_export_run(p) or run_dir).resolve() == here]  # not
-    for path in [*(run_dir / name for name in RUN_OUTPUTS), *exports]:  # another run's
+    # its own exports only: one of another run, put here by hand, stays
+    exports = [p for p in exports if (_export_run(p) or run_dir).resolve() == here]
+    for path in [*(run_dir / name for name in RUN_OUTPUTS), *exports]:
         if path.is_dir():
             shutil.rmtree(path)
         elif path.is_file():
