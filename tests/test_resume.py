@@ -228,6 +228,30 @@ def test_a_run_trained_further_counts_all_its_epochs_under_both_trainers(
     assert grown["train_seconds"] > first["train_seconds"]
 
 
+@pytest.mark.parametrize("trainer", ["manual", "hf"])
+def test_a_stopped_run_resumes_only_with_the_config_it_started_with(trainer, trained, tmp_path):
+    """resume=auto on a run stopped at a checkpoint, with lr (or seed, batch_size, the data)
+    changed, trained on with the old optimizer and schedule while config_resolved.yaml and
+    report.md said the new, exit 0: one line naming the keys. The same config resumes; so
+    does another device."""
+    import shutil
+
+    from src.config.rundir import plan, write_status
+
+    args = ["debug=smoke", f"trainer={trainer}", "trainer.keep_checkpoints=true", "resume=auto"]
+    run = Path(shutil.copytree(trained(*args[:-1]), tmp_path / "run"))
+    (run / "metrics.json").unlink()  # stopped: a checkpoint, no results
+    write_status(run, "interrupted", "interrupted: saved a checkpoint")
+    assert plan(run, resolved(compose(args))) == "train"
+    assert plan(run, resolved(compose([*args, "device=cpu"]))) == "train"
+    with pytest.raises(UserError) as refused:
+        plan(run, resolved(compose([*args, "lr=5e-3", "seed=7"])))
+    assert str(refused.value).startswith(
+        f"resume=auto: {run} stopped at a checkpoint of another config (lr: 0.001 -> 0.005, "
+        "optimizer.lr: 0.001 -> 0.005, seed: 42 -> 7, trainer.seed: 42 -> 7); resume it with"
+    )
+
+
 def _files(folder: Path) -> dict[str, bytes]:
     return {
         p.relative_to(folder).as_posix(): p.read_bytes()

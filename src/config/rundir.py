@@ -357,9 +357,32 @@ def plan(run_dir: Path, config: dict[str, Any]) -> str:
     """What a run does with its folder, by its resolved `config`: `skip` a finished run of the
     same config (resume=auto), train it `further`, or `train` (new, resumed from a checkpoint,
     or retrained from scratch)."""
-    if config.get("resume") != "auto" or not Attempt(run_dir).finished:
+    if config.get("resume") != "auto":
+        return "train"
+    if not Attempt(run_dir).finished:
+        if holds_checkpoint(run_dir):
+            same_as_stopped(run_dir, config)
         return "train"
     return "further" if further(run_dir, config) else "skip"
+
+
+_RESUMED_MAY_CHANGE = ("device",)  # where the rest of a stopped run trains, not what it is
+
+
+def same_as_stopped(run_dir: Path, config: dict[str, Any]) -> None:
+    """resume=auto on a stopped run (interrupted, preempted, killed) goes on from its checkpoint
+    with the optimizer, schedule and data order it had: a changed config would train on as the
+    old one while its record and reports said the new (lr, seed, batch_size, the data). One
+    line naming what changed."""
+    changed = config_changes(run_dir, config)
+    changed = {k: v for k, v in changed.items() if k not in _RESUMED_MAY_CHANGE}
+    if changed:
+        shown = ", ".join(f"{k}: {old} -> {new}" for k, (old, new) in changed.items())
+        raise UserError(
+            f"resume=auto: {run_dir} stopped at a checkpoint of another config ({shown}); resume "
+            "it with the overrides it started with (its .hydra/overrides.yaml), or drop "
+            "resume=auto to train it from scratch"
+        )
 
 
 def holds_checkpoint(folder: Path) -> bool:
