@@ -252,6 +252,19 @@ def test_a_stopped_run_resumes_only_with_the_config_it_started_with(trainer, tra
     )
 
 
+def test_keeping_one_checkpoint_under_the_trainer_is_one_line():
+    """transformers' Trainer with save_total_limit=1 keeps the best epoch's checkpoint at the
+    end, not the last: a run kept to be trained further went on from epoch 1 of 2, retraining
+    epoch 2 (exit 0). With keep_checkpoints that is one line; without, the limit is the
+    Trainer's own; the manual loop keeps its newest (it rotates its own)."""
+    keep = ("debug=smoke", "trainer.keep_checkpoints=true", "trainer.save_total_limit=1")
+    assert first_error(*keep, "trainer=hf").startswith(
+        "error: trainer.save_total_limit=1: transformers' Trainer keeps only the best epoch's"
+    )
+    assert first_error(*keep, "trainer=manual") == ""
+    assert first_error("debug=smoke", "trainer=hf", "trainer.save_total_limit=1") == ""
+
+
 def _files(folder: Path) -> dict[str, bytes]:
     return {
         p.relative_to(folder).as_posix(): p.read_bytes()

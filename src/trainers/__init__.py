@@ -136,6 +136,12 @@ class HFTrainerConfig(TrainerConfig):
                 "pieces; use trainer=manual, or set trainer.max_tokens=null and bound the "
                 "forward with batch_size and trainer.grad_accum_steps"
             )
+        if self.keep_checkpoints and self.save_total_limit == 1:
+            raise UserError(
+                "trainer.save_total_limit=1: transformers' Trainer keeps only the best epoch's "
+                "checkpoint at the end of training, so trainer.keep_checkpoints=true would train "
+                "a run further from that epoch, not its last; give trainer.save_total_limit=2"
+            )
         super().check(plain)
 
 
