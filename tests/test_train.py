@@ -163,3 +163,17 @@ def test_compile_trains_the_same_model(compose_cfg, tmp_path, trainer, levers):
     )
     assert len(eager) == len(compiled) == 3
     np.testing.assert_allclose(compiled, eager, rtol=1e-3, atol=1e-4)
+
+
+def test_the_parameter_line_never_shows_the_part_above_the_whole():
+    """`1.0M parameters, 1.01M trainable` and `0.00M trainable` (66 trainable) were the log's
+    line for a tiny model; both counts now read at 3 significant digits."""
+    from src.trainers.build import _count
+
+    assert [_count(n) for n in (66, 1_090, 1_009_000, 1_000_000, 22_713_216)] == [
+        "66",
+        "1.09k",
+        "1.01M",
+        "1M",
+        "22.7M",
+    ]
