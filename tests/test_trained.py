@@ -22,7 +22,7 @@ from src.config.errors import UserError
 from src.evaluate import CONFIG_NAME, evaluate, prepare
 from src.outputs import trained
 from src.outputs.results import texts_sha256
-from tests.conftest import run_cli
+from tests.conftest import PAIRS, run_cli
 
 KINDS = ("run", "job", "model", "export", "evaluation", "evaluation-of-export", "sweep")
 # kind -> what opening it says: (Opened.kind, whether it has test metrics of its own to compare)
@@ -227,6 +227,12 @@ def test_a_failed_attempt_leaves_a_finished_runs_record_as_it_was(trained_runs, 
     assert not (run / rundir.STATUS_FILE).exists()  # the fixture's run, made in-process
     assert trained.open_folder(run).finished
     assert rundir.read_cwd(run) == Path.cwd()  # metrics.json's started_in: where it trained
+    # the same run again with resume=auto: skipped, and its record as it was
+    rundir.write_status(run, "finished")  # as src.run records it (the fixture ran in-process)
+    proc = run_cli(*PAIRS["custom_head", "manual"], "resume=auto", f"hydra.run.dir={run}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "finished already (resume=auto): skipped" in proc.stdout + proc.stderr
+    assert rundir.hydra_record(run) == kept
 
 
 def _pointed_at(folder: Path, record: str, key: str, run: Path) -> Path:

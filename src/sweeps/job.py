@@ -148,7 +148,9 @@ def _job(cfg: DictConfig, run_dir: Path, sweeper: Any, train: Train, sweep: bool
             elif run_dir.resolve() in KEPT_RECORDS:
                 rundir.restore_hydra_record(run_dir, KEPT_RECORDS[run_dir.resolve()])
         raise
-    if todo == "skip":
+    if todo == "skip":  # a finished run as it was: its .hydra/ record too (a single run's)
+        if not sweep and run_dir.resolve() in KEPT_RECORDS:
+            rundir.restore_hydra_record(run_dir, KEPT_RECORDS[run_dir.resolve()])
         return attempt.skip(cfg.trainer.metric_for_best_model, write=distributed.is_main())
     if attempt.finished and cfg.resume in (None, ""):
         log.warning(
