@@ -16,6 +16,7 @@ import signal
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from src.config.compose import CONF
@@ -333,7 +334,10 @@ def _checkpoint_steps(run_dir: Path) -> list[int]:
 
 
 @pytest.mark.processes
-def test_hf_sigterm_checkpoints_exits_for_requeue_and_resumes(tmp_path):
+def test_hf_sigterm_checkpoints_exits_for_requeue_and_resumes(tmp_path, trained):
+    """SIGTERM mid-epoch: exit 75, a checkpoint; resume=auto ends on the uninterrupted run's
+    epochs, test metrics and each epoch's train_loss (the cut epoch's batch losses ride in
+    its checkpoint: the resumed epoch's mean had covered only the steps after it)."""
     run_dir = tmp_path / "run"
     proc = start_cli(*HF_RUN, f"hydra.run.dir={run_dir}")
     first_epoch = run_dir / "checkpoints" / "checkpoint-10"
@@ -363,6 +367,13 @@ def test_hf_sigterm_checkpoints_exits_for_requeue_and_resumes(tmp_path):
     # one row per epoch, each at its epoch's last step, as in an uninterrupted run
     assert [(r["epoch"], r["step"]) for r in metrics["history"]] == [(1, 10), (2, 20), (3, 30)]
     assert not (run_dir / "checkpoints").exists()  # kept while preempted, gone once finished
+    whole = _metrics(trained(*HF_RUN))
+    assert metrics["test"] == pytest.approx(whole["test"], abs=1e-6)
+    np.testing.assert_allclose(
+        [r["train_loss"] for r in metrics["history"]],
+        [r["train_loss"] for r in whole["history"]],
+        rtol=1e-5,
+    )
 
 
 def _kept_checkpoints(trainer: str) -> tuple[str, ...]:

@@ -8,6 +8,7 @@ the same tags.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -95,6 +96,9 @@ class HFTrainer(BaseTrainer):
             _check_resumable(resume_from, model)
         with PreemptionGuard() as guard:
             bookkeeping = _Bookkeeping(guard, self.config.save_steps)
+            carried = resume_from / EPOCH_LOSSES_FILE if resume_from is not None else None
+            if carried is not None and carried.is_file():
+                bookkeeping.carried = json.loads(carried.read_text())
             callbacks = [bookkeeping, *self._log_callbacks()]
             if self.config.early_stopping_patience:
                 callbacks.append(EarlyStoppingCallback(self.config.early_stopping_patience))
@@ -177,6 +181,7 @@ class HFTrainer(BaseTrainer):
 
 EPOCH_LOSS = "epoch_train_loss"  # our entry in the Trainer's log history
 EPOCH_SECONDS = "train_seconds_so_far"  # in that entry: training time up to its epoch
+EPOCH_LOSSES_FILE = "epoch_losses.json"  # in a checkpoint inside an epoch: its batch losses
 _EVAL_TIMINGS = ("runtime", "samples_per_second", "steps_per_second")
 
 
@@ -210,6 +215,10 @@ class _Bookkeeping(TrainerCallback):
         self.guard, self.save_steps = guard, save_steps
         self.seconds, self.epochs, self._start = 0.0, 0, 0.0
         self.trainer: _Trainer | None = None
+        # the batch losses a resumed epoch had before its checkpoint (EPOCH_LOSSES_FILE), so
+        # its mean is the whole epoch's, as an uninterrupted run's
+        self.carried: list[float] = []
+        self._in_epoch = False
 
     def on_train_begin(self, args, state, control, **kwargs) -> None:
         """Resumed: the time and epochs of the attempts before, from the log history the
@@ -220,8 +229,17 @@ class _Bookkeeping(TrainerCallback):
         self.epochs = len(epochs)
 
     def on_epoch_begin(self, args, state, control, **kwargs) -> None:
-        self.trainer.batch_losses = []
+        self.trainer.batch_losses = [torch.tensor(loss) for loss in self.carried]
+        self.carried, self._in_epoch = [], True
         self._start = time.perf_counter()
+
+    def on_save(self, args, state, control, **kwargs) -> None:
+        """A checkpoint inside an epoch (save_steps, a signal) keeps that epoch's batch losses
+        so far; one at an epoch's end needs none."""
+        if self._in_epoch and state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            losses = [float(loss) for loss in self.trainer.batch_losses]
+            (folder / EPOCH_LOSSES_FILE).write_text(json.dumps(losses))
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.guard.requested:
@@ -231,6 +249,7 @@ class _Bookkeeping(TrainerCallback):
         return control
 
     def on_epoch_end(self, args, state, control, **kwargs):
+        self._in_epoch = False
         self.seconds += time.perf_counter() - self._start
         self.epochs += 1
         loss = torch.stack(self.trainer.batch_losses).float().mean().item()
