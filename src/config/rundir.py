@@ -344,8 +344,13 @@ def further(run_dir: Path, config: dict[str, Any]) -> bool:
             f"resume=auto: {run_dir} finished and kept no checkpoint to train further from "
             f"({shown}); a run to be continued needs trainer.keep_checkpoints=true from its start"
         )
-    log.info(f"resume=auto: {run_dir} finished; training further ({shown})")
     return True
+
+
+def further_line(run_dir: Path, config: dict[str, Any]) -> str:
+    """What the log says of a run trained further (once: the check before Hydra plans too)."""
+    shown = ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in config_changes(run_dir, config).items())
+    return f"resume=auto: {run_dir} finished; training further ({shown})"
 
 
 def _grew(old: Any, new: Any) -> bool:

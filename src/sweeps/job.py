@@ -133,6 +133,8 @@ def _job(cfg: DictConfig, run_dir: Path, sweeper: Any, train: Train, sweep: bool
         # leaves nothing
         check_output_folder(run_dir, "run", "hydra.sweep.dir" if sweep else "hydra.run.dir")
         todo = rundir.plan(run_dir, OmegaConf.to_container(cfg, resolve=True))
+        if todo == "further":
+            log.info(rundir.further_line(run_dir, OmegaConf.to_container(cfg, resolve=True)))
         corpus = None
         if todo != "skip":  # each mistake below is one line, no folder, before torch loads
             make(cfg.backbone).reach()  # its config.json (a hub id offline: not in the cache)
